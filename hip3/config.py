@@ -1,0 +1,232 @@
+"""Configuration: TOML decoded into frozen msgspec Structs.
+
+A misspelt key, a wrong type or an out-of-range value stops the start with one line that names the key
+and the file (``ConfigError``). Secrets never come from config files: the signing key comes from the
+environment or an encrypted keystore (``hip3.secrets``), and a config that contains a key-like value
+is refused.
+
+Which file: ``--config`` on the command line, else the ``HIP3_CONFIG`` environment variable, else
+``configs/default.toml`` (lesson B36: the environment variable must not be ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
+from hip3.strategy.params import DetectorParams, ExitParams, GateParams, OracleTrackerParams
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.toml"
+
+PositiveMs = Annotated[int, msgspec.Meta(gt=0)]
+NonNegMs = Annotated[int, msgspec.Meta(ge=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. ``str(e)`` is the one line shown to the operator."""
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class BusConfig(_Section, frozen=True):
+    """Where the actors' sockets live. Actor code is the same for every transport."""
+
+    transport: Literal["ipc", "tcp", "inproc"] = "ipc"
+    # tcp: every endpoint is tcp://{tcp_host}:{tcp_base_port + offset}. Loopback unless asked.
+    tcp_host: str = "127.0.0.1"
+    tcp_base_port: Port = 47100
+    # High-water marks. Market data is latest-wins, so a lagging subscriber may drop (counted as gaps);
+    # intents, order events and fills must not, so their queues are deep.
+    md_hwm: Annotated[int, msgspec.Meta(ge=100)] = 20000
+    event_hwm: Annotated[int, msgspec.Meta(ge=100)] = 100000
+    linger_ms: NonNegMs = 200
+
+
+class SupervisorConfig(_Section, frozen=True):
+    heartbeat_interval_ms: PositiveMs = 200
+    # An actor whose heartbeats stop for this long is hung: it is killed and restarted.
+    heartbeat_timeout_ms: PositiveMs = 3000
+    # An actor that does not report READY within this long after its start counts as failed.
+    ready_timeout_ms: PositiveMs = 30000
+    restart_backoff_initial_ms: PositiveMs = 50
+    restart_backoff_max_ms: PositiveMs = 10000
+    restart_jitter: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.2
+    # More than max_restarts restarts of one actor within restart_period_s latches the hard stop and
+    # stops restarting that actor (Erlang/OTP's intensity and period).
+    max_restarts: Annotated[int, msgspec.Meta(ge=0)] = 5
+    restart_period_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    hardstop_rebroadcast_ms: PositiveMs = 500
+    stop_timeout_ms: PositiveMs = 5000
+    # Which actors to run, in dependency order. Empty means the mode's default set.
+    actors: tuple[str, ...] = ()
+
+
+class ExchangeConfig(_Section, frozen=True):
+    """Which exchange. ``sim`` is the built-in simulator on loopback (paper mode)."""
+
+    network: Literal["sim", "testnet", "mainnet"] = "sim"
+    # Empty means the network's default (sim: ws://{sim.host}:{sim.port}/ws).
+    ws_url: str = ""
+    rest_url: str = ""
+    # The builder dex: the first perpDexs entry whose name contains this (case-insensitive).
+    dex_pattern: str = "xyz"
+    # The master (or sub-account) address used for subscriptions and info queries (lesson B16).
+    account_address: str = ""
+    # Optional: the API wallet's address; if set, the key's derived address must equal it.
+    signer_address: str = ""
+    # Trading for a sub-account or vault (lower-case hex), else empty.
+    vault_address: str = ""
+    request_timeout_ms: PositiveMs = 10000
+
+
+class MarketConfig(_Section, frozen=True):
+    coin: str  # full HIP-3 name, e.g. "xyz:GOLD"
+    threshold_bps: Annotated[float, msgspec.Meta(gt=0)] | None = None
+
+
+class FeedParams(_Section, frozen=True):
+    """Market-data connection (strategy.md §14)."""
+
+    ping_after_idle_ms: PositiveMs = 20000
+    pong_timeout_ms: PositiveMs = 10000
+    # A subscribed market with no message for this long is reported stale (receive side stall).
+    stall_timeout_ms: PositiveMs = 60000
+    reconnect_base_ms: PositiveMs = 1000
+    reconnect_max_ms: PositiveMs = 60000
+    subscribe_spacing_ms: NonNegMs = 0
+    # Record raw exchange frames with their receive times (for replay), empty = off.
+    record_path: str = ""
+
+
+class PositionParams(_Section, frozen=True):
+    resync_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    snapshot_interval_ms: PositiveMs = 500
+
+
+class LoggingConfig(_Section, frozen=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    stderr: bool = True
+
+
+class Config(_Section, frozen=True):
+    """The whole configuration of one hip3 deployment."""
+
+    mode: Literal["observe", "paper", "live"] = "paper"
+    # Relative paths are taken from the current directory. HIP3_RUN_DIR overrides it.
+    run_dir: str = "run"
+    markets: tuple[MarketConfig, ...] = ()
+    bus: BusConfig = BusConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    exchange: ExchangeConfig = ExchangeConfig()
+    logging: LoggingConfig = LoggingConfig()
+    feed: FeedParams = FeedParams()
+    oracle: OracleTrackerParams = OracleTrackerParams()
+    gates: GateParams = GateParams()
+    detector: DetectorParams = DetectorParams()
+    exits: ExitParams = ExitParams()
+    executor: ExecutorParams = ExecutorParams()
+    risk: RiskParams = RiskParams()
+    soft_gates: SoftGateParams = SoftGateParams()
+    positions: PositionParams = PositionParams()
+    # The simulator's own settings (hip3.sim.params.SimParams), validated by the simulator.
+    sim: dict[str, object] = {}
+
+    @property
+    def run_path(self) -> Path:
+        return Path(os.environ.get("HIP3_RUN_DIR") or self.run_dir).resolve()
+
+
+# A 64-hex-digit value in a config is most likely a private key: refuse it (secrets come from the
+# environment or a keystore, never from config files).
+_KEY_LIKE = re.compile(r"(?<![0-9a-fA-F])(0x)?[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+_PATH_RE = re.compile(r"`\$((?:\.[A-Za-z_]\w*|\[\d+\])*)`")
+
+
+def _dotted(path: str) -> str:
+    """msgspec's ``$.a.b[0].c`` -> ``a.b[0].c``."""
+    return path.lstrip(".") or "(top level)"
+
+
+def _explain(err: msgspec.ValidationError, source: str) -> str:
+    text = str(err)
+    unknown = re.match(r"Object contains unknown field `([^`]+)`(?: - at `\$(.*)`)?", text)
+    if unknown:
+        where = _dotted(unknown.group(2) or "")
+        key = unknown.group(1) if where == "(top level)" else f"{where}.{unknown.group(1)}"
+        return f"config error in {source}: unknown key `{key}`"
+    m = _PATH_RE.search(text)
+    where = _dotted(m.group(1)) if m else "(top level)"
+    detail = text.split(" - at ")[0]
+    return f"config error in {source}: `{where}`: {detail}"
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    """Decode TOML text into a ``Config``; raise ``ConfigError`` with one clear line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config error in {source}: not valid TOML: {e}") from None
+    if _KEY_LIKE.search(text):
+        raise ConfigError(
+            f"config error in {source}: contains a 64-hex-digit value (a private key?); "
+            "keys come only from the environment or an encrypted keystore"
+        )
+    try:
+        cfg = msgspec.convert(raw, Config, strict=True)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_explain(e, source)) from None
+    _check(cfg, source)
+    return cfg
+
+
+def _check(cfg: Config, source: str) -> None:
+    """Cross-field rules that a type cannot express."""
+    seen: set[str] = set()
+    for i, m in enumerate(cfg.markets):
+        if ":" not in m.coin:
+            raise ConfigError(f"config error in {source}: `markets[{i}].coin`: {m.coin!r} is not a HIP-3 name (dex:COIN)")
+        if m.coin.lower() in seen:
+            raise ConfigError(f"config error in {source}: `markets[{i}].coin`: {m.coin!r} is listed twice")
+        seen.add(m.coin.lower())
+    if cfg.mode != "observe" and not cfg.markets:
+        raise ConfigError(f"config error in {source}: `markets`: trading modes need an explicit market allowlist")
+    if cfg.mode == "paper" and cfg.exchange.network != "sim":
+        raise ConfigError(f"config error in {source}: `exchange.network`: paper mode runs against the simulator (sim)")
+    if cfg.mode == "live" and cfg.exchange.network == "sim":
+        raise ConfigError(f"config error in {source}: `exchange.network`: live mode needs testnet or mainnet")
+    if cfg.bus.transport == "inproc" and cfg.supervisor.actors:
+        pass  # inproc is for tests that run the actors as threads; the supervisor refuses it itself
+    if cfg.supervisor.restart_backoff_max_ms < cfg.supervisor.restart_backoff_initial_ms:
+        raise ConfigError(
+            f"config error in {source}: `supervisor.restart_backoff_max_ms`: must be >= restart_backoff_initial_ms"
+        )
+
+
+def resolve_config_path(cli_path: str | None) -> Path:
+    """CLI ``--config`` > ``HIP3_CONFIG`` > ``configs/default.toml``."""
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get("HIP3_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG
+
+
+def load_config(cli_path: str | None = None) -> Config:
+    """Load the config chosen by ``resolve_config_path``; raise ``ConfigError`` on any problem."""
+    path = resolve_config_path(cli_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"config error in {path}: cannot read: {e.strerror or e}") from None
+    return parse_config(text, str(path))

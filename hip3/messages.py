@@ -1,0 +1,439 @@
+"""Every message that crosses the bus, in one tagged union.
+
+Rules (architecture.md, conventions.md):
+
+* Every message is a frozen msgspec ``Struct`` with a short tag (the ``t`` field on the wire) and is
+  encoded as a msgpack map, so fields can be appended in later versions and older readers still decode.
+  Fields are only ever appended, never reordered or renamed.
+* Every message carries its publisher's sequence number ``seq`` and name ``src``. The bus stamps both
+  when it sends (``hip3.bus``), so receivers can count gaps: PUB/SUB drops silently.
+* Every message that descends from an exchange frame carries that frame's receive time
+  (``time.monotonic_ns()`` in the feed; comparable across processes on one host), so tick-to-trade is
+  measured, not guessed.
+* Market data carries floats (hot-path comparisons only). Anything that reaches the wire or the books
+  (limit prices, sizes, fills, positions, PnL) is an exact ``Decimal`` (a decimal string on the bus).
+
+Encoders and decoders are created once per socket by ``hip3.bus``; ``DECODER``/``ENCODER`` below are
+shared instances for code that is not attached to a socket.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+
+class Msg(msgspec.Struct, frozen=True, kw_only=True, tag_field="t"):
+    """Base of every bus message. ``seq`` and ``src`` are stamped by the sending socket."""
+
+    seq: int = 0
+    src: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Market data (feed -> detector, exit_watcher, executor, recorder). Latest wins per market.
+# --------------------------------------------------------------------------------------------------
+
+
+class Bbo(Msg, frozen=True, tag="bbo"):
+    """Best bid and offer of one market. A missing side has price and size 0.0."""
+
+    coin: str
+    bid_px: float
+    bid_sz: float
+    ask_px: float
+    ask_sz: float
+    exch_ms: int  # the exchange's `time` field (ms since epoch)
+    recv_ns: int  # monotonic_ns when the feed received the frame
+
+
+class AssetCtx(Msg, frozen=True, tag="ctx"):
+    """activeAssetCtx of one market: oracle and mark. A missing optional value is 0.0."""
+
+    coin: str
+    oracle_px: float
+    mark_px: float
+    mid_px: float
+    funding: float
+    open_interest: float
+    recv_ns: int
+
+
+class FeedState(Msg, frozen=True, tag="feed"):
+    """The feed's connection state (a state stream: published on change and periodically).
+
+    ``conn_id`` increases on every (re)connect, so consumers can tell that a resync is needed.
+    ``market_data_ready``: connected, every market acked and at least one bbo and one ctx since connect.
+    ``user_ready``: orderUpdates and userFills acked for the account (trading modes only).
+    """
+
+    state: str  # "connecting" | "connected" | "disconnected"
+    conn_id: int
+    market_data_ready: bool
+    user_ready: bool
+    since_ns: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Account events from the exchange's user streams (feed -> position_tracker, executor, recorder).
+# Never dropped silently.
+# --------------------------------------------------------------------------------------------------
+
+
+class OrderUpdate(Msg, frozen=True, tag="oupd"):
+    """One element of an orderUpdates frame. ``sz`` is the remaining size."""
+
+    coin: str
+    oid: int
+    cloid: str | None
+    is_buy: bool
+    limit_px: Decimal
+    sz: Decimal
+    orig_sz: Decimal
+    status: str
+    status_ms: int
+    recv_ns: int
+
+
+class UserFill(Msg, frozen=True, tag="ufill"):
+    """One fill from the userFills stream. Snapshot fills (``is_snapshot``) never change positions."""
+
+    coin: str
+    px: Decimal
+    sz: Decimal
+    is_buy: bool
+    time_ms: int
+    oid: int
+    tid: int
+    cloid: str | None
+    fee: Decimal
+    closed_pnl: Decimal
+    crossed: bool
+    is_snapshot: bool
+    recv_ns: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Intents (detector / exit_watcher -> executor, PUSH/PULL). Each carries an id and a deadline:
+# PUSH queues for dead peers, so the executor drops expired intents and never sends one twice.
+# --------------------------------------------------------------------------------------------------
+
+
+class EntryIntent(Msg, frozen=True, tag="entry"):
+    """Open a position: an IOC, never reduce-only. ``px``/``sz`` are already wire-valid for the asset."""
+
+    intent_id: str
+    coin: str
+    asset: int
+    is_buy: bool
+    px: Decimal
+    sz: Decimal
+    reduce_only: bool
+    valid_until_ns: int  # monotonic_ns deadline; the executor drops it after this
+    origin_recv_ns: int  # receive time of the exchange frame that caused it
+    created_ns: int
+    edge_bps: float
+    signal_id: str
+
+
+class FlattenIntent(Msg, frozen=True, tag="flat"):
+    """Close a position: a reduce-only IOC for the full size. One per market at a time (flatten claim)."""
+
+    intent_id: str
+    coin: str
+    asset: int
+    is_buy: bool
+    px: Decimal
+    sz: Decimal
+    reduce_only: bool
+    valid_until_ns: int
+    origin_recv_ns: int
+    created_ns: int
+    reason: str  # exit reason: "mark_regression", "time_stop", "oracle_reversal", ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Order lifecycle (executor -> position_tracker, exit_watcher, detector, recorder).
+# --------------------------------------------------------------------------------------------------
+
+
+class OrderSubmitted(Msg, frozen=True, tag="osub"):
+    """A signed order frame was written to the exchange connection."""
+
+    cloid: str
+    intent_id: str
+    coin: str
+    asset: int
+    is_buy: bool
+    px: Decimal
+    sz: Decimal
+    reduce_only: bool
+    tif: str
+    kind: str  # "entry" | "flatten" | "hardstop"
+    reason: str  # exit reason for flattens, "" for entries
+    nonce: int
+    post_id: int
+    origin_recv_ns: int  # 0 if not caused by an exchange frame
+    sent_ns: int
+
+
+class OrderAcked(Msg, frozen=True, tag="oack"):
+    """The exchange accepted the order and it rests (``resting``) or was accepted (ALO ``success``)."""
+
+    cloid: str
+    oid: int
+    coin: str
+    recv_ns: int
+
+
+class OrderFilled(Msg, frozen=True, tag="ofill"):
+    """A post response reported a fill (the authoritative total for that order). Terminal for IOC."""
+
+    cloid: str
+    oid: int
+    coin: str
+    is_buy: bool
+    total_sz: Decimal
+    avg_px: Decimal
+    reduce_only: bool
+    recv_ns: int
+
+
+class OrderRejected(Msg, frozen=True, tag="orej"):
+    """The order reached a terminal state without a fill: rejected, IOC miss, send failure, timeout."""
+
+    cloid: str
+    coin: str
+    reason: str
+    benign: bool  # benign rejections never count toward the hard stop (lessons B23)
+    reduce_only: bool
+    recv_ns: int
+
+
+class OrderCancelled(Msg, frozen=True, tag="ocxl"):
+    """An order was cancelled (by us, by scheduleCancel, or by the exchange)."""
+
+    cloid: str
+    oid: int
+    coin: str
+    reason: str
+    recv_ns: int
+
+
+class Fill(Msg, frozen=True, tag="fill"):
+    """A fill as the position tracker applies it (from a post response or the userFills stream)."""
+
+    coin: str
+    cloid: str | None
+    oid: int
+    tid: int  # 0 when the fill came from a post response (no trade id there)
+    is_buy: bool
+    px: Decimal
+    sz: Decimal
+    fee: Decimal
+    source: str  # "post" | "stream"
+    time_ms: int
+    recv_ns: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Positions (position_tracker -> exit_watcher, executor, detector, supervisor). A state stream.
+# --------------------------------------------------------------------------------------------------
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    """One open position. ``size`` > 0; ``is_long`` gives the side."""
+
+    coin: str
+    asset: int
+    is_long: bool
+    size: Decimal
+    entry_px: Decimal
+    opened_ms: int
+    entry_edge_bps: float = 0.0
+    entry_cloid: str | None = None
+
+
+class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """One order resting at the exchange."""
+
+    coin: str
+    asset: int
+    oid: int
+    cloid: str | None
+    is_buy: bool
+    limit_px: Decimal
+    sz: Decimal
+    reduce_only: bool
+
+
+class PositionSnapshot(Msg, frozen=True, tag="pos"):
+    """The whole book: published on every change and periodically, so late joiners catch up.
+
+    ``synced`` is False until the first REST sync succeeded (and again while a resync after a
+    reconnect is pending): entries wait for it.
+    """
+
+    version: int
+    synced: bool
+    positions: tuple[Position, ...]
+    open_orders: tuple[OpenOrder, ...]
+    realized_pnl_usd: Decimal
+    fees_usd: Decimal
+    pending_flatten: tuple[str, ...] = ()  # coins with a reduce-only order in flight
+
+
+class PositionClosed(Msg, frozen=True, tag="pclose"):
+    """Exactly one per close, whichever path (post response or userFills) reported the closing fill."""
+
+    coin: str
+    is_long: bool
+    size: Decimal
+    entry_px: Decimal
+    exit_px: Decimal
+    pnl_usd: Decimal
+    fees_usd: Decimal
+    hold_ms: int
+    exit_reason: str
+    closed_ms: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Signals (detector -> recorder). Observe mode records these and sends nothing.
+# --------------------------------------------------------------------------------------------------
+
+
+class Signal(Msg, frozen=True, tag="sig"):
+    signal_id: str
+    coin: str
+    is_buy: bool
+    raw_edge_bps: float
+    net_edge_bps: float
+    threshold_bps: float
+    oracle_px: float
+    best_px: float
+    book_sz: float
+    suggested_sz: float
+    confidence: float
+    recv_ns: int
+    time_ms: int
+
+
+class SignalFollowup(Msg, frozen=True, tag="sigf"):
+    signal_id: str
+    coin: str
+    offset_ms: int
+    oracle_px: float
+    best_px: float
+    edge_bps: float
+    edge_change_bps: float
+    time_ms: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Control plane (supervisor <-> every actor).
+# --------------------------------------------------------------------------------------------------
+
+
+class HardStopState(Msg, frozen=True, tag="hs"):
+    """The latch. Broadcast on change and periodically; a higher ``epoch`` always wins."""
+
+    latched: bool
+    reason: str | None
+    epoch: int
+    since_ms: int | None
+
+
+class HardStopRequest(Msg, frozen=True, tag="hsreq"):
+    """An actor (or the CLI) asks the supervisor to latch the hard stop."""
+
+    reason: str
+    source: str
+
+
+class HardStopAck(Msg, frozen=True, tag="hsack"):
+    """An actor has applied hard-stop ``epoch`` locally."""
+
+    actor: str
+    epoch: int
+
+
+class HardStopProgress(Msg, frozen=True, tag="hsprog"):
+    """The executor's flatten sequence: ``done`` once positions and open orders are both zero."""
+
+    epoch: int
+    positions: int
+    open_orders: int
+    attempts: int
+    done: bool
+    alert: bool
+
+
+class Heartbeat(Msg, frozen=True, tag="hb"):
+    actor: str
+    pid: int
+    ready: bool
+    hardstop_epoch: int
+    stats: dict[str, int] = {}
+
+
+class Ready(Msg, frozen=True, tag="ready"):
+    """An actor's READY changed (also implied by heartbeats)."""
+
+    actor: str
+    pid: int
+    ready: bool
+    detail: str
+
+
+class Shutdown(Msg, frozen=True, tag="bye"):
+    reason: str
+
+
+class Alert(Msg, frozen=True, tag="alert"):
+    level: str  # "warning" | "critical"
+    actor: str
+    text: str
+
+
+Message = (
+    Bbo
+    | AssetCtx
+    | FeedState
+    | OrderUpdate
+    | UserFill
+    | EntryIntent
+    | FlattenIntent
+    | OrderSubmitted
+    | OrderAcked
+    | OrderFilled
+    | OrderRejected
+    | OrderCancelled
+    | Fill
+    | PositionSnapshot
+    | PositionClosed
+    | Signal
+    | SignalFollowup
+    | HardStopState
+    | HardStopRequest
+    | HardStopAck
+    | HardStopProgress
+    | Heartbeat
+    | Ready
+    | Shutdown
+    | Alert
+)
+
+ENCODER = msgspec.msgpack.Encoder(decimal_format="string")
+DECODER: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
+
+
+def encode(msg: Msg) -> bytes:
+    """Encode one message with the shared encoder."""
+    return ENCODER.encode(msg)
+
+
+def decode(data: bytes) -> Message:
+    """Decode one message with the shared decoder; raises ``msgspec.DecodeError`` on bad input."""
+    return DECODER.decode(data)

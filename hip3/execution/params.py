@@ -1,21 +1,168 @@
 """Execution and risk parameters (strategy.md §6, §11, §12, §17), decoded from the config's sections.
 
-Owned by the execution work (issue 6): every parameter with the Rust original's *default* value.
-Unknown keys are refused (``forbid_unknown_fields``).
+Owned by the execution work (issue 6): every parameter with the Rust original's *seed default* value
+(never its prod value), units in the names. Unknown keys are refused (``forbid_unknown_fields``) and
+ranges are checked at decode time (``msgspec.Meta``), so a misspelt or nonsensical value stops the start.
+
+TOML layout::
+
+    [executor]              # ExecutorParams: §6.2 caps, §6.3 batching, signing expiry, dead man's switch
+    [risk]                  # RiskParams: §11 hard-stop triggers and the §8.4 flatten cadence
+    [soft_gates.hourly_drawdown]          # SoftGateParams: §12, one sub-table per gate,
+    [soft_gates.correlation_cooldown]     # each with its own ``enabled`` flag (all off by default)
+    [soft_gates.burst]
+    [soft_gates.tilt_guard]
+    [soft_gates.reentry_delay]
+    [soft_gates.market_health]
+    [soft_gates.correlation_concurrency]
+
+Deliberate deviations from the seed (each guards a latent issue in lessons.md):
+
+* ``inflight_high_watermark`` defaults to 8, not the seed's 80: with an in-flight limit of 10 the seed's
+  degraded mode could never engage (latent 17). ``__post_init__`` refuses a watermark above the limit.
+* ``expires_after_ms`` (hip3 addition) must not exceed ``post_timeout_ms``: a post that timed out locally
+  can then no longer execute at the exchange, so releasing its new orders is safe.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+PosMs = Annotated[int, msgspec.Meta(gt=0)]
+NonNegMs = Annotated[int, msgspec.Meta(ge=0)]
+PosInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+PosUsd = Annotated[float, msgspec.Meta(gt=0)]
+NonNegUsd = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+NonNegBps = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
+    """Executor gates (§6.2), queues and batching (§6.3), signing expiry and scheduleCancel."""
+
+    # ---- §6.2 caps (enforced here independently of the detector's sizing: B15, B25) ----
+    max_notional_per_market_usd: PosUsd = 50.0
+    max_total_notional_usd: PosUsd = 100.0
+    max_concurrent_positions: PosInt = 5
+    dynamic_sizing: bool = False
+    risk_per_market_fraction: Annotated[float, msgspec.Meta(gt=0.0, le=10.0)] = 0.10
+    # A shrunk order below this notional (at mark) is rejected (§6.2 gate 3).
+    min_shrunk_notional_usd: NonNegUsd = 5.0
+    # Nothing below the exchange minimum ever leaves the bot (B24); the exchange refuses < $10.
+    exchange_min_notional_usd: NonNegUsd = 10.0
+    # §6.2 gate 9: at most this many new orders per window.
+    action_budget_orders: PosInt = 100
+    action_budget_window_ms: PosMs = 1000
+
+    # ---- §6.3 batching ----
+    batch_interval_ms: PosMs = 20
+    inflight_limit: PosInt = 10
+    inflight_high_watermark: PosInt = 8
+    post_timeout_ms: PosMs = 5000
+    max_batch_size: Annotated[int, msgspec.Meta(ge=1, le=50)] = 50
+    cancel_queue_capacity: PosInt = 200
+    reduce_only_queue_capacity: PosInt = 500
+    new_queue_capacity: PosInt = 1000
+    # A reduce-only order or cancel requeued more often than this is given up (terminal), so a
+    # deterministic whole-request error can never loop forever.
+    max_requeues: NonNegInt = 5
+
+    # ---- signing and safety nets (hip3 additions) ----
+    expires_after_ms: PosMs = 5000
+    schedule_cancel_after_ms: Annotated[int, msgspec.Meta(ge=5000)] = 60000
+    schedule_cancel_rearm_ms: PosMs = 20000
+    # The sent-intent journal keeps entries this long (longer than any intent TTL plus margin).
+    sent_journal_retention_ms: PosMs = 600_000
+
+    def __post_init__(self) -> None:
+        if self.inflight_high_watermark > self.inflight_limit:
+            raise ValueError("inflight_high_watermark must be <= inflight_limit (latent 17)")
+        if self.expires_after_ms > self.post_timeout_ms:
+            raise ValueError("expires_after_ms must be <= post_timeout_ms")
+        if self.schedule_cancel_rearm_ms >= self.schedule_cancel_after_ms:
+            raise ValueError("schedule_cancel_rearm_ms must be < schedule_cancel_after_ms")
 
 
 class RiskParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Hard-stop triggers (§11)."""
+    """Hard-stop triggers (§11) and the hard-stop flatten cadence (§8.4 + recommendation)."""
+
+    max_loss_usd: PosUsd = 1000.0
+    max_consecutive_failures: NonNegInt = 5
+    max_flatten_failed: NonNegInt = 3
+    max_rejections_per_bucket: NonNegInt = 10
+    rejection_bucket_ms: PosMs = 3_600_000
+    max_slippage_bps: NonNegBps = 50.0
+    slippage_consecutive_trades: PosInt = 3
+    # §8.4: reduce-only IOC at mark ± slippage; 3 fast attempts 1 s apart, then (recommendation) keep
+    # retrying at a slower cadence with a critical alert instead of giving up.
+    flatten_slippage_bps: NonNegBps = 50.0
+    flatten_fast_attempts: PosInt = 3
+    flatten_fast_interval_ms: PosMs = 1000
+    flatten_slow_interval_ms: PosMs = 10000
+
+
+class HourlyDrawdownParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    max_loss_usd: PosUsd = 10.0
+    window_ms: PosMs = 3_600_000
+
+
+class CorrelationCooldownParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    max_closes: PosInt = 3
+    window_ms: PosMs = 30_000
+    cooldown_ms: PosMs = 60_000
+
+
+class BurstParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    window_ms: PosMs = 1_800_000
+    max_signals: PosInt = 3
+    cooldown_ms: PosMs = 300_000
+    bypass_edge_bps: NonNegBps = 0.0  # 0 = no bypass
+
+
+class TiltGuardParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    max_consecutive_losses: PosInt = 3
+    cooldown_ms: PosMs = 300_000
+
+
+class ReentryDelayParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    delay_ms: PosMs = 30_000
+
+
+class MarketHealthParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    window_trades: PosInt = 20
+    min_samples: PosInt = 10
+    disable_below_score: Fraction = 0.3
+    enable_at_score: Fraction = 0.5
+    win_rate_weight: Fraction = 0.6
+    pnl_weight: Fraction = 0.4
+    pnl_floor_usd: PosUsd = 1.0  # avg PnL ≤ −floor scores 0
+    # Recommendation (latent 16): a disabled market is re-probed after this long (history cleared).
+    reprobe_after_ms: PosMs = 1_800_000
+
+
+class CorrelationConcurrencyParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    max_weight: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    group_weight: Annotated[float, msgspec.Meta(ge=1.0)] = 1.5
+    groups: dict[str, str] = {}  # coin -> correlation group name
 
 
 class SoftGateParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Entry-throttling gates (§12)."""
+    """Entry-throttling gates (§12): all off by default, as in the seed."""
+
+    hourly_drawdown: HourlyDrawdownParams = HourlyDrawdownParams()
+    correlation_cooldown: CorrelationCooldownParams = CorrelationCooldownParams()
+    burst: BurstParams = BurstParams()
+    tilt_guard: TiltGuardParams = TiltGuardParams()
+    reentry_delay: ReentryDelayParams = ReentryDelayParams()
+    market_health: MarketHealthParams = MarketHealthParams()
+    correlation_concurrency: CorrelationConcurrencyParams = CorrelationConcurrencyParams()

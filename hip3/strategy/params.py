@@ -1,25 +1,234 @@
 """Strategy parameters (strategy.md §3–5, §8, §17), decoded from the config's sections.
 
-Owned by the strategy work (issue 5): every parameter with the Rust original's *default* value.
-Unknown keys are refused (``forbid_unknown_fields``).
+Every parameter carries the Rust original's *seed default* (never its prod value): the default config
+must be conservative. Unknown keys are refused (``forbid_unknown_fields``), ranges are checked by
+``msgspec.Meta`` at decode, and blackout/session windows are validated as ``"HH:MM-HH:MM"`` (UTC) at
+decode so a typo stops the start instead of silently never blocking (lesson B44).
+
+TOML layout: ``[oracle]``, ``[gates]``, ``[detector]``, ``[exits]`` with sub-tables
+``[exits.mark_regression]``, ``[exits.oracle_exit]``, ``[exits.trailing]``, ``[exits.time_stop]``.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Annotated
+
 import msgspec
 
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
+PosFloat = Annotated[float, msgspec.Meta(gt=0.0)]
+NonNegMs = Annotated[int, msgspec.Meta(ge=0)]
+PosMs = Annotated[int, msgspec.Meta(gt=0)]
+Alpha = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Multiplier = Annotated[float, msgspec.Meta(ge=1.0)]
 
-class OracleTrackerParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    min_move_bps: float = 2.0
+_WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+MS_PER_DAY = 86_400_000
 
 
-class GateParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+def parse_window(text: str) -> tuple[int, int]:
+    """``"HH:MM-HH:MM"`` (UTC) -> (start, end) in ms since midnight; ``[start, end)``, may wrap midnight.
+
+    Raises ``ValueError`` naming the value on bad syntax or an empty window (start == end).
+    """
+    m = _WINDOW_RE.match(text)
+    if m is None:
+        raise ValueError(f"time window {text!r} is not HH:MM-HH:MM (UTC)")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    start = (h1 * 60 + m1) * 60_000
+    end = (h2 * 60 + m2) * 60_000
+    if end > MS_PER_DAY:
+        raise ValueError(f"time window {text!r}: end after 24:00")
+    if start == end % MS_PER_DAY:
+        raise ValueError(f"time window {text!r} is empty")
+    return start, end % MS_PER_DAY
+
+
+def in_window(tod_ms: int, window: tuple[int, int]) -> bool:
+    """True if ``tod_ms`` (ms since UTC midnight) lies in ``[start, end)``; handles wrap past midnight."""
+    start, end = window
+    if start < end:
+        return start <= tod_ms < end
+    return tod_ms >= start or tod_ms < end
+
+
+def _check_windows(windows: tuple[str, ...]) -> None:
+    for w in windows:
+        parse_window(w)
+
+
+class _Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pass
 
 
-class DetectorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
+class OracleTrackerParams(_Params, frozen=True):
+    """§3 oracle movement tracker (shared by entry and exit logic)."""
+
+    # A move smaller than this is "unchanged": slow creeps never register as moves.
+    min_move_bps: NonNegFloat = 2.0
 
 
-class ExitParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
+class GateParams(_Params, frozen=True):
+    """§4 per-market pre-trade risk gates (in evaluation order)."""
+
+    # 1. Block if the last BBO was *received* longer ago than this; 0 disables.
+    max_bbo_age_ms: NonNegMs = 2000
+    # 2. Block if the last activeAssetCtx was *received* longer ago than this (B02); missing ctx blocks.
+    max_ctx_age_ms: PosMs = 8000
+    # 3. Latch a block per market when a bbo's exchange `time` goes backwards (until reconnect).
+    time_regression_enabled: bool = True
+    # 4. Block if |mark − mid| / mid exceeds this; 0 disables.
+    max_mark_mid_divergence_bps: NonNegFloat = 50.0
+    # 5. Spread shock: per-market EWMA × multiplier = thr; block above 2·thr, reduce size above thr.
+    spread_shock_multiplier: PosFloat = 3.0
+    spread_ewma_alpha: Alpha = 0.05
+    spread_shock_size_factor: Fraction = 0.2
+    # 6. Block if open interest × mark ≥ this; 0 disables (the seed never loaded a cap).
+    max_open_interest_usd: NonNegFloat = 0.0
+    # 9. UTC blackout windows "HH:MM-HH:MM", [start, end), may wrap midnight. Seed default: none.
+    blackout_windows_utc: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_windows(self.blackout_windows_utc)
+
+
+class DetectorParams(_Params, frozen=True):
+    """§5 dislocation detector, §5.3 sizing, §5.4 confidence, §5.6 correlation, §6.1 checks, §15 followups."""
+
+    # 5.1 threshold base = taker_fee_bps (already the effective HIP-3 fee: 2× base) + slippage + min edge.
+    taker_fee_bps: NonNegFloat = 4.0
+    slippage_bps: NonNegFloat = 2.0
+    min_edge_bps: NonNegFloat = 5.0
+    # Adaptive floor: T0 = max(base, spread EWMA (per market) × multiplier).
+    adaptive_threshold: bool = False
+    spread_threshold_multiplier: NonNegFloat = 1.5
+    spread_ewma_alpha: Alpha = 0.05
+    # Session multipliers (threshold ×, size ×) by UTC window.
+    session_aware: bool = False
+    market_open_window_utc: str = "14:30-16:00"
+    market_open_threshold_mult: PosFloat = 2.0
+    market_open_size_mult: PosFloat = 0.5
+    us_active_window_utc: str = "16:00-21:00"
+    us_active_threshold_mult: PosFloat = 1.5
+    us_active_size_mult: PosFloat = 0.75
+    # Short-side throttle and velocity weight.
+    short_throttle: bool = False
+    short_threshold_mult: Multiplier = 1.5
+    velocity_weight: bool = False
+    velocity_reference_bps: PosFloat = 10.0
+    # 5.2 filters.
+    signal_dedup: bool = True
+    max_entry_spread_bps: NonNegFloat = 0.0
+    oracle_direction_filter: bool = True
+    # Compared with the tracker velocity (B33 recommendation), not with the previous evaluation.
+    min_oracle_change_bps: NonNegFloat = 3.0
+    min_consecutive_oracle_moves: Annotated[int, msgspec.Meta(ge=0)] = 2
+    min_quote_lag_ms: NonNegMs = 0
+    max_quote_lag_ms: NonNegMs = 0
+    edge_velocity_gate: bool = False
+    min_edge_velocity_bps: NonNegFloat = 5.0
+    baseline_enabled: bool = False
+    baseline_alpha: Alpha = 0.001
+    baseline_min_samples: Annotated[int, msgspec.Meta(ge=1)] = 100
+    min_edge_above_baseline_bps: NonNegFloat = 0.0
+    min_confidence_entry: Fraction = 0.0
+    # 5.3 sizing.
+    sizing_alpha: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.10
+    max_notional_usd: PosFloat = 1000.0
+    min_order_notional_usd: PosFloat = 11.0
+    min_book_notional_usd: NonNegFloat = 500.0
+    normal_book_notional_usd: PosFloat = 5000.0
+    oracle_velocity_sizing: bool = False
+    velocity_size_cap: Multiplier = 1.5
+    confidence_sizing: bool = False
+    # 5.4 exit profile (Scalper/Standard/Runner); disabled ⇒ Standard.
+    exit_profile_enabled: bool = False
+    # 5.6 correlation filter: at most this many same-side signals per evaluation cycle (strongest kept).
+    correlation_filter: bool = False
+    correlation_max_simultaneous: Annotated[int, msgspec.Meta(ge=1)] = 3
+    # 6.1 persistence dedup window (same market+side) and intent time-to-live.
+    persist_dedup_window_ms: NonNegMs = 500
+    entry_ttl_ms: PosMs = 500
+    # §15 followup snapshots after each persisted signal.
+    observe_followups_ms: tuple[PosMs, ...] = (1000, 3000, 5000)
+
+    def __post_init__(self) -> None:
+        _check_windows((self.market_open_window_utc, self.us_active_window_utc))
+        if self.normal_book_notional_usd <= self.min_book_notional_usd:
+            raise ValueError("normal_book_notional_usd must be > min_book_notional_usd")
+
+
+class MarkRegressionParams(_Params, frozen=True):
+    """§8.1 fast exits. Each mechanism has its own switch (B34)."""
+
+    enabled: bool = True  # the mark-regression exit itself (step 4)
+    exit_threshold_bps: NonNegFloat = 5.0
+    check_interval_ms: PosMs = 200
+    min_holding_time_ms: NonNegMs = 1000
+    # Quick profit take (bypasses min hold, B45); 0 disables.
+    quick_profit_bps: NonNegFloat = 0.0
+    quick_profit_min_holding_ms: NonNegMs = 500
+    # Edge evaporation (bypasses min hold, B45).
+    edge_evaporation: bool = False
+    edge_evap_min_holding_ms: NonNegMs = 500
+    edge_evap_threshold_bps: float = 2.0
+    # Small-loss hold: skip mark regression when −min_loss < PnL < 0; 0 disables.
+    min_loss_exit_bps: NonNegFloat = 0.0
+    entry_edge_scaling: bool = False
+    entry_edge_scale_factor: NonNegFloat = 0.5
+    time_decay: bool = False
+    decay_start_ms: NonNegMs = 5000
+    min_decay_factor: Fraction = 0.2
+    # Where the decay reaches its floor; 0 = the configured time stop (latent 15), not a fixed 30 s.
+    decay_horizon_ms: NonNegMs = 0
+    slippage_bps: NonNegFloat = 50.0
+
+
+class OracleExitParams(_Params, frozen=True):
+    """§8.2 oracle-driven exits, counted as deltas since entry (B35)."""
+
+    enabled: bool = True
+    min_holding_time_ms: NonNegMs = 1000
+    exit_against_moves: Annotated[int, msgspec.Meta(ge=1)] = 2
+    exit_with_moves: Annotated[int, msgspec.Meta(ge=1)] = 3
+    dynamic_thresholds: bool = False
+    high_edge_bps: NonNegFloat = 40.0
+    # Profile time stops (only when the detector assigns exit profiles).
+    scalper_time_stop_ms: PosMs = 5000
+    runner_time_stop_ms: PosMs = 120_000
+    slippage_bps: NonNegFloat = 50.0
+
+
+class TrailingParams(_Params, frozen=True):
+    """§8.2 trailing stop on the oracle move since entry."""
+
+    enabled: bool = False
+    activation_bps: NonNegFloat = 5.0
+    trail_bps: PosFloat = 3.0
+    runner_activation_bps: NonNegFloat = 3.0
+    runner_trail_bps: PosFloat = 2.0
+
+
+class TimeStopParams(_Params, frozen=True):
+    """§8.3 time stop (polling) and the reduce-only pending alert."""
+
+    enabled: bool = True
+    threshold_ms: PosMs = 30_000
+    check_interval_ms: PosMs = 1000
+    slippage_bps: NonNegFloat = 50.0
+    reduce_only_timeout_ms: PosMs = 60_000
+
+
+class ExitParams(_Params, frozen=True):
+    """§8 exits and §9 flatten claims."""
+
+    mark_regression: MarkRegressionParams = MarkRegressionParams()
+    oracle_exit: OracleExitParams = OracleExitParams()
+    trailing: TrailingParams = TrailingParams()
+    time_stop: TimeStopParams = TimeStopParams()
+    # Flatten intents' time-to-live at the executor.
+    exit_ttl_ms: PosMs = 1000
+    # A flatten claim with no terminal event after this long is released (warning counted): never strand.
+    claim_expiry_ms: PosMs = 15_000

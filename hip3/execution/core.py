@@ -1,0 +1,264 @@
+"""The executor's decisions in one object, so the actor is a thin loop: gates → queues → journal → send →
+responses/updates/timeouts → bus events, with the hard-stop triggers fed from the same events.
+
+Invariants held here (each tested in ``tests/execution/test_core.py``):
+
+* An intent is never sent twice: an intent id already live or in the durable ``SentIntentJournal`` is
+  dropped (``DuplicateIntent``), and ``prepare_send`` journals (fsync) before the frame is written.
+* Pending marks are released exactly once per entry order, on its terminal state, whichever path ends it
+  (post response, orderUpdate, send failure, timeout, hard-stop drop, queue full) (B14, latent 6).
+* Flatten failures, non-benign rejections and entry slippage reach the ``RiskMonitor`` (latent 5).
+
+The actor's loop, roughly::
+
+    verdict, events = core.submit_entry(intent, snapshot=..., now_ns=..., now_ms=..., balance_usd=...)
+    log.info(verdict.log_line()); publish(events)
+    while (batch := core.next_batch(now_ns)) is not None:
+        if not ready: publish(core.on_send_failure(batch, "not ready", now_ns)); break
+        core.prepare_send(batch, now_ms)              # journal + fsync BEFORE writing
+        post_id, nonce = sign_and_write(batch)         # the transport's business
+        publish(core.on_sent(batch, post_id, nonce, now_ns))
+    publish(core.on_post_response(post_id, response, recv_ns, now_ms))
+    publish(core.expire(now_ns, now_ms)); reason = core.take_hardstop_request()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+
+from hip3.execution.batch import Batch, BatchScheduler, QueuedCancel, QueuedOrder
+from hip3.execution.gates import ExecutorGates, MarketSpec, Verdict, check_flatten
+from hip3.execution.hardstop import HardStopStep
+from hip3.execution.journal import SentIntentJournal, valid_id
+from hip3.execution.orders import OrderTracker
+from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
+from hip3.execution.risk import RiskMonitor
+from hip3.execution.soft_gates import SoftGates
+from hip3.hyperliquid.wire import new_cloid
+from hip3.messages import (
+    EntryIntent,
+    FlattenIntent,
+    Msg,
+    OrderFilled,
+    OrderRejected,
+    OrderUpdate,
+    PositionClosed,
+    PositionSnapshot,
+)
+
+__all__ = ["ExecutionCore"]
+
+log = logging.getLogger(__name__)
+
+
+class ExecutionCore:
+    def __init__(
+        self,
+        params: ExecutorParams,
+        risk_params: RiskParams,
+        soft_params: SoftGateParams,
+        specs: Mapping[str, MarketSpec],
+        journal: SentIntentJournal,
+        make_cloid: Callable[[], str] = new_cloid,
+    ) -> None:
+        self.params = params
+        self.specs = dict(specs)
+        self.soft = SoftGates(soft_params)
+        self.gates = ExecutorGates(params, self.soft, self.specs)
+        self.scheduler = BatchScheduler(params)
+        self.tracker = OrderTracker(on_terminal=self._on_terminal)
+        self.risk = RiskMonitor(risk_params)
+        self.journal = journal
+        self._make_cloid = make_cloid
+        self.hard_stop_latched = False
+        self._hardstop_request: str | None = None
+        self._recent: OrderedDict[str, QueuedOrder] = OrderedDict()  # terminal orders, for risk feeding
+        self.dropped_unmatched = 0
+
+    # ------------------------------------------------------------------ intake
+
+    def _duplicate(self, intent_id: str) -> bool:
+        return intent_id in self.journal or self.tracker.has_intent(intent_id)
+
+    def submit_entry(
+        self,
+        intent: EntryIntent,
+        *,
+        snapshot: PositionSnapshot | None,
+        now_ns: int,
+        now_ms: int,
+        balance_usd: Decimal | None = None,
+    ) -> tuple[Verdict, list[Msg]]:
+        """Gate an entry intent and queue its IOC. Returns the verdict (log it at INFO, B38) and events."""
+        if not valid_id(intent.intent_id) or self._duplicate(intent.intent_id):
+            why = "DuplicateIntent" if valid_id(intent.intent_id) else "InvalidIntentId"
+            return Verdict("rejected", why, "", intent.intent_id, intent.coin, intent.sz), []
+        verdict = self.gates.evaluate(
+            intent, snapshot=snapshot, hard_stop_latched=self.hard_stop_latched, now_ns=now_ns, now_ms=now_ms,
+            balance_usd=balance_usd, flatten_in_flight=self.tracker.flatten_in_flight(),
+        )
+        if not verdict.accepted:
+            return verdict, []
+        order = QueuedOrder(
+            cloid=self._make_cloid(), intent_id=intent.intent_id, coin=intent.coin, asset=intent.asset,
+            is_buy=intent.is_buy, px=intent.px, sz=verdict.sz, reduce_only=False, kind="entry",
+            origin_recv_ns=intent.origin_recv_ns, expected_px=intent.px,
+        )
+        res = self.scheduler.enqueue_new(order)
+        if not res.ok:
+            self.gates.release(intent.intent_id)
+            return Verdict("rejected", res.reason, "", intent.intent_id, intent.coin, verdict.sz), []
+        self.tracker.add(order)
+        return verdict, []
+
+    def submit_flatten(self, intent: FlattenIntent, *, now_ns: int) -> Verdict:
+        """Validate and queue a reduce-only flatten (flows while the hard stop is latched, §11)."""
+        if not valid_id(intent.intent_id) or self._duplicate(intent.intent_id):
+            return Verdict("rejected", "DuplicateIntent", "", intent.intent_id, intent.coin, intent.sz)
+        verdict = check_flatten(intent, self.specs, now_ns)
+        if not verdict.accepted:
+            return verdict
+        order = QueuedOrder(
+            cloid=self._make_cloid(), intent_id=intent.intent_id, coin=intent.coin, asset=intent.asset,
+            is_buy=intent.is_buy, px=intent.px, sz=intent.sz, reduce_only=True, kind="flatten",
+            reason=intent.reason, origin_recv_ns=intent.origin_recv_ns,
+        )
+        if intent.coin in self.tracker.flatten_in_flight():
+            return Verdict("skipped", "FlattenInProgress", "", intent.intent_id, intent.coin, intent.sz)
+        res = self.scheduler.enqueue_reduce_only(order)
+        if not res.ok:
+            return Verdict("rejected", res.reason, "", intent.intent_id, intent.coin, intent.sz)
+        if res.reason == "DuplicateNoop":
+            return Verdict("skipped", "DuplicateNoop", "", intent.intent_id, intent.coin, intent.sz)
+        self.tracker.add(order)
+        return verdict
+
+    def submit_hardstop(self, step: HardStopStep) -> None:
+        """Queue a hard-stop step's cancels and reduce-only orders."""
+        for c in step.cancels:
+            self.scheduler.enqueue_cancel(c)
+        for o in step.orders:
+            if o.coin in self.tracker.flatten_in_flight():
+                continue  # one reduce-only per market in flight (B28)
+            if self.scheduler.enqueue_reduce_only(o).reason == "Queued":
+                self.tracker.add(o)
+
+    def set_hard_stop(self, latched: bool, now_ns: int) -> list[Msg]:
+        """Apply the latch: queued new orders are dropped (released) and reported."""
+        self.hard_stop_latched = latched
+        dropped = self.scheduler.set_hard_stop(latched)
+        return list(self.tracker.fail(dropped, "dropped: hard stop", now_ns, benign=True))
+
+    # ------------------------------------------------------------------ sending
+
+    def next_batch(self, now_ns: int) -> Batch | None:
+        return self.scheduler.next_batch(now_ns)
+
+    def next_wakeup_ns(self, now_ns: int) -> int | None:
+        return self.scheduler.next_wakeup_ns(now_ns)
+
+    def prepare_send(self, batch: Batch, now_ms: int) -> None:
+        """Journal the batch's intents durably; call right BEFORE writing the signed frame."""
+        self.journal.record(((o.intent_id, o.cloid) for o in batch.orders), now_ms)
+
+    def on_sent(self, batch: Batch, post_id: int, nonce: int, now_ns: int) -> list[Msg]:
+        self.scheduler.mark_sent(batch, post_id, now_ns)
+        return list(self.tracker.sent(batch, post_id, nonce, now_ns))
+
+    def on_send_failure(self, batch: Batch, why: str, now_ns: int, now_ms: int = 0) -> list[Msg]:
+        """Not ready / rate-limited / send failed: drop new orders, requeue reduce-only and cancels."""
+        return self._cleanup(batch, f"send_failed: {why}", now_ns, now_ms, benign=True)
+
+    def _cleanup(self, batch: Batch, reason: str, now_ns: int, now_ms: int, *, benign: bool) -> list[Msg]:
+        dropped, given_up = self.scheduler.on_send_failure(batch)
+        events: list[Msg] = list(self.tracker.fail(dropped, reason, now_ns, benign=benign))
+        for item in given_up:
+            if isinstance(item, QueuedOrder):
+                events.extend(self.tracker.fail([item], "requeue_exhausted", now_ns, benign=False))
+            else:
+                log.warning("cancel of oid %s given up after %d requeues", item.oid, item.requeues)
+        for o in batch.orders:
+            if o.reduce_only and not any(o.cloid == g.cloid for g in given_up if isinstance(g, QueuedOrder)):
+                self.tracker.requeued(o)
+        self._feed_risk(events, now_ms)
+        return events
+
+    # ------------------------------------------------------------------ answers
+
+    def on_post_response(self, post_id: int, response: object, recv_ns: int, now_ms: int) -> list[Msg]:
+        """A post response (the WS ``data.response`` object). Unknown post ids are counted, not raised."""
+        batch = self.scheduler.on_response(post_id)
+        if batch is None:
+            self.dropped_unmatched += 1
+            log.warning("post response for unknown or timed-out post id %s dropped", post_id)
+            return []
+        events, whole_error = self.tracker.apply_post_response(batch, response, recv_ns)
+        if whole_error is not None:
+            log.warning("whole-request error for post %s: %s", post_id, whole_error)
+            return self._cleanup(batch, f"exchange: {whole_error}", recv_ns, now_ms, benign=False)
+        self._feed_risk(events, now_ms)
+        return events
+
+    def on_order_update(self, upd: OrderUpdate, now_ms: int) -> list[Msg]:
+        events = self.tracker.on_order_update(upd)
+        self._feed_risk(events, now_ms)
+        return events
+
+    def expire(self, now_ns: int, now_ms: int) -> list[Msg]:
+        """Post timeouts: new orders released (``OrderRejected`` "timeout"), the rest requeued."""
+        events: list[Msg] = []
+        for t in self.scheduler.expire(now_ns):
+            events.extend(self.tracker.fail(t.dropped_new, "timeout", now_ns, benign=False))
+            for o in t.batch.orders:
+                if o.reduce_only:
+                    reason = self.risk.on_flatten_failed("timeout")
+                    if reason is not None:
+                        self._hardstop_request = self._hardstop_request or reason
+                    if not any(isinstance(g, QueuedOrder) and g.cloid == o.cloid for g in t.given_up):
+                        self.tracker.requeued(o)
+            for item in t.given_up:
+                if isinstance(item, QueuedOrder):
+                    events.extend(self.tracker.fail([item], "requeue_exhausted", now_ns, benign=False))
+        self._feed_risk(events, now_ms)
+        return events
+
+    def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
+        self.soft.on_position_closed(closed, now_ms)
+        reason = self.risk.on_position_closed(closed)
+        if reason is not None:
+            self._hardstop_request = self._hardstop_request or reason
+
+    def take_hardstop_request(self) -> str | None:
+        """A hard-stop reason to send to the supervisor (once), or None."""
+        reason, self._hardstop_request = self._hardstop_request, None
+        return reason
+
+    # ------------------------------------------------------------------ internals
+
+    def _on_terminal(self, order: QueuedOrder) -> None:
+        if not order.reduce_only:
+            self.gates.release(order.intent_id)
+        self._recent[order.cloid] = order
+        while len(self._recent) > 10_000:
+            self._recent.popitem(last=False)
+
+    def _feed_risk(self, events: Iterable[Msg], now_ms: int) -> None:
+        for ev in events:
+            reason = None
+            if isinstance(ev, OrderRejected):
+                o = self._recent.get(ev.cloid)
+                is_flatten = o is not None and o.kind in ("flatten", "hardstop")
+                reason = self.risk.on_order_rejected(ev, now_ms, is_flatten=is_flatten)
+            elif isinstance(ev, OrderFilled) and not ev.reduce_only:
+                o = self._recent.get(ev.cloid)
+                if o is not None and o.expected_px is not None:
+                    reason = self.risk.on_entry_filled(o.expected_px, ev.avg_px, ev.is_buy)
+            if reason is not None and self._hardstop_request is None:
+                self._hardstop_request = reason
+
+    def cancel_for(self, coin: str, asset: int, oid: int, cloid: str | None = None) -> bool:
+        """Queue a cancel by oid (e.g. an orphan resting order)."""
+        return self.scheduler.enqueue_cancel(QueuedCancel(coin=coin, asset=asset, oid=oid, cloid=cloid)).ok

@@ -1,0 +1,299 @@
+"""Executor gates (strategy.md §6.2): every entry intent passes them in strict order, first failure wins.
+
+Guards against:
+
+* B08: notional gates that passed when a mark price was missing. Any missing mark (the order's market,
+  a position's or a pending order's) rejects with ``MarketDataUnavailable`` (fail closed).
+* B15 / B25: caps enforced only in the detector's sizing. Every cap is enforced here, from
+  ``ExecutorParams``, whatever size the detector chose; an order too big for the remaining capacity is
+  shrunk to fit, and rejected if it would fall below $5 (seed) or the exchange's $10 minimum (B24).
+* B14: a market left "pending" forever after a double increment. ``PendingMarks`` holds at most one
+  mark per market keyed by intent id; marking and releasing are idempotent, so each happens exactly once.
+* B26: the gates read positions from a ``PositionSnapshot``; the book never publishes a cleared state
+  mid-resync (see ``hip3.positions``).
+* B31: a dynamic cap below the exchange minimum rejects every order; ``dynamic_cap_warning`` says so.
+* B37: the burst gate is checked read-only; the signal is recorded only after every gate passed.
+* B38: every verdict carries a reason code and a one-line text meant for an INFO log line.
+* Bad input (unknown market, zero/negative size, a price or size off the tick rules, an expired intent)
+  is refused with a clear reason, never an exception.
+
+Pending notional is valued at the current mark and excludes reduce-only orders (§6.2).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection, Mapping
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from hip3.execution.params import ExecutorParams
+from hip3.execution.soft_gates import SoftGates
+from hip3.hyperliquid.wire import floor_size, is_valid_price, is_valid_size
+from hip3.messages import EntryIntent, FlattenIntent, PositionSnapshot
+
+__all__ = ["ExecutorGates", "MarketSpec", "PendingMarks", "Verdict", "check_flatten", "check_order_input"]
+
+Outcome = Literal["accepted", "rejected", "skipped"]
+
+
+class MarketSpec(msgspec.Struct, frozen=True):
+    """What the executor must know to trade a market (from ``meta(dex)``, B11/B13/B39)."""
+
+    coin: str
+    asset: int
+    sz_decimals: int
+
+
+class Verdict(msgspec.Struct, frozen=True):
+    """The outcome of the gates for one intent. ``sz`` is the (possibly shrunk) size to send."""
+
+    outcome: Outcome
+    reason: str  # a short code: "Queued", "HardStop", "MaxPositionPerMarket", ...
+    detail: str
+    intent_id: str
+    coin: str
+    sz: Decimal
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == "accepted"
+
+    def log_line(self) -> str:
+        """One INFO line per verdict (B38)."""
+        return (
+            f"verdict {self.outcome} reason={self.reason} coin={self.coin} intent={self.intent_id} "
+            f"sz={self.sz} {self.detail}".rstrip()
+        )
+
+
+def _verdict(outcome: Outcome, reason: str, intent_id: str, coin: str, sz: Decimal, detail: str = "") -> Verdict:
+    return Verdict(outcome=outcome, reason=reason, detail=detail, intent_id=intent_id, coin=coin, sz=sz)
+
+
+def check_order_input(
+    *,
+    intent_id: str,
+    coin: str,
+    asset: int,
+    px: Decimal,
+    sz: Decimal,
+    valid_until_ns: int,
+    specs: Mapping[str, MarketSpec],
+    now_ns: int,
+) -> Verdict | None:
+    """Input validation shared by entries and flattens; a rejection verdict or None if the input is fine."""
+    spec = specs.get(coin)
+    if spec is None:
+        return _verdict("rejected", "UnknownMarket", intent_id, coin, sz, f"no spec for {coin!r}")
+    if asset != spec.asset:
+        return _verdict("rejected", "AssetMismatch", intent_id, coin, sz, f"asset {asset} != {spec.asset}")
+    if not isinstance(sz, Decimal) or not sz.is_finite() or sz <= 0:
+        return _verdict("rejected", "InvalidSize", intent_id, coin, Decimal(0), f"size {sz!r} must be > 0")
+    if not is_valid_size(sz, spec.sz_decimals):
+        return _verdict("rejected", "InvalidSize", intent_id, coin, sz, f"size {sz} off the lot (szDecimals {spec.sz_decimals})")
+    if not isinstance(px, Decimal) or not is_valid_price(px, spec.sz_decimals):
+        return _verdict("rejected", "InvalidPrice", intent_id, coin, sz, f"price {px!r} off the tick rules")
+    if valid_until_ns < now_ns:
+        return _verdict("rejected", "Expired", intent_id, coin, sz, f"expired {(now_ns - valid_until_ns) // 1_000_000} ms ago")
+    return None
+
+
+def check_flatten(intent: FlattenIntent, specs: Mapping[str, MarketSpec], now_ns: int) -> Verdict:
+    """Flatten intents skip the entry gates (§11: reduce-only keeps flowing) but not input validation."""
+    bad = check_order_input(
+        intent_id=intent.intent_id, coin=intent.coin, asset=intent.asset, px=intent.px, sz=intent.sz,
+        valid_until_ns=intent.valid_until_ns, specs=specs, now_ns=now_ns,
+    )
+    if bad is not None:
+        return bad
+    if not intent.reduce_only:
+        return _verdict("rejected", "NotReduceOnly", intent.intent_id, intent.coin, intent.sz, "flatten must be reduce-only")
+    return _verdict("accepted", "Queued", intent.intent_id, intent.coin, intent.sz, f"flatten reason={intent.reason}")
+
+
+class PendingMarks:
+    """Markets with a new (non-reduce-only) order pending; at most one per market (§6.2 gate 8, B14)."""
+
+    def __init__(self) -> None:
+        self._by_coin: dict[str, tuple[str, Decimal]] = {}
+        self._coin_of: dict[str, str] = {}
+
+    def try_mark(self, coin: str, intent_id: str, sz: Decimal) -> bool:
+        """Mark ``coin`` pending for ``intent_id``; False if the market already has a pending order."""
+        if coin in self._by_coin:
+            return False
+        self._by_coin[coin] = (intent_id, sz)
+        self._coin_of[intent_id] = coin
+        return True
+
+    def release(self, intent_id: str) -> bool:
+        """Release the mark held by ``intent_id``; idempotent (True only the first time)."""
+        coin = self._coin_of.pop(intent_id, None)
+        if coin is None:
+            return False
+        del self._by_coin[coin]
+        return True
+
+    def is_pending(self, coin: str) -> bool:
+        return coin in self._by_coin
+
+    def items(self) -> list[tuple[str, Decimal]]:
+        """(coin, size) of every pending new order."""
+        return [(coin, sz) for coin, (_i, sz) in self._by_coin.items()]
+
+    def __len__(self) -> int:
+        return len(self._by_coin)
+
+
+class ExecutorGates:
+    """The §6.2 gate chain. Holds marks, pending marks and the action budget; positions come in per call."""
+
+    def __init__(
+        self,
+        params: ExecutorParams,
+        soft: SoftGates,
+        specs: Mapping[str, MarketSpec],
+        pending: PendingMarks | None = None,
+    ) -> None:
+        self.params = params
+        self.soft = soft
+        self.specs = dict(specs)
+        self.pending = pending if pending is not None else PendingMarks()
+        self._marks: dict[str, Decimal] = {}
+        self._budget_ns: deque[int] = deque()
+        self._max_market = Decimal(str(params.max_notional_per_market_usd))
+        self._max_total = Decimal(str(params.max_total_notional_usd))
+        self._min_shrunk = Decimal(str(params.min_shrunk_notional_usd))
+        self._min_exchange = Decimal(str(params.exchange_min_notional_usd))
+        self._risk_frac = Decimal(str(params.risk_per_market_fraction))
+
+    def set_mark(self, coin: str, mark_px: float | Decimal) -> None:
+        """Latest mark price (from ``AssetCtx.mark_px``); 0 or negative means missing."""
+        px = mark_px if isinstance(mark_px, Decimal) else Decimal(repr(mark_px))
+        if px > 0 and px.is_finite():
+            self._marks[coin] = px
+        else:
+            self._marks.pop(coin, None)
+
+    def mark(self, coin: str) -> Decimal | None:
+        return self._marks.get(coin)
+
+    def market_cap_usd(self, balance_usd: Decimal | None) -> Decimal:
+        """Per-market cap: static, or min(static, balance × fraction) with dynamic sizing and a known balance."""
+        cap = self._max_market
+        if self.params.dynamic_sizing and balance_usd is not None and balance_usd > 0:
+            cap = min(cap, balance_usd * self._risk_frac)
+        return cap
+
+    def dynamic_cap_warning(self, balance_usd: Decimal | None) -> str | None:
+        """B31: a cap below the exchange minimum would reject everything; the actor logs this at start."""
+        cap = self.market_cap_usd(balance_usd)
+        if cap < self._min_exchange:
+            return f"per-market cap ${cap} is below the exchange minimum ${self._min_exchange}: no entry can pass"
+        return None
+
+    def evaluate(
+        self,
+        intent: EntryIntent,
+        *,
+        snapshot: PositionSnapshot | None,
+        hard_stop_latched: bool,
+        now_ns: int,
+        now_ms: int,
+        balance_usd: Decimal | None = None,
+        flatten_in_flight: Collection[str] = (),
+    ) -> Verdict:
+        """Run gates 0 (input), 1, 1b–1f, positions-synced, 3–10. An accepted verdict has marked the market
+        pending and consumed budget; the caller must ``release`` it if the order does not get enqueued."""
+        iid, coin = intent.intent_id, intent.coin
+        bad = check_order_input(
+            intent_id=iid, coin=coin, asset=intent.asset, px=intent.px, sz=intent.sz,
+            valid_until_ns=intent.valid_until_ns, specs=self.specs, now_ns=now_ns,
+        )
+        if bad is not None:
+            return bad
+        if intent.reduce_only:
+            return _verdict("rejected", "InvalidIntent", iid, coin, intent.sz, "entry intent must not be reduce-only")
+        sz = intent.sz
+        # 1: hard stop
+        if hard_stop_latched:
+            return _verdict("rejected", "HardStop", iid, coin, sz)
+        # 1b–1f (+ market health)
+        soft_reason = self.soft.check(coin, intent.edge_bps, now_ms)
+        if soft_reason is not None:
+            code, _, detail = soft_reason.partition(": ")
+            return _verdict("rejected", code, iid, coin, sz, detail)
+        # 2 (READY) is the caller's; positions must at least be synced (latent 19)
+        if snapshot is None or not snapshot.synced:
+            return _verdict("rejected", "PositionsNotSynced", iid, coin, sz)
+        positions = {p.coin: p for p in snapshot.positions}
+        # 3: per-market capacity
+        mark = self._marks.get(coin)
+        if mark is None:
+            return _verdict("rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for {coin}")
+        spec = self.specs[coin]
+        pos = positions.get(coin)
+        pos_ntl = pos.size * mark if pos is not None else Decimal(0)
+        pending_ntl = sum((s * mark for c, s in self.pending.items() if c == coin), Decimal(0))
+        cap = self.market_cap_usd(balance_usd)
+        available = cap - pos_ntl - pending_ntl
+        if available <= 0:
+            return _verdict("rejected", "MaxPositionPerMarket", iid, coin, sz, f"available ${available:.2f}")
+        if sz * mark > available:
+            sz = floor_size(available / mark, spec.sz_decimals)
+            if sz * mark < self._min_shrunk:
+                return _verdict("rejected", "MaxPositionPerMarket", iid, coin, sz,
+                                f"shrunk notional ${sz * mark:.2f} < ${self._min_shrunk}")
+        if sz * intent.px < self._min_exchange or sz * mark < self._min_exchange:
+            return _verdict("rejected", "BelowMinNotional", iid, coin, sz,
+                            f"notional ${sz * intent.px:.2f} < exchange minimum ${self._min_exchange}")
+        # 4: total exposure (every mark required)
+        total = sz * mark
+        for p in snapshot.positions:
+            m = self._marks.get(p.coin)
+            if m is None:
+                return _verdict("rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for position {p.coin}")
+            total += p.size * m
+        for c, s in self.pending.items():
+            m = self._marks.get(c)
+            if m is None:
+                return _verdict("rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for pending {c}")
+            total += s * m
+        if total >= self._max_total:
+            return _verdict("rejected", "MaxPositionTotal", iid, coin, sz, f"total ${total:.2f} >= ${self._max_total}")
+        # 5: concurrency (plain or correlation-weighted)
+        if self.soft.params.correlation_concurrency.enabled:
+            reason = self.soft.check_concurrency(coin, intent.is_buy, ((p.coin, p.is_long) for p in snapshot.positions))
+            if reason is not None:
+                code, _, detail = reason.partition(": ")
+                return _verdict("rejected", code, iid, coin, sz, detail)
+        elif len(snapshot.positions) >= self.params.max_concurrent_positions:
+            return _verdict("rejected", "MaxConcurrentPositions", iid, coin, sz, f"{len(snapshot.positions)} open")
+        # 6: flatten pending
+        if coin in snapshot.pending_flatten or coin in flatten_in_flight:
+            return _verdict("skipped", "FlattenInProgress", iid, coin, sz)
+        # 7: no pyramiding
+        if pos is not None:
+            return _verdict("skipped", "AlreadyHasPosition", iid, coin, sz)
+        # 8: pending mark (atomic here: single-threaded)
+        if not self.pending.try_mark(coin, iid, sz):
+            return _verdict("skipped", "PendingOrderExists", iid, coin, sz)
+        # 9: action budget
+        window_ns = self.params.action_budget_window_ms * 1_000_000
+        while self._budget_ns and self._budget_ns[0] <= now_ns - window_ns:
+            self._budget_ns.popleft()
+        if len(self._budget_ns) >= self.params.action_budget_orders:
+            self.pending.release(iid)
+            return _verdict("skipped", "BudgetExhausted", iid, coin, sz)
+        self._budget_ns.append(now_ns)
+        # 10: record the burst signal (B37: only now that every gate passed)
+        self.soft.record_executed(coin, now_ms)
+        detail = f"shrunk from {intent.sz}" if sz != intent.sz else ""
+        return _verdict("accepted", "Queued", iid, coin, sz, detail)
+
+    def release(self, intent_id: str) -> bool:
+        """Release the pending mark of an entry order (terminal state, drop, queue full); idempotent."""
+        return self.pending.release(intent_id)

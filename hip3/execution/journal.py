@@ -1,0 +1,95 @@
+"""Durable "sent intents" journal: an intent is never sent twice, across an executor restart too.
+
+PUSH sockets queue intents for a dead peer, so a restarted executor can receive intents that its previous
+incarnation already sent (architecture.md). Before a signed frame is written, the executor appends one line
+per order (``<epoch ms> <intent_id> <cloid>``) and fsyncs; at start it reloads the file and drops any intent
+id found there.
+
+Growth is bounded: at load, entries older than ``retention_ms`` (longer than any intent's TTL plus margin)
+are pruned and the file is rewritten atomically (write to a temporary file, fsync, rename). A torn last
+line (crash mid-write) is ignored: that frame was never written, because the append precedes the send.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["SentIntentJournal", "valid_id"]
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "sent_intents.log"
+
+
+def valid_id(s: str) -> bool:
+    """Ids the journal can store: non-empty, no whitespace, at most 128 characters."""
+    return 0 < len(s) <= 128 and not any(ch.isspace() for ch in s)
+
+
+class SentIntentJournal:
+    """Append-only journal of sent intent ids in ``directory``. Not thread-safe (one executor)."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, now_ms: int, retention_ms: int) -> None:
+        self.path = Path(directory) / FILE_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._sent: dict[str, str] = {}  # intent_id -> cloid
+        kept: list[str] = []
+        if self.path.exists():
+            with self.path.open("r", encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) != 3 or not line.endswith("\n") or not parts[0].isdigit():
+                        continue  # torn or foreign line
+                    if int(parts[0]) < now_ms - retention_ms:
+                        continue
+                    self._sent[parts[1]] = parts[2]
+                    kept.append(line)
+        self._rewrite(kept)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _rewrite(self, lines: list[str]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            f.writelines(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def __contains__(self, intent_id: object) -> bool:
+        return intent_id in self._sent
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    def cloid_of(self, intent_id: str) -> str | None:
+        return self._sent.get(intent_id)
+
+    def record(self, entries: Iterable[tuple[str, str]], now_ms: int) -> None:
+        """Append (intent_id, cloid) pairs and fsync; call BEFORE the frame is written.
+
+        Already-recorded intent ids (a requeued reduce-only order) are not written again.
+        """
+        lines = []
+        for intent_id, cloid in entries:
+            if not valid_id(intent_id) or not valid_id(cloid):
+                raise ValueError(f"cannot journal id {intent_id!r}/{cloid!r}: empty or contains whitespace")
+            if intent_id in self._sent:
+                continue
+            self._sent[intent_id] = cloid
+            lines.append(f"{now_ms} {intent_id} {cloid}\n")
+        if not lines:
+            return
+        self._file.write("".join(lines))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,270 @@
+"""The executor's order state: cloid ↔ intent ↔ post id ↔ oid, and the post-response handling of §6.4.
+
+Guards against:
+
+* B22: the post response is authoritative. ``filled`` is terminal and reports the fill total at once
+  (``OrderFilled``); ``error`` is terminal; ``resting`` records the oid; the bare string ``"success"``
+  (B40, ALO) means accepted, oid later. orderUpdates are used too, but never relied on alone.
+* Pre-validation: a status list SHORTER than the batch (one error for the whole batch) rejects every
+  order that got no status of its own, with that error as the reason.
+* latent 6: a whole-request error (``{"status":"err"}`` or ``type:"error"``) is reported to the caller,
+  who cleans up the whole batch exactly like a send failure — nothing stays "pending".
+* B10: orderUpdates statuses ``*Rejected``, ``*Canceled``, ``scheduledCancel`` and any unknown status are
+  terminal; an update without cloid is resolved through the oid map.
+* B23: every rejection carries ``benign`` from ``is_benign_rejection``, so routine IOC misses never count.
+* A post response or update that matches nothing is counted and ignored, never an exception.
+
+Rejection reasons use a prefix so consumers can tell the source: ``exchange: <text>``, ``timeout``,
+``send_failed: <why>``, ``requeue_exhausted``, ``dropped: <why>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from decimal import Decimal, InvalidOperation
+
+import msgspec
+
+from hip3.execution.batch import Batch, QueuedOrder
+from hip3.hyperliquid.errors import is_benign_rejection, order_status_kind
+from hip3.messages import Msg, OrderAcked, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, OrderUpdate
+
+__all__ = ["ManagedOrder", "OrderTracker", "parse_post_response"]
+
+log = logging.getLogger(__name__)
+
+_DONE_MEMORY = 20_000
+
+
+class ManagedOrder(msgspec.Struct, kw_only=True):
+    order: QueuedOrder
+    state: str = "queued"  # queued | sent | accepted | resting
+    post_id: int = 0
+    nonce: int = 0
+    oid: int = 0
+    acked: bool = False
+
+
+def parse_post_response(response: object) -> tuple[list[object], str | None]:
+    """(statuses, whole_request_error) from a WS post ``data.response`` object (or a bare /exchange body).
+
+    A whole-request failure (``type:"error"``, ``status:"err"``, or anything malformed) gives
+    ``([], error_text)``. A success without statuses (``type:"default"``) gives ``([], None)``.
+    """
+    if not isinstance(response, dict):
+        return [], f"malformed response: {type(response).__name__}"
+    body: object = response
+    if response.get("type") == "error":
+        return [], str(response.get("payload"))
+    if "payload" in response:
+        body = response["payload"]
+    if not isinstance(body, dict):
+        return [], f"malformed payload: {body!r}"[:200]
+    if body.get("status") != "ok":
+        return [], str(body.get("response", body.get("status")))
+    inner = body.get("response")
+    if not isinstance(inner, dict):
+        return [], None
+    data = inner.get("data")
+    if data is None:
+        return [], None
+    statuses = data.get("statuses") if isinstance(data, dict) else None
+    if not isinstance(statuses, list):
+        return [], f"malformed statuses: {data!r}"[:200]
+    return statuses, None
+
+
+def _dec(x: object) -> Decimal | None:
+    try:
+        d = Decimal(str(x))
+    except (InvalidOperation, ValueError):
+        return None
+    return d if d.is_finite() else None
+
+
+class OrderTracker:
+    """Live orders by cloid. ``on_terminal(order)`` is called exactly once per order that ends."""
+
+    def __init__(self, on_terminal: Callable[[QueuedOrder], None] | None = None) -> None:
+        self._live: dict[str, ManagedOrder] = {}
+        self._by_intent: dict[str, str] = {}
+        self._by_oid: dict[int, str] = {}
+        self._done: OrderedDict[str, str] = OrderedDict()  # cloid -> terminal state (bounded)
+        self._on_terminal = on_terminal
+        self.unmatched = 0  # responses/updates that matched nothing
+
+    # ------------------------------------------------------------------ registry
+
+    def add(self, order: QueuedOrder) -> None:
+        self._live[order.cloid] = ManagedOrder(order=order)
+        self._by_intent[order.intent_id] = order.cloid
+
+    def has_intent(self, intent_id: str) -> bool:
+        return intent_id in self._by_intent
+
+    def get(self, cloid: str) -> ManagedOrder | None:
+        return self._live.get(cloid)
+
+    def cloid_of_oid(self, oid: int) -> str | None:
+        return self._by_oid.get(oid)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def flatten_in_flight(self) -> set[str]:
+        """Coins with a live reduce-only order (gate 6, §9 rule 5: flattens are registered too)."""
+        return {m.order.coin for m in self._live.values() if m.order.reduce_only}
+
+    def requeued(self, order: QueuedOrder) -> None:
+        m = self._live.get(order.cloid)
+        if m is not None:
+            m.order = order
+            m.state = "queued"
+
+    def _finish(self, cloid: str, state: str) -> ManagedOrder | None:
+        m = self._live.pop(cloid, None)
+        if m is None:
+            return None
+        self._by_intent.pop(m.order.intent_id, None)
+        if m.oid:
+            self._by_oid.pop(m.oid, None)
+        self._done[cloid] = state
+        while len(self._done) > _DONE_MEMORY:
+            self._done.popitem(last=False)
+        if self._on_terminal is not None:
+            self._on_terminal(m.order)
+        return m
+
+    # ------------------------------------------------------------------ sending
+
+    def sent(self, batch: Batch, post_id: int, nonce: int, sent_ns: int) -> list[OrderSubmitted]:
+        """The batch's frame was written: one ``OrderSubmitted`` per order."""
+        out: list[OrderSubmitted] = []
+        for o in batch.orders:
+            m = self._live.get(o.cloid)
+            if m is None:
+                continue
+            m.state, m.post_id, m.nonce = "sent", post_id, nonce
+            out.append(OrderSubmitted(
+                cloid=o.cloid, intent_id=o.intent_id, coin=o.coin, asset=o.asset, is_buy=o.is_buy, px=o.px,
+                sz=o.sz, reduce_only=o.reduce_only, tif=o.tif, kind=o.kind, reason=o.reason, nonce=nonce,
+                post_id=post_id, origin_recv_ns=o.origin_recv_ns, sent_ns=sent_ns,
+            ))
+        return out
+
+    def fail(self, orders: Iterable[QueuedOrder], reason: str, recv_ns: int, *, benign: bool) -> list[OrderRejected]:
+        """Terminal rejection without an exchange status (send failure, timeout, drop, requeue exhausted)."""
+        out = []
+        for o in orders:
+            if self._finish(o.cloid, "rejected") is not None:
+                out.append(OrderRejected(cloid=o.cloid, coin=o.coin, reason=reason, benign=benign,
+                                         reduce_only=o.reduce_only, recv_ns=recv_ns))
+        return out
+
+    # ------------------------------------------------------------------ post responses
+
+    def apply_post_response(self, batch: Batch, response: object, recv_ns: int) -> tuple[list[Msg], str | None]:
+        """Apply a post response to its batch. Returns (events, whole_request_error); on a whole-request
+        error nothing is changed here: the caller cleans up the batch like a send failure."""
+        statuses, whole = parse_post_response(response)
+        if whole is not None:
+            return [], whole
+        if batch.kind == "cancel":
+            for c, st in zip(batch.cancels, statuses, strict=False):
+                if isinstance(st, dict) and "error" in st:
+                    log.info("cancel of oid %s refused: %s", c.oid, st["error"])
+            return [], None
+        events: list[Msg] = []
+        first_error = None
+        for st in statuses:
+            if isinstance(st, dict) and "error" in st:
+                first_error = str(st["error"])
+                break
+        for i, o in enumerate(batch.orders):
+            if i < len(statuses):
+                events.extend(self._apply_status(o, statuses[i], recv_ns))
+            else:
+                text = first_error or "no status for this order"
+                events.extend(self._reject(o, f"exchange: {text}", is_benign_rejection(text), recv_ns))
+        return events, None
+
+    def _reject(self, o: QueuedOrder, reason: str, benign: bool, recv_ns: int) -> list[Msg]:
+        if self._finish(o.cloid, "rejected") is None:
+            self.unmatched += 1
+            return []
+        return [OrderRejected(cloid=o.cloid, coin=o.coin, reason=reason, benign=benign,
+                              reduce_only=o.reduce_only, recv_ns=recv_ns)]
+
+    @staticmethod
+    def _filled_event(o: QueuedOrder, f: dict[str, object], recv_ns: int) -> list[Msg]:
+        total, avg, oid = _dec(f.get("totalSz")), _dec(f.get("avgPx")), f.get("oid")
+        if total is None or avg is None or total <= 0 or avg <= 0:
+            return []
+        oid_i = oid if isinstance(oid, int) and not isinstance(oid, bool) else 0
+        return [OrderFilled(cloid=o.cloid, oid=oid_i, coin=o.coin, is_buy=o.is_buy, total_sz=total,
+                            avg_px=avg, reduce_only=o.reduce_only, recv_ns=recv_ns)]
+
+    def _apply_status(self, o: QueuedOrder, st: object, recv_ns: int) -> list[Msg]:
+        m = self._live.get(o.cloid)
+        if m is None:
+            if o.cloid in self._done and isinstance(st, dict) and isinstance(st.get("filled"), dict):
+                # orderUpdates already ended it (IOC "canceled"/"filled" can beat the post response);
+                # the post total is still the authoritative fill for the books.
+                return self._filled_event(o, st["filled"], recv_ns)
+            self.unmatched += 1
+            log.warning("post status for unknown/finished order %s ignored: %r", o.cloid, st)
+            return []
+        if isinstance(st, str):
+            # "success" (ALO accepted, B40), "waitingForFill", ...: accepted, the oid comes later.
+            m.state = "accepted"
+            return []
+        if isinstance(st, dict) and isinstance(st.get("filled"), dict):
+            events = self._filled_event(o, st["filled"], recv_ns)
+            if not events:
+                return self._reject(o, f"exchange: malformed fill {st!r}"[:200], False, recv_ns)
+            self._finish(o.cloid, "filled")
+            return events
+        if isinstance(st, dict) and isinstance(st.get("resting"), dict):
+            oid = st["resting"].get("oid")
+            if not isinstance(oid, int):
+                return self._reject(o, f"exchange: malformed resting {st!r}"[:200], False, recv_ns)
+            m.state, m.oid = "resting", oid
+            self._by_oid[oid] = o.cloid
+            if m.acked:
+                return []
+            m.acked = True
+            return [OrderAcked(cloid=o.cloid, oid=oid, coin=o.coin, recv_ns=recv_ns)]
+        if isinstance(st, dict) and "error" in st:
+            text = str(st["error"])
+            return self._reject(o, f"exchange: {text}", is_benign_rejection(text), recv_ns)
+        return self._reject(o, f"exchange: unparseable status {st!r}"[:200], False, recv_ns)
+
+    # ------------------------------------------------------------------ orderUpdates
+
+    def on_order_update(self, upd: OrderUpdate) -> list[Msg]:
+        """Apply one orderUpdates element to our own orders (others' are the position tracker's business)."""
+        cloid = upd.cloid if upd.cloid in self._live else self._by_oid.get(upd.oid)
+        if cloid is None:
+            return []  # not ours, or already terminal via the post response
+        m = self._live[cloid]
+        o = m.order
+        kind = order_status_kind(upd.status)
+        if kind == "open":
+            if not m.oid:
+                m.oid = upd.oid
+                self._by_oid[upd.oid] = cloid
+            m.state = "resting"
+            if m.acked:
+                return []
+            m.acked = True
+            return [OrderAcked(cloid=cloid, oid=upd.oid, coin=o.coin, recv_ns=upd.recv_ns)]
+        if kind == "filled":
+            # Terminal. The size reaches the books through userFills (and the post response, if any).
+            self._finish(cloid, "filled")
+            return []
+        if kind == "rejected":
+            return self._reject(o, f"exchange: {upd.status}", is_benign_rejection(upd.status), upd.recv_ns)
+        self._finish(cloid, "cancelled")
+        return [OrderCancelled(cloid=cloid, oid=upd.oid, coin=o.coin, reason=upd.status, recv_ns=upd.recv_ns)]

@@ -1,0 +1,156 @@
+"""The exchange's error strings and order statuses, and how hip3 classifies them (protocol §2.4, §8, §11).
+
+Guards against:
+
+* lesson B10: pending orders leaked on statuses like ``perpMarginRejected``/``marginCanceled``/
+  ``scheduledCancel``. Every status except ``open``/``triggered`` is terminal, unknown ones included.
+* lesson B23: routine taker rejections (IOC found no liquidity, reduce-only would increase, below the $10
+  minimum, zero size) counted toward the HardStop. ``is_benign_rejection`` names the benign ones.
+* Error strings carry suffixes such as `` asset=110027``: match by prefix / substring, never equality.
+
+The simulator emits these exact constants; the executor classifies with the functions below.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = [
+    "BENIGN_STATUSES",
+    "ERR_BAD_ALO_PX",
+    "ERR_BAD_TRIGGER_PX",
+    "ERR_CANCEL_MISSING_ORDER",
+    "ERR_INVALID_NONCE_DUPLICATE",
+    "ERR_INVALID_NONCE_TOO_LOW",
+    "ERR_IOC_CANCEL",
+    "ERR_MARKET_NO_LIQUIDITY",
+    "ERR_MIN_TRADE_NTL",
+    "ERR_MUST_DEPOSIT",
+    "ERR_OI_CAP",
+    "ERR_OI_INCREASE",
+    "ERR_ORACLE",
+    "ERR_PERP_MARGIN",
+    "ERR_PERP_MAX_POSITION",
+    "ERR_RATE_LIMIT_PREFIX",
+    "ERR_REDUCE_ONLY",
+    "ERR_TICK",
+    "ERR_TOO_AGGRESSIVE_AT_OI_CAP",
+    "ERR_USER_NOT_EXIST_PREFIX",
+    "ERR_WS_ALREADY_SUBSCRIBED",
+    "ERR_WS_BAD_REQUEST",
+    "ERR_WS_INVALID_SUBSCRIPTION_PREFIX",
+    "ERR_ZERO_SIZE",
+    "LIVE_STATUSES",
+    "OrderStatusKind",
+    "bad_alo_px_error",
+    "duplicate_nonce_error",
+    "is_benign_rejection",
+    "is_nonce_error",
+    "is_rate_limit_error",
+    "nonce_too_low_error",
+    "order_status_kind",
+    "rate_limit_error",
+]
+
+# ---- order-level errors (post-response `{"error": ...}` statuses), protocol §11 [DOCS] ----
+ERR_TICK = "Price must be divisible by tick size."
+ERR_MIN_TRADE_NTL = "Order must have minimum value of $10."
+ERR_PERP_MARGIN = "Insufficient margin to place order."
+ERR_REDUCE_ONLY = "Reduce only order would increase position."
+_ERR_BAD_ALO_PX_PREFIX = "Post only order would have immediately matched, bbo was"
+ERR_BAD_ALO_PX = _ERR_BAD_ALO_PX_PREFIX + " {bbo}."
+ERR_IOC_CANCEL = "Order could not immediately match against any resting orders."
+ERR_BAD_TRIGGER_PX = "Invalid TP/SL price."
+ERR_MARKET_NO_LIQUIDITY = "No liquidity available for market order."
+ERR_OI_CAP = "Order would increase open interest while open interest is capped"
+ERR_TOO_AGGRESSIVE_AT_OI_CAP = (
+    "Order rejected due to price more aggressive than oracle while at open interest cap"
+)
+ERR_OI_INCREASE = "Order would increase open interest too quickly"
+ERR_ORACLE = "Order price too far from oracle"
+ERR_PERP_MAX_POSITION = "Order would cause position to exceed margin tier limit at current leverage"
+ERR_CANCEL_MISSING_ORDER = "Order was never placed, already canceled, or filled."
+# Seen in the Rust original's logs (lesson B27); exact punctuation [UNVERIFIED].
+ERR_ZERO_SIZE = "Order has zero size"
+
+# ---- whole-request errors (`{"status":"err","response": ...}`) ----
+# [OBS] identical in several independent bots.
+ERR_RATE_LIMIT_PREFIX = "Too many cumulative requests sent"
+_ERR_RATE_LIMIT_FMT = (
+    "Too many cumulative requests sent ({used} > {cap}) for cumulative volume traded ${vlm}. "
+    "Place taker orders to free up 1 request per USDC traded."
+)
+# [OBS] protocol §8.
+ERR_INVALID_NONCE_DUPLICATE = "Invalid nonce: duplicate nonce"
+ERR_INVALID_NONCE_TOO_LOW = "Invalid nonce: nonce too low"
+# [DOCS] the wrong-signature symptoms (protocol §7.7): followed by an address.
+ERR_USER_NOT_EXIST_PREFIX = "L1 error: User or API Wallet"
+ERR_MUST_DEPOSIT = "Must deposit before performing actions. User:"
+
+# ---- WebSocket-level [OBS] ----
+ERR_WS_BAD_REQUEST = "Error parsing JSON into valid websocket request"
+ERR_WS_INVALID_SUBSCRIPTION_PREFIX = "Invalid subscription"
+ERR_WS_ALREADY_SUBSCRIBED = "Already subscribed"
+
+
+def bad_alo_px_error(bbo: str) -> str:
+    return f"{_ERR_BAD_ALO_PX_PREFIX} {bbo}."
+
+
+def rate_limit_error(used: int, cap: int, vlm: str) -> str:
+    return _ERR_RATE_LIMIT_FMT.format(used=used, cap=cap, vlm=vlm)
+
+
+def duplicate_nonce_error(nonce: int) -> str:
+    return f"{ERR_INVALID_NONCE_DUPLICATE} {nonce}"
+
+
+def nonce_too_low_error(nonce: int, min_nonce: int) -> str:
+    return f"{ERR_INVALID_NONCE_TOO_LOW} {nonce} < {min_nonce}"
+
+
+def is_rate_limit_error(text: str) -> bool:
+    return isinstance(text, str) and text.startswith(ERR_RATE_LIMIT_PREFIX)
+
+
+def is_nonce_error(text: str) -> bool:
+    return isinstance(text, str) and text.startswith("Invalid nonce")
+
+
+# ---- order statuses (orderUpdates `status`), protocol §2.4 [DOCS] ----
+LIVE_STATUSES = frozenset({"open", "triggered"})
+BENIGN_STATUSES = frozenset({"iocCancelRejected", "reduceOnlyRejected", "minTradeNtlRejected"})
+# Substrings of benign error texts. Suffixes (" asset=110027") and a missing final period are tolerated.
+_BENIGN_SUBSTRINGS = (
+    "could not immediately match",
+    "Reduce only order would increase position",
+    "Order has zero size",
+    "Order must have minimum value of $10",
+)
+
+OrderStatusKind = Literal["open", "filled", "cancelled", "rejected"]
+
+
+def is_benign_rejection(text_or_status: object) -> bool:
+    """True for routine taker rejections that must never count toward the HardStop (lesson B23).
+
+    Accepts either an orderUpdates status (``iocCancelRejected``, ``reduceOnlyRejected``,
+    ``minTradeNtlRejected``) or an error text from a post response (prefix/substring match).
+    """
+    if not isinstance(text_or_status, str):
+        return False
+    if text_or_status in BENIGN_STATUSES:
+        return True
+    return any(sub in text_or_status for sub in _BENIGN_SUBSTRINGS)
+
+
+def order_status_kind(status: str) -> OrderStatusKind:
+    """Classify an order status; every unknown status is terminal ("cancelled"), lesson B10."""
+    if status in LIVE_STATUSES:
+        return "open"
+    if status == "filled":
+        return "filled"
+    if status == "rejected" or status.endswith("Rejected"):
+        return "rejected"
+    # "canceled", "*Canceled", "scheduledCancel" and anything unknown: terminal, nothing filled by it.
+    return "cancelled"

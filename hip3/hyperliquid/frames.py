@@ -1,0 +1,499 @@
+"""Typed decoding of every WebSocket frame hip3 consumes (protocol §2), and the feed's hot path.
+
+Guards against the parser bugs of the Rust original:
+
+* B05: ``orderUpdates.data`` is an ARRAY of ``WsOrder`` (a single object is also accepted); one bad
+  element is counted and skipped, never fatal to the others.
+* B19: ``userFills.data`` is ``{isSnapshot?, user, fills[]}``; a missing ``isSnapshot`` means False.
+* B04: a ``subscriptionResponse`` is an ack, matched on ``data.method`` and ``data.subscription.type`` +
+  coin/user (the echo may add fields such as ``nSigFigs``), never forwarded as data.
+* ``bbo.data.bbo`` is a 2-element array ``[bid, ask]`` with ``null`` for an empty side (not ``{bid, ask}``).
+* ``activeAssetCtx`` values are decimal strings; ``midPx``/``premium``/``impactPxs`` may be null.
+* the non-JSON greeting ``Websocket connection established.`` and any malformed/unknown frame: the
+  ``FrameDecoder`` returns None and counts it per kind (rate-limited log); it never raises.
+
+Market data decode straight into floats (msgspec lax mode parses the decimal strings), and non-finite
+values (``"NaN"``, ``"1e999"``) are rejected. Account data (orders, fills) keeps exact ``Decimal``.
+One ``msgspec.json.Decoder`` for the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from hip3.messages import AssetCtx, Bbo, OrderUpdate, UserFill
+
+from .responses import ExchangeResponse, parse_exchange_response
+
+__all__ = [
+    "GREETING",
+    "ActiveAssetCtxFrame",
+    "BboFrame",
+    "ErrorFrame",
+    "Frame",
+    "FrameDecoder",
+    "L2BookFrame",
+    "OrderUpdatesFrame",
+    "PongFrame",
+    "PostFrame",
+    "PostResponse",
+    "SubscriptionResponseFrame",
+    "UserFillsFrame",
+    "WsActiveAssetCtx",
+    "WsAssetCtxFields",
+    "WsBasicOrder",
+    "WsBbo",
+    "WsBook",
+    "WsFill",
+    "WsLevel",
+    "WsOrder",
+    "WsSubscription",
+    "WsUserFills",
+    "market_msg",
+    "order_update_msgs",
+    "user_fill_msgs",
+]
+
+GREETING = "Websocket connection established."
+_log = logging.getLogger("hip3.hyperliquid.frames")
+
+
+def _finite_dec(*values: Decimal | None) -> None:
+    for v in values:
+        if v is not None and not v.is_finite():
+            raise ValueError(f"non-finite decimal {v}")
+
+
+# ---------------------------------------------------------------- market data (floats)
+
+
+class WsLevel(msgspec.Struct, frozen=True):
+    px: float
+    sz: float
+    n: int = 0
+
+
+class WsBbo(msgspec.Struct, frozen=True):
+    coin: str
+    time: int
+    bbo: tuple[WsLevel | None, WsLevel | None]
+
+
+class WsBook(msgspec.Struct, frozen=True):
+    coin: str
+    time: int
+    levels: tuple[list[WsLevel], list[WsLevel]]
+
+
+class WsAssetCtxFields(msgspec.Struct, frozen=True, rename="camel"):
+    oracle_px: float
+    mark_px: float
+    funding: float | None = None
+    open_interest: float | None = None
+    mid_px: float | None = None
+    premium: float | None = None
+    impact_pxs: list[float] | None = None
+    prev_day_px: float | None = None
+    day_ntl_vlm: float | None = None
+    day_base_vlm: float | None = None
+
+
+class WsActiveAssetCtx(msgspec.Struct, frozen=True):
+    coin: str
+    ctx: WsAssetCtxFields
+
+
+# ---------------------------------------------------------------- account data (exact)
+
+
+class WsBasicOrder(msgspec.Struct, frozen=True, rename="camel"):
+    coin: str
+    side: str
+    limit_px: Decimal
+    sz: Decimal  # remaining size
+    oid: int
+    timestamp: int
+    orig_sz: Decimal
+    cloid: str | None = None
+
+    def __post_init__(self) -> None:
+        _finite_dec(self.limit_px, self.sz, self.orig_sz)
+        if self.side not in ("A", "B"):
+            raise ValueError(f"side must be 'A' or 'B', got {self.side!r}")
+
+
+class WsOrder(msgspec.Struct, frozen=True, rename="camel"):
+    order: WsBasicOrder
+    status: str
+    status_timestamp: int
+
+
+class WsFill(msgspec.Struct, frozen=True, rename="camel"):
+    coin: str
+    px: Decimal
+    sz: Decimal
+    side: str
+    time: int
+    oid: int
+    tid: int
+    fee: Decimal
+    closed_pnl: Decimal = Decimal(0)
+    crossed: bool = False
+    hash: str = ""
+    start_position: Decimal | None = None
+    dir: str | None = None
+    cloid: str | None = None
+    fee_token: str | None = None
+    builder_fee: Decimal | None = None
+    twap_id: int | None = None
+    liquidation: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        _finite_dec(self.px, self.sz, self.fee, self.closed_pnl, self.start_position, self.builder_fee)
+        if self.side not in ("A", "B"):
+            raise ValueError(f"side must be 'A' or 'B', got {self.side!r}")
+
+
+class WsUserFills(msgspec.Struct, frozen=True, rename="camel"):
+    user: str
+    fills: list[WsFill]
+    is_snapshot: bool = False  # absent on live messages (B19)
+
+
+class WsSubscription(msgspec.Struct, frozen=True):
+    type: str
+    coin: str | None = None
+    user: str | None = None
+    dex: str | None = None
+
+
+class _SubAckData(msgspec.Struct, frozen=True):
+    method: str
+    subscription: WsSubscription
+
+
+class _PostBody(msgspec.Struct, frozen=True):
+    type: str
+    payload: msgspec.Raw
+
+
+class _PostData(msgspec.Struct, frozen=True):
+    id: int
+    response: _PostBody
+
+
+# ---------------------------------------------------------------- frames (tag = "channel")
+
+
+class _Tagged(msgspec.Struct, frozen=True, tag_field="channel"):
+    pass
+
+
+class BboFrame(_Tagged, frozen=True, tag="bbo"):
+    data: WsBbo
+
+
+class ActiveAssetCtxFrame(_Tagged, frozen=True, tag="activeAssetCtx"):
+    data: WsActiveAssetCtx
+
+
+class L2BookFrame(_Tagged, frozen=True, tag="l2Book"):
+    data: WsBook
+
+
+class _OrderUpdatesRaw(_Tagged, frozen=True, tag="orderUpdates"):
+    data: msgspec.Raw
+
+
+class UserFillsFrame(_Tagged, frozen=True, tag="userFills"):
+    data: WsUserFills
+
+
+class SubscriptionResponseFrame(_Tagged, frozen=True, tag="subscriptionResponse"):
+    data: _SubAckData
+
+    @property
+    def method(self) -> str:
+        return self.data.method
+
+    @property
+    def subscription(self) -> WsSubscription:
+        return self.data.subscription
+
+
+class PongFrame(_Tagged, frozen=True, tag="pong"):
+    pass
+
+
+class ErrorFrame(_Tagged, frozen=True, tag="error"):
+    data: str
+
+
+class _PostRaw(_Tagged, frozen=True, tag="post"):
+    data: _PostData
+
+
+class OrderUpdatesFrame(msgspec.Struct, frozen=True):
+    """The decoded elements of one orderUpdates frame; ``bad`` elements were skipped (and counted)."""
+
+    orders: list[WsOrder]
+    bad: int = 0
+
+
+class PostResponse(msgspec.Struct, frozen=True):
+    """Answer to a WS post. ``type``: "action" (``exchange`` set), "info" (``info`` = the REST body, any
+    JSON) or "error" (``error`` = the string payload mirroring the HTTP error)."""
+
+    id: int
+    type: str
+    exchange: ExchangeResponse | None = None
+    info: Any = None
+    error: str | None = None
+
+
+class PostFrame(msgspec.Struct, frozen=True):
+    response: PostResponse
+
+
+Frame = (
+    BboFrame
+    | ActiveAssetCtxFrame
+    | L2BookFrame
+    | OrderUpdatesFrame
+    | UserFillsFrame
+    | SubscriptionResponseFrame
+    | PongFrame
+    | ErrorFrame
+    | PostFrame
+)
+
+_WireFrame = (
+    BboFrame
+    | ActiveAssetCtxFrame
+    | L2BookFrame
+    | _OrderUpdatesRaw
+    | UserFillsFrame
+    | SubscriptionResponseFrame
+    | PongFrame
+    | ErrorFrame
+    | _PostRaw
+)
+
+
+class _Envelope(msgspec.Struct):
+    channel: str = "?"
+
+
+class _InfoPayload(msgspec.Struct):
+    type: str = ""
+    data: Any = None
+
+
+# lax (strict=False): decimal strings decode into float fields. Created once (conventions.md).
+_DECODER = msgspec.json.Decoder(_WireFrame, strict=False)
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_ORDER_LIST = msgspec.json.Decoder(list[msgspec.Raw] | dict[str, Any])
+_ORDER = msgspec.json.Decoder(WsOrder, strict=False)
+_INFO = msgspec.json.Decoder(_InfoPayload)
+
+
+def _bad_float(x: float) -> bool:
+    return x - x != 0.0  # True for NaN and ±inf
+
+
+def _check_level(lv: WsLevel | None) -> None:
+    if lv is not None and (_bad_float(lv.px) or _bad_float(lv.sz) or lv.px <= 0.0 or lv.sz < 0.0):
+        raise ValueError(f"bad level {lv}")
+
+
+def _check_ctx(c: WsAssetCtxFields) -> None:
+    for v in (c.oracle_px, c.mark_px, c.funding, c.open_interest, c.mid_px, c.premium):
+        if v is not None and _bad_float(v):
+            raise ValueError("non-finite ctx value")
+
+
+class FrameDecoder:
+    """Decodes raw frames; returns ``None`` for anything unusable and counts it in ``counters``.
+
+    Counter keys: ``bad:<channel>`` (malformed known channel), ``unknown:<channel>``,
+    ``non_json``, ``greeting``, ``bad_element:orderUpdates``. Logs at most once per ``log_interval_s``
+    per key.
+    """
+
+    def __init__(self, log_interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.counters: Counter[str] = Counter()
+        self._log_interval_s = log_interval_s
+        self._clock = clock
+        self._last_log: dict[str, float] = {}
+
+    def _reject(self, kind: str, raw: bytes | str, why: object) -> None:
+        self.counters[kind] += 1
+        now = self._clock()
+        last = self._last_log.get(kind)
+        if last is None or now - last >= self._log_interval_s:
+            self._last_log[kind] = now
+            snippet = bytes(raw[:160]) if isinstance(raw, (bytes, bytearray, memoryview)) else raw[:160]
+            _log.warning(
+                "frame rejected kind=%s count=%d why=%s frame=%r", kind, self.counters[kind], why, snippet
+            )
+
+    def decode(self, raw: bytes | str) -> Frame | None:
+        """Decode one frame. Never raises."""
+        try:
+            frame: _WireFrame = _DECODER.decode(raw)
+            if isinstance(frame, BboFrame):
+                _check_level(frame.data.bbo[0])
+                _check_level(frame.data.bbo[1])
+            elif isinstance(frame, ActiveAssetCtxFrame):
+                _check_ctx(frame.data.ctx)
+            elif isinstance(frame, L2BookFrame):
+                for side in frame.data.levels:
+                    for lv in side:
+                        _check_level(lv)
+            elif isinstance(frame, _OrderUpdatesRaw):
+                return self._order_updates(frame.data, raw)
+            elif isinstance(frame, _PostRaw):
+                return PostFrame(self._post(frame.data))
+            return frame
+        except Exception as exc:  # malformed input must never escape (msgspec, Unicode, Value, Recursion)
+            self._classify_failure(raw, exc)
+            return None
+
+    def _classify_failure(self, raw: bytes | str, exc: Exception) -> None:
+        text = raw.strip() if isinstance(raw, str) else None
+        if text == GREETING or (isinstance(raw, (bytes, bytearray)) and raw.strip() == GREETING.encode()):
+            self.counters["greeting"] += 1
+            return
+        try:
+            channel = _ENVELOPE.decode(raw).channel
+        except Exception:
+            self._reject("non_json", raw, exc)
+            return
+        known = channel in _KNOWN_CHANNELS
+        self._reject(("bad:" if known else "unknown:") + channel[:40], raw, exc)
+
+    def _order_updates(self, data: msgspec.Raw, raw: bytes | str) -> OrderUpdatesFrame:
+        parsed = _ORDER_LIST.decode(data)
+        elements: list[Any] = parsed if isinstance(parsed, list) else [data]  # a single object: accepted
+        orders: list[WsOrder] = []
+        bad = 0
+        for el in elements:
+            try:
+                orders.append(_ORDER.decode(el))
+            except Exception as exc:
+                bad += 1
+                self._reject("bad_element:orderUpdates", raw, exc)
+        return OrderUpdatesFrame(orders, bad)
+
+    @staticmethod
+    def _post(data: _PostData) -> PostResponse:
+        body = data.response
+        if body.type == "action":
+            try:
+                return PostResponse(data.id, "action", exchange=parse_exchange_response(bytes(body.payload)))
+            except ValueError as exc:
+                return PostResponse(data.id, "error", error=f"unparseable action payload: {exc}")
+        if body.type == "info":
+            info = _INFO.decode(body.payload)
+            return PostResponse(data.id, "info", info=info.data)
+        payload = msgspec.json.decode(body.payload)
+        return PostResponse(data.id, body.type, error=payload if isinstance(payload, str) else repr(payload))
+
+    def decode_market(self, raw: bytes | str, recv_ns: int) -> Bbo | AssetCtx | Frame | None:
+        """Hot path: a bbo/activeAssetCtx frame straight to ``hip3.messages.Bbo``/``AssetCtx``; any other
+        frame comes back decoded as by ``decode``."""
+        frame = self.decode(raw)
+        if isinstance(frame, (BboFrame, ActiveAssetCtxFrame)):
+            return market_msg(frame, recv_ns)
+        return frame
+
+
+_KNOWN_CHANNELS = frozenset(
+    {
+        "bbo",
+        "activeAssetCtx",
+        "l2Book",
+        "orderUpdates",
+        "userFills",
+        "subscriptionResponse",
+        "pong",
+        "error",
+        "post",
+    }
+)
+
+
+def market_msg(frame: BboFrame | ActiveAssetCtxFrame, recv_ns: int) -> Bbo | AssetCtx:
+    """Convert a decoded bbo/activeAssetCtx frame to the bus message (missing side or value = 0.0)."""
+    if isinstance(frame, BboFrame):
+        d = frame.data
+        bid, ask = d.bbo
+        return Bbo(
+            coin=d.coin,
+            bid_px=bid.px if bid is not None else 0.0,
+            bid_sz=bid.sz if bid is not None else 0.0,
+            ask_px=ask.px if ask is not None else 0.0,
+            ask_sz=ask.sz if ask is not None else 0.0,
+            exch_ms=d.time,
+            recv_ns=recv_ns,
+        )
+    c = frame.data.ctx
+    return AssetCtx(
+        coin=frame.data.coin,
+        oracle_px=c.oracle_px,
+        mark_px=c.mark_px,
+        mid_px=c.mid_px if c.mid_px is not None else 0.0,
+        funding=c.funding if c.funding is not None else 0.0,
+        open_interest=c.open_interest if c.open_interest is not None else 0.0,
+        recv_ns=recv_ns,
+    )
+
+
+def order_update_msgs(frame: OrderUpdatesFrame, recv_ns: int) -> list[OrderUpdate]:
+    """One ``hip3.messages.OrderUpdate`` per element of an orderUpdates frame."""
+    return [
+        OrderUpdate(
+            coin=o.order.coin,
+            oid=o.order.oid,
+            cloid=o.order.cloid,
+            is_buy=o.order.side == "B",
+            limit_px=o.order.limit_px,
+            sz=o.order.sz,
+            orig_sz=o.order.orig_sz,
+            status=o.status,
+            status_ms=o.status_timestamp,
+            recv_ns=recv_ns,
+        )
+        for o in frame.orders
+    ]
+
+
+def user_fill_msgs(frame: UserFillsFrame, recv_ns: int) -> list[UserFill]:
+    """One ``hip3.messages.UserFill`` per fill; snapshot fills are flagged (never move positions, B21)."""
+    snap = frame.data.is_snapshot
+    return [
+        UserFill(
+            coin=f.coin,
+            px=f.px,
+            sz=f.sz,
+            is_buy=f.side == "B",
+            time_ms=f.time,
+            oid=f.oid,
+            tid=f.tid,
+            cloid=f.cloid,
+            fee=f.fee,
+            closed_pnl=f.closed_pnl,
+            crossed=f.crossed,
+            is_snapshot=snap,
+            recv_ns=recv_ns,
+        )
+        for f in frame.data.fills
+    ]
+

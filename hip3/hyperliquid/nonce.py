@@ -1,0 +1,166 @@
+"""Nonce allocation for one signer (protocol §8).
+
+The exchange keeps the 100 highest nonces per signer; a nonce must exceed the smallest of them, must never
+repeat, and must lie within (T − 2 days, T + 1 day) of the block time T. The SDK uses bare
+``time.time()*1000`` and collides when two actions share a millisecond ("Invalid nonce: duplicate nonce").
+
+``NonceManager`` gives ``max(last + 1, now_ms + server_offset_ms)``: strictly increasing within a process
+and, through a persisted high-water mark, across restarts. The file holds a *reserved ceiling*: before a
+nonce above the ceiling is handed out, a new ceiling (nonce + ``reserve_ms``) is written atomically
+(tmp file, fsync, ``os.replace``, fsync of the directory). After a crash the next process starts above
+the ceiling, so a nonce can never be reused, and only one call in ``reserve_ms`` pays for an fsync.
+
+One owner per signer (protocol §7.6): an exclusive ``flock`` on ``<path>.lock`` refuses a second manager.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["DAY_MS", "NonceError", "NonceManager"]
+
+DAY_MS = 86_400_000
+# The exchange window is (T - 2 days, T + 1 day) [DOCS]; an older page says 1 day, so stay well inside.
+_WINDOW_BEHIND_MS = 2 * DAY_MS
+_WINDOW_AHEAD_MS = DAY_MS
+
+
+class NonceError(RuntimeError):
+    """A nonce cannot be issued safely (outside the exchange window, or the state file is unusable)."""
+
+
+class NonceManager:
+    """Strictly increasing nonces for one signer, persisted so a restart never reuses one.
+
+    ``path=None`` keeps state in memory only (tests, the simulator). ``clock_ms`` supplies the local
+    wall-clock time in ms when ``next()`` is called without ``now_ms``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        clock_ms: Callable[[], int] | None = None,
+        reserve_ms: int = 2_000,
+        safety_margin_ms: int = 60_000,
+    ) -> None:
+        if reserve_ms < 1:
+            raise ValueError("reserve_ms must be >= 1")
+        self._clock_ms = clock_ms
+        self._reserve_ms = reserve_ms
+        self._margin_ms = safety_margin_ms
+        self._offset_ms = 0
+        self._last = 0
+        self._ceiling = 0  # every nonce handed out is <= this persisted value
+        self._path = Path(path) if path is not None else None
+        self._lock_fd: int | None = None
+        self.fsyncs = 0
+        if self._path is not None:
+            self._acquire_lock(self._path)
+            self._ceiling = self._load(self._path)
+            self._last = self._ceiling
+
+    # ---- public ----
+
+    @property
+    def last(self) -> int:
+        """The last nonce handed out (or the persisted ceiling right after start)."""
+        return self._last
+
+    @property
+    def server_offset_ms(self) -> int:
+        return self._offset_ms
+
+    def set_server_offset(self, offset_ms: int) -> None:
+        """Server time minus local time, from an observed server timestamp (e.g. a frame's ``time``)."""
+        self._offset_ms = int(offset_ms)
+
+    def next(self, now_ms: int | None = None) -> int:
+        """The next nonce: ``max(last + 1, now_ms + server_offset_ms)``, persisted before it is returned.
+
+        Raises ``NonceError`` if that nonce would fall outside the exchange's window around server time
+        (for example a persisted ceiling far ahead after a clock jump): refusing beats a rejected or reused
+        nonce.
+        """
+        if now_ms is None:
+            if self._clock_ms is None:
+                raise ValueError("now_ms is required when no clock was injected")
+            now_ms = self._clock_ms()
+        server_now = now_ms + self._offset_ms
+        nonce = max(self._last + 1, server_now)
+        if nonce >= server_now + _WINDOW_AHEAD_MS - self._margin_ms:
+            raise NonceError(
+                f"nonce {nonce} is too far ahead of server time {server_now} (window +1 day); "
+                "local state is ahead of the clock: fix the clock or wait"
+            )
+        if nonce <= server_now - _WINDOW_BEHIND_MS:  # cannot happen unless server_now is bogus
+            raise NonceError(f"nonce {nonce} is behind the exchange window around {server_now}")
+        if nonce > self._ceiling:
+            self._persist(nonce + self._reserve_ms)
+        self._last = nonce
+        return nonce
+
+    def close(self) -> None:
+        """Release the owner lock (the persisted ceiling stays)."""
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> NonceManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"NonceManager(last={self._last}, ceiling={self._ceiling}, path={self._path})"
+
+    # ---- persistence ----
+
+    def _acquire_lock(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise NonceError(f"another process owns the nonce state {path}") from None
+        self._lock_fd = fd
+
+    @staticmethod
+    def _load(path: Path) -> int:
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return 0
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NonceError(f"cannot read nonce state {path}: {exc}") from None
+        if not text.isdigit():
+            # Refuse to guess: a wrong guess could reuse a nonce. The operator must inspect it.
+            raise NonceError(f"nonce state {path} is corrupt: {text[:40]!r}")
+        return int(text)
+
+    def _persist(self, ceiling: int) -> None:
+        if self._path is None:
+            self._ceiling = ceiling
+            return
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, f"{ceiling}\n".encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._path)
+        dir_fd = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._ceiling = ceiling
+        self.fsyncs += 1

@@ -1,0 +1,236 @@
+"""L1 ("phantom agent") signing of Hyperliquid trading actions (protocol §7).
+
+Guards against the signing failures that cost the Rust original days on mainnet (lessons B06, B12):
+
+* The action is msgpacked as a map in *insertion order* with msgpack-python>=1.0 default encodings
+  (msgspec's msgpack encoder produces identical bytes; the tests prove it against ``msgpack``).
+  A wrong key order, ``null`` instead of an omitted key or trailing zeros make the server recover a
+  random address ("User or API Wallet 0x… does not exist").
+* The signature is ``{"r": "0x"+64 hex, "s": "0x"+64 hex, "v": 27|28}`` with an *integer* ``v``;
+  r/s without ``0x`` gave "Error parsing JSON into valid websocket request" (B06).
+* ``source`` is ``"a"`` on mainnet, ``"b"`` on testnet; the EIP-712 chainId is 1337 on both.
+
+Fast path (performance.md): msgspec msgpack + pycryptodome keccak + coincurve ``sign_recoverable`` with
+a key object built once (``Signer``), and precomputed EIP-712 domain separator / type hash. The generic
+eth-account typed-data path is only used by tests as an oracle.
+
+Never log or repr a private key.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import coincurve
+import msgspec
+from Crypto.Hash import keccak as _keccak_mod
+
+__all__ = [
+    "AGENT_TYPE_HASH",
+    "DOMAIN_SEPARATOR",
+    "Signer",
+    "action_hash",
+    "address_from_private_key",
+    "keccak256",
+    "l1_digest",
+    "recover_l1_signer",
+    "sign_l1_action",
+]
+
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_U64_MAX = (1 << 64) - 1
+
+
+def keccak256(data: bytes) -> bytes:
+    """Keccak-256 (Ethereum's, not SHA3-256) of ``data``."""
+    return _keccak_mod.new(digest_bits=256, data=data).digest()
+
+
+# EIP-712 constants (protocol §7.3). Computed, then checked against the documented values at import so a
+# typo in the type strings can never ship silently.
+_DOMAIN_TYPE_HASH = keccak256(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+_CHAIN_ID = 1337
+DOMAIN_SEPARATOR: bytes = keccak256(
+    _DOMAIN_TYPE_HASH
+    + keccak256(b"Exchange")
+    + keccak256(b"1")
+    + _CHAIN_ID.to_bytes(32, "big")
+    + bytes(32)
+)
+AGENT_TYPE_HASH: bytes = keccak256(b"Agent(string source,bytes32 connectionId)")
+assert DOMAIN_SEPARATOR.hex() == "d79297fcdf2ffcd4ae223d01edaa2ba214ff8f401d7c9300d995d17c82aa4040"
+assert AGENT_TYPE_HASH.hex() == "26f05c2f7239b6983075e58321292d77b3aa173d19b27257ac96ab362570f508"
+
+# structHash = keccak(AGENT_TYPE_HASH ‖ keccak(source) ‖ connectionId): everything but the id is fixed.
+_STRUCT_PREFIX_MAINNET = AGENT_TYPE_HASH + keccak256(b"a")
+_STRUCT_PREFIX_TESTNET = AGENT_TYPE_HASH + keccak256(b"b")
+_DIGEST_PREFIX = b"\x19\x01" + DOMAIN_SEPARATOR
+
+# One encoder for the process. msgspec encodes dicts in insertion order, ints in the smallest form and
+# str with fixstr/str8/str16/str32, exactly as msgpack-python>=1.0 with its defaults (use_bin_type=True).
+_MSGPACK = msgspec.msgpack.Encoder()
+_pack_u64 = struct.Struct(">Q").pack
+
+
+def _vault_bytes(vault_address: str | None) -> bytes:
+    if vault_address is None:
+        return b"\x00"
+    hex_part = vault_address[2:] if vault_address[:2] in ("0x", "0X") else vault_address
+    raw = bytes.fromhex(hex_part)
+    if len(raw) != 20:
+        raise ValueError(f"vault_address must be 20 bytes, got {vault_address!r}")
+    return b"\x01" + raw
+
+
+def action_hash(
+    action: dict[str, object], vault_address: str | None, nonce: int, expires_after: int | None = None
+) -> bytes:
+    """The connectionId: keccak256(msgpack(action) ‖ nonce u64 BE ‖ vault tag ‖ [0x00 ‖ expiresAfter u64 BE]).
+
+    The expiresAfter segment (tag 0x00, not 0x01) comes from the SDK source only; there is no official
+    vector for it [UNVERIFIED, protocol §7.2 / §12.10].
+    """
+    if not 0 <= nonce <= _U64_MAX:
+        raise ValueError(f"nonce out of u64 range: {nonce}")
+    data = _MSGPACK.encode(action) + _pack_u64(nonce) + _vault_bytes(vault_address)
+    if expires_after is not None:
+        if not 0 <= expires_after <= _U64_MAX:
+            raise ValueError(f"expires_after out of u64 range: {expires_after}")
+        data += b"\x00" + _pack_u64(expires_after)  # [UNVERIFIED] tag byte 0x00, per SDK source
+    return keccak256(data)
+
+
+def l1_digest(connection_id: bytes, is_mainnet: bool) -> bytes:
+    """EIP-712 digest of the phantom agent ``{source: "a"|"b", connectionId}`` (protocol §7.3)."""
+    if len(connection_id) != 32:
+        raise ValueError(f"connection_id must be 32 bytes, got {len(connection_id)}")
+    prefix = _STRUCT_PREFIX_MAINNET if is_mainnet else _STRUCT_PREFIX_TESTNET
+    return keccak256(_DIGEST_PREFIX + keccak256(prefix + connection_id))
+
+
+def _key_bytes(private_key: str) -> bytes:
+    hex_part = private_key[2:] if private_key[:2] in ("0x", "0X") else private_key
+    try:
+        raw = bytes.fromhex(hex_part)
+    except ValueError:
+        raise ValueError("private key is not hex") from None  # never echo the key
+    if len(raw) != 32:
+        raise ValueError("private key must be 32 bytes")
+    return raw
+
+
+def _address_of(public_key: coincurve.PublicKey) -> str:
+    return "0x" + keccak256(public_key.format(compressed=False)[1:])[-20:].hex()
+
+
+def _signature_dict(sig65: bytes) -> dict[str, object]:
+    # r/s as "0x" + 64 zero-padded hex digits, v as an int (lesson B06).
+    return {"r": "0x" + sig65[:32].hex(), "s": "0x" + sig65[32:64].hex(), "v": 27 + sig65[64]}
+
+
+class Signer:
+    """An L1-action signer holding a secp256k1 key built once (the hot path of the executor).
+
+    ``address`` is the lower-case signer (API wallet) address. The key never appears in ``repr``.
+    """
+
+    __slots__ = ("_key", "address")
+
+    def __init__(self, private_key: str) -> None:
+        self._key = coincurve.PrivateKey(_key_bytes(private_key))
+        self.address: str = _address_of(self._key.public_key)
+
+    def __repr__(self) -> str:
+        return f"Signer(address={self.address})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("Signer must not be pickled (it holds a private key)")
+
+    def sign_digest(self, digest: bytes) -> dict[str, object]:
+        """Sign a 32-byte digest; returns ``{"r","s","v"}``."""
+        return _signature_dict(self._key.sign_recoverable(digest, hasher=None))
+
+    def sign_action(
+        self,
+        action: dict[str, object],
+        vault_address: str | None,
+        nonce: int,
+        is_mainnet: bool,
+        expires_after: int | None = None,
+    ) -> dict[str, object]:
+        """Sign an L1 action; the same inputs must go into the envelope sent to the exchange."""
+        digest = l1_digest(action_hash(action, vault_address, nonce, expires_after), is_mainnet)
+        return _signature_dict(self._key.sign_recoverable(digest, hasher=None))
+
+
+def sign_l1_action(
+    private_key: str,
+    action: dict[str, object],
+    vault_address: str | None,
+    nonce: int,
+    is_mainnet: bool,
+    expires_after: int | None = None,
+) -> dict[str, object]:
+    """One-shot signing (builds the key each call; use ``Signer`` on hot paths)."""
+    return Signer(private_key).sign_action(action, vault_address, nonce, is_mainnet, expires_after)
+
+
+def address_from_private_key(private_key: str) -> str:
+    """Lower-case 0x address of a private key."""
+    return Signer(private_key).address
+
+
+def _parse_sig_int(value: object, name: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"signature {name} must be a hex string")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str):
+        hex_part = value[2:] if value[:2] in ("0x", "0X") else value
+        if not hex_part or len(hex_part) > 64:
+            raise ValueError(f"signature {name} has bad length: {value!r}")
+        try:
+            n = int(hex_part, 16)
+        except ValueError:
+            raise ValueError(f"signature {name} is not hex: {value!r}") from None
+    else:
+        raise ValueError(f"signature {name} must be a hex string, got {type(value).__name__}")
+    if not 0 < n < _SECP256K1_N:
+        raise ValueError(f"signature {name} out of range")
+    return n
+
+
+def recover_l1_signer(
+    action: dict[str, object],
+    vault_address: str | None,
+    nonce: int,
+    signature: dict[str, object],
+    is_mainnet: bool,
+    expires_after: int | None = None,
+) -> str:
+    """Recover the lower-case signer address of an L1 action (the simulator's authentication).
+
+    r/s are compared as integers, so minimal hex (the SDK's form) and 64-digit padded hex both work.
+    Raises ``ValueError`` for a malformed signature.
+    """
+    if not isinstance(signature, dict):
+        raise ValueError("signature must be an object with r, s, v")
+    try:
+        r_raw, s_raw, v_raw = signature["r"], signature["s"], signature["v"]
+    except KeyError as exc:
+        raise ValueError(f"signature lacks {exc.args[0]!r}") from None
+    r = _parse_sig_int(r_raw, "r")
+    s = _parse_sig_int(s_raw, "s")
+    if isinstance(v_raw, bool) or not isinstance(v_raw, int) or v_raw not in (27, 28):
+        raise ValueError(f"signature v must be the integer 27 or 28, got {v_raw!r}")
+    digest = l1_digest(action_hash(action, vault_address, nonce, expires_after), is_mainnet)
+    sig65 = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v_raw - 27])
+    try:
+        public_key = coincurve.PublicKey.from_signature_and_message(sig65, digest, hasher=None)
+    except Exception as exc:  # coincurve raises a bare Exception/ValueError on an invalid signature
+        raise ValueError(f"signature does not recover a key: {exc}") from None
+    return _address_of(public_key)

@@ -1,0 +1,111 @@
+"""Structured logs: one JSON object a line, to ``<run_dir>/logs/<actor>.log`` and to stderr.
+
+Every line has ``ts`` (epoch seconds), ``level``, ``actor``, ``event`` and the event's fields, so a
+person and a program can both read it. Hot paths log nothing above debug; gate blocks are logged on
+state transitions only (lesson B03).
+
+Defence in depth for secrets: every line is scrubbed of anything shaped like a private key (64 hex
+digits) before it is written, whatever the caller passed (lesson L-SEC).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+_KEY_RE = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+_ENC = msgspec.json.Encoder(decimal_format="string")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like a 32-byte hex secret."""
+    return _KEY_RE.sub("[REDACTED]", text)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = getattr(record, "fields", {})
+        obj: dict[str, Any] = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "actor": getattr(record, "actor", record.name.removeprefix("hip3.")),
+            "event": record.getMessage(),
+        }
+        for k, v in fields.items():
+            if k not in obj:
+                obj[k] = v
+        if record.exc_info:
+            obj["exc"] = self.formatException(record.exc_info)
+        try:
+            line = _ENC.encode(obj).decode()
+        except (TypeError, msgspec.EncodeError):
+            line = _ENC.encode({k: str(v) for k, v in obj.items()}).decode()
+        return redact(line)
+
+
+class Log:
+    """A small structured logger: ``log.info("order_sent", cloid=..., px=...)``."""
+
+    __slots__ = ("_actor", "_logger")
+
+    def __init__(self, actor: str) -> None:
+        self._actor = actor
+        self._logger = logging.getLogger(f"hip3.{actor}")
+
+    def _log(self, level: int, event: str, fields: dict[str, Any], exc: bool = False) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger.log(level, event, extra={"fields": fields, "actor": self._actor}, exc_info=exc)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, fields)
+
+    def error(self, event: str, exc: bool = False, **fields: Any) -> None:
+        self._log(logging.ERROR, event, fields, exc)
+
+    def critical(self, event: str, **fields: Any) -> None:
+        self._log(logging.CRITICAL, event, fields)
+
+    @property
+    def debug_enabled(self) -> bool:
+        return self._logger.isEnabledFor(logging.DEBUG)
+
+
+def setup_logging(actor: str, run_dir: Path | None, level: str = "info", stderr: bool = True) -> Log:
+    """Configure the process's root ``hip3`` logger (once per process) and return ``actor``'s logger.
+
+    In an inproc test several actors share one process: the first call configures the handlers and
+    later calls only return loggers (each line still names its actor).
+    """
+    root = logging.getLogger("hip3")
+    if not getattr(root, "_hip3_configured", False):
+        root.setLevel(_LEVELS.get(level, logging.INFO))
+        root.propagate = False
+        fmt = _JsonFormatter()
+        if run_dir is not None:
+            (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(run_dir / "logs" / f"{actor}.log", encoding="utf-8")
+            fh.setFormatter(fmt)
+            root.addHandler(fh)
+        if stderr:
+            sh = logging.StreamHandler(sys.stderr)
+            sh.setFormatter(fmt)
+            root.addHandler(sh)
+        root._hip3_configured = True  # type: ignore[attr-defined]
+    return Log(actor)
+
+
+def now_s() -> float:
+    return time.time()

@@ -1,0 +1,90 @@
+"""Runs one actor as a process: the supervisor's child, or ``python -m actors.<name>`` alone.
+
+The process gets its title ``hip3:<name>``, its own process group (so the supervisor can kill it and
+anything it started in one go), a parent-death signal (so it exits when the supervisor dies, even by
+``kill -9``), structured logs, and signal handlers for a clean stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from hip3.config import Config, ConfigError, load_config
+from hip3.runtime.actor import Actor, install_signal_handlers
+
+# name -> "module:Class". Dependency order for a start: market data, then positions, then the rest.
+ACTORS: dict[str, str] = {
+    "feed": "actors.feed:Feed",
+    "position_tracker": "actors.position_tracker:PositionTracker",
+    "executor": "actors.executor:Executor",
+    "detector": "actors.detector:Detector",
+    "exit_watcher": "actors.exit_watcher:ExitWatcher",
+}
+
+_PR_SET_PDEATHSIG = 1
+
+
+def actor_class(name: str) -> type[Actor]:
+    if name not in ACTORS:
+        raise KeyError(f"unknown actor {name!r}; known: {', '.join(ACTORS)}")
+    module, cls = ACTORS[name].split(":")
+    result: type[Actor] = getattr(importlib.import_module(module), cls)
+    return result
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent process dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass  # not Linux: the heartbeat timer's parent check still applies
+
+
+def run_actor_process(name: str, cfg: Config, supervised: bool) -> int:
+    """Entry point of an actor process (also the supervisor's forkserver target)."""
+    if supervised:
+        os.setpgrp()
+        _die_with_parent()
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(f"hip3:{name}")
+    except ImportError:
+        pass
+    actor = actor_class(name)(cfg, supervised=supervised)
+    install_signal_handlers(actor)
+    return actor.run()
+
+
+def supervised_main(name: str, config_path: str, run_dir: str) -> None:
+    """Target of the supervisor's child processes."""
+    os.environ["HIP3_RUN_DIR"] = run_dir
+    cfg = load_config(config_path)
+    code = run_actor_process(name, cfg, supervised=True)
+    sys.exit(code)
+
+
+def standalone_main(name: str, argv: list[str] | None = None) -> int:
+    """``python -m actors.<name> --config FILE``: one actor alone, for debugging."""
+    parser = argparse.ArgumentParser(prog=f"python -m actors.{name}", description=f"run the {name} actor alone")
+    parser.add_argument("--config", help="config file (default: $HIP3_CONFIG or configs/default.toml)")
+    parser.add_argument("--run-dir", help="run directory (default: the config's run_dir)")
+    args = parser.parse_args(argv)
+    if args.run_dir:
+        os.environ["HIP3_RUN_DIR"] = str(Path(args.run_dir).resolve())
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    from hip3.bus import prepare_run_dir
+
+    prepare_run_dir(cfg.run_path)
+    return run_actor_process(name, cfg, supervised=False)

@@ -1,0 +1,293 @@
+"""hip3's command line: start, watch and stop the actors; raise and reset the hard stop.
+
+    python supervisor.py start [--config FILE] [--detach]
+    python supervisor.py status [--json] [--config FILE]
+    python supervisor.py stop [--config FILE]
+    python supervisor.py hardstop --reason TEXT [--config FILE]
+    python supervisor.py reset-hardstop [--config FILE]
+
+The config is ``--config``, else ``$HIP3_CONFIG``, else ``configs/default.toml`` (paper mode against the
+built-in simulator). Commands reach the running supervisor over the ``ctl`` socket in the run
+directory, which only the user can read. One supervisor per run directory: a second is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+import zmq
+
+from hip3.bus import BusError, endpoint_address, prepare_run_dir
+from hip3.config import Config, ConfigError, load_config, resolve_config_path
+from hip3.hardstop import Latch
+
+LOCK_FILE = "supervisor.lock"
+
+
+class CliError(Exception):
+    """One line for the operator, and a non-zero exit."""
+
+
+# -------------------------------------------------------------------------------------------------
+# The run-directory lock: one supervisor per run directory.
+# -------------------------------------------------------------------------------------------------
+
+
+def _lock_holder(run_dir: Path) -> int | None:
+    """The pid holding the lock, or None if no supervisor runs on ``run_dir``."""
+    path = run_dir / LOCK_FILE
+    if not path.exists():
+        return None
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            text = f.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
+def _acquire_lock(run_dir: Path) -> TextIO:
+    f = open(run_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the supervisor's lifetime
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise CliError(f"another supervisor (pid {holder}) is already running on run directory {run_dir}") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+# -------------------------------------------------------------------------------------------------
+# The control-socket client.
+# -------------------------------------------------------------------------------------------------
+
+
+def request(cfg: Config, body: dict[str, Any], timeout_ms: int = 3000) -> dict[str, Any]:
+    """Send one command to the running supervisor and return its JSON reply."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    try:
+        sock.connect(endpoint_address(cfg, "ctl"))
+        sock.send(msgspec.json.encode(body))
+        reply: dict[str, Any] = msgspec.json.decode(sock.recv())
+        return reply
+    except zmq.Again:
+        raise CliError(f"the supervisor on {cfg.run_path} did not answer within {timeout_ms} ms") from None
+    finally:
+        sock.close()
+
+
+# -------------------------------------------------------------------------------------------------
+# Commands
+# -------------------------------------------------------------------------------------------------
+
+
+def cmd_start(cfg: Config, config_path: Path, detach: bool) -> int:
+    if cfg.bus.transport == "inproc":
+        raise CliError("bus.transport = inproc runs actors as threads inside tests; use ipc or tcp for start")
+    run_dir = cfg.run_path
+    prepare_run_dir(run_dir)
+    if detach:
+        return _start_detached(cfg, config_path)
+    lock = _acquire_lock(run_dir)
+    try:
+        return _run_foreground(cfg, config_path)
+    finally:
+        lock.close()
+        try:
+            (run_dir / LOCK_FILE).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _run_foreground(cfg: Config, config_path: Path) -> int:
+    from hip3.logs import setup_logging
+    from hip3.runtime.launchers import ProcessLauncher
+    from hip3.runtime.supervisor import Supervisor
+
+    log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr)
+    try:
+        sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path), log)
+    except BusError as e:
+        raise CliError(str(e)) from None
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal", signal=signal.Signals(signum).name)
+        sup.stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    log.info("supervisor_started", pid=os.getpid(), run_dir=str(cfg.run_path), mode=cfg.mode,
+             actors=list(sup.slots), hardstop_latched=sup.latch.state.latched)
+    try:
+        while not sup.stopping:
+            sup.step()
+    finally:
+        sup.shutdown()
+        _print_summary(sup.status())
+        sup.close()
+    return 0
+
+
+def _print_summary(status: dict[str, Any]) -> None:
+    hs = status["hard_stop"]
+    lines = [f"hip3 session ended after {status['uptime_s']} s (run dir {status['run_dir']})",
+             f"hard stop: {'LATCHED: ' + str(hs['reason']) if hs['latched'] else 'not latched'} (epoch {hs['epoch']})"]
+    for a in status["actors"]:
+        lines.append(f"  {a['name']:<17} restarts={a['restarts']}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _start_detached(cfg: Config, config_path: Path) -> int:
+    run_dir = cfg.run_path
+    holder = _lock_holder(run_dir)
+    if holder is not None:
+        raise CliError(f"another supervisor (pid {holder}) is already running on run directory {run_dir}")
+    out = open(run_dir / "logs" / "supervisor.out", "ab")  # noqa: SIM115 - handed to the child
+    env = dict(os.environ, HIP3_RUN_DIR=str(run_dir))
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "start", "--config", str(config_path)],
+                            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env)
+    out.close()
+    deadline = time.monotonic() + cfg.supervisor.ready_timeout_ms / 1000 * max(1, 5) + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (run_dir / "logs" / "supervisor.out").read_text(errors="replace").strip().splitlines()[-5:]
+            raise CliError(f"the supervisor exited with code {proc.returncode}: " + " | ".join(tail))
+        if _lock_holder(run_dir) == proc.pid:
+            try:
+                st = request(cfg, {"cmd": "status"}, timeout_ms=1000)
+            except CliError:
+                st = None
+            if st and st["actors"] and all(a["ready"] for a in st["actors"]):
+                print(f"hip3 started (supervisor pid {proc.pid}, run dir {run_dir}); all actors READY")
+                return 0
+        time.sleep(0.1)
+    raise CliError(f"hip3 did not get READY in time (supervisor pid {proc.pid} still running; see "
+                   f"{run_dir / 'logs'})")
+
+
+def cmd_status(cfg: Config, as_json: bool) -> int:
+    run_dir = cfg.run_path
+    if _lock_holder(run_dir) is None:
+        st = Latch.load(run_dir)
+        status: dict[str, Any] = {"run_dir": str(run_dir), "running": False,
+                                  "hard_stop": {"latched": st.latched, "reason": st.reason, "epoch": st.epoch},
+                                  "actors": []}
+    else:
+        status = request(cfg, {"cmd": "status"})
+    if as_json:
+        print(msgspec.json.encode(status).decode())
+    else:
+        print(format_status(status))
+    return 0 if status.get("running") else 1
+
+
+def format_status(status: dict[str, Any]) -> str:
+    hs = status["hard_stop"]
+    out = [f"run dir   {status['run_dir']}  ({'running' if status.get('running') else 'NOT RUNNING'})",
+           f"hard stop {'LATCHED: ' + str(hs.get('reason')) if hs['latched'] else 'clear'}  (epoch {hs['epoch']})"]
+    if status.get("actors"):
+        out.append(f"{'actor':<17} {'pid':>7} {'state':<9} {'ready':<5} {'restarts':>8} {'hb age ms':>9}  stats")
+        for a in status["actors"]:
+            stats = " ".join(f"{k}={v}" for k, v in sorted((a.get("stats") or {}).items()))
+            hb = "-" if a["heartbeat_age_ms"] is None else str(a["heartbeat_age_ms"])
+            out.append(f"{a['name']:<17} {a['pid'] or '-':>7} {a['state']:<9} {'yes' if a['ready'] else 'no':<5} "
+                       f"{a['restarts']:>8} {hb:>9}  {stats}")
+        out.append(f"sequence gaps: {status.get('seq_gaps', 0)}")
+    return "\n".join(out)
+
+
+def cmd_stop(cfg: Config) -> int:
+    run_dir = cfg.run_path
+    holder = _lock_holder(run_dir)
+    if holder is None:
+        print(f"no supervisor is running on {run_dir}")
+        return 0
+    request(cfg, {"cmd": "stop"})
+    deadline = time.monotonic() + cfg.supervisor.stop_timeout_ms / 1000 + 10
+    while time.monotonic() < deadline:
+        if _lock_holder(run_dir) is None:
+            print("hip3 stopped")
+            return 0
+        time.sleep(0.05)
+    raise CliError(f"the supervisor (pid {holder}) did not stop in time")
+
+
+def cmd_hardstop(cfg: Config, reason: str) -> int:
+    run_dir = cfg.run_path
+    if _lock_holder(run_dir) is None:
+        prepare_run_dir(run_dir)
+        latch = Latch(run_dir)
+        latch.latch(f"operator: {reason}")
+        print(f"hard stop latched (supervisor not running; it will start latched): {latch.state.reason}")
+        return 0
+    reply = request(cfg, {"cmd": "hardstop", "reason": reason})
+    print(f"hard stop latched: {reply['hard_stop']['reason']} (epoch {reply['hard_stop']['epoch']})")
+    return 0
+
+
+def cmd_reset(cfg: Config) -> int:
+    run_dir = cfg.run_path
+    if _lock_holder(run_dir) is None:
+        prepare_run_dir(run_dir)
+        latch = Latch(run_dir)
+        changed = latch.reset()
+    else:
+        changed = bool(request(cfg, {"cmd": "reset-hardstop"})["changed"])
+    print("hard stop reset" if changed else "hard stop was not latched")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python supervisor.py", description="run and control hip3")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_start = sub.add_parser("start", help="start every actor (foreground; Ctrl-C stops)")
+    p_start.add_argument("--detach", action="store_true", help="return once every actor is READY")
+    p_status = sub.add_parser("status", help="actors, READY, hard stop")
+    p_status.add_argument("--json", action="store_true")
+    sub.add_parser("stop", help="stop the running supervisor and every actor")
+    p_hs = sub.add_parser("hardstop", help="latch the hard stop")
+    p_hs.add_argument("--reason", required=True)
+    sub.add_parser("reset-hardstop", help="clear the hard-stop latch (operator only)")
+    for p in sub.choices.values():
+        p.add_argument("--config", help="config file (default: $HIP3_CONFIG or configs/default.toml)")
+    args = parser.parse_args(argv)
+    try:
+        config_path = resolve_config_path(args.config)
+        cfg = load_config(args.config)
+        if args.command == "start":
+            return cmd_start(cfg, config_path, args.detach)
+        if args.command == "status":
+            return cmd_status(cfg, args.json)
+        if args.command == "stop":
+            return cmd_stop(cfg)
+        if args.command == "hardstop":
+            return cmd_hardstop(cfg, args.reason)
+        return cmd_reset(cfg)
+    except (ConfigError, CliError, BusError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Error strings and status classification (lessons B10, B23)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hip3.hyperliquid import errors as E
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "iocCancelRejected",
+        "reduceOnlyRejected",
+        "minTradeNtlRejected",
+        E.ERR_IOC_CANCEL,
+        E.ERR_IOC_CANCEL + " asset=110027",
+        E.ERR_REDUCE_ONLY,
+        "Reduce only order would increase position. asset=110027",
+        "Order has zero size.",
+        E.ERR_MIN_TRADE_NTL + " asset=110027",
+    ],
+)
+def test_benign(text: str) -> None:
+    assert E.is_benign_rejection(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        E.ERR_PERP_MARGIN,
+        E.ERR_TICK,
+        E.ERR_ORACLE,
+        "perpMarginRejected",
+        "tickRejected",
+        "oracleRejected",
+        E.rate_limit_error(97460, 97456, "87457.46"),
+        E.duplicate_nonce_error(5),
+        "",
+        None,
+    ],
+)
+def test_not_benign(text: str) -> None:
+    assert not E.is_benign_rejection(text)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        ("open", "open"),
+        ("triggered", "open"),
+        ("filled", "filled"),
+        ("canceled", "cancelled"),
+        ("marginCanceled", "cancelled"),
+        ("vaultWithdrawalCanceled", "cancelled"),
+        ("openInterestCapCanceled", "cancelled"),
+        ("selfTradeCanceled", "cancelled"),
+        ("reduceOnlyCanceled", "cancelled"),
+        ("siblingFilledCanceled", "cancelled"),
+        ("delistedCanceled", "cancelled"),
+        ("liquidatedCanceled", "cancelled"),
+        ("scheduledCancel", "cancelled"),
+        ("rejected", "rejected"),
+        ("tickRejected", "rejected"),
+        ("minTradeNtlRejected", "rejected"),
+        ("perpMarginRejected", "rejected"),
+        ("reduceOnlyRejected", "rejected"),
+        ("badAloPxRejected", "rejected"),
+        ("iocCancelRejected", "rejected"),
+        ("badTriggerPxRejected", "rejected"),
+        ("marketOrderNoLiquidityRejected", "rejected"),
+        ("positionIncreaseAtOpenInterestCapRejected", "rejected"),
+        ("positionFlipAtOpenInterestCapRejected", "rejected"),
+        ("tooAggressiveAtOpenInterestCapRejected", "rejected"),
+        ("openInterestIncreaseRejected", "rejected"),
+        ("insufficientSpotBalanceRejected", "rejected"),
+        ("oracleRejected", "rejected"),
+        ("perpMaxPositionRejected", "rejected"),
+        ("someFutureStatus", "cancelled"),
+        ("", "cancelled"),
+    ],
+)
+def test_order_status_kind(status: str, kind: str) -> None:
+    assert E.order_status_kind(status) == kind
+
+
+def test_formatters() -> None:
+    assert E.rate_limit_error(97460, 97456, "87457.46") == (
+        "Too many cumulative requests sent (97460 > 97456) for cumulative volume traded $87457.46. "
+        "Place taker orders to free up 1 request per USDC traded."
+    )
+    assert E.is_rate_limit_error(E.rate_limit_error(1, 0, "0"))
+    assert E.nonce_too_low_error(5, 7) == "Invalid nonce: nonce too low 5 < 7"
+    assert E.is_nonce_error(E.duplicate_nonce_error(3))
+    assert E.bad_alo_px_error("(1.0, 1.1)") == "Post only order would have immediately matched, bbo was (1.0, 1.1)."

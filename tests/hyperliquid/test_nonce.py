@@ -1,0 +1,117 @@
+"""NonceManager: strictly increasing, persisted high-water mark, exchange window, single owner."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hip3.hyperliquid.nonce import DAY_MS, NonceError, NonceManager
+
+T0 = 1_769_594_065_700
+
+
+def test_monotonic_same_ms(tmp_path: Path) -> None:
+    with NonceManager(tmp_path / "n") as nm:
+        out = [nm.next(T0) for _ in range(100)]
+    assert out == list(range(T0, T0 + 100))
+
+
+def test_follows_clock_and_offset() -> None:
+    clock = [T0]
+    nm = NonceManager(None, clock_ms=lambda: clock[0])
+    assert nm.next() == T0
+    clock[0] += 50
+    assert nm.next() == T0 + 50
+    nm.set_server_offset(1000)
+    assert nm.next() == T0 + 1050
+    nm.set_server_offset(-5000)  # server behind: never go backwards
+    assert nm.next() == T0 + 1051
+    with pytest.raises(ValueError):
+        NonceManager(None).next()
+
+
+def test_restart_never_reuses(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "nonce"
+    nm = NonceManager(path, reserve_ms=2000)
+    issued = [nm.next(T0) for _ in range(10)]
+    assert nm.fsyncs == 1  # one reservation covers the burst
+    nm.close()  # a "crash": no final write
+    nm2 = NonceManager(path)
+    first = nm2.next(T0)  # the clock did not move (or went back)
+    assert first > max(issued)
+    assert first > T0 + 2000  # above the reserved ceiling
+    assert nm2.next(T0 - 10_000) == first + 1
+    nm2.close()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3000, 3000), st.booleans()), min_size=1, max_size=60))
+def test_strictly_increasing_across_restarts(tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, bool]]) -> None:
+    path = tmp_path_factory.mktemp("n") / "nonce"
+    nm = NonceManager(path, reserve_ms=500)
+    now = T0
+    prev = 0
+    for delta, restart in steps:
+        now += delta
+        if restart:
+            nm.close()
+            nm = NonceManager(path, reserve_ms=500)
+        n = nm.next(now)
+        assert n > prev
+        assert n >= now
+        prev = n
+    nm.close()
+
+
+def test_window_refusal(tmp_path: Path) -> None:
+    path = tmp_path / "nonce"
+    path.write_text(str(T0 + 2 * DAY_MS))  # state far ahead (clock was wrong earlier)
+    with NonceManager(path) as nm, pytest.raises(NonceError):
+        nm.next(T0)
+    nm = NonceManager(None)
+    with pytest.raises(NonceError):
+        nm.next(-3 * DAY_MS)  # bogus clock
+    nm2 = NonceManager(None)
+    nm2.next(T0)
+    with pytest.raises(NonceError):
+        nm2.next(T0 - DAY_MS)  # clock jumped back a day: last+1 is now too far ahead
+
+
+def test_corrupt_state_refused(tmp_path: Path) -> None:
+    path = tmp_path / "nonce"
+    path.write_text("garbage")
+    with pytest.raises(NonceError):
+        NonceManager(path)
+
+
+def test_single_owner(tmp_path: Path) -> None:
+    path = tmp_path / "nonce"
+    nm = NonceManager(path)
+    with pytest.raises(NonceError):
+        NonceManager(path)
+    nm.close()
+    NonceManager(path).close()
+
+
+def _child(path: str, q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    try:
+        NonceManager(path)
+        q.put("acquired")
+    except NonceError:
+        q.put("refused")
+
+
+def test_single_owner_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "nonce"
+    nm = NonceManager(path)
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(str(path), q))
+    p.start()
+    p.join(10)
+    assert q.get(timeout=5) == "refused"
+    nm.close()

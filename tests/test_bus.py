@@ -1,0 +1,114 @@
+"""The bus: gap counting, late joiners, malformed frames, non-blocking PUSH, endpoint rules."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+import zmq
+
+from hip3.bus import Bus, BusError, GapCounter, endpoint_address
+from hip3.messages import HardStopState, Shutdown
+from tests.conftest import make_config
+
+
+def test_gap_counter_counts_gaps_and_restarts() -> None:
+    g = GapCounter()
+    for seq in (1, 2, 3, 7, 8):
+        g.check("a", seq)
+    g.check("b", 1)
+    assert g.gaps == 3
+    g.check("a", 1)  # sender restarted
+    assert g.restarts == 1 and g.gaps == 3
+    g.check("a", 2)
+    assert g.gaps == 3
+
+
+def test_endpoints_by_transport(run_dir: Path) -> None:
+    cfg = make_config(run_dir)
+    assert endpoint_address(cfg, "md") == f"ipc://{run_dir}/sock/md"
+    tcp = make_config(run_dir, "[bus]\ntransport='tcp'\ntcp_base_port=40000\n")
+    assert endpoint_address(tcp, "intents") == "tcp://127.0.0.1:40005"
+    inproc = make_config(run_dir, "[bus]\ntransport='inproc'\n")
+    assert endpoint_address(inproc, "md").startswith("inproc://hip3-")
+    with pytest.raises(BusError, match="unknown bus endpoint"):
+        endpoint_address(cfg, "nope")
+    with pytest.raises(BusError, match="too long"):
+        endpoint_address(cfg, "md", run_dir / ("x" * 120))
+
+
+@pytest.mark.parametrize("transport", ["inproc", "ipc"])
+def test_publish_stamps_seq_and_late_joiner_gets_state(run_dir: Path, transport: str) -> None:
+    cfg = make_config(run_dir, f"[bus]\ntransport='{transport}'\n")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pub_bus, sub_bus = Bus(cfg, "supervisor", ctx), Bus(cfg, "feed", ctx)
+    try:
+        pub = pub_bus.publisher("control")
+        pub.publish(HardStopState(latched=True, reason="r", epoch=4, since_ms=1), state_key="hardstop")
+        pub.publish(Shutdown(reason="not state"))  # a stream message sent before anyone listened
+        sub = sub_bus.subscriber(["control"])
+        got = None
+        deadline = time.monotonic() + 5
+        while got is None and time.monotonic() < deadline:
+            if pub.sock.poll(10):
+                pub.on_subscription()
+            got = sub.recv()
+        assert isinstance(got, HardStopState) and got.epoch == 4
+        assert got.src == "supervisor/control" and got.seq == 3  # re-sent with a fresh sequence number
+        assert sub.recv() is None  # the stream message is not replayed
+    finally:
+        sub_bus.close()
+        pub_bus.close()
+        ctx.term()
+
+
+def test_malformed_frames_are_counted_not_raised(run_dir: Path) -> None:
+    cfg = make_config(run_dir, "[bus]\ntransport='inproc'\n")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    bus = Bus(cfg, "executor", ctx)
+    try:
+        pull = bus.puller("intents")
+        raw = ctx.socket(zmq.PUSH)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.connect(bus.address("intents"))
+        for frame in (b"garbage", msgspec.msgpack.encode({"t": "entry", "coin": 5}), b""):
+            raw.send(frame)
+        good = bus.pusher("intents")
+        assert good.send(Shutdown(reason="ok"))
+        msgs = []
+        deadline = time.monotonic() + 5
+        while not msgs and time.monotonic() < deadline:
+            pull.sock.poll(50)
+            msgs.extend(pull.drain())
+        assert msgs == [Shutdown(reason="ok", seq=1, src="executor/intents")]
+        assert pull.bad == 3 and pull.last_error
+        raw.close()
+    finally:
+        bus.close()
+        ctx.term()
+
+
+def test_push_without_peer_never_blocks(run_dir: Path) -> None:
+    cfg = make_config(run_dir)
+    bus = Bus(cfg, "detector")
+    try:
+        push = bus.pusher("intents")  # nobody bound: IMMEDIATE means nothing queues
+        t0 = time.monotonic()
+        assert push.send(Shutdown(reason="x")) is False
+        assert time.monotonic() - t0 < 0.5 and push.dropped == 1
+    finally:
+        bus.close()
+
+
+def test_bind_removes_stale_ipc_socket_and_is_private(run_dir: Path) -> None:
+    cfg = make_config(run_dir)
+    (run_dir / "sock").mkdir()
+    (run_dir / "sock" / "md").write_text("stale")
+    bus = Bus(cfg, "feed")
+    try:
+        bus.publisher("md")
+        assert (run_dir / "sock" / "md").stat().st_mode & 0o077 == 0
+    finally:
+        bus.close()

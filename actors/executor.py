@@ -1,4 +1,5 @@
-"""The executor actor process. The only process that holds the key and makes nonces: gates, batches, signs and posts orders.
+"""The executor actor process. The only process that holds the key and makes nonces: gates,
+batches, signs and posts orders.
 
 Run alone for debugging: `python -m actors.executor --config configs/default.toml`.
 """

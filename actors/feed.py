@@ -1,4 +1,5 @@
-"""The feed actor process. Owns the market-data connection and publishes typed market data and the account's user events.
+"""The feed actor process. Owns the market-data connection and publishes typed market data and the
+account's user events.
 
 Run alone for debugging: `python -m actors.feed --config configs/default.toml`.
 """

@@ -194,14 +194,18 @@ def _check(cfg: Config, source: str) -> None:
     seen: set[str] = set()
     for i, m in enumerate(cfg.markets):
         if ":" not in m.coin:
-            raise ConfigError(f"config error in {source}: `markets[{i}].coin`: {m.coin!r} is not a HIP-3 name (dex:COIN)")
+            raise ConfigError(
+                f"config error in {source}: `markets[{i}].coin`: {m.coin!r} is not a HIP-3 name (dex:COIN)"
+            )
         if m.coin.lower() in seen:
             raise ConfigError(f"config error in {source}: `markets[{i}].coin`: {m.coin!r} is listed twice")
         seen.add(m.coin.lower())
     if cfg.mode != "observe" and not cfg.markets:
         raise ConfigError(f"config error in {source}: `markets`: trading modes need an explicit market allowlist")
     if cfg.mode == "paper" and cfg.exchange.network != "sim":
-        raise ConfigError(f"config error in {source}: `exchange.network`: paper mode runs against the simulator (sim)")
+        raise ConfigError(
+            f"config error in {source}: `exchange.network`: paper mode runs against the simulator (sim)"
+        )
     if cfg.mode == "live" and cfg.exchange.network == "sim":
         raise ConfigError(f"config error in {source}: `exchange.network`: live mode needs testnet or mainnet")
     if cfg.bus.transport == "inproc" and cfg.supervisor.actors:

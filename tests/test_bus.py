@@ -39,9 +39,9 @@ def test_endpoints_by_transport(run_dir: Path) -> None:
         endpoint_address(cfg, "md", run_dir / ("x" * 120))
 
 
-@pytest.mark.parametrize("transport", ["inproc", "ipc"])
+@pytest.mark.parametrize("transport", ["inproc", "ipc", "tcp"])
 def test_publish_stamps_seq_and_late_joiner_gets_state(run_dir: Path, transport: str) -> None:
-    cfg = make_config(run_dir, f"[bus]\ntransport='{transport}'\n")
+    cfg = make_config(run_dir, f"[bus]\ntransport='{transport}'\ntcp_base_port=47300\n")
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     pub_bus, sub_bus = Bus(cfg, "supervisor", ctx), Bus(cfg, "feed", ctx)
     try:

@@ -122,7 +122,10 @@ class Actor:
     def publisher(self, endpoint: str) -> Publisher:
         """Bind ``endpoint``'s publisher and serve its state to late joiners."""
         pub = self.bus.publisher(endpoint)
-        self.add_reader(pub.sock, pub.on_subscription)
+        def joined() -> None:
+            pub.on_subscription()
+
+        self.add_reader(pub.sock, joined)
         return pub
 
     def subscriber(self, endpoints: list[str], handler: MessageHandler) -> Receiver:
@@ -264,7 +267,7 @@ class Actor:
                     t.due_ns = max(t.due_ns + t.interval_ns, now + 1)
                 if t.due_ns < next_due:
                     next_due = t.due_ns
-            timeout_ms = max(0.0, (next_due - time.monotonic_ns()) / 1e6)
+            timeout_ms = max(0, (next_due - time.monotonic_ns()) // 1_000_000)
             for target, _ in poll(timeout_ms):
                 handlers[target]()
 

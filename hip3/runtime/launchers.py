@@ -84,11 +84,14 @@ class ProcessHandle:
         pid = self._proc.pid
         if not pid:
             return
-        for fn in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-            try:
-                fn()
-            except (ProcessLookupError, PermissionError):
-                pass
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def join(self, timeout: float) -> None:
         self._proc.join(timeout)

@@ -36,6 +36,6 @@ class RestartPolicy:
         if n >= self.max_restarts:
             return None
         self._history.append(now_s)
-        base = min(self.max_ms, self.initial_ms * (2 ** n))
+        base = min(self.max_ms, self.initial_ms * float(2**n))
         factor = 1.0 + self.jitter * (2.0 * self._rng.random() - 1.0)
         return max(0.0, base * factor) / 1000.0

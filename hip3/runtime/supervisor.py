@@ -63,6 +63,7 @@ class Slot:
     last_hb_ns: int | None = None
     restart_at_ns: int = 0
     acked_epoch: int = -1
+    acked_ns: int = 0
     stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -214,8 +215,9 @@ class Supervisor:
                 slot.last_hb_ns = time.monotonic_ns()
                 self._set_ready(slot, msg.ready, msg.detail)
         elif isinstance(msg, HardStopAck):
-            if slot is not None:
-                slot.acked_epoch = max(slot.acked_epoch, msg.epoch)
+            if slot is not None and msg.epoch > slot.acked_epoch:
+                slot.acked_epoch = msg.epoch
+                slot.acked_ns = time.monotonic_ns()
         elif isinstance(msg, HardStopRequest):
             self.hardstop(msg.reason, msg.source)
         elif isinstance(msg, HardStopProgress):
@@ -256,6 +258,9 @@ class Supervisor:
                 "ready": s.ready,
                 "ready_detail": s.ready_detail,
                 "hardstop_epoch_acked": s.acked_epoch,
+                # monotonic_ns timestamps (comparable across processes on one host), for benchmarks
+                "ready_since_ns": s.ready_ns if s.ready else None,
+                "hardstop_acked_ns": s.acked_ns,
                 "stats": s.stats,
             })
         return {
@@ -311,7 +316,7 @@ class Supervisor:
     def all_ready(self) -> bool:
         return all(s.state == "running" and s.ready for s in self.slots.values())
 
-    def step(self, timeout_ms: float = 50) -> None:
+    def step(self, timeout_ms: int = 50) -> None:
         """One turn of the loop: sockets, sentinels, timers."""
         for target, _ in self.poller.poll(timeout_ms):
             if target is self.inbox.sock:

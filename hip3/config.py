@@ -234,3 +234,26 @@ def load_config(cli_path: str | None = None) -> Config:
     except OSError as e:
         raise ConfigError(f"config error in {path}: cannot read: {e.strerror or e}") from None
     return parse_config(text, str(path))
+
+
+# Default endpoints per network. The simulator's address is decided at start by the supervisor
+# (``HIP3_EXCHANGE_URL``, e.g. http://127.0.0.1:48123) unless the config names one.
+NETWORK_URLS = {
+    "mainnet": ("https://api.hyperliquid.xyz", "wss://api.hyperliquid.xyz/ws"),
+    "testnet": ("https://api.hyperliquid-testnet.xyz", "wss://api.hyperliquid-testnet.xyz/ws"),
+}
+ENV_EXCHANGE_URL = "HIP3_EXCHANGE_URL"
+
+
+def exchange_urls(cfg: Config) -> tuple[str, str]:
+    """(REST base URL, WebSocket URL) for ``cfg``: the config's own, else the network's default."""
+    ex = cfg.exchange
+    if ex.network == "sim":
+        base = ex.rest_url or os.environ.get(ENV_EXCHANGE_URL, "")
+        if not base:
+            raise ConfigError("the simulator's address is unknown: start through supervisor.py, or set "
+                              "exchange.rest_url / HIP3_EXCHANGE_URL")
+        ws = ex.ws_url or base.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/") + "/ws"
+        return base.rstrip("/"), ws
+    rest, ws = NETWORK_URLS[ex.network]
+    return (ex.rest_url or rest).rstrip("/"), ex.ws_url or ws

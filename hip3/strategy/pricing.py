@@ -15,11 +15,14 @@ from hip3.hyperliquid.wire import floor_size, round_price
 __all__ = ["ZERO", "ceil_to_decimals", "float_to_decimal", "floor_to_decimals", "to_valid_price"]
 
 ZERO = Decimal(0)
+_ONE = Decimal(1)
+_BIG = Decimal(10) ** 15
 
 
 def float_to_decimal(x: float) -> Decimal:
-    """The shortest decimal that round-trips ``x`` (``repr``), so 2650.5 stays 2650.5, not binary noise."""
-    return Decimal(repr(x))
+    """The shortest decimal that round-trips ``x`` (``repr``): 2650.5 stays 2650.5, 100.0 becomes 100."""
+    d = Decimal(repr(x))
+    return d.quantize(_ONE) if d == d.to_integral_value() and d.is_finite() and abs(d) < _BIG else d
 
 
 def floor_to_decimals(x: float, sz_decimals: int) -> Decimal:

@@ -176,6 +176,7 @@ class OrderSubmitted(Msg, frozen=True, tag="osub"):
     post_id: int
     origin_recv_ns: int  # 0 if not caused by an exchange frame
     sent_ns: int
+    edge_bps: float = 0.0  # the entry signal's raw edge (0 for flattens), kept with the position
 
 
 class OrderAcked(Msg, frozen=True, tag="oack"):

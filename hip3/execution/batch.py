@@ -219,9 +219,7 @@ class BatchScheduler:
 
     # ------------------------------------------------------------------ failures
 
-    def on_send_failure(
-        self, batch: Batch
-    ) -> tuple[list[QueuedOrder], list[QueuedOrder | QueuedCancel]]:
+    def on_send_failure(self, batch: Batch) -> tuple[list[QueuedOrder], list[QueuedOrder | QueuedCancel]]:
         """Not ready / rate-limited / send failed / whole-request error: drop new orders (returned: release
         them), requeue reduce-only orders and cancels at the back. Also returns what exhausted its
         requeue budget (terminal: the caller reports it)."""
@@ -252,5 +250,7 @@ class BatchScheduler:
         for pid in [p for p, f in self._inflight.items() if now_ns - f.sent_ns >= self._timeout_ns]:
             f = self._inflight.pop(pid)
             dropped, given_up = self.on_send_failure(f.batch)
-            out.append(TimedOutPost(post_id=pid, batch=f.batch, dropped_new=tuple(dropped), given_up=tuple(given_up)))
+            out.append(
+                TimedOutPost(post_id=pid, batch=f.batch, dropped_new=tuple(dropped), given_up=tuple(given_up))
+            )
         return out

@@ -97,15 +97,28 @@ class ExecutionCore:
             why = "DuplicateIntent" if valid_id(intent.intent_id) else "InvalidIntentId"
             return Verdict("rejected", why, "", intent.intent_id, intent.coin, intent.sz), []
         verdict = self.gates.evaluate(
-            intent, snapshot=snapshot, hard_stop_latched=self.hard_stop_latched, now_ns=now_ns, now_ms=now_ms,
-            balance_usd=balance_usd, flatten_in_flight=self.tracker.flatten_in_flight(),
+            intent,
+            snapshot=snapshot,
+            hard_stop_latched=self.hard_stop_latched,
+            now_ns=now_ns,
+            now_ms=now_ms,
+            balance_usd=balance_usd,
+            flatten_in_flight=self.tracker.flatten_in_flight(),
         )
         if not verdict.accepted:
             return verdict, []
         order = QueuedOrder(
-            cloid=self._make_cloid(), intent_id=intent.intent_id, coin=intent.coin, asset=intent.asset,
-            is_buy=intent.is_buy, px=intent.px, sz=verdict.sz, reduce_only=False, kind="entry",
-            origin_recv_ns=intent.origin_recv_ns, expected_px=intent.px,
+            cloid=self._make_cloid(),
+            intent_id=intent.intent_id,
+            coin=intent.coin,
+            asset=intent.asset,
+            is_buy=intent.is_buy,
+            px=intent.px,
+            sz=verdict.sz,
+            reduce_only=False,
+            kind="entry",
+            origin_recv_ns=intent.origin_recv_ns,
+            expected_px=intent.px,
         )
         res = self.scheduler.enqueue_new(order)
         if not res.ok:
@@ -122,9 +135,17 @@ class ExecutionCore:
         if not verdict.accepted:
             return verdict
         order = QueuedOrder(
-            cloid=self._make_cloid(), intent_id=intent.intent_id, coin=intent.coin, asset=intent.asset,
-            is_buy=intent.is_buy, px=intent.px, sz=intent.sz, reduce_only=True, kind="flatten",
-            reason=intent.reason, origin_recv_ns=intent.origin_recv_ns,
+            cloid=self._make_cloid(),
+            intent_id=intent.intent_id,
+            coin=intent.coin,
+            asset=intent.asset,
+            is_buy=intent.is_buy,
+            px=intent.px,
+            sz=intent.sz,
+            reduce_only=True,
+            kind="flatten",
+            reason=intent.reason,
+            origin_recv_ns=intent.origin_recv_ns,
         )
         if intent.coin in self.tracker.flatten_in_flight():
             return Verdict("skipped", "FlattenInProgress", "", intent.intent_id, intent.coin, intent.sz)

@@ -69,7 +69,9 @@ class Verdict(msgspec.Struct, frozen=True):
         )
 
 
-def _verdict(outcome: Outcome, reason: str, intent_id: str, coin: str, sz: Decimal, detail: str = "") -> Verdict:
+def _verdict(
+    outcome: Outcome, reason: str, intent_id: str, coin: str, sz: Decimal, detail: str = ""
+) -> Verdict:
     return Verdict(outcome=outcome, reason=reason, detail=detail, intent_id=intent_id, coin=coin, sz=sz)
 
 
@@ -93,25 +95,54 @@ def check_order_input(
     if not isinstance(sz, Decimal) or not sz.is_finite() or sz <= 0:
         return _verdict("rejected", "InvalidSize", intent_id, coin, Decimal(0), f"size {sz!r} must be > 0")
     if not is_valid_size(sz, spec.sz_decimals):
-        return _verdict("rejected", "InvalidSize", intent_id, coin, sz, f"size {sz} off the lot (szDecimals {spec.sz_decimals})")
+        return _verdict(
+            "rejected",
+            "InvalidSize",
+            intent_id,
+            coin,
+            sz,
+            f"size {sz} off the lot (szDecimals {spec.sz_decimals})",
+        )
     if not isinstance(px, Decimal) or not is_valid_price(px, spec.sz_decimals):
         return _verdict("rejected", "InvalidPrice", intent_id, coin, sz, f"price {px!r} off the tick rules")
     if valid_until_ns < now_ns:
-        return _verdict("rejected", "Expired", intent_id, coin, sz, f"expired {(now_ns - valid_until_ns) // 1_000_000} ms ago")
+        return _verdict(
+            "rejected",
+            "Expired",
+            intent_id,
+            coin,
+            sz,
+            f"expired {(now_ns - valid_until_ns) // 1_000_000} ms ago",
+        )
     return None
 
 
 def check_flatten(intent: FlattenIntent, specs: Mapping[str, MarketSpec], now_ns: int) -> Verdict:
     """Flatten intents skip the entry gates (§11: reduce-only keeps flowing) but not input validation."""
     bad = check_order_input(
-        intent_id=intent.intent_id, coin=intent.coin, asset=intent.asset, px=intent.px, sz=intent.sz,
-        valid_until_ns=intent.valid_until_ns, specs=specs, now_ns=now_ns,
+        intent_id=intent.intent_id,
+        coin=intent.coin,
+        asset=intent.asset,
+        px=intent.px,
+        sz=intent.sz,
+        valid_until_ns=intent.valid_until_ns,
+        specs=specs,
+        now_ns=now_ns,
     )
     if bad is not None:
         return bad
     if not intent.reduce_only:
-        return _verdict("rejected", "NotReduceOnly", intent.intent_id, intent.coin, intent.sz, "flatten must be reduce-only")
-    return _verdict("accepted", "Queued", intent.intent_id, intent.coin, intent.sz, f"flatten reason={intent.reason}")
+        return _verdict(
+            "rejected",
+            "NotReduceOnly",
+            intent.intent_id,
+            intent.coin,
+            intent.sz,
+            "flatten must be reduce-only",
+        )
+    return _verdict(
+        "accepted", "Queued", intent.intent_id, intent.coin, intent.sz, f"flatten reason={intent.reason}"
+    )
 
 
 class PendingMarks:
@@ -173,7 +204,7 @@ class ExecutorGates:
     def set_mark(self, coin: str, mark_px: float | Decimal) -> None:
         """Latest mark price (from ``AssetCtx.mark_px``); 0 or negative means missing."""
         px = mark_px if isinstance(mark_px, Decimal) else Decimal(repr(mark_px))
-        if px > 0 and px.is_finite():
+        if px.is_finite() and px > 0:
             self._marks[coin] = px
         else:
             self._marks.pop(coin, None)
@@ -182,7 +213,7 @@ class ExecutorGates:
         return self._marks.get(coin)
 
     def market_cap_usd(self, balance_usd: Decimal | None) -> Decimal:
-        """Per-market cap: static, or min(static, balance × fraction) with dynamic sizing and a known balance."""
+        """Per-market cap: static, or min(static, balance × fraction) with dynamic sizing and a balance."""
         cap = self._max_market
         if self.params.dynamic_sizing and balance_usd is not None and balance_usd > 0:
             cap = min(cap, balance_usd * self._risk_frac)
@@ -192,7 +223,7 @@ class ExecutorGates:
         """B31: a cap below the exchange minimum would reject everything; the actor logs this at start."""
         cap = self.market_cap_usd(balance_usd)
         if cap < self._min_exchange:
-            return f"per-market cap ${cap} is below the exchange minimum ${self._min_exchange}: no entry can pass"
+            return f"per-market cap ${cap} < exchange minimum ${self._min_exchange}: no entry can pass"
         return None
 
     def evaluate(
@@ -210,13 +241,21 @@ class ExecutorGates:
         pending and consumed budget; the caller must ``release`` it if the order does not get enqueued."""
         iid, coin = intent.intent_id, intent.coin
         bad = check_order_input(
-            intent_id=iid, coin=coin, asset=intent.asset, px=intent.px, sz=intent.sz,
-            valid_until_ns=intent.valid_until_ns, specs=self.specs, now_ns=now_ns,
+            intent_id=iid,
+            coin=coin,
+            asset=intent.asset,
+            px=intent.px,
+            sz=intent.sz,
+            valid_until_ns=intent.valid_until_ns,
+            specs=self.specs,
+            now_ns=now_ns,
         )
         if bad is not None:
             return bad
         if intent.reduce_only:
-            return _verdict("rejected", "InvalidIntent", iid, coin, intent.sz, "entry intent must not be reduce-only")
+            return _verdict(
+                "rejected", "InvalidIntent", iid, coin, intent.sz, "entry intent must not be reduce-only"
+            )
         sz = intent.sz
         # 1: hard stop
         if hard_stop_latched:
@@ -245,33 +284,55 @@ class ExecutorGates:
         if sz * mark > available:
             sz = floor_size(available / mark, spec.sz_decimals)
             if sz * mark < self._min_shrunk:
-                return _verdict("rejected", "MaxPositionPerMarket", iid, coin, sz,
-                                f"shrunk notional ${sz * mark:.2f} < ${self._min_shrunk}")
+                return _verdict(
+                    "rejected",
+                    "MaxPositionPerMarket",
+                    iid,
+                    coin,
+                    sz,
+                    f"shrunk notional ${sz * mark:.2f} < ${self._min_shrunk}",
+                )
         if sz * intent.px < self._min_exchange or sz * mark < self._min_exchange:
-            return _verdict("rejected", "BelowMinNotional", iid, coin, sz,
-                            f"notional ${sz * intent.px:.2f} < exchange minimum ${self._min_exchange}")
+            return _verdict(
+                "rejected",
+                "BelowMinNotional",
+                iid,
+                coin,
+                sz,
+                f"notional ${sz * intent.px:.2f} < exchange minimum ${self._min_exchange}",
+            )
         # 4: total exposure (every mark required)
         total = sz * mark
         for p in snapshot.positions:
             m = self._marks.get(p.coin)
             if m is None:
-                return _verdict("rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for position {p.coin}")
+                return _verdict(
+                    "rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for position {p.coin}"
+                )
             total += p.size * m
         for c, s in self.pending.items():
             m = self._marks.get(c)
             if m is None:
-                return _verdict("rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for pending {c}")
+                return _verdict(
+                    "rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for pending {c}"
+                )
             total += s * m
         if total >= self._max_total:
-            return _verdict("rejected", "MaxPositionTotal", iid, coin, sz, f"total ${total:.2f} >= ${self._max_total}")
+            return _verdict(
+                "rejected", "MaxPositionTotal", iid, coin, sz, f"total ${total:.2f} >= ${self._max_total}"
+            )
         # 5: concurrency (plain or correlation-weighted)
         if self.soft.params.correlation_concurrency.enabled:
-            reason = self.soft.check_concurrency(coin, intent.is_buy, ((p.coin, p.is_long) for p in snapshot.positions))
+            reason = self.soft.check_concurrency(
+                coin, intent.is_buy, ((p.coin, p.is_long) for p in snapshot.positions)
+            )
             if reason is not None:
                 code, _, detail = reason.partition(": ")
                 return _verdict("rejected", code, iid, coin, sz, detail)
         elif len(snapshot.positions) >= self.params.max_concurrent_positions:
-            return _verdict("rejected", "MaxConcurrentPositions", iid, coin, sz, f"{len(snapshot.positions)} open")
+            return _verdict(
+                "rejected", "MaxConcurrentPositions", iid, coin, sz, f"{len(snapshot.positions)} open"
+            )
         # 6: flatten pending
         if coin in snapshot.pending_flatten or coin in flatten_in_flight:
             return _verdict("skipped", "FlattenInProgress", iid, coin, sz)

@@ -75,7 +75,11 @@ class HardStopFlattener:
 
     def _progress(self, n_pos: int, n_oo: int) -> HardStopProgress:
         return HardStopProgress(
-            epoch=self.epoch, positions=n_pos, open_orders=n_oo, attempts=self.attempts, done=self.done,
+            epoch=self.epoch,
+            positions=n_pos,
+            open_orders=n_oo,
+            attempts=self.attempts,
+            done=self.done,
             alert=not self.done and self.attempts >= self.params.flatten_fast_attempts,
         )
 
@@ -114,7 +118,9 @@ class HardStopFlattener:
         for p in snapshot.positions:
             spec, mark = self.specs.get(p.coin), marks.get(p.coin)
             if spec is None or mark is None or mark <= 0:
-                problems.append(f"{p.coin}: {'no spec' if spec is None else 'no mark'}; cannot price the flatten")
+                problems.append(
+                    f"{p.coin}: {'no spec' if spec is None else 'no mark'}; cannot price the flatten"
+                )
                 continue
             is_buy = not p.is_long
             raw = mark * (1 + self._slip) if is_buy else mark * (1 - self._slip)
@@ -127,13 +133,26 @@ class HardStopFlattener:
             if sz <= 0:
                 problems.append(f"{p.coin}: size {p.size} below one lot")
                 continue
-            orders.append(QueuedOrder(
-                cloid=self._make_cloid(), intent_id=f"hs-{self.epoch}-{self.attempts}-{p.coin}", coin=p.coin,
-                asset=spec.asset, is_buy=is_buy, px=px, sz=sz, reduce_only=True, kind="hardstop",
-                reason="hard_stop",
-            ))
+            orders.append(
+                QueuedOrder(
+                    cloid=self._make_cloid(),
+                    intent_id=f"hs-{self.epoch}-{self.attempts}-{p.coin}",
+                    coin=p.coin,
+                    asset=spec.asset,
+                    is_buy=is_buy,
+                    px=px,
+                    sz=sz,
+                    reduce_only=True,
+                    kind="hardstop",
+                    reason="hard_stop",
+                )
+            )
         interval = self._fast_ns if self.attempts < self.params.flatten_fast_attempts else self._slow_ns
         self._next_attempt_ns = now_ns + interval
         self._quiet_since_ns = now_ns
-        return HardStopStep(cancels=cancels, orders=tuple(orders), progress=self._progress(n_pos, n_oo),
-                            problems=tuple(problems))
+        return HardStopStep(
+            cancels=cancels,
+            orders=tuple(orders),
+            progress=self._progress(n_pos, n_oo),
+            problems=tuple(problems),
+        )

@@ -29,7 +29,15 @@ import msgspec
 
 from hip3.execution.batch import Batch, QueuedOrder
 from hip3.hyperliquid.errors import is_benign_rejection, order_status_kind
-from hip3.messages import Msg, OrderAcked, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, OrderUpdate
+from hip3.messages import (
+    Msg,
+    OrderAcked,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    OrderUpdate,
+)
 
 __all__ = ["ManagedOrder", "OrderTracker", "parse_post_response"]
 
@@ -147,25 +155,51 @@ class OrderTracker:
             if m is None:
                 continue
             m.state, m.post_id, m.nonce = "sent", post_id, nonce
-            out.append(OrderSubmitted(
-                cloid=o.cloid, intent_id=o.intent_id, coin=o.coin, asset=o.asset, is_buy=o.is_buy, px=o.px,
-                sz=o.sz, reduce_only=o.reduce_only, tif=o.tif, kind=o.kind, reason=o.reason, nonce=nonce,
-                post_id=post_id, origin_recv_ns=o.origin_recv_ns, sent_ns=sent_ns,
-            ))
+            out.append(
+                OrderSubmitted(
+                    cloid=o.cloid,
+                    intent_id=o.intent_id,
+                    coin=o.coin,
+                    asset=o.asset,
+                    is_buy=o.is_buy,
+                    px=o.px,
+                    sz=o.sz,
+                    reduce_only=o.reduce_only,
+                    tif=o.tif,
+                    kind=o.kind,
+                    reason=o.reason,
+                    nonce=nonce,
+                    post_id=post_id,
+                    origin_recv_ns=o.origin_recv_ns,
+                    sent_ns=sent_ns,
+                )
+            )
         return out
 
-    def fail(self, orders: Iterable[QueuedOrder], reason: str, recv_ns: int, *, benign: bool) -> list[OrderRejected]:
+    def fail(
+        self, orders: Iterable[QueuedOrder], reason: str, recv_ns: int, *, benign: bool
+    ) -> list[OrderRejected]:
         """Terminal rejection without an exchange status (send failure, timeout, drop, requeue exhausted)."""
         out = []
         for o in orders:
             if self._finish(o.cloid, "rejected") is not None:
-                out.append(OrderRejected(cloid=o.cloid, coin=o.coin, reason=reason, benign=benign,
-                                         reduce_only=o.reduce_only, recv_ns=recv_ns))
+                out.append(
+                    OrderRejected(
+                        cloid=o.cloid,
+                        coin=o.coin,
+                        reason=reason,
+                        benign=benign,
+                        reduce_only=o.reduce_only,
+                        recv_ns=recv_ns,
+                    )
+                )
         return out
 
     # ------------------------------------------------------------------ post responses
 
-    def apply_post_response(self, batch: Batch, response: object, recv_ns: int) -> tuple[list[Msg], str | None]:
+    def apply_post_response(
+        self, batch: Batch, response: object, recv_ns: int
+    ) -> tuple[list[Msg], str | None]:
         """Apply a post response to its batch. Returns (events, whole_request_error); on a whole-request
         error nothing is changed here: the caller cleans up the batch like a send failure."""
         statuses, whole = parse_post_response(response)
@@ -194,8 +228,16 @@ class OrderTracker:
         if self._finish(o.cloid, "rejected") is None:
             self.unmatched += 1
             return []
-        return [OrderRejected(cloid=o.cloid, coin=o.coin, reason=reason, benign=benign,
-                              reduce_only=o.reduce_only, recv_ns=recv_ns)]
+        return [
+            OrderRejected(
+                cloid=o.cloid,
+                coin=o.coin,
+                reason=reason,
+                benign=benign,
+                reduce_only=o.reduce_only,
+                recv_ns=recv_ns,
+            )
+        ]
 
     @staticmethod
     def _filled_event(o: QueuedOrder, f: dict[str, object], recv_ns: int) -> list[Msg]:
@@ -203,8 +245,18 @@ class OrderTracker:
         if total is None or avg is None or total <= 0 or avg <= 0:
             return []
         oid_i = oid if isinstance(oid, int) and not isinstance(oid, bool) else 0
-        return [OrderFilled(cloid=o.cloid, oid=oid_i, coin=o.coin, is_buy=o.is_buy, total_sz=total,
-                            avg_px=avg, reduce_only=o.reduce_only, recv_ns=recv_ns)]
+        return [
+            OrderFilled(
+                cloid=o.cloid,
+                oid=oid_i,
+                coin=o.coin,
+                is_buy=o.is_buy,
+                total_sz=total,
+                avg_px=avg,
+                reduce_only=o.reduce_only,
+                recv_ns=recv_ns,
+            )
+        ]
 
     def _apply_status(self, o: QueuedOrder, st: object, recv_ns: int) -> list[Msg]:
         m = self._live.get(o.cloid)

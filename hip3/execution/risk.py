@@ -61,7 +61,9 @@ class RiskMonitor:
         if self.realized_usd < -self._max_loss:
             return self._fire(f"max_loss: realised pnl {self.realized_usd} < -{self._max_loss}")
         if self.consecutive_losses > self.params.max_consecutive_failures:
-            return self._fire(f"consecutive_losses: {self.consecutive_losses} > {self.params.max_consecutive_failures}")
+            return self._fire(
+                f"consecutive_losses: {self.consecutive_losses} > {self.params.max_consecutive_failures}"
+            )
         return None
 
     def on_order_rejected(self, rej: OrderRejected, now_ms: int, *, is_flatten: bool = False) -> str | None:
@@ -81,7 +83,8 @@ class RiskMonitor:
         self.rejections_in_bucket += 1
         if self.rejections_in_bucket > self.params.max_rejections_per_bucket:
             return self._fire(
-                f"rejections: {self.rejections_in_bucket} non-benign in one bucket > {self.params.max_rejections_per_bucket}"
+                f"rejections: {self.rejections_in_bucket} non-benign in one bucket"
+                f" > {self.params.max_rejections_per_bucket}"
             )
         return None
 
@@ -89,7 +92,9 @@ class RiskMonitor:
         """A flatten order failed (non-benign rejection, timeout, requeue budget exhausted)."""
         self.flatten_failures += 1
         if self.flatten_failures > self.params.max_flatten_failed:
-            return self._fire(f"flatten_failed: {self.flatten_failures} > {self.params.max_flatten_failed} ({why})")
+            return self._fire(
+                f"flatten_failed: {self.flatten_failures} > {self.params.max_flatten_failed} ({why})"
+            )
         return None
 
     def on_entry_filled(self, expected_px: Decimal, avg_px: Decimal, is_buy: bool) -> str | None:
@@ -103,7 +108,9 @@ class RiskMonitor:
         else:
             self.slippage_streak = 0
         if self.slippage_streak >= self.params.slippage_consecutive_trades:
-            return self._fire(f"slippage: {self.slippage_streak} consecutive entries > {self.params.max_slippage_bps} bps")
+            return self._fire(
+                f"slippage: {self.slippage_streak} consecutive entries > {self.params.max_slippage_bps} bps"
+            )
         return None
 
     def on_external(self, reason: str) -> str | None:

@@ -257,3 +257,15 @@ def exchange_urls(cfg: Config) -> tuple[str, str]:
         return base.rstrip("/"), ws
     rest, ws = NETWORK_URLS[ex.network]
     return (ex.rest_url or rest).rstrip("/"), ex.ws_url or ws
+
+
+ENV_ACCOUNT_ADDRESS = "HIP3_ACCOUNT_ADDRESS"
+
+
+def account_address(cfg: Config) -> str:
+    """The master (or sub-account) address for subscriptions and info queries (lesson B16).
+
+    The config's ``exchange.account_address``, else ``HIP3_ACCOUNT_ADDRESS`` (set by the supervisor in
+    paper mode to the simulator account it funded). Lower-case; empty if unknown.
+    """
+    return (cfg.exchange.account_address or os.environ.get(ENV_ACCOUNT_ADDRESS, "")).lower()

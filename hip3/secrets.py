@@ -104,3 +104,19 @@ def check_signer(key: SigningKey, expected_address: str) -> None:
     """Refuse to trade if a configured signer address does not match the key (lesson B16)."""
     if expected_address and key.address != expected_address.lower():
         raise SecretError(f"the key's address {key.address} is not exchange.signer_address {expected_address.lower()}")
+
+
+# The supervisor hands the key to the executor process at launch (pickled through the forkserver's
+# private socket, never through an environment variable or a command line that other actors see).
+_handed: SigningKey | None = None
+
+
+def hand_over(key: SigningKey | None) -> None:
+    """Called in the executor process before the actor starts (by the launcher)."""
+    global _handed
+    _handed = key
+
+
+def executor_key() -> SigningKey | None:
+    """The executor's key: handed over by the supervisor, else from this process's environment."""
+    return _handed if _handed is not None else load_signing_key()

@@ -140,9 +140,7 @@ class AssetRegistry:
         registry = cls(dex, index, specs)
         missing = [m for m in configured_markets if registry.find(m) is None]
         if missing:
-            raise AssetError(
-                f"configured markets not in meta(dex={dex}): {missing}; known: {[s.coin for s in specs]}"
-            )
+            raise AssetError(f"configured markets not in meta(dex={dex}): {missing}; known: {[s.coin for s in specs]}")
         return registry
 
     def find(self, coin: str) -> AssetSpec | None:

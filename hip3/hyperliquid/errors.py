@@ -63,9 +63,7 @@ ERR_IOC_CANCEL = "Order could not immediately match against any resting orders."
 ERR_BAD_TRIGGER_PX = "Invalid TP/SL price."
 ERR_MARKET_NO_LIQUIDITY = "No liquidity available for market order."
 ERR_OI_CAP = "Order would increase open interest while open interest is capped"
-ERR_TOO_AGGRESSIVE_AT_OI_CAP = (
-    "Order rejected due to price more aggressive than oracle while at open interest cap"
-)
+ERR_TOO_AGGRESSIVE_AT_OI_CAP = "Order rejected due to price more aggressive than oracle while at open interest cap"
 ERR_OI_INCREASE = "Order would increase open interest too quickly"
 ERR_ORACLE = "Order price too far from oracle"
 ERR_PERP_MAX_POSITION = "Order would cause position to exceed margin tier limit at current leverage"

@@ -304,6 +304,9 @@ _ORDER = msgspec.json.Decoder(WsOrder, strict=False)
 _INFO = msgspec.json.Decoder(_InfoPayload)
 
 
+_INF = float("inf")
+
+
 def _bad_float(x: float) -> bool:
     return x - x != 0.0  # True for NaN and ±inf
 
@@ -340,9 +343,7 @@ class FrameDecoder:
         if last is None or now - last >= self._log_interval_s:
             self._last_log[kind] = now
             snippet = bytes(raw[:160]) if isinstance(raw, (bytes, bytearray, memoryview)) else raw[:160]
-            _log.warning(
-                "frame rejected kind=%s count=%d why=%s frame=%r", kind, self.counters[kind], why, snippet
-            )
+            _log.warning("frame rejected kind=%s count=%d why=%s frame=%r", kind, self.counters[kind], why, snippet)
 
     def decode(self, raw: bytes | str) -> Frame | None:
         """Decode one frame. Never raises."""
@@ -408,11 +409,20 @@ class FrameDecoder:
 
     def decode_market(self, raw: bytes | str, recv_ns: int) -> Bbo | AssetCtx | Frame | None:
         """Hot path: a bbo/activeAssetCtx frame straight to ``hip3.messages.Bbo``/``AssetCtx``; any other
-        frame comes back decoded as by ``decode``."""
-        frame = self.decode(raw)
-        if isinstance(frame, (BboFrame, ActiveAssetCtxFrame)):
-            return market_msg(frame, recv_ns)
-        return frame
+        frame comes back decoded as by ``decode``. Never raises."""
+        try:
+            frame: _WireFrame = _DECODER.decode(raw)
+        except Exception as exc:
+            self._classify_failure(raw, exc)
+            return None
+        kind = type(frame)
+        if kind is BboFrame or kind is ActiveAssetCtxFrame:
+            try:
+                return market_msg(frame, recv_ns)  # type: ignore[arg-type]
+            except ValueError as exc:
+                self._classify_failure(raw, exc)
+                return None
+        return self.decode(raw)  # rare: control and account frames take the general path
 
 
 _KNOWN_CHANNELS = frozenset(
@@ -431,20 +441,34 @@ _KNOWN_CHANNELS = frozenset(
 
 
 def market_msg(frame: BboFrame | ActiveAssetCtxFrame, recv_ns: int) -> Bbo | AssetCtx:
-    """Convert a decoded bbo/activeAssetCtx frame to the bus message (missing side or value = 0.0)."""
-    if isinstance(frame, BboFrame):
+    """Convert a decoded bbo/activeAssetCtx frame to the bus message (missing side or value = 0.0).
+
+    Raises ``ValueError`` for a non-finite or non-positive price (``"NaN"``, ``"1e999"``, ``"-1"``).
+    """
+    if type(frame) is BboFrame:
         d = frame.data
         bid, ask = d.bbo
+        bid_px = bid_sz = ask_px = ask_sz = 0.0
+        if bid is not None:
+            bid_px, bid_sz = bid.px, bid.sz
+            if not (0.0 < bid_px < _INF and 0.0 <= bid_sz < _INF):  # False for NaN too
+                raise ValueError(f"bad bid {bid}")
+        if ask is not None:
+            ask_px, ask_sz = ask.px, ask.sz
+            if not (0.0 < ask_px < _INF and 0.0 <= ask_sz < _INF):
+                raise ValueError(f"bad ask {ask}")
         return Bbo(
             coin=d.coin,
-            bid_px=bid.px if bid is not None else 0.0,
-            bid_sz=bid.sz if bid is not None else 0.0,
-            ask_px=ask.px if ask is not None else 0.0,
-            ask_sz=ask.sz if ask is not None else 0.0,
+            bid_px=bid_px,
+            bid_sz=bid_sz,
+            ask_px=ask_px,
+            ask_sz=ask_sz,
             exch_ms=d.time,
             recv_ns=recv_ns,
         )
+    assert isinstance(frame, ActiveAssetCtxFrame)
     c = frame.data.ctx
+    _check_ctx(c)
     return AssetCtx(
         coin=frame.data.coin,
         oracle_px=c.oracle_px,
@@ -496,4 +520,3 @@ def user_fill_msgs(frame: UserFillsFrame, recv_ns: int) -> list[UserFill]:
         )
         for f in frame.data.fills
     ]
-

@@ -20,6 +20,9 @@ Never log or repr a private key.
 from __future__ import annotations
 
 import struct
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import coincurve
 import msgspec
@@ -41,23 +44,66 @@ _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD036414
 _U64_MAX = (1 << 64) - 1
 
 
-def keccak256(data: bytes) -> bytes:
-    """Keccak-256 (Ethereum's, not SHA3-256) of ``data``."""
+def _keccak256_portable(data: bytes) -> bytes:
     return _keccak_mod.new(digest_bits=256, data=data).digest()
+
+
+def _make_fast_keccak() -> Callable[[bytes], bytes] | None:
+    """Keccak-256 on pycryptodome's C core through cffi, reusing one state per thread.
+
+    pycryptodome's ``keccak.new`` builds a Python object, a smart pointer and a buffer per call (about
+    4.7 us here); calling the same C functions directly costs about 2 us. Falls back to the portable
+    path when pycryptodome runs on its ctypes backend or its internals differ.
+    """
+    try:
+        from Crypto.Hash.keccak import _raw_keccak_lib as lib  # type: ignore[attr-defined]
+        from Crypto.Util import _raw_api
+
+        if getattr(_raw_api, "backend", None) != "cffi":
+            return None
+        ffi = _raw_api.ffi
+    except Exception:
+        return None
+    local = threading.local()
+
+    def state() -> tuple[Any, Any]:
+        pp = ffi.new("void **")
+        if lib.keccak_init(pp, 64, 24) != 0:  # capacity 2*32 bytes, 24 rounds = Keccak-256
+            raise RuntimeError("keccak_init failed")
+        st = ffi.gc(pp[0], lib.keccak_destroy)
+        local.st = (st, ffi.new("uint8_t[32]"))
+        return local.st  # type: ignore[no-any-return]
+
+    reset, absorb, digest, buffer = lib.keccak_reset, lib.keccak_absorb, lib.keccak_digest, ffi.buffer
+
+    def fast(data: bytes) -> bytes:
+        try:
+            st, out = local.st
+        except AttributeError:
+            st, out = state()
+        reset(st)
+        absorb(st, data, len(data))
+        digest(st, out, 32, 0x01)  # 0x01 = original Keccak padding (not SHA3's 0x06)
+        return buffer(out)[:]  # type: ignore[no-any-return]
+
+    try:
+        if fast(b"abc") != _keccak256_portable(b"abc") or fast(b"") != _keccak256_portable(b""):
+            return None
+    except Exception:
+        return None
+    return fast
+
+
+keccak256: Callable[[bytes], bytes] = _make_fast_keccak() or _keccak256_portable
+keccak256.__doc__ = "Keccak-256 (Ethereum's, not SHA3-256) of ``data``."
 
 
 # EIP-712 constants (protocol §7.3). Computed, then checked against the documented values at import so a
 # typo in the type strings can never ship silently.
-_DOMAIN_TYPE_HASH = keccak256(
-    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
+_DOMAIN_TYPE_HASH = keccak256(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 _CHAIN_ID = 1337
 DOMAIN_SEPARATOR: bytes = keccak256(
-    _DOMAIN_TYPE_HASH
-    + keccak256(b"Exchange")
-    + keccak256(b"1")
-    + _CHAIN_ID.to_bytes(32, "big")
-    + bytes(32)
+    _DOMAIN_TYPE_HASH + keccak256(b"Exchange") + keccak256(b"1") + _CHAIN_ID.to_bytes(32, "big") + bytes(32)
 )
 AGENT_TYPE_HASH: bytes = keccak256(b"Agent(string source,bytes32 connectionId)")
 assert DOMAIN_SEPARATOR.hex() == "d79297fcdf2ffcd4ae223d01edaa2ba214ff8f401d7c9300d995d17c82aa4040"

@@ -69,6 +69,12 @@ def decimal_to_wire(x: Decimal) -> str:
         raise ValueError(f"decimal_to_wire needs a Decimal, got {type(x).__name__}: {x!r}")
     if not x.is_finite():
         raise ValueError(f"not a finite number: {x!r}")
+    # Fast path for the common already-canonical value ("112.95", "3"): str() is plain and minimal.
+    text = str(x)
+    if "E" not in text and text != "-0":
+        dot = text.find(".")
+        if dot < 0 or (text[-1] != "0" and len(text) - dot - 1 <= MAX_WIRE_DECIMALS):
+            return text
     sign, digits, exp = _stripped(x)
     if not any(digits):
         return "0"

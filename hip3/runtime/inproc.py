@@ -20,19 +20,21 @@ from hip3.config import Config
 from hip3.logs import setup_logging
 from hip3.runtime.launchers import ThreadLauncher
 from hip3.runtime.supervisor import Supervisor
+from hip3.secrets import SigningKey
 
 
 class InprocRun:
     """A running inproc graph: the supervisor (``sup``), the shared ``context``, and helpers."""
 
-    def __init__(self, cfg: Config, factories: dict[str, Callable[..., object]] | None = None) -> None:
+    def __init__(self, cfg: Config, factories: dict[str, Callable[..., object]] | None = None,
+                 signing_key: SigningKey | None = None) -> None:
         if cfg.bus.transport != "inproc":
             cfg = msgspec.structs.replace(cfg, bus=msgspec.structs.replace(cfg.bus, transport="inproc"))
         self.cfg = cfg
         prepare_run_dir(cfg.run_path)
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr)
-        self.sup = Supervisor(cfg, ThreadLauncher(cfg, self.context, factories), log, context=self.context)
+        self.sup = Supervisor(cfg, ThreadLauncher(cfg, self.context, factories, signing_key), log, context=self.context)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hip3:supervisor", daemon=True)
@@ -67,8 +69,9 @@ class InprocRun:
 
 
 @contextmanager
-def inproc_graph(cfg: Config, factories: dict[str, Callable[..., object]] | None = None) -> Iterator[InprocRun]:
-    run = InprocRun(cfg, factories)
+def inproc_graph(cfg: Config, factories: dict[str, Callable[..., object]] | None = None,
+                 signing_key: SigningKey | None = None) -> Iterator[InprocRun]:
+    run = InprocRun(cfg, factories, signing_key)
     run.start()
     try:
         yield run

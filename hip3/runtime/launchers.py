@@ -20,6 +20,7 @@ from typing import Protocol
 import zmq
 
 from hip3.config import Config
+from hip3.secrets import SigningKey, hand_over
 
 _PRELOAD = [
     "hip3.runtime.runner",
@@ -100,7 +101,8 @@ class ProcessHandle:
 class ProcessLauncher:
     """Starts actors as child processes of a forkserver that preloaded hip3."""
 
-    def __init__(self, config_path: Path, run_dir: Path) -> None:
+    def __init__(self, config_path: Path, run_dir: Path, signing_key: SigningKey | None = None) -> None:
+        self.signing_key = signing_key
         self.config_path = str(config_path.resolve())
         self.run_dir = str(run_dir)
         os.environ["HIP3_SUPERVISOR_PID"] = str(os.getpid())
@@ -111,7 +113,8 @@ class ProcessLauncher:
     def launch(self, name: str) -> Handle:
         from hip3.runtime.runner import supervised_main
 
-        proc = self._ctx.Process(target=supervised_main, args=(name, self.config_path, self.run_dir),
+        key = self.signing_key if name == "executor" else None
+        proc = self._ctx.Process(target=supervised_main, args=(name, self.config_path, self.run_dir, key),
                                  name=f"hip3:{name}", daemon=False)
         proc.start()
         return ProcessHandle(proc)
@@ -155,7 +158,10 @@ class ThreadLauncher:
     """Starts actors as threads sharing one ZeroMQ context: the inproc integration-test transport."""
 
     def __init__(self, cfg: Config, context: zmq.Context[zmq.Socket[bytes]],
-                 factories: dict[str, Callable[..., object]] | None = None) -> None:
+                 factories: dict[str, Callable[..., object]] | None = None,
+                 signing_key: SigningKey | None = None) -> None:
+        if signing_key is not None:
+            hand_over(signing_key)  # one process: the executor thread reads it like the process would
         self.cfg = cfg
         self.context = context
         self.factories = factories or {}

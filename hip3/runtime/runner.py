@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hip3.config import Config, ConfigError, load_config
 from hip3.runtime.actor import Actor, install_signal_handlers
+from hip3.secrets import SigningKey, hand_over
 
 # name -> "module:Class". Dependency order for a start: market data, then positions, then the rest.
 ACTORS: dict[str, str] = {
@@ -63,9 +64,10 @@ def run_actor_process(name: str, cfg: Config, supervised: bool) -> int:
     return actor.run()
 
 
-def supervised_main(name: str, config_path: str, run_dir: str) -> None:
-    """Target of the supervisor's child processes."""
+def supervised_main(name: str, config_path: str, run_dir: str, key: SigningKey | None = None) -> None:
+    """Target of the supervisor's child processes. Only the executor is given ``key``."""
     os.environ["HIP3_RUN_DIR"] = run_dir
+    hand_over(key)
     cfg = load_config(config_path)
     code = run_actor_process(name, cfg, supervised=True)
     sys.exit(code)

@@ -70,8 +70,9 @@ def test_bbo(dec: F.FrameDecoder) -> None:
     assert isinstance(f, F.BboFrame)
     assert f.data.bbo[0] == F.WsLevel(431.02, 12.5, 3)
     msg = dec.decode_market(BBO, 123)
-    assert msg == Bbo(coin="xyz:TSLA", bid_px=431.02, bid_sz=12.5, ask_px=431.25, ask_sz=4.1,
-                      exch_ms=1769594065851, recv_ns=123)
+    assert msg == Bbo(
+        coin="xyz:TSLA", bid_px=431.02, bid_sz=12.5, ask_px=431.25, ask_sz=4.1, exch_ms=1769594065851, recv_ns=123
+    )
     one_sided = BBO.replace(b'{"px": "431.25", "sz": "4.1", "n": 1}', b"null")
     m2 = dec.decode_market(one_sided, 5)
     assert isinstance(m2, Bbo) and m2.ask_px == 0.0 and m2.ask_sz == 0.0 and m2.bid_px == 431.02
@@ -88,11 +89,32 @@ def test_bbo_object_form_rejected(dec: F.FrameDecoder) -> None:
 
 def test_ctx(dec: F.FrameDecoder) -> None:
     msg = dec.decode_market(CTX, 9)
-    assert msg == AssetCtx(coin="xyz:TSLA", oracle_px=450.78, mark_px=465.13, mid_px=464.92,
-                           funding=0.0000125, open_interest=12.208, recv_ns=9)
-    old = enc({"channel": "activeAssetCtx", "data": {"coin": "x:A", "ctx": {
-        "funding": "0.0", "openInterest": "1", "oraclePx": "2", "markPx": "3", "midPx": None,
-        "impactPxs": ["1.0", "2.0"], "premium": "0.001"}}})
+    assert msg == AssetCtx(
+        coin="xyz:TSLA",
+        oracle_px=450.78,
+        mark_px=465.13,
+        mid_px=464.92,
+        funding=0.0000125,
+        open_interest=12.208,
+        recv_ns=9,
+    )
+    old = enc(
+        {
+            "channel": "activeAssetCtx",
+            "data": {
+                "coin": "x:A",
+                "ctx": {
+                    "funding": "0.0",
+                    "openInterest": "1",
+                    "oraclePx": "2",
+                    "markPx": "3",
+                    "midPx": None,
+                    "impactPxs": ["1.0", "2.0"],
+                    "premium": "0.001",
+                },
+            },
+        }
+    )
     m = dec.decode_market(old, 1)
     assert isinstance(m, AssetCtx) and m.mid_px == 0.0 and m.oracle_px == 2.0
     newer = json.loads(CTX)
@@ -112,9 +134,19 @@ def test_bbo_bad_px(dec: F.FrameDecoder, bad: bytes) -> None:
 
 
 def test_l2book(dec: F.FrameDecoder) -> None:
-    raw = enc({"channel": "l2Book", "data": {"coin": "xyz:TSLA", "time": 1, "levels": [
-        [{"px": "431.02", "sz": "12.5", "n": 3}, {"px": "431.0", "sz": "40.0", "n": 2}],
-        [{"px": "431.25", "sz": "4.1", "n": 1}]]}})
+    raw = enc(
+        {
+            "channel": "l2Book",
+            "data": {
+                "coin": "xyz:TSLA",
+                "time": 1,
+                "levels": [
+                    [{"px": "431.02", "sz": "12.5", "n": 3}, {"px": "431.0", "sz": "40.0", "n": 2}],
+                    [{"px": "431.25", "sz": "4.1", "n": 1}],
+                ],
+            },
+        }
+    )
     f = dec.decode(raw)
     assert isinstance(f, F.L2BookFrame) and len(f.data.levels[0]) == 2 and f.data.levels[1][0].px == 431.25
 
@@ -154,8 +186,17 @@ def test_user_fills_snapshot_flag(dec: F.FrameDecoder) -> None:
 
 
 def test_sub_ack_pong_error_greeting(dec: F.FrameDecoder) -> None:
-    ack = dec.decode(enc({"channel": "subscriptionResponse", "data": {"method": "subscribe", "subscription": {
-        "type": "l2Book", "coin": "xyz:TSLA", "nSigFigs": None, "mantissa": None}}}))
+    ack = dec.decode(
+        enc(
+            {
+                "channel": "subscriptionResponse",
+                "data": {
+                    "method": "subscribe",
+                    "subscription": {"type": "l2Book", "coin": "xyz:TSLA", "nSigFigs": None, "mantissa": None},
+                },
+            }
+        )
+    )
     assert isinstance(ack, F.SubscriptionResponseFrame)
     assert ack.method == "subscribe" and ack.subscription.type == "l2Book" and ack.subscription.coin == "xyz:TSLA"
     assert isinstance(dec.decode(b'{"channel":"pong"}'), F.PongFrame)
@@ -173,14 +214,22 @@ def post(payload: object, typ: str = "action", pid: int = 256) -> bytes:
 
 
 def test_post_responses(dec: F.FrameDecoder) -> None:
-    ok = {"status": "ok", "response": {"type": "order", "data": {"statuses": [
-        {"filled": {"totalSz": "2.7", "avgPx": "112.89", "oid": 304587174168}},
-        {"resting": {"oid": 77738308, "cloid": "0x" + "0" * 32}},
-        {"error": "Order must have minimum value of $10. asset=110027"},
-        "success",
-        "waitingForFill",
-        {"weird": 1},
-    ]}}}
+    ok = {
+        "status": "ok",
+        "response": {
+            "type": "order",
+            "data": {
+                "statuses": [
+                    {"filled": {"totalSz": "2.7", "avgPx": "112.89", "oid": 304587174168}},
+                    {"resting": {"oid": 77738308, "cloid": "0x" + "0" * 32}},
+                    {"error": "Order must have minimum value of $10. asset=110027"},
+                    "success",
+                    "waitingForFill",
+                    {"weird": 1},
+                ]
+            },
+        },
+    }
     f = dec.decode(post(ok))
     assert isinstance(f, F.PostFrame) and f.response.id == 256 and f.response.type == "action"
     ex = f.response.exchange
@@ -192,9 +241,12 @@ def test_post_responses(dec: F.FrameDecoder) -> None:
     assert ex.status_for(10).kind == "error"
     err = dec.decode(post({"status": "err", "response": "Invalid nonce: duplicate nonce 5"}))
     assert isinstance(err, F.PostFrame) and err.response.exchange is not None
-    assert not err.response.exchange.ok and err.response.exchange.status_for(0).text == "Invalid nonce: duplicate nonce 5"
-    short = parse_exchange_response({"status": "ok", "response": {"type": "order", "data": {"statuses": [
-        {"error": "Order has invalid price."}]}}})
+    assert (
+        not err.response.exchange.ok and err.response.exchange.status_for(0).text == "Invalid nonce: duplicate nonce 5"
+    )
+    short = parse_exchange_response(
+        {"status": "ok", "response": {"type": "order", "data": {"statuses": [{"error": "Order has invalid price."}]}}}
+    )
     assert short.status_for(2).text == "Order has invalid price."
     info = dec.decode(post({"type": "l2Book", "data": {"coin": "ETH", "levels": [[], []]}}, "info", 7))
     assert isinstance(info, F.PostFrame) and info.response.info == {"coin": "ETH", "levels": [[], []]}
@@ -239,7 +291,11 @@ def test_fuzz_random_bytes(raw: bytes) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=10)
     | st.sampled_from(["NaN", "1e999", "-0", "431.02"]),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=12,
@@ -248,9 +304,15 @@ json_values = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.sampled_from([BBO, CTX, enc({"channel": "orderUpdates", "data": [ORDER_EL]}),
-                     enc({"channel": "userFills", "data": {"user": "0x", "fills": [FILL]}}),
-                     post({"status": "ok", "response": {"type": "order", "data": {"statuses": ["success"]}}})]),
+    st.sampled_from(
+        [
+            BBO,
+            CTX,
+            enc({"channel": "orderUpdates", "data": [ORDER_EL]}),
+            enc({"channel": "userFills", "data": {"user": "0x", "fills": [FILL]}}),
+            post({"status": "ok", "response": {"type": "order", "data": {"statuses": ["success"]}}}),
+        ]
+    ),
     st.integers(0, 10_000),
     json_values,
 )

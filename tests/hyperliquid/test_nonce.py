@@ -50,7 +50,9 @@ def test_restart_never_reuses(tmp_path: Path) -> None:
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.integers(-3000, 3000), st.booleans()), min_size=1, max_size=60))
-def test_strictly_increasing_across_restarts(tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, bool]]) -> None:
+def test_strictly_increasing_across_restarts(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, bool]]
+) -> None:
     path = tmp_path_factory.mktemp("n") / "nonce"
     nm = NonceManager(path, reserve_ms=500)
     now = T0

@@ -112,9 +112,7 @@ def test_round_price_examples() -> None:
         round_price(D("-1"), 2, True)
 
 
-prices = st.builds(
-    lambda digits, exp: D(digits).scaleb(exp), st.integers(1, 10**9), st.integers(-12, 3)
-)
+prices = st.builds(lambda digits, exp: D(digits).scaleb(exp), st.integers(1, 10**9), st.integers(-12, 3))
 
 
 @settings(max_examples=500)

@@ -1,0 +1,447 @@
+"""Hyperliquid WebSocket client for a poll loop: subscriptions with acks, heartbeat, reconnect, posts.
+
+Built on ``websocket-client`` (``skip_utf8_validation=True``, TCP_NODELAY). It never owns a thread: the
+feed/executor actors put ``fileno()`` in their ``zmq.Poller``, call ``poll_read()`` when it is readable
+(it drains every complete frame, including bytes already buffered in TLS, and keeps partial frames for
+the next call) and ``tick(now)`` for timers. ``run_forever`` is a small blocking helper for tools/tests.
+
+Guards against (protocol §2, lessons and latent issues of the Rust original):
+
+* the server closes a connection that received nothing for 60 s: ping ``{"method":"ping"}`` after
+  ``ping_after_idle_s`` of silence, reconnect when no pong within ``pong_timeout_s`` (§2.3);
+* silent receive stalls: reconnect after ``stall_timeout_s`` without any frame;
+* B04: a subscription is live on its ``subscriptionResponse`` ack (``data.method == "subscribe"``, matched
+  on type + coin/user); unsubscribe acks are ignored; acks are never returned as data;
+* error frames (``{"channel":"error","data":"..."}``) are surfaced (returned, counted, ``last_error``);
+* latent issue 12: the reconnect attempt counter is RESET after a healthy session; backoff is
+  exponential with jitter; every subscription is re-sent after a reconnect (§2.7);
+* B09: ``close()`` sends a close frame with bounded timeouts and never hangs;
+* rate limits (§9.1): ≤ 2000 client messages per rolling 60 s and ≤ 100 in-flight posts, refused locally
+  (``WsBudgetError``) rather than risking the exchange's penalty.
+
+A post whose connection dropped or that timed out resolves as ``type="disconnected"``/``"timeout"``: its
+outcome is UNKNOWN (an action may have executed), so the caller must reconcile, never assume failure.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import random
+import select
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+import websocket
+
+from .frames import (
+    ErrorFrame,
+    Frame,
+    FrameDecoder,
+    PongFrame,
+    PostFrame,
+    PostResponse,
+    SubscriptionResponseFrame,
+)
+
+__all__ = ["ConnState", "PostCallback", "WsBudgetError", "WsClient", "WsNotConnected", "sub_key"]
+
+_log = logging.getLogger("hip3.hyperliquid.ws")
+ConnState = Literal["connecting", "connected", "disconnected"]
+PostCallback = Callable[[PostResponse], None]
+SubKey = tuple[str, str | None, str | None]
+_ENC = msgspec.json.Encoder()
+_PING = b'{"method":"ping"}'
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, websocket.WebSocketTimeoutException)
+
+
+class WsNotConnected(RuntimeError):
+    """A post was attempted while the connection is down."""
+
+
+class WsBudgetError(RuntimeError):
+    """Sending would exceed the outbound message budget or the in-flight post limit (§9.1)."""
+
+
+def sub_key(subscription: dict[str, Any]) -> SubKey:
+    """Ack-matching key: type + coin/user (acks may echo extra fields such as nSigFigs)."""
+    coin = subscription.get("coin")
+    user = subscription.get("user")
+    return (
+        str(subscription.get("type")),
+        coin if isinstance(coin, str) else None,
+        user.lower() if isinstance(user, str) else None,
+    )
+
+
+class _Post:
+    __slots__ = ("callback", "deadline")
+
+    def __init__(self, callback: PostCallback, deadline: float) -> None:
+        self.callback = callback
+        self.deadline = deadline
+
+
+class WsClient:
+    """One WebSocket connection, driven by ``poll_read()``/``tick()``. Times are ``clock()`` seconds."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        decoder: FrameDecoder | None = None,
+        ping_after_idle_s: float = 20.0,
+        pong_timeout_s: float = 10.0,
+        stall_timeout_s: float | None = 60.0,
+        reconnect_base_s: float = 1.0,
+        reconnect_max_s: float = 60.0,
+        healthy_after_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        send_timeout_s: float = 2.0,
+        post_timeout_s: float = 10.0,
+        max_msgs_per_min: int = 2000,
+        max_inflight_posts: int = 100,
+        rng: random.Random | None = None,
+        on_state: Callable[[ConnState], None] | None = None,
+    ) -> None:
+        self.url = url
+        self._clock = clock
+        self.decoder = decoder or FrameDecoder()
+        self.ping_after_idle_s = ping_after_idle_s
+        self.pong_timeout_s = pong_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.reconnect_base_s = reconnect_base_s
+        self.reconnect_max_s = reconnect_max_s
+        self.healthy_after_s = healthy_after_s
+        self.connect_timeout_s = connect_timeout_s
+        self.send_timeout_s = send_timeout_s
+        self.post_timeout_s = post_timeout_s
+        self.max_msgs_per_min = max_msgs_per_min
+        self.max_inflight_posts = max_inflight_posts
+        self._rng = rng or random.Random()
+        self._on_state = on_state
+
+        self.state: ConnState = "disconnected"
+        self.conn_id = 0  # increases on every successful connect (consumers resync on change)
+        self.attempt = 0  # consecutive failed connects / unhealthy sessions (drives backoff)
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.errors: collections.Counter[str] = collections.Counter()
+        self._ws: websocket.WebSocket | None = None
+        self._subs: dict[SubKey, dict[str, Any]] = {}
+        self._acked: set[SubKey] = set()
+        self._posts: dict[int, _Post] = {}
+        self._next_id = 1
+        self._sent_times: collections.deque[float] = collections.deque()
+        self._connected_at = 0.0
+        self._last_recv = 0.0
+        self._ping_sent_at: float | None = None
+        self._reconnect_at: float | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ public API
+
+    def fileno(self) -> int:
+        """The socket's fd for a poller, or -1 while disconnected."""
+        ws = self._ws
+        if ws is None or ws.sock is None:
+            return -1
+        return int(ws.sock.fileno())
+
+    @property
+    def inflight_posts(self) -> int:
+        return len(self._posts)
+
+    def connect(self) -> bool:
+        """Connect now (blocking, bounded by ``connect_timeout_s``) and resubscribe; False on failure
+        (a reconnect is then scheduled for ``tick``)."""
+        if self._closed:
+            return False
+        self._set_state("connecting")
+        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
+        try:
+            ws.connect(  # type: ignore[no-untyped-call]
+                self.url,
+                timeout=self.connect_timeout_s,
+                sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+                suppress_origin=True,
+            )
+            ws.settimeout(self.send_timeout_s)
+        except Exception as exc:  # DNS, refused, handshake, TLS: all mean "try again later"
+            self._safe_close(ws)
+            self._connect_failed(f"connect failed: {exc!r}")
+            return False
+        now = self._clock()
+        self._ws = ws
+        self.conn_id += 1
+        self._connected_at = now
+        self._last_recv = now
+        self._ping_sent_at = None
+        self._reconnect_at = None
+        self._acked.clear()
+        self._set_state("connected")
+        subs = list(self._subs.values())
+        return all(self._send_json({"method": "subscribe", "subscription": sub}) for sub in subs)
+
+    def subscribe(self, subscription: dict[str, Any]) -> None:
+        """Remember ``subscription`` (re-sent after every reconnect) and send it if connected."""
+        key = sub_key(subscription)
+        if key in self._subs:
+            return
+        self._subs[key] = dict(subscription)
+        if self.state == "connected":
+            self._send_json({"method": "subscribe", "subscription": subscription})
+
+    def unsubscribe(self, subscription: dict[str, Any]) -> None:
+        key = sub_key(subscription)
+        sub = self._subs.pop(key, None)
+        self._acked.discard(key)
+        if sub is not None and self.state == "connected":
+            self._send_json({"method": "unsubscribe", "subscription": sub})
+
+    def is_acked(self, subscription: dict[str, Any]) -> bool:
+        return sub_key(subscription) in self._acked
+
+    def all_acked(self) -> bool:
+        return self.state == "connected" and all(k in self._acked for k in self._subs)
+
+    def post(
+        self,
+        request_type: Literal["action", "info"],
+        payload: dict[str, Any],
+        on_response: PostCallback,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Send ``{"method":"post","id":N,"request":{"type":...,"payload":...}}``; ``on_response`` is called
+        exactly once (answer, ``"timeout"`` or ``"disconnected"``). Returns the id. Raises
+        ``WsNotConnected``/``WsBudgetError`` without sending."""
+        if self.state != "connected" or self._ws is None:
+            raise WsNotConnected("post while not connected")
+        if len(self._posts) >= self.max_inflight_posts:
+            raise WsBudgetError(f"{len(self._posts)} posts in flight (limit {self.max_inflight_posts})")
+        self._check_budget(reserve=10)  # keep a little room for pings
+        post_id = self._next_id
+        self._next_id += 1
+        msg = {"method": "post", "id": post_id, "request": {"type": request_type, "payload": payload}}
+        deadline = self._clock() + (self.post_timeout_s if timeout_s is None else timeout_s)
+        self._posts[post_id] = _Post(on_response, deadline)
+        if not self._send_json(msg) and post_id in self._posts:
+            # Not sent and not already resolved by a disconnect: nothing left the process.
+            del self._posts[post_id]
+            raise WsBudgetError("post not sent (outbound budget)")
+        return post_id
+
+    def poll_read(self) -> list[tuple[Frame, int]]:
+        """Read every frame available now without blocking; returns ``(frame, recv_ns)`` for data frames
+        and error frames. Acks, pongs and post responses are consumed here (post callbacks run)."""
+        ws = self._ws
+        if ws is None:
+            return []
+        out: list[tuple[Frame, int]] = []
+        ws.settimeout(0.0)
+        try:
+            while self._ws is ws:
+                try:
+                    opcode, data = ws.recv_data()
+                except _WOULD_BLOCK:
+                    break
+                except OSError as exc:
+                    if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                        break
+                    self._drop(f"recv failed: {exc!r}")
+                    break
+                except Exception as exc:  # closed by peer, protocol error
+                    self._drop(f"recv failed: {exc!r}")
+                    break
+                recv_ns = time.monotonic_ns()
+                self._last_recv = self._clock()
+                self._ping_sent_at = None  # the server is alive
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    self._drop("closed by server")
+                    break
+                if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                    continue
+                frame = self.decoder.decode(data)
+                if frame is None:
+                    continue
+                if self._handle_control(frame):
+                    continue
+                out.append((frame, recv_ns))
+        finally:
+            if self._ws is ws and ws.sock is not None:
+                ws.settimeout(self.send_timeout_s)
+        return out
+
+    def tick(self, now: float | None = None) -> None:
+        """Run the timers: post timeouts, ping/pong, stall, health reset, reconnect when due."""
+        if now is None:
+            now = self._clock()
+        if self._closed:
+            return
+        if self.state != "connected":
+            if self._reconnect_at is not None and now >= self._reconnect_at:
+                self.reconnects += 1
+                self.connect()
+            return
+        expired = [pid for pid, p in self._posts.items() if now >= p.deadline]
+        for pid in expired:
+            post = self._posts.pop(pid)
+            post.callback(PostResponse(pid, "timeout", error="post timed out; outcome unknown"))
+        if self.attempt and now - self._connected_at >= self.healthy_after_s:
+            self.attempt = 0  # a healthy session resets the backoff (latent issue 12)
+        idle = now - self._last_recv
+        if self._ping_sent_at is not None:
+            if now - self._ping_sent_at >= self.pong_timeout_s:
+                self._drop("pong timeout", now)
+                return
+        elif idle >= self.ping_after_idle_s:
+            self._ping_sent_at = now
+            self._send_raw(_PING)
+        if self.stall_timeout_s is not None and self.state == "connected" and idle >= self.stall_timeout_s:
+            self._drop(f"receive stall: nothing for {idle:.1f}s", now)
+
+    def close(self) -> None:
+        """Close for good: close frame with a bounded wait, fail pending posts, no more reconnects."""
+        self._closed = True
+        self._drop("closed by client", reconnect=False)
+
+    def run_forever(
+        self,
+        on_frame: Callable[[Frame, int], None],
+        until: Callable[[], bool],
+        max_s: float = 60.0,
+        poll_s: float = 0.05,
+    ) -> None:
+        """Blocking helper for tools/tests: poll/read/tick until ``until()`` or ``max_s`` elapses."""
+        end = time.monotonic() + max_s
+        if self.state == "disconnected" and self._reconnect_at is None:
+            self.connect()
+        while not until() and time.monotonic() < end and not self._closed:
+            fd = self.fileno()
+            if fd >= 0:
+                select.select([fd], [], [], poll_s)
+                for frame, recv_ns in self.poll_read():
+                    on_frame(frame, recv_ns)
+            else:
+                time.sleep(poll_s)
+            self.tick()
+
+    # ------------------------------------------------------------------ internals
+
+    def _handle_control(self, frame: Frame) -> bool:
+        if isinstance(frame, SubscriptionResponseFrame):
+            if frame.method == "subscribe":  # unsubscribe acks are ignored [UNVERIFIED shape, §2.2]
+                key = sub_key(msgspec.structs.asdict(frame.subscription))
+                if key in self._subs:
+                    self._acked.add(key)
+            return True
+        if isinstance(frame, PongFrame):
+            return True
+        if isinstance(frame, PostFrame):
+            post = self._posts.pop(frame.response.id, None)
+            if post is None:
+                self.errors["unmatched_post"] += 1
+            else:
+                post.callback(frame.response)
+            return True
+        if isinstance(frame, ErrorFrame):
+            self.last_error = frame.data
+            self.errors["error_frame"] += 1
+            _log.warning("ws error frame: %s", frame.data[:300])
+        return False
+
+    def _check_budget(self, reserve: int = 0) -> None:
+        now = self._clock()
+        window = self._sent_times
+        while window and now - window[0] >= 60.0:
+            window.popleft()
+        if len(window) >= self.max_msgs_per_min - reserve:
+            raise WsBudgetError(f"{len(window)} messages sent in the last 60 s (limit {self.max_msgs_per_min})")
+
+    def _send_json(self, obj: dict[str, Any]) -> bool:
+        return self._send_raw(_ENC.encode(obj))
+
+    def _send_raw(self, data: bytes) -> bool:
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            self._check_budget()
+        except WsBudgetError as exc:
+            self.errors["budget"] += 1
+            _log.warning("ws send refused: %s", exc)
+            return False
+        try:
+            ws.send(data, websocket.ABNF.OPCODE_TEXT)
+        except Exception as exc:
+            self._drop(f"send failed: {exc!r}")
+            return False
+        self._sent_times.append(self._clock())
+        return True
+
+    def _set_state(self, state: ConnState) -> None:
+        if state != self.state:
+            self.state = state
+            if self._on_state is not None:
+                self._on_state(state)
+
+    def _backoff(self) -> float:
+        ceiling = min(self.reconnect_max_s, self.reconnect_base_s * float(1 << min(self.attempt, 30)))
+        return ceiling * (0.5 + 0.5 * self._rng.random())  # jitter in [ceiling/2, ceiling)
+
+    def _connect_failed(self, why: str) -> None:
+        self.last_error = why
+        self.errors["connect_failed"] += 1
+        _log.warning("ws %s", why)
+        self._schedule_reconnect(self._clock())
+
+    def _schedule_reconnect(self, now: float) -> None:
+        self._set_state("disconnected")
+        if self._closed:
+            self._reconnect_at = None
+            return
+        self._reconnect_at = now + self._backoff()
+        self.attempt += 1
+
+    def _drop(self, why: str, now: float | None = None, reconnect: bool = True) -> None:
+        """Tear the connection down, fail in-flight posts and schedule a reconnect."""
+        if now is None:
+            now = self._clock()
+        ws, self._ws = self._ws, None
+        was_healthy = ws is not None and now - self._connected_at >= self.healthy_after_s
+        if ws is not None:
+            self._safe_close(ws)
+            self.errors["disconnect"] += 1
+            _log.warning("ws disconnected: %s", why)
+            self.last_error = why
+        self._acked.clear()
+        self._ping_sent_at = None
+        posts, self._posts = self._posts, {}
+        for pid, post in posts.items():
+            post.callback(PostResponse(pid, "disconnected", error=f"{why}; outcome unknown"))
+        if was_healthy:
+            self.attempt = 0
+        if reconnect and not self._closed:
+            self._schedule_reconnect(now)
+        else:
+            self._reconnect_at = None
+            self._set_state("disconnected")
+
+    @staticmethod
+    def _safe_close(ws: websocket.WebSocket) -> None:
+        try:
+            if ws.sock is not None:
+                ws.settimeout(1.0)
+                ws.close(status=websocket.STATUS_NORMAL, timeout=1.0)
+        except Exception:
+            pass
+        try:
+            ws.shutdown()  # type: ignore[no-untyped-call]
+        except Exception:
+            pass

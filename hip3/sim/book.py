@@ -11,6 +11,7 @@ The book holds both the market model's maker quotes (``owner is None``) and user
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections import deque
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from decimal import Decimal
 MAKER: None = None  # owner of the market model's quotes
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the publish hot path formats the same prices over and over
 def fmt_units(v: int, dec: int) -> str:
     """Integer units of 10^-dec as the exchange's decimal string (integral values keep a trailing ``.0``)."""
     if dec == 0:
@@ -42,16 +44,28 @@ def round_px_units(x: float, sz_decimals: int, up: bool) -> int:
     px_dec = 6 - sz_decimals
     e = math.floor(math.log10(x)) if x > 0 else 0
     tick_exp = 0 if e >= 5 else max(e - 4, -px_dec)
-    tick_u = 10 ** (tick_exp + px_dec)
+    tick_u: int = 10 ** (tick_exp + px_dec)
     q = x * 10**px_dec / tick_u
     n = math.ceil(q - 1e-9) if up else math.floor(q + 1e-9)
-    return max(n, 1) * tick_u
+    return int(max(n, 1) * tick_u)
 
 
 class Order:
     """One resting (or incoming) order. ``px`` in ticks, ``sz``/``orig_sz`` in lots."""
 
-    __slots__ = ("asset", "cloid", "is_buy", "oid", "orig_sz", "owner", "px", "reduce_only", "sz", "tif", "timestamp")
+    __slots__ = (
+        "asset",
+        "cloid",
+        "is_buy",
+        "oid",
+        "orig_sz",
+        "owner",
+        "px",
+        "reduce_only",
+        "sz",
+        "tif",
+        "timestamp",
+    )
 
     def __init__(
         self,

@@ -42,8 +42,17 @@ class Market:
     """One tradable HIP-3 market: spec, book, model and the day statistics for its context."""
 
     __slots__ = (
-        "asset", "book", "coin", "day_base_lots", "day_ntl_micro", "index", "last_trade_px", "model",
-        "px_dec", "spec", "szd",
+        "asset",
+        "book",
+        "coin",
+        "day_base_lots",
+        "day_ntl_micro",
+        "index",
+        "last_trade_px",
+        "model",
+        "px_dec",
+        "spec",
+        "szd",
     )
 
     def __init__(self, index: int, spec: MarketSpec, model: MarketModel) -> None:
@@ -250,16 +259,26 @@ class Engine:
         elif atype in ("noop", "updateIsolatedMargin", "topUpIsolatedOnlyMargin", "agentSetAbstraction"):
             resp = OK_DEFAULT
         else:
-            raise BadRequest(f"Failed to deserialize the JSON body into the target type: unknown variant `{atype}`")
+            raise BadRequest(
+                f"Failed to deserialize the JSON body into the target type: unknown variant `{atype}`"
+            )
         self.order_log.write(
             {
-                "time_ms": now_ms, "nonce": nonce, "signer": signer, "account": account,
-                "action_type": atype, "cloids": cloids, "statuses": statuses, "status": resp["status"],
+                "time_ms": now_ms,
+                "nonce": nonce,
+                "signer": signer,
+                "account": account,
+                "action_type": atype,
+                "cloids": cloids,
+                "statuses": statuses,
+                "status": resp["status"],
             }
         )
         return resp
 
-    def _approve_agent(self, action: dict[str, Any], nonce: int, sig: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    def _approve_agent(
+        self, action: dict[str, Any], nonce: int, sig: dict[str, Any], now_ms: int
+    ) -> dict[str, Any]:
         try:
             master = recover_approve_agent(action, sig)
             agent = str(action["agentAddress"]).lower()
@@ -268,14 +287,24 @@ class Engine:
         if master not in self.accounts:
             return err(f"Must deposit before performing actions. User: {master}")
         if action.get("nonce") != nonce:
-            return err("Invalid nonce: action nonce does not match the envelope nonce")  # [UNVERIFIED] wording
+            return err(
+                "Invalid nonce: action nonce does not match the envelope nonce"
+            )  # [UNVERIFIED] wording
         nerr = self.nonces.check_and_use(master, nonce, now_ms)
         if nerr is not None:
             return err(nerr)
         self.auth.approve(master, agent)
         self.order_log.write(
-            {"time_ms": now_ms, "nonce": nonce, "signer": master, "account": master,
-             "action_type": "approveAgent", "cloids": [], "statuses": [], "status": "ok"}
+            {
+                "time_ms": now_ms,
+                "nonce": nonce,
+                "signer": master,
+                "account": master,
+                "action_type": "approveAgent",
+                "cloids": [],
+                "statuses": [],
+                "status": "ok",
+            }
         )
         return OK_DEFAULT
 
@@ -300,7 +329,9 @@ class Engine:
         if m is None:
             return err(f"Invalid asset {asset}")
         if is_cross:
-            return err("Cross margin is not allowed for this asset.")  # [UNVERIFIED] wording; HIP-3 is isolated
+            return err(
+                "Cross margin is not allowed for this asset."
+            )  # [UNVERIFIED] wording; HIP-3 is isolated
         if not 1 <= lev <= m.spec.max_leverage:
             return err("Invalid leverage value")  # [UNVERIFIED] wording
         acct.leverage[asset] = lev

@@ -20,8 +20,15 @@ from hip3.sim.params import FaultParams
 class Faults:
     """Mutable fault state, owned by the server's event loop."""
 
-    FIELDS = ("stalled_channels", "post_delay_ms", "reject_posts", "reject_text", "rate_limit_actions",
-              "rate_limit_http", "malformed_every")
+    FIELDS = (
+        "stalled_channels",
+        "post_delay_ms",
+        "reject_posts",
+        "reject_text",
+        "rate_limit_actions",
+        "rate_limit_http",
+        "malformed_every",
+    )
 
     def __init__(self, p: FaultParams) -> None:
         self.stalled: set[str] = set(p.stalled_channels)
@@ -69,7 +76,12 @@ class Faults:
         return payload[: max(1, len(payload) // 2)]
 
     def state(self) -> dict[str, Any]:
-        return {"stalled_channels": sorted(self.stalled), "post_delay_ms": self.post_delay_ms,
-                "reject_posts": self.reject_posts, "reject_text": self.reject_text,
-                "rate_limit_actions": self.rate_limit_actions, "rate_limit_http": self.rate_limit_http,
-                "malformed_every": self.malformed_every}
+        return {
+            "stalled_channels": sorted(self.stalled),
+            "post_delay_ms": self.post_delay_ms,
+            "reject_posts": self.reject_posts,
+            "reject_text": self.reject_text,
+            "rate_limit_actions": self.rate_limit_actions,
+            "rate_limit_http": self.rate_limit_http,
+            "malformed_every": self.malformed_every,
+        }

@@ -51,7 +51,9 @@ def meta(eng: Engine, dex: str) -> dict[str, Any]:
     else:
         return {"universe": [], "marginTables": [], "collateralToken": 0}
     levs = sorted({e["maxLeverage"] for e in uni})
-    tables = [[lv, {"description": "", "marginTiers": [{"lowerBound": "0.0", "maxLeverage": lv}]}] for lv in levs]
+    tables = [
+        [lv, {"description": "", "marginTiers": [{"lowerBound": "0.0", "maxLeverage": lv}]}] for lv in levs
+    ]
     return {"universe": uni, "marginTables": tables, "collateralToken": 0}
 
 
@@ -65,7 +67,9 @@ def ctx(m: Market) -> dict[str, Any]:
         "openInterest": fmt_units(oi, m.szd),
         "prevDayPx": dstr(Decimal(repr(m.spec.start_px))),
         "dayNtlVlm": fmt_units(m.day_ntl_micro, 6),
-        "premium": None if mid is None else dstr((Decimal(mid - oracle) / Decimal(oracle)).quantize(Decimal("1e-10"))),
+        "premium": None
+        if mid is None
+        else dstr((Decimal(mid - oracle) / Decimal(oracle)).quantize(Decimal("1e-10"))),
         "oraclePx": m.px_str(oracle),
         "markPx": m.px_str(m.mark()),
         "midPx": None if mid is None else m.px_str(mid),
@@ -76,8 +80,18 @@ def ctx(m: Market) -> dict[str, Any]:
 
 def _validator_ctx(px: float) -> dict[str, Any]:
     s = dstr(Decimal(repr(px)))
-    return {"funding": "0.0000125", "openInterest": "0.0", "prevDayPx": s, "dayNtlVlm": "0.0", "premium": "0.0",
-            "oraclePx": s, "markPx": s, "midPx": s, "impactPxs": [s, s], "dayBaseVlm": "0.0"}
+    return {
+        "funding": "0.0000125",
+        "openInterest": "0.0",
+        "prevDayPx": s,
+        "dayNtlVlm": "0.0",
+        "premium": "0.0",
+        "oraclePx": s,
+        "markPx": s,
+        "midPx": s,
+        "impactPxs": [s, s],
+        "dayBaseVlm": "0.0",
+    }
 
 
 def all_mids(eng: Engine, dex: str) -> dict[str, str]:
@@ -120,20 +134,45 @@ def clearinghouse_state(eng: Engine, acct: Account | None, dex: str, now_ms: int
             ntl_total += value
             margin_total += margin
             liq = entry * (1 - Decimal(1) / lev) if szi > 0 else entry * (1 + Decimal(1) / lev)
-            positions.append({"type": "oneWay", "position": {
-                "coin": m.coin, "szi": m.sz_str(pos.szi), "entryPx": dstr(entry.quantize(Decimal("1e-8"))),
-                "leverage": {"type": "isolated", "value": lev, "rawUsd": dstr((-szi * entry + margin).quantize(Decimal("1e-6")))},
-                "liquidationPx": dstr(liq.quantize(Decimal("1e-6"))), "marginUsed": dstr(margin.quantize(Decimal("1e-6"))),
-                "maxLeverage": m.spec.max_leverage, "positionValue": dstr(value.quantize(Decimal("1e-6"))),
-                "returnOnEquity": dstr((upnl / init_margin).quantize(Decimal("1e-10")) if init_margin else _ZERO),
-                "unrealizedPnl": dstr(upnl.quantize(Decimal("1e-6"))),
-                "cumFunding": {"allTime": "0.0", "sinceChange": "0.0", "sinceOpen": "0.0"},
-            }})
-    summary = {"accountValue": dstr(acct_value.quantize(Decimal("1e-6"))), "totalNtlPos": dstr(ntl_total.quantize(Decimal("1e-6"))),
-               "totalRawUsd": dstr(acct_value.quantize(Decimal("1e-6"))), "totalMarginUsed": dstr(margin_total.quantize(Decimal("1e-6")))}
+            positions.append(
+                {
+                    "type": "oneWay",
+                    "position": {
+                        "coin": m.coin,
+                        "szi": m.sz_str(pos.szi),
+                        "entryPx": dstr(entry.quantize(Decimal("1e-8"))),
+                        "leverage": {
+                            "type": "isolated",
+                            "value": lev,
+                            "rawUsd": dstr((-szi * entry + margin).quantize(Decimal("1e-6"))),
+                        },
+                        "liquidationPx": dstr(liq.quantize(Decimal("1e-6"))),
+                        "marginUsed": dstr(margin.quantize(Decimal("1e-6"))),
+                        "maxLeverage": m.spec.max_leverage,
+                        "positionValue": dstr(value.quantize(Decimal("1e-6"))),
+                        "returnOnEquity": dstr(
+                            (upnl / init_margin).quantize(Decimal("1e-10")) if init_margin else _ZERO
+                        ),
+                        "unrealizedPnl": dstr(upnl.quantize(Decimal("1e-6"))),
+                        "cumFunding": {"allTime": "0.0", "sinceChange": "0.0", "sinceOpen": "0.0"},
+                    },
+                }
+            )
+    summary = {
+        "accountValue": dstr(acct_value.quantize(Decimal("1e-6"))),
+        "totalNtlPos": dstr(ntl_total.quantize(Decimal("1e-6"))),
+        "totalRawUsd": dstr(acct_value.quantize(Decimal("1e-6"))),
+        "totalMarginUsed": dstr(margin_total.quantize(Decimal("1e-6"))),
+    }
     withdrawable = max(_ZERO, acct_value - margin_total)
-    return {"marginSummary": summary, "crossMarginSummary": dict(summary), "crossMaintenanceMarginUsed": "0.0",
-            "withdrawable": dstr(withdrawable.quantize(Decimal("1e-6"))), "assetPositions": positions, "time": now_ms}
+    return {
+        "marginSummary": summary,
+        "crossMarginSummary": dict(summary),
+        "crossMaintenanceMarginUsed": "0.0",
+        "withdrawable": dstr(withdrawable.quantize(Decimal("1e-6"))),
+        "assetPositions": positions,
+        "time": now_ms,
+    }
 
 
 def _open_orders(eng: Engine, acct: Account | None, dex: str, frontend: bool) -> list[dict[str, Any]]:
@@ -152,7 +191,10 @@ def _order_status(eng: Engine, acct: Account | None, oid: Any) -> dict[str, Any]
             if o.oid == oid or (isinstance(oid, str) and o.cloid == oid):
                 m = eng.by_asset[o.asset]
                 od = order_dict(o, m.coin, m.szd, True)
-                return {"status": "order", "order": {"order": od, "status": "open", "statusTimestamp": o.timestamp}}
+                return {
+                    "status": "order",
+                    "order": {"order": od, "status": "open", "statusTimestamp": o.timestamp},
+                }
     return {"status": "unknownOid"}
 
 
@@ -162,21 +204,48 @@ def handle_info(eng: Engine, body: Any, now_ms: int) -> Any:
         raise BadRequest("Failed to deserialize the JSON body into the target type")
     t = body["type"]
     if t == "perpDexs":
-        return [None, {"name": eng.p.dex, "fullName": "Simulated builder dex", "deployer": DEPLOYER,
-                       "oracleUpdater": None, "feeRecipient": None,
-                       "assetToStreamingOiCap": [[m.coin, "1000000.0"] for m in sorted(eng.markets, key=lambda m: m.coin)],
-                       "assetToFundingMultiplier": []}]
+        return [
+            None,
+            {
+                "name": eng.p.dex,
+                "fullName": "Simulated builder dex",
+                "deployer": DEPLOYER,
+                "oracleUpdater": None,
+                "feeRecipient": None,
+                "assetToStreamingOiCap": [
+                    [m.coin, "1000000.0"] for m in sorted(eng.markets, key=lambda m: m.coin)
+                ],
+                "assetToFundingMultiplier": [],
+            },
+        ]
     if t == "meta":
         return meta(eng, _dex_of(body))
     if t == "metaAndAssetCtxs":
         dex = _dex_of(body)
-        ctxs = ([ctx(m) for m in eng.markets] if dex == eng.p.dex
-                else [_validator_ctx(s.start_px) for s in eng.p.validator_markets] if dex == "" else [])
+        ctxs = (
+            [ctx(m) for m in eng.markets]
+            if dex == eng.p.dex
+            else [_validator_ctx(s.start_px) for s in eng.p.validator_markets]
+            if dex == ""
+            else []
+        )
         return [meta(eng, dex), ctxs]
     if t == "spotMeta":
-        return {"universe": [], "tokens": [{"name": "USDC", "szDecimals": 8, "weiDecimals": 8, "index": 0,
-                                            "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054", "isCanonical": True,
-                                            "evmContract": None, "fullName": None}]}
+        return {
+            "universe": [],
+            "tokens": [
+                {
+                    "name": "USDC",
+                    "szDecimals": 8,
+                    "weiDecimals": 8,
+                    "index": 0,
+                    "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054",
+                    "isCanonical": True,
+                    "evmContract": None,
+                    "fullName": None,
+                }
+            ],
+        }
     if t == "spotMetaAndAssetCtxs":
         return [handle_info(eng, {"type": "spotMeta"}, now_ms), []]
     if t == "allMids":
@@ -200,19 +269,36 @@ def handle_info(eng: Engine, body: Any, now_ms: int) -> Any:
     if t == "orderStatus":
         return _order_status(eng, acct, body.get("oid"))
     if t == "userFees":
-        return {"userCrossRate": str(eng.p.taker_fee_rate / 2), "userAddRate": str(eng.p.maker_fee_rate / 2),
-                "activeReferralDiscount": "0.0", "dailyUserVlm": [], "feeSchedule": {}}
+        return {
+            "userCrossRate": str(eng.p.taker_fee_rate / 2),
+            "userAddRate": str(eng.p.maker_fee_rate / 2),
+            "activeReferralDiscount": "0.0",
+            "dailyUserVlm": [],
+            "feeSchedule": {},
+        }
     if t == "userRateLimit":
         vlm = acct.cum_vlm if acct is not None else _ZERO
-        return {"cumVlm": dstr(vlm.quantize(Decimal("1e-6"))), "nRequestsUsed": 0, "nRequestsCap": 10000 + int(vlm)}
+        return {
+            "cumVlm": dstr(vlm.quantize(Decimal("1e-6"))),
+            "nRequestsUsed": 0,
+            "nRequestsCap": 10000 + int(vlm),
+        }
     if t == "activeAssetData":
         coin = body.get("coin")
         m = eng.by_coin.get(coin) if isinstance(coin, str) else None
         if m is None:
             raise BadRequest("Failed to deserialize the JSON body into the target type: coin")
         lev = eng.leverage_of(acct, m) if acct is not None else eng.p.default_leverage
-        return {"user": user, "coin": m.coin, "leverage": {"type": "isolated", "value": lev},
-                "maxTradeSzs": ["0.0", "0.0"], "availableToTrade": ["0.0", "0.0"], "markPx": m.px_str(m.mark())}
+        return {
+            "user": user,
+            "coin": m.coin,
+            "leverage": {"type": "isolated", "value": lev},
+            "maxTradeSzs": ["0.0", "0.0"],
+            "availableToTrade": ["0.0", "0.0"],
+            "markPx": m.px_str(m.mark()),
+        }
     if t == "extraAgents":
-        return [{"address": a, "name": "", "validUntil": 0} for a, mm in eng.auth.agents.items() if mm == user]
+        return [
+            {"address": a, "name": "", "validUntil": 0} for a, mm in eng.auth.agents.items() if mm == user
+        ]
     raise BadRequest(f"Failed to deserialize the JSON body into the target type: unknown variant `{t}`")

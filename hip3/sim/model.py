@@ -54,8 +54,8 @@ class MarketModel:
     def __init__(self, spec: MarketSpec, seed: int, index: int, p: ModelParams, now_ms: int) -> None:
         self.spec = spec
         self.rng = random.Random(seed * 1_000_003 + index * 7919 + 17)
-        self.tick_scale = 10 ** (6 - spec.sz_decimals)
-        self.sz_scale = 10**spec.sz_decimals
+        self.tick_scale: int = 10 ** (6 - spec.sz_decimals)
+        self.sz_scale: int = 10**spec.sz_decimals
         self.oracle = spec.start_px
         self.oracle_px = round_px_units(self.oracle, spec.sz_decimals, up=False)
         self.maker_ref = self.oracle

@@ -88,7 +88,9 @@ def _available_margin(eng: Engine, acct: Account) -> Decimal:
         if pos.szi:
             m = eng.by_asset[asset]
             mark = m.mark_dec()
-            avail += unrealized(pos, m.szd, mark) - position_margin(pos, m.szd, mark, eng.leverage_of(acct, m))
+            avail += unrealized(pos, m.szd, mark) - position_margin(
+                pos, m.szd, mark, eng.leverage_of(acct, m)
+            )
     for o in acct.open_orders.values():
         m = eng.by_asset[o.asset]
         avail -= Decimal(o.px * o.sz).scaleb(-6) / eng.leverage_of(acct, m)
@@ -96,8 +98,18 @@ def _available_margin(eng: Engine, acct: Account) -> Decimal:
 
 
 def _place_one(
-    eng: Engine, acct: Account, a: int, is_buy: bool, p: str, s: str, reduce_only: bool, tif: str,
-    cloid: str | None, *, tx_hash: str, now_ms: int,
+    eng: Engine,
+    acct: Account,
+    a: int,
+    is_buy: bool,
+    p: str,
+    s: str,
+    reduce_only: bool,
+    tif: str,
+    cloid: str | None,
+    *,
+    tx_hash: str,
+    now_ms: int,
 ) -> Any:
     m = eng.by_asset.get(a)
     if m is None:
@@ -187,8 +199,16 @@ def _filled(m: Market, lots: int, ntl: int, oid: int) -> dict[str, Any]:
 
 
 def _book_fill(
-    eng: Engine, m: Market, acct: Account, order: Order, is_buy: bool, px: int, lots: int, crossed: bool,
-    tx_hash: str, now_ms: int,
+    eng: Engine,
+    m: Market,
+    acct: Account,
+    order: Order,
+    is_buy: bool,
+    px: int,
+    lots: int,
+    crossed: bool,
+    tx_hash: str,
+    now_ms: int,
 ) -> None:
     rate = eng.taker_rate if crossed else eng.maker_rate
     fill = apply_fill(
@@ -218,7 +238,9 @@ def cancel_order(eng: Engine, acct: Account, o: Order, status: str, now_ms: int)
     _forget(eng, o, status, now_ms)
 
 
-def cancel_by_oid(eng: Engine, acct: Account, action: dict[str, Any], now_ms: int) -> tuple[dict[str, Any], list[Any]]:
+def cancel_by_oid(
+    eng: Engine, acct: Account, action: dict[str, Any], now_ms: int
+) -> tuple[dict[str, Any], list[Any]]:
     cancels = action.get("cancels")
     if not isinstance(cancels, list) or not cancels:
         raise _bad("cancels must be a non-empty list")
@@ -244,7 +266,11 @@ def cancel_by_cloid(
     statuses: list[Any] = []
     cloids: list[str] = []
     for c in cancels:
-        if not isinstance(c, dict) or not isinstance(c.get("asset"), int) or not is_valid_cloid(c.get("cloid")):
+        if (
+            not isinstance(c, dict)
+            or not isinstance(c.get("asset"), int)
+            or not is_valid_cloid(c.get("cloid"))
+        ):
             raise _bad("cancel must be {asset, cloid}")
         cloids.append(c["cloid"])
         found = next(

@@ -26,8 +26,15 @@ if TYPE_CHECKING:
 GREETING = b"Websocket connection established."
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required",
-            413: "Payload Too Large", 422: "Unprocessable Entity", 429: "Too Many Requests"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    411: "Length Required",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+}
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -40,7 +47,9 @@ def text_frame(payload: bytes) -> bytes:
     return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
-def http_response(status: int, body: bytes, content_type: str = "application/json", close: bool = False) -> bytes:
+def http_response(
+    status: int, body: bytes, content_type: str = "application/json", close: bool = False
+) -> bytes:
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
@@ -157,7 +166,9 @@ class Conn(asyncio.Protocol):
                 continue
             self.core.http_request(self, path, body, close)
 
-    def _http_reply(self, status: int, body: bytes, content_type: str = "application/json", close: bool = False) -> None:
+    def _http_reply(
+        self, status: int, body: bytes, content_type: str = "application/json", close: bool = False
+    ) -> None:
         self.write(http_response(status, body, content_type, close))
         if close and self.transport is not None:
             self.transport.close()
@@ -165,7 +176,9 @@ class Conn(asyncio.Protocol):
 
     def http_reply_later(self, delay_ms: int, status: int, body: bytes, ctype: str, close: bool) -> None:
         if delay_ms:
-            asyncio.get_running_loop().call_later(delay_ms / 1000, self._http_reply, status, body, ctype, close)
+            asyncio.get_running_loop().call_later(
+                delay_ms / 1000, self._http_reply, status, body, ctype, close
+            )
         else:
             self._http_reply(status, body, ctype, close)
 

@@ -102,13 +102,17 @@ def request(cfg: Config, body: dict[str, Any], timeout_ms: int = 3000) -> dict[s
 # -------------------------------------------------------------------------------------------------
 
 
-def cmd_start(cfg: Config, config_path: Path, detach: bool) -> int:
+def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False) -> int:
+    if cfg.mode == "live" and not live:
+        raise CliError("mode = \"live\" trades real money: start it with the explicit opt-in --live")
+    if cfg.mode != "live" and live:
+        raise CliError(f"--live given but the config's mode is {cfg.mode!r}")
     if cfg.bus.transport == "inproc":
         raise CliError("bus.transport = inproc runs actors as threads inside tests; use ipc or tcp for start")
     run_dir = cfg.run_path
     prepare_run_dir(run_dir)
     if detach:
-        return _start_detached(cfg, config_path)
+        return _start_detached(cfg, config_path, live)
     lock = _acquire_lock(run_dir)
     try:
         return _run_foreground(cfg, config_path)
@@ -123,12 +127,30 @@ def cmd_start(cfg: Config, config_path: Path, detach: bool) -> int:
 def _run_foreground(cfg: Config, config_path: Path) -> int:
     from hip3.logs import setup_logging
     from hip3.runtime.launchers import ProcessLauncher
+    from hip3.runtime.paper import PaperExchange, PaperExchangeError
     from hip3.runtime.supervisor import Supervisor
+    from hip3.secrets import SecretError, SigningKey, check_signer, load_signing_key, scrub_environment
 
     log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr)
+    key: SigningKey | None = None
+    exchange: PaperExchange | None = None
     try:
-        sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path), log)
-    except BusError as e:
+        if cfg.mode == "live":
+            key = load_signing_key()
+            if key is None:
+                raise CliError("live mode needs a key: set HIP3_PRIVATE_KEY or HIP3_KEYSTORE (+ password)")
+            check_signer(key, cfg.exchange.signer_address)
+            if not cfg.exchange.account_address:
+                raise CliError("live mode needs exchange.account_address (the master or sub-account address)")
+        scrub_environment()  # no actor inherits a secret through its environment
+        if cfg.mode == "paper":
+            exchange = PaperExchange(cfg, config_path, log)
+            exchange.start()
+            key = exchange.key  # a throwaway key for the simulator's account, never a real one
+        sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path, key), log, exchange=exchange)
+    except (BusError, SecretError, PaperExchangeError) as e:
+        if exchange is not None:
+            exchange.stop()
         raise CliError(str(e)) from None
 
     def _stop(signum: int, _frame: object) -> None:
@@ -155,17 +177,22 @@ def _print_summary(status: dict[str, Any]) -> None:
              f"hard stop: {'LATCHED: ' + str(hs['reason']) if hs['latched'] else 'not latched'} (epoch {hs['epoch']})"]
     for a in status["actors"]:
         lines.append(f"  {a['name']:<17} restarts={a['restarts']}")
+    if status.get("trading"):
+        from hip3.runtime.trading import format_trading
+
+        lines.extend(format_trading(status["trading"]))
     print("\n".join(lines), file=sys.stderr)
 
 
-def _start_detached(cfg: Config, config_path: Path) -> int:
+def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
     run_dir = cfg.run_path
     holder = _lock_holder(run_dir)
     if holder is not None:
         raise CliError(f"another supervisor (pid {holder}) is already running on run directory {run_dir}")
     out = open(run_dir / "logs" / "supervisor.out", "ab")  # noqa: SIM115 - handed to the child
     env = dict(os.environ, HIP3_RUN_DIR=str(run_dir))
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "start", "--config", str(config_path)],
+    cmd = [sys.executable, str(Path(__file__).resolve()), "start", "--config", str(config_path)]
+    proc = subprocess.Popen([*cmd, "--live"] if live else cmd,
                             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env)
     out.close()
     deadline = time.monotonic() + cfg.supervisor.ready_timeout_ms / 1000 * max(1, 5) + 10
@@ -214,6 +241,10 @@ def format_status(status: dict[str, Any]) -> str:
             out.append(f"{a['name']:<17} {a['pid'] or '-':>7} {a['state']:<9} {'yes' if a['ready'] else 'no':<5} "
                        f"{a['restarts']:>8} {hb:>9}  {stats}")
         out.append(f"sequence gaps: {status.get('seq_gaps', 0)}")
+    if status.get("trading"):
+        from hip3.runtime.trading import format_trading
+
+        out.extend(format_trading(status["trading"]))
     return "\n".join(out)
 
 
@@ -263,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start every actor (foreground; Ctrl-C stops)")
     p_start.add_argument("--detach", action="store_true", help="return once every actor is READY")
+    p_start.add_argument("--live", action="store_true", help="explicit opt-in for mode = live (real money)")
     p_status = sub.add_parser("status", help="actors, READY, hard stop")
     p_status.add_argument("--json", action="store_true")
     sub.add_parser("stop", help="stop the running supervisor and every actor")
@@ -276,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         config_path = resolve_config_path(args.config)
         cfg = load_config(args.config)
         if args.command == "start":
-            return cmd_start(cfg, config_path, args.detach)
+            return cmd_start(cfg, config_path, args.detach, args.live)
         if args.command == "status":
             return cmd_status(cfg, args.json)
         if args.command == "stop":

@@ -36,8 +36,10 @@ from hip3.messages import (
     Shutdown,
 )
 from hip3.runtime.launchers import Handle, Launcher
+from hip3.runtime.paper import PaperExchange
 from hip3.runtime.restart import RestartPolicy
 from hip3.runtime.runner import ACTORS
+from hip3.runtime.trading import TradingStats
 
 DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
     "observe": ("feed", "detector"),
@@ -72,8 +74,9 @@ class Supervisor:
 
     def __init__(self, cfg: Config, launcher: Launcher, log: Log,
                  context: zmq.Context[zmq.Socket[bytes]] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, exchange: PaperExchange | None = None) -> None:
         self.cfg = cfg
+        self.exchange = exchange
         self.launcher = launcher
         self.log = log
         self.run_dir = cfg.run_path
@@ -93,8 +96,11 @@ class Supervisor:
         self.control = self.bus.publisher("control")
         self.inbox = self.bus.puller("inbox")
         self.ctl = self.bus.router("ctl")
+        # Off the hot path: the trading view for status and the session summary.
+        self.trading = TradingStats()
+        self.trading_sub = self.bus.subscriber(["positions", "exec"])
         self.poller = zmq.Poller()
-        for s in (self.control.sock, self.inbox.sock, self.ctl):
+        for s in (self.control.sock, self.inbox.sock, self.ctl, self.trading_sub.sock):
             self.poller.register(s, zmq.POLLIN)
         self.stopping = False
         self.started_at = time.time()
@@ -273,6 +279,10 @@ class Supervisor:
             "actors": actors,
             "seq_gaps": sum(s.stats.get("seq_gaps", 0) for s in self.slots.values()),
             "alerts": self.alerts[-10:],
+            "trading": self.trading.as_dict(),
+            "exchange": None if self.exchange is None else {
+                "kind": "simulator", "url": self.exchange.url, "account": self.exchange.key.address,
+                "order_log": str(self.exchange.order_log), "restarts": self.exchange.restarts},
         }
 
     def handle_command(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -326,8 +336,13 @@ class Supervisor:
                 self._on_ctl()
             elif target is self.control.sock:
                 self.control.on_subscription()
+            elif target is self.trading_sub.sock:
+                for msg in self.trading_sub.drain():
+                    self.trading.on_message(msg)
             # A sentinel fired: the exit is picked up by _check_actors below.
         now = time.monotonic_ns()
+        if self.exchange is not None and not self.stopping:
+            self.exchange.check()
         self._check_actors(now)
         if (now - self._last_rebroadcast) / 1e6 >= self.cfg.supervisor.hardstop_rebroadcast_ms:
             self._broadcast_latch()
@@ -353,6 +368,8 @@ class Supervisor:
             s.state = "stopped"
             s.ready = False
         self.launcher.close()
+        if self.exchange is not None:
+            self.exchange.stop()
 
     def close(self) -> None:
         self.bus.close()

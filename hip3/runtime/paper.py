@@ -1,0 +1,115 @@
+"""Paper mode's exchange: the built-in simulator as a supervised child process, and its account.
+
+The supervisor starts ``python -m hip3.sim`` on 127.0.0.1 (never beyond loopback), with its order log
+at ``<run_dir>/sim/orders.jsonl`` and a throwaway account funded with ``PAPER_FUNDS_USD``: a fresh random
+key made for this session (a paper session never uses a real key, whatever the environment holds).
+Actors learn the simulator's address and the account from ``HIP3_EXCHANGE_URL`` and
+``HIP3_ACCOUNT_ADDRESS``, which are set before any actor starts; only the executor gets the key.
+
+If the simulator dies it is restarted on the same port with a fresh state (a paper exchange has no
+durable state), and the event is logged as critical: positions at the "exchange" are gone, and the
+position tracker's resync will show it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from hip3.config import ENV_ACCOUNT_ADDRESS, ENV_EXCHANGE_URL, Config
+from hip3.logs import Log
+from hip3.secrets import SigningKey
+
+PAPER_FUNDS_USD = Decimal(100_000)
+_READY_PREFIX = "SIM READY port="
+
+
+class PaperExchangeError(Exception):
+    """The simulator could not be started."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass
+
+
+class PaperExchange:
+    """The simulator process for one supervisor session."""
+
+    def __init__(self, cfg: Config, config_path: Path, log: Log, seed: int = 1) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.log = log
+        self.seed = seed
+        self.dir = cfg.run_path / "sim"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.order_log = self.dir / "orders.jsonl"
+        self.key = SigningKey("0x" + secrets.token_hex(32))
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the simulator and wait for its READY line; export its address and the account."""
+        out_path = self.dir / "stdout.log"
+        out = open(out_path, "ab")  # noqa: SIM115 - handed to the child
+        start_at = out.tell()
+        cmd = [sys.executable, "-m", "hip3.sim", "--host", "127.0.0.1", "--port", str(self.port),
+               "--seed", str(self.seed), "--order-log", str(self.order_log),
+               "--fund", f"{self.key.address}:{PAPER_FUNDS_USD}"]
+        if self.cfg.sim:
+            cmd += ["--config", str(self.config_path)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                     preexec_fn=_die_with_parent)
+        out.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = out_path.read_text(errors="replace").strip().splitlines()[-3:]
+                raise PaperExchangeError(f"the simulator exited with code {self.proc.returncode}: {' | '.join(tail)}")
+            with open(out_path, "rb") as f:
+                f.seek(start_at)
+                for line in f.read().decode(errors="replace").splitlines():
+                    if line.startswith(_READY_PREFIX):
+                        self.port = int(line[len(_READY_PREFIX):].split()[0])
+                        os.environ[ENV_EXCHANGE_URL] = self.url
+                        os.environ[ENV_ACCOUNT_ADDRESS] = self.key.address
+                        self.log.info("paper_exchange_ready", url=self.url, account=self.key.address,
+                                      order_log=str(self.order_log), pid=self.proc.pid)
+                        return
+            time.sleep(0.05)
+        self.stop()
+        raise PaperExchangeError(f"the simulator did not report READY within {timeout_s:g} s")
+
+    def check(self) -> None:
+        """Restart the simulator if it died (called from the supervisor's loop)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            code = self.proc.returncode
+            self.restarts += 1
+            self.log.critical("paper_exchange_died", exitcode=code, restarts=self.restarts,
+                              note="restarting with a fresh state: simulated positions are gone")
+            self.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(2)

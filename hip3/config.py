@@ -210,6 +210,19 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"config error in {source}: `exchange.network`: live mode needs testnet or mainnet")
     if cfg.bus.transport == "inproc" and cfg.supervisor.actors:
         pass  # inproc is for tests that run the actors as threads; the supervisor refuses it itself
+    if cfg.sim:
+        from hip3.sim.params import SimParams, SimParamsError
+
+        try:
+            SimParams.from_dict(cfg.sim)
+        except SimParamsError as e:
+            detail = str(e).removeprefix("sim config error: ")
+            m = _PATH_RE.search(detail)
+            where = "sim" + (("." + _dotted(m.group(1))) if m else "")
+            unknown = re.match(r"Object contains unknown field `([^`]+)`", detail)
+            if unknown:
+                raise ConfigError(f"config error in {source}: unknown key `{where}.{unknown.group(1)}`") from None
+            raise ConfigError(f"config error in {source}: `{where}`: {detail.split(' - at ')[0]}") from None
     if cfg.supervisor.restart_backoff_max_ms < cfg.supervisor.restart_backoff_initial_ms:
         raise ConfigError(
             f"config error in {source}: `supervisor.restart_backoff_max_ms`: must be >= restart_backoff_initial_ms"

@@ -38,6 +38,8 @@ def test_shipped_configs_load(name: str) -> None:
         ('mode = "live"\n[[markets]]\ncoin = "xyz:GOLD"\n', "live mode needs testnet or mainnet"),
         (MIN + "[[markets]]\ncoin = 'xyz:A'\nthreshold_bps = -1\n", "`markets[1].threshold_bps`"),
         (MIN + "[bus\n", "not valid TOML"),
+        (MIN + "[sim.model]\njump_prbo = 0.1\n", "unknown key `sim.model.jump_prbo`"),
+        (MIN + "[sim.model]\njump_prob = 7\n", "`sim.model.jump_prob`"),
         (MIN + 'key = "0x' + "ab" * 32 + '"\n', "64-hex-digit value"),
     ],
 )

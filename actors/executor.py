@@ -1,29 +1,439 @@
 """The executor actor process. The only process that holds the key and makes nonces: gates,
 batches, signs and posts orders.
 
+A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardStopFlattener``:
+
+* sockets: PULL ``intents`` (binds), SUB ``md`` (``AssetCtx`` marks, ``FeedState``), ``positions``
+  (``PositionSnapshot``, ``PositionClosed``) and ``user`` (``OrderUpdate``); XPUB ``exec`` (order events,
+  ``HardStopProgress``); its own order-entry ``WsClient`` whose fd sits in the actor's poller.
+* READY = the order-entry WebSocket is connected AND a synced position snapshot arrived. No new order
+  leaves while not READY or while the hard stop is latched; reduce-only orders and cancels wait in their
+  queues until the connection is up (they are never popped while disconnected).
+* sending: every intake/response/timer calls ``_pump``: ``next_batch`` → sign (``expiresAfter`` = now +
+  ``expires_after_ms``) → ``prepare_send`` (journal line written before the frame) → ``ws.post`` →
+  ``on_sent`` → publish ``OrderSubmitted`` (``sent_ns`` = monotonic right after the frame was written).
+  Idle → the batch leaves at once; under load the scheduler coalesces (``batch_interval_ms``).
+* dead man's switch: ``scheduleCancel(now + schedule_cancel_after_ms)`` when READY and every
+  ``schedule_cancel_rearm_ms`` while READY.
+* hard stop: latched → ``set_hard_stop`` (queued entries dropped), ``HardStopFlattener.start``, then a
+  ``step`` on every snapshot/response and on a short timer: cancel every open order by oid, flatten every
+  position reduce-only IOC at mark ± slippage, until the tracker's view shows no position and no open
+  order; ``HardStopProgress`` goes to the supervisor (inbox) and on ``exec``; an alert when it cannot.
+
 Run alone for debugging: `python -m actors.executor --config configs/default.toml`.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from collections import deque
+from decimal import Decimal
+from typing import Any
 
-from hip3.messages import Message
-from hip3.runtime.actor import Actor
+from hip3.config import exchange_urls
+from hip3.execution.batch import Batch
+from hip3.execution.core import ExecutionCore
+from hip3.execution.gates import MarketSpec
+from hip3.execution.hardstop import HardStopFlattener
+from hip3.execution.journal import SentIntentJournal
+from hip3.hyperliquid.frames import PostResponse
+from hip3.hyperliquid.nonce import NonceError, NonceManager
+from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
+from hip3.hyperliquid.signing import Signer
+from hip3.hyperliquid.wire import cancel_action, order_action, order_wire, schedule_cancel_action
+from hip3.hyperliquid.ws import ConnState, WsBudgetError, WsClient, WsNotConnected
+from hip3.messages import (
+    AssetCtx,
+    EntryIntent,
+    FeedState,
+    FlattenIntent,
+    HardStopState,
+    Message,
+    Msg,
+    OrderSubmitted,
+    OrderUpdate,
+    PositionClosed,
+    PositionSnapshot,
+)
+from hip3.runtime.actor import Actor, _Timer
+from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
+from hip3.secrets import check_signer, executor_key
+
+__all__ = ["Executor", "ExecutorStartError", "post_response_body"]
+
+_HARDSTOP_TICK_MS = 100
+_WS_TICK_MS = 100
+_LATENCY_SAMPLES = 4096
+
+
+class ExecutorStartError(RuntimeError):
+    """The executor cannot start safely (no key, bad signer, unusable nonce state)."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _status_dict(st: OrderStatus) -> object:
+    if st.kind == "filled":
+        return {"filled": {"totalSz": str(st.total_sz), "avgPx": str(st.avg_px), "oid": st.oid}}
+    if st.kind == "resting":
+        return {"resting": {"oid": st.oid}}
+    if st.kind == "error":
+        return {"error": st.text or ""}
+    if st.kind == "string":
+        return st.text or ""
+    return {"unknown": st.text}
+
+
+def post_response_body(resp: PostResponse) -> object:
+    """The WS ``data.response`` object the core parses, rebuilt from the client's typed ``PostResponse``."""
+    if resp.type == "action" and resp.exchange is not None:
+        ex: ExchangeResponse = resp.exchange
+        if not ex.ok:
+            return {"type": "action", "payload": {"status": "err", "response": ex.error or "request failed"}}
+        statuses = [_status_dict(s) for s in ex.statuses]
+        inner = {"type": ex.response_type or "order", "data": {"statuses": statuses}}
+        return {"type": "action", "payload": {"status": "ok", "response": inner}}
+    return {"type": "error", "payload": resp.error or f"post answered with type {resp.type!r}"}
 
 
 class Executor(Actor):
     name = "executor"
 
+    # ------------------------------------------------------------------ setup
+
     def setup(self) -> None:
+        cfg = self.cfg
+        self.params = cfg.executor
+        key = executor_key()
+        if key is None:
+            raise ExecutorStartError(
+                f"the executor has no signing key in {cfg.mode} mode: set HIP3_PRIVATE_KEY or "
+                "HIP3_KEYSTORE (+ password) for the supervisor, which hands it to the executor only"
+            )
+        check_signer(key, cfg.exchange.signer_address)
+        self._signer = Signer(key.reveal())
+        del key
+        self._vault: str | None = cfg.exchange.vault_address.lower() or None
+        self._is_mainnet = cfg.exchange.network == "mainnet"  # sim/testnet sign with source "b"
+        try:
+            self._nonces = NonceManager(self.run_dir / "nonce", clock_ms=_now_ms)
+        except NonceError as e:
+            raise ExecutorStartError(f"nonce state unusable: {e}") from None
+
+        registry = load_registry(cfg, self.log)
+        specs = {
+            m.coin: MarketSpec(coin=s.coin, asset=s.asset, sz_decimals=s.sz_decimals)
+            for m in cfg.markets
+            for s in (registry.by_coin(m.coin),)
+        }
+        self.specs = {s.coin: s for s in specs.values()}
+        journal = SentIntentJournal(self.run_dir, now_ms=_now_ms(), retention_ms=self.params.sent_journal_retention_ms)
+        self.core = ExecutionCore(self.params, cfg.risk, cfg.soft_gates, self.specs, journal)
+        self.flattener = HardStopFlattener(cfg.risk, self.specs)
+        self.snapshot: PositionSnapshot | None = None
+        self.marks: dict[str, Decimal] = {}
+        self.feed_state: FeedState | None = None
+        self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
+        self._recv_ns: dict[str, int] = {}  # cloid -> intent receipt time (latency samples)
+        self._armed_until_ms = 0
+        self._last_rearm_ns = 0
+
         self.exec = self.publisher("exec")
-        self.puller("intents", self.on_message)
-        self.subscriber(["md", "positions"], self.on_message)
-        self.set_ready(True, "bus bound")
+        self.puller("intents", self.on_intent)
+        self.subscriber(["md", "positions", "user"], self.on_message)
+
+        _, ws_url = exchange_urls(cfg)
+        # The WS-level post timeout is a backstop: the scheduler's expiry (post_timeout_ms) decides first.
+        self.ws = WsClient(ws_url, post_timeout_s=self.params.post_timeout_ms / 1000 + 2.0,
+                           stall_timeout_s=None, on_state=self._on_ws_state)
+        self._ws_fd = -1
+        self.every(_WS_TICK_MS, self._on_tick)
+        self.every(_HARDSTOP_TICK_MS, self._hardstop_step)
+        self.every(self.params.schedule_cancel_rearm_ms, self._rearm_schedule_cancel)
+        self.every(1000, self._publish_stats)
+        # The pump's own timer: a long period, its due time pulled in by ``_pump`` to the scheduler's
+        # next wake-up (the runtime has no one-shot timers; the loop re-reads due times every turn).
+        self.every(60_000, self._pump)
+        self._pump_timer: _Timer = self._timers[-1]
+        self._setup_done = True
+        self.log.info("executor_configured", signer=self._signer.address, vault=self._vault or "",
+                      mainnet=self._is_mainnet, markets=sorted(self.specs), ws_url=ws_url)
+        if self.hardstop.latched:
+            self._apply_latch(self.hardstop)
+        self.ws.connect()
+        self._update_ready()
+
+    def teardown(self) -> None:
+        if not getattr(self, "_setup_done", False):
+            return
+        try:
+            self.ws.close()
+        finally:
+            self.core.journal.close()
+            self._nonces.close()
+
+    # ------------------------------------------------------------------ connection / READY
+
+    def _on_ws_state(self, state: ConnState) -> None:
+        fd = self.ws.fileno()
+        if self._ws_fd >= 0 and self._ws_fd != fd:
+            self.remove_reader(self._ws_fd)
+            self._ws_fd = -1
+        if state == "connected" and fd >= 0 and self._ws_fd != fd:
+            self.add_reader(fd, self._on_ws_readable)
+            self._ws_fd = fd
+        if state != "connected":
+            self._armed_until_ms = 0
+        self.count(f"ws_{state}")
+        self._update_ready()
+
+    def _on_ws_readable(self) -> None:
+        self.ws.poll_read()  # post callbacks run inside; the order-entry socket carries no data frames
+        self._pump()
+
+    def _update_ready(self) -> None:
+        connected = self.ws.state == "connected"
+        synced = self.snapshot is not None and self.snapshot.synced
+        was = self.ready
+        if connected and synced:
+            self.set_ready(True, "order entry connected, positions synced")
+        elif not connected:
+            self.set_ready(False, f"order entry {self.ws.state}")
+        else:
+            self.set_ready(False, "waiting for a synced position snapshot")
+        if self.ready and not was:
+            self._rearm_schedule_cancel()
+            self._pump()
+
+    def _on_tick(self) -> None:
+        self.ws.tick()
+        now_ns = time.monotonic_ns()
+        self._publish(self.core.expire(now_ns, _now_ms()))
+        self._check_hardstop_request()
+        self._pump()
+
+    # ------------------------------------------------------------------ intake
+
+    def on_intent(self, msg: Message) -> None:
+        recv_ns = time.monotonic_ns()
+        if isinstance(msg, EntryIntent):
+            self.count("entry_intents")
+            if not self.ready:
+                self.count("entry_rejected_not_ready")
+                self.log.info("verdict", line=f"verdict rejected reason=NotReady coin={msg.coin} "
+                              f"intent={msg.intent_id} sz={msg.sz} {self.ready_detail}")
+                return
+            verdict, events = self.core.submit_entry(
+                msg, snapshot=self.snapshot, now_ns=recv_ns, now_ms=_now_ms(), balance_usd=None
+            )
+            self.log.info("verdict", line=verdict.log_line())
+            self.count(f"entry_{verdict.outcome}")
+            self._publish(events)
+            if verdict.accepted:
+                self._note_recv(msg.intent_id, recv_ns)
+                self._pump()
+        elif isinstance(msg, FlattenIntent):
+            self.count("flatten_intents")
+            verdict = self.core.submit_flatten(msg, now_ns=recv_ns)
+            self.log.info("verdict", line=verdict.log_line())
+            self.count(f"flatten_{verdict.outcome}")
+            if verdict.accepted:
+                self._note_recv(msg.intent_id, recv_ns)
+                self._pump()
+        else:
+            self.count("unexpected_intent_messages")
+
+    def _note_recv(self, intent_id: str, recv_ns: int) -> None:
+        self._recv_ns[intent_id] = recv_ns
+        if len(self._recv_ns) > 20_000:
+            for k in list(self._recv_ns)[:10_000]:
+                del self._recv_ns[k]
 
     def on_message(self, msg: Message) -> None:
-        self.count("messages")
+        if isinstance(msg, AssetCtx):
+            if msg.mark_px > 0 and msg.coin in self.specs:
+                self.core.gates.set_mark(msg.coin, msg.mark_px)
+                self.marks[msg.coin] = Decimal(repr(msg.mark_px))
+        elif isinstance(msg, PositionSnapshot):
+            self.snapshot = msg
+            self._update_ready()
+            if self.flattener.active:
+                self._hardstop_step()
+        elif isinstance(msg, OrderUpdate):
+            self._publish(self.core.on_order_update(msg, _now_ms()))
+            self._check_hardstop_request()
+            self._pump()
+        elif isinstance(msg, PositionClosed):
+            self.core.on_position_closed(msg, _now_ms())
+            self._check_hardstop_request()
+        elif isinstance(msg, FeedState):
+            self.feed_state = msg
+
+    # ------------------------------------------------------------------ sending
+
+    def _pump(self) -> None:
+        """Send every batch the scheduler releases now; re-arm the pump timer for the next one."""
+        if self.ws.state != "connected":
+            return  # reduce-only orders and cancels stay queued until the connection is up
+        core = self.core
+        while True:
+            now_ns = time.monotonic_ns()
+            batch = core.next_batch(now_ns)
+            if batch is None:
+                break
+            if batch.kind == "order" and not self.ready and any(not o.reduce_only for o in batch.orders):
+                self._publish(core.on_send_failure(batch, "not ready", now_ns, _now_ms()))
+                continue
+            self._send(batch)
+        wake = core.next_wakeup_ns(time.monotonic_ns())
+        if wake is not None:
+            self._pump_timer.due_ns = min(self._pump_timer.due_ns, max(wake, time.monotonic_ns() + 100_000))
+
+    def _sign_payload(self, action: dict[str, object], now_ms: int) -> dict[str, Any]:
+        nonce = self._nonces.next(now_ms)
+        expires = now_ms + self.params.expires_after_ms
+        sig = self._signer.sign_action(action, self._vault, nonce, self._is_mainnet, expires)
+        payload: dict[str, Any] = {"action": action, "nonce": nonce, "signature": sig, "expiresAfter": expires}
+        if self._vault is not None:
+            payload["vaultAddress"] = self._vault
+        return payload
+
+    def _send(self, batch: Batch) -> None:
+        core = self.core
+        now_ms = _now_ms()
+        try:
+            if batch.kind == "order":
+                action = order_action([
+                    order_wire(o.asset, o.is_buy, o.px, o.sz, o.reduce_only, o.tif, o.cloid) for o in batch.orders
+                ])
+            else:
+                action = cancel_action([(c.asset, c.oid) for c in batch.cancels])
+            payload = self._sign_payload(action, now_ms)
+        except (ValueError, NonceError) as e:
+            self.log.error("sign_failed", error=str(e), kind=batch.kind, n=len(batch))
+            self.count("sign_failed")
+            self._publish(core.on_send_failure(batch, f"sign failed: {e}", time.monotonic_ns(), now_ms))
+            return
+        core.prepare_send(batch, now_ms, sync=self.params.journal_fsync_before_send)
+        try:
+            post_id = self.ws.post("action", payload, self._on_order_response)
+        except (WsNotConnected, WsBudgetError) as e:
+            self.count("send_failed")
+            self.log.warning("send_failed", error=str(e), kind=batch.kind, n=len(batch))
+            self._publish(core.on_send_failure(batch, str(e), time.monotonic_ns(), now_ms))
+            return
+        sent_ns = time.monotonic_ns()
+        events = core.on_sent(batch, post_id, int(payload["nonce"]), sent_ns)
+        self.count("posts")
+        self.count(f"{batch.kind}s_sent", len(batch))
+        for ev in events:
+            if isinstance(ev, OrderSubmitted):
+                t0 = self._recv_ns.pop(ev.intent_id, 0)
+                if t0:
+                    self.latencies_ns.append(sent_ns - t0)
+        self._publish(events)
+        core.journal.sync()  # no-op when synced before the send
+
+    def _on_order_response(self, resp: PostResponse) -> None:
+        if resp.type in ("timeout", "disconnected"):
+            # Outcome unknown: the scheduler's expiry (post_timeout_ms >= expires_after_ms) resolves it.
+            self.count(f"post_{resp.type}")
+            return
+        events = self.core.on_post_response(resp.id, post_response_body(resp), time.monotonic_ns(), _now_ms())
+        self._publish(events)
+        self._check_hardstop_request()
+        if self.flattener.active:
+            self._hardstop_step()
+
+    # ------------------------------------------------------------------ dead man's switch
+
+    def _rearm_schedule_cancel(self) -> None:
+        if not self.ready or self.ws.state != "connected":
+            return
+        now_ms = _now_ms()
+        until = now_ms + self.params.schedule_cancel_after_ms
+        try:
+            payload = self._sign_payload(schedule_cancel_action(until), now_ms)
+            self.ws.post("action", payload, lambda r: self._on_schedule_cancel_response(r, until))
+        except (WsNotConnected, WsBudgetError, NonceError, ValueError) as e:
+            self.count("schedule_cancel_failed")
+            self.log.warning("schedule_cancel_failed", error=str(e))
+
+    def _on_schedule_cancel_response(self, resp: PostResponse, until_ms: int) -> None:
+        ex = resp.exchange
+        if resp.type == "action" and ex is not None and ex.ok:
+            self._armed_until_ms = until_ms
+            self.count("schedule_cancel_armed")
+        else:
+            self.count("schedule_cancel_failed")
+            self.log.warning("schedule_cancel_refused", type=resp.type,
+                             error=(ex.error if ex is not None else resp.error) or "")
+
+    # ------------------------------------------------------------------ hard stop
+
+    def on_hardstop(self, state: HardStopState) -> None:
+        if getattr(self, "_setup_done", False):
+            self._apply_latch(state)
+
+    def _apply_latch(self, state: HardStopState) -> None:
+        now_ns = time.monotonic_ns()
+        if state.latched:
+            self._publish(self.core.set_hard_stop(True, now_ns))
+            self.flattener.start(state.epoch, now_ns)
+            self.log.critical("hardstop_flatten_started", epoch=state.epoch, reason=state.reason or "")
+            self._hardstop_step()
+        else:
+            self.core.set_hard_stop(False, now_ns)
+            self.flattener.reset()
+            self.log.warning("hardstop_reset_applied", epoch=state.epoch)
+
+    def _hardstop_step(self) -> None:
+        if not self.flattener.active:
+            return
+        step = self.flattener.step(snapshot=self.snapshot, marks=self.marks,
+                                   inflight_posts=self.core.scheduler.inflight, now_ns=time.monotonic_ns())
+        if step.cancels or step.orders:
+            self.core.submit_hardstop(step)
+            self.count("hardstop_attempts")
+        for problem in step.problems:
+            self.alert("critical", f"hard stop: {problem}")
+        prog = step.progress
+        if prog is not None:
+            self.inbox.send(prog)
+            self.exec.publish(prog)
+            self.log.warning("hardstop_progress", epoch=prog.epoch, positions=prog.positions,
+                             open_orders=prog.open_orders, attempts=prog.attempts, done=prog.done)
+            if prog.alert:
+                self.alert("critical", f"hard stop cannot flatten: {prog.positions} positions, "
+                           f"{prog.open_orders} open orders after {prog.attempts} attempts")
+        self._pump()
+
+    def _check_hardstop_request(self) -> None:
+        reason = self.core.take_hardstop_request()
+        if reason is not None:
+            self.raise_hardstop(reason)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _publish(self, events: list[Msg]) -> None:
+        pub = self.exec.publish
+        for ev in events:
+            pub(ev)
+
+    def _publish_stats(self) -> None:
+        lat = sorted(self.latencies_ns)
+        if lat:
+            self.stats["added_latency_p50_us"] = lat[len(lat) // 2] // 1000
+            self.stats["added_latency_p90_us"] = lat[len(lat) * 9 // 10] // 1000
+            self.stats["added_latency_max_us"] = lat[-1] // 1000
+            self.stats["added_latency_samples"] = len(lat)
+        self.stats["inflight_posts"] = self.core.scheduler.inflight
+        self.stats["dropped_unmatched"] = self.core.dropped_unmatched
+        self.stats["schedule_cancel_armed_until_s"] = self._armed_until_ms // 1000
 
 
 if __name__ == "__main__":

@@ -1,27 +1,293 @@
 """The position_tracker actor process. The source of truth for positions and open orders.
 
+A thin loop over ``hip3.positions.PositionBook``:
+
+* sockets: SUB ``user`` (``OrderUpdate``, ``UserFill``, ``FeedState``) and ``exec`` (``OrderSubmitted``,
+  ``OrderAcked``, ``OrderFilled``, ``OrderRejected``, ``OrderCancelled``); XPUB ``positions``
+  (``PositionSnapshot`` as state ``positions`` on every change and every ``snapshot_interval_ms``,
+  ``Fill``, exactly one ``PositionClosed`` per close).
+* REST sync (``clearinghouseState`` with the dex, the L1 one for the balance, ``openOrders`` with the dex)
+  at start, after every user-stream reconnect (``FeedState.conn_id`` change), when the book asks for it,
+  every ``positions.resync_interval_s`` and every second while the hard stop is latched (the flatten
+  sequence ends on this view). The book adds/updates first and removes after, never clearing first;
+  suspect empty answers are held back by the book and retried soon.
+* REST calls block, so they run in one worker thread; results come back through a pipe whose read end
+  sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded).
+* READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
+  trade on an empty book (lesson 19).
+
 Run alone for debugging: `python -m actors.position_tracker --config configs/default.toml`.
 """
 
 from __future__ import annotations
 
+import os
+import queue
 import sys
+import threading
+import time
+from collections import deque
+from decimal import Decimal
 
-from hip3.messages import Message
+import msgspec
+
+from hip3.config import account_address, exchange_urls
+from hip3.hyperliquid.rest import ClearinghouseState, RestClient, RestError
+from hip3.hyperliquid.rest import OpenOrder as RestOpenOrder
+from hip3.messages import (
+    FeedState,
+    HardStopState,
+    Message,
+    OpenOrder,
+    OrderAcked,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    OrderUpdate,
+    UserFill,
+)
+from hip3.positions import BookResult, ExchangePosition, PositionBook
 from hip3.runtime.actor import Actor
+from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
+
+__all__ = ["PositionTracker", "RestSnapshot", "open_orders_from_rest", "positions_from_rest"]
+
+_HARDSTOP_RESYNC_MS = 1000
+_SUSPECT_RETRY_MS = 300
+_RETRY_MAX_MS = 10_000
+
+
+class RestSnapshot(msgspec.Struct):
+    """One REST sync's answers (or its error), handed from the worker thread to the actor."""
+
+    requested_ms: int
+    dex_state: ClearinghouseState | None = None
+    l1_state: ClearinghouseState | None = None
+    open_orders: list[RestOpenOrder] | None = None
+    error: str | None = None
+
+
+def positions_from_rest(state: ClearinghouseState) -> list[ExchangePosition]:
+    """``assetPositions[].position`` rows → the book's input (signed size, entry price)."""
+    return [
+        ExchangePosition(coin=ap.position.coin, szi=ap.position.szi, entry_px=ap.position.entry_px or Decimal(0))
+        for ap in state.asset_positions
+    ]
+
+
+def open_orders_from_rest(rows: list[RestOpenOrder], assets: dict[str, int]) -> list[OpenOrder]:
+    """``openOrders`` rows → the book's ``OpenOrder`` (side "B" = buy)."""
+    return [
+        OpenOrder(
+            coin=r.coin,
+            asset=assets.get(r.coin, 0),
+            oid=r.oid,
+            cloid=r.cloid,
+            is_buy=r.side == "B",
+            limit_px=r.limit_px,
+            sz=r.sz,
+            reduce_only=bool(r.reduce_only),
+        )
+        for r in rows
+    ]
 
 
 class PositionTracker(Actor):
     name = "position_tracker"
 
     def setup(self) -> None:
+        cfg = self.cfg
+        self.account = account_address(cfg)
+        if not self.account:
+            raise RuntimeError("position_tracker: the account address is unknown (exchange.account_address or "
+                               "HIP3_ACCOUNT_ADDRESS)")
+        registry = load_registry(cfg, self.log)
+        self.dex = registry.dex
+        self.assets = {s.coin: s.asset for s in registry.specs}
+        self.book = PositionBook(self.assets)
         self.positions = self.publisher("positions")
         self.subscriber(["user", "exec"], self.on_message)
-        self.set_ready(True, "bus bound")
+
+        base, _ = exchange_urls(cfg)
+        self._rest = RestClient(base, timeout_s=cfg.exchange.request_timeout_ms / 1000, info_retries=1)
+        self._requests: queue.Queue[int | None] = queue.Queue()
+        self._results: deque[RestSnapshot] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._worker = threading.Thread(target=self._rest_worker, name="hip3:position_tracker:rest", daemon=True)
+        self._worker.start()
+        self.add_reader(self._wake_r, self._on_rest_results)
+
+        self._sync_pending = False
+        self._sync_wanted = True
+        self._next_sync_ns = 0
+        self._last_sync_ns = 0
+        self._failures = 0
+        self._conn_id: int | None = None
+        self._published_version = -1
+        self._setup_done = True
+        self.every(cfg.positions.snapshot_interval_ms, self._publish_periodic)
+        self.every(50, self._maybe_sync, first_in_ms=0)
+
+    def teardown(self) -> None:
+        if not getattr(self, "_setup_done", False):
+            return
+        self._requests.put(None)
+        self._worker.join(timeout=2.0)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # ------------------------------------------------------------------ REST resync
+
+    def _rest_worker(self) -> None:
+        """Worker thread: one REST sync per request; never touches the book."""
+        while True:
+            requested_ms = self._requests.get()
+            if requested_ms is None:
+                return
+            snap = RestSnapshot(requested_ms=requested_ms)
+            try:
+                snap.dex_state = self._rest.clearinghouse_state(self.account, self.dex)
+                snap.open_orders = self._rest.open_orders(self.account, self.dex)
+                try:
+                    snap.l1_state = self._rest.clearinghouse_state(self.account, "")
+                except RestError:
+                    snap.l1_state = None  # balance only: the positions are what matters
+            except RestError as e:
+                snap.error = str(e)
+            except Exception as e:  # never let the worker die silently
+                snap.error = f"unexpected: {e!r}"
+            self._results.append(snap)
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                return
+
+    def request_resync(self, why: str) -> None:
+        """Ask for a REST sync as soon as none is running."""
+        if not self._sync_wanted:
+            self.log.info("resync_requested", why=why)
+        self._sync_wanted = True
+
+    def _maybe_sync(self) -> None:
+        now = time.monotonic_ns()
+        interval_ms = self.cfg.positions.resync_interval_s * 1000
+        if self.hardstop.latched:
+            interval_ms = min(interval_ms, _HARDSTOP_RESYNC_MS)
+        if self.book.needs_resync:
+            self._sync_wanted = True
+        if not self._sync_wanted and self.book.synced and now - self._last_sync_ns >= interval_ms * 1e6:
+            self._sync_wanted = True
+        if self._sync_wanted and not self._sync_pending and now >= self._next_sync_ns:
+            self._sync_wanted = False
+            self._sync_pending = True
+            self._requests.put(time.time_ns() // 1_000_000)
+
+    def _on_rest_results(self) -> None:
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+        while self._results:
+            self._apply_sync(self._results.popleft())
+
+    def _apply_sync(self, snap: RestSnapshot) -> None:
+        self._sync_pending = False
+        now_ns = time.monotonic_ns()
+        if snap.error is not None or snap.dex_state is None or snap.open_orders is None:
+            self._failures += 1
+            delay_ms = min(_RETRY_MAX_MS, 250 * 2 ** min(self._failures, 6))
+            self._next_sync_ns = now_ns + int(delay_ms * 1e6)
+            self._sync_wanted = True
+            self.count("resync_failed")
+            self.log.warning("resync_failed", error=snap.error or "incomplete", failures=self._failures,
+                             retry_ms=delay_ms)
+            if not self.book.synced and self._failures >= 3:
+                self.set_ready(False, f"REST sync failing: {snap.error}")
+            return
+        self._failures = 0
+        now_ms = time.time_ns() // 1_000_000
+        res = self.book.apply_rest_positions(positions_from_rest(snap.dex_state), now_ms,
+                                             requested_ms=snap.requested_ms)
+        if res.suspect:
+            self.count("resync_suspect")
+            self._sync_wanted = True
+            self._next_sync_ns = now_ns + _SUSPECT_RETRY_MS * 1_000_000
+        else:
+            self._last_sync_ns = now_ns
+            self.book.apply_rest_open_orders(open_orders_from_rest(snap.open_orders, self.assets))
+        l1 = snap.l1_state.margin_summary if snap.l1_state is not None else None
+        dex = snap.dex_state.margin_summary
+        if dex is not None:
+            self.book.set_balance(l1.account_value if l1 is not None else Decimal(0), dex.account_value)
+        self.count("resyncs")
+        self._emit(res)
+        if self.book.synced and not self.ready:
+            self.set_ready(True, "REST synced")
+        self._publish_snapshot(force=True)
+
+    # ------------------------------------------------------------------ events
 
     def on_message(self, msg: Message) -> None:
-        self.count("messages")
+        book = self.book
+        now_ms = time.time_ns() // 1_000_000
+        if isinstance(msg, OrderFilled):
+            self._emit(book.on_order_filled(msg, now_ms))
+        elif isinstance(msg, UserFill):
+            self._emit(book.on_user_fill(msg, now_ms))
+        elif isinstance(msg, OrderUpdate):
+            book.on_order_update(msg)
+        elif isinstance(msg, OrderSubmitted):
+            book.on_order_submitted(msg, msg.edge_bps)
+        elif isinstance(msg, OrderAcked):
+            book.on_order_acked(msg)
+        elif isinstance(msg, OrderRejected):
+            book.on_order_rejected(msg)
+        elif isinstance(msg, OrderCancelled):
+            book.on_order_cancelled(msg)
+        elif isinstance(msg, FeedState):
+            self._on_feed_state(msg)
+            return
+        else:
+            return
+        if book.needs_resync:
+            self.request_resync("book needs resync")
+        self._publish_snapshot()
+
+    def _on_feed_state(self, msg: FeedState) -> None:
+        if msg.conn_id == self._conn_id:
+            return
+        previous, self._conn_id = self._conn_id, msg.conn_id
+        if previous is not None and self.book.synced:
+            self.book.set_synced(False)  # entries wait until the resync after the reconnect
+            self._publish_snapshot()
+        self.request_resync(f"user stream connection {previous} -> {msg.conn_id}")
+
+    def on_hardstop(self, state: HardStopState) -> None:
+        if state.latched and getattr(self, "_setup_done", False):
+            self.request_resync("hard stop latched")
+
+    # ------------------------------------------------------------------ publishing
+
+    def _emit(self, res: BookResult) -> None:
+        pub = self.positions.publish
+        for f in res.fills:
+            pub(f)
+        for c in res.closed:
+            self.count("positions_closed")
+            self.log.info("position_closed", coin=c.coin, pnl_usd=str(c.pnl_usd), reason=c.exit_reason)
+            pub(c)
+
+    def _publish_snapshot(self, force: bool = False) -> None:
+        if not force and self.book.version == self._published_version:
+            return
+        self._published_version = self.book.version
+        self.positions.publish(self.book.snapshot(), state_key="positions")
+
+    def _publish_periodic(self) -> None:
+        self._publish_snapshot(force=True)
 
 
 if __name__ == "__main__":

@@ -217,8 +217,8 @@ def _check(cfg: Config, source: str) -> None:
             SimParams.from_dict(cfg.sim)
         except SimParamsError as e:
             detail = str(e).removeprefix("sim config error: ")
-            m = _PATH_RE.search(detail)
-            where = "sim" + (("." + _dotted(m.group(1))) if m else "")
+            found = _PATH_RE.search(detail)
+            where = "sim" + (("." + _dotted(found.group(1))) if found else "")
             unknown = re.match(r"Object contains unknown field `([^`]+)`", detail)
             if unknown:
                 raise ConfigError(f"config error in {source}: unknown key `{where}.{unknown.group(1)}`") from None

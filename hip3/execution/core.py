@@ -119,6 +119,7 @@ class ExecutionCore:
             kind="entry",
             origin_recv_ns=intent.origin_recv_ns,
             expected_px=intent.px,
+            edge_bps=intent.edge_bps,
         )
         res = self.scheduler.enqueue_new(order)
         if not res.ok:
@@ -181,9 +182,13 @@ class ExecutionCore:
     def next_wakeup_ns(self, now_ns: int) -> int | None:
         return self.scheduler.next_wakeup_ns(now_ns)
 
-    def prepare_send(self, batch: Batch, now_ms: int) -> None:
-        """Journal the batch's intents durably; call right BEFORE writing the signed frame."""
-        self.journal.record(((o.intent_id, o.cloid) for o in batch.orders), now_ms)
+    def prepare_send(self, batch: Batch, now_ms: int, *, sync: bool = True) -> None:
+        """Journal the batch's intents; call right BEFORE writing the signed frame.
+
+        ``sync=False`` writes the lines to the kernel (which survives the executor's death, the case the
+        journal exists for) and leaves the fsync to ``journal.sync()`` right after the frame is written,
+        off the tick-to-trade path (see ``ExecutorParams.journal_fsync_before_send``)."""
+        self.journal.record(((o.intent_id, o.cloid) for o in batch.orders), now_ms, sync=sync)
 
     def on_sent(self, batch: Batch, post_id: int, nonce: int, now_ns: int) -> list[Msg]:
         self.scheduler.mark_sent(batch, post_id, now_ns)

@@ -49,6 +49,7 @@ class SentIntentJournal:
                     kept.append(line)
         self._rewrite(kept)
         self._file = self.path.open("a", encoding="utf-8")
+        self._dirty = False
 
     def _rewrite(self, lines: list[str]) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -72,10 +73,12 @@ class SentIntentJournal:
     def cloid_of(self, intent_id: str) -> str | None:
         return self._sent.get(intent_id)
 
-    def record(self, entries: Iterable[tuple[str, str]], now_ms: int) -> None:
+    def record(self, entries: Iterable[tuple[str, str]], now_ms: int, *, sync: bool = True) -> None:
         """Append (intent_id, cloid) pairs and fsync; call BEFORE the frame is written.
 
-        Already-recorded intent ids (a requeued reduce-only order) are not written again.
+        Already-recorded intent ids (a requeued reduce-only order) are not written again. ``sync=False``
+        writes to the kernel only (``write(2)``: visible to a restarted process even after SIGKILL) and
+        leaves the fsync (host-crash durability) to ``sync()``.
         """
         lines = []
         for intent_id, cloid in entries:
@@ -89,7 +92,16 @@ class SentIntentJournal:
             return
         self._file.write("".join(lines))
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if sync:
+            os.fsync(self._file.fileno())
+        else:
+            self._dirty = True
+
+    def sync(self) -> None:
+        """fsync what ``record(..., sync=False)`` wrote (no-op if nothing is pending)."""
+        if self._dirty:
+            self._dirty = False
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self._file.close()

@@ -172,6 +172,7 @@ class OrderTracker:
                     post_id=post_id,
                     origin_recv_ns=o.origin_recv_ns,
                     sent_ns=sent_ns,
+                    edge_bps=o.edge_bps,
                 )
             )
         return out

@@ -18,13 +18,40 @@ from tests.conftest import make_config
 ALL = ("feed", "position_tracker", "executor", "detector", "exit_watcher")
 
 
+class _ExecutorStub(Actor):
+    """The executor's sockets without the exchange (the real one needs a key and a simulator:
+    tests/actors, tests/integration/test_execution_side.py)."""
+
+    name = "executor"
+
+    def setup(self) -> None:
+        self.publisher("exec")
+        self.puller("intents", lambda m: self.count("messages"))
+        self.subscriber(["md", "positions", "user"], lambda m: self.count("messages"))
+        self.set_ready(True, "stub")
+
+
+class _PositionTrackerStub(Actor):
+    """The position tracker's sockets without REST (the real one: tests/actors)."""
+
+    name = "position_tracker"
+
+    def setup(self) -> None:
+        self.publisher("positions")
+        self.subscriber(["user", "exec"], lambda m: self.count("messages"))
+        self.set_ready(True, "stub")
+
+
+STUBS: dict[str, Any] = {"executor": _ExecutorStub, "position_tracker": _PositionTrackerStub}
+
+
 def _all_ready(s: Supervisor) -> bool:
     return s.all_ready()
 
 
 def test_all_actors_start_ready_and_acknowledge_the_hard_stop(run_dir: Path) -> None:
     cfg = make_config(run_dir, "[bus]\ntransport='inproc'\n")
-    with inproc_graph(cfg) as run:
+    with inproc_graph(cfg, STUBS) as run:
         assert run.wait_for(_all_ready), run.call(lambda s: s.status())
         assert [a["name"] for a in run.call(lambda s: s.status())["actors"]] == list(ALL)
         run.call(lambda s: s.hardstop("integration test", "test"))
@@ -40,7 +67,7 @@ def test_actor_raised_hard_stop_reaches_every_actor(run_dir: Path) -> None:
 
     def capture(name: str) -> Any:
         def factory(*args: Any, **kwargs: Any) -> Actor:
-            a = actor_class(name)(*args, **kwargs)
+            a = STUBS.get(name, actor_class(name))(*args, **kwargs)
             made[name] = a
             return a
         return factory
@@ -55,7 +82,7 @@ def test_actor_raised_hard_stop_reaches_every_actor(run_dir: Path) -> None:
 
 def test_malformed_bus_messages_are_counted_and_nobody_crashes(run_dir: Path) -> None:
     cfg = make_config(run_dir, "[bus]\ntransport='inproc'\n")
-    with inproc_graph(cfg) as run:
+    with inproc_graph(cfg, STUBS) as run:
         assert run.wait_for(_all_ready)
         push = run.context.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 0)

@@ -1,0 +1,279 @@
+"""Benchmark: entry intents through the executor's gates, batching, signing, journal and WebSocket posts to
+the simulator.
+
+Setup (all on loopback, ipc bus):
+
+* the simulator as its own process (``python -m hip3.sim``) with ``N_MARKETS`` synthetic markets (the
+  executor's gates allow one pending entry per market, so concurrency needs markets) and a slow model;
+* the executor actor as its own process (``python -m actors.executor``), paper mode, the key in its
+  environment; caps raised for the bench (``[executor]`` below): notional caps, max positions and the
+  per-second action budget;
+* this process plays the other actors: a positions publisher (one synced, empty snapshot), an md publisher
+  (marks), the supervisor's inbox (READY and the executor's stats) and an ``exec`` subscriber;
+* a pusher process (PUSH on ``intents``) feeding entry intents with fresh ids and ``valid_until`` 2 s ahead.
+
+Every intent is an IOC 2 % away from the mark: it passes every gate, is signed and posted, and the
+simulator answers with a benign "could not immediately match" rejection (no position ever opens, so the
+caps and the risk triggers never engage). Phases:
+
+1. idle path: ``LAT_N`` intents 5 ms apart (nothing in flight: each is sent at once);
+2. load: the pusher pushes ``RATE`` intents/s for ``SECONDS``; sent orders are counted on ``exec``.
+
+``added_latency`` is measured inside the executor (``time.monotonic_ns`` at intent receipt → right after
+the frame was written, per order) and read from its heartbeat stats. Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from hip3.bus import Bus, prepare_run_dir
+from hip3.config import parse_config
+from hip3.hyperliquid.signing import Signer
+from hip3.messages import AssetCtx, EntryIntent, Heartbeat, OrderRejected, OrderSubmitted, PositionSnapshot, Ready
+
+KEY = "0x" + "5a" * 32
+N_MARKETS = 100
+PX = 100.0
+LAT_N = 300
+RATE = 10000
+SECONDS = 1.5  # the WsClient budget (2000 messages per rolling minute, protocol §9.1) caps a longer run
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _coins() -> list[str]:
+    return [f"xyz:B{i:03d}" for i in range(N_MARKETS)]
+
+
+def sim_toml() -> str:
+    out = "[sim]\nl2_min_interval_ms = 500\n[sim.model]\ntick_ms = 200\noracle_interval_ms = 1000\n" \
+          "refresh_ms = 1000\nmaker_lag_ms = 400\n"
+    for c in _coins():
+        out += f'[[sim.markets]]\nname = "{c}"\nsz_decimals = 2\nstart_px = {PX}\nvol_bps = 0.5\n'
+    return out
+
+
+def executor_toml(run_dir: Path, url: str, account: str, extra: str) -> str:
+    text = f"""run_dir = "{run_dir}"
+mode = "paper"
+[exchange]
+network = "sim"
+rest_url = "{url}"
+account_address = "{account}"
+[bus]
+transport = "ipc"
+[logging]
+stderr = false
+level = "info"
+[supervisor]
+heartbeat_interval_ms = 100
+[executor]
+max_notional_per_market_usd = 1000000.0
+max_total_notional_usd = 100000000.0
+max_concurrent_positions = 1000
+action_budget_orders = 1000000
+{extra}
+"""
+    return text + "".join(f'[[markets]]\ncoin = "{c}"\n' for c in _coins())
+
+
+def make_intent(i: int, coin: str, asset: int, prefix: str) -> EntryIntent:
+    now = time.monotonic_ns()
+    is_buy = i % 2 == 0
+    px = Decimal("98") if is_buy else Decimal("102")  # 2 % away: an IOC miss, inside the oracle band
+    return EntryIntent(intent_id=f"{prefix}{i}", coin=coin, asset=asset, is_buy=is_buy, px=px, sz=Decimal("0.2"),
+                       reduce_only=False, valid_until_ns=now + 2_000_000_000, origin_recv_ns=now, created_ns=now,
+                       edge_bps=10.0, signal_id="bench")
+
+
+def pusher(cfg_text: str, run_dir: str, assets: dict[str, int], rate: int, seconds: float, prefix: str) -> None:
+    """The pusher process: ``rate`` intents/s in 1 ms slices, round-robin over the markets."""
+    cfg = parse_config(cfg_text, "bench.toml")
+    bus = Bus(cfg, "detector", run_dir=Path(run_dir))
+    push = bus.pusher("intents")
+    time.sleep(0.3)
+    coins = list(assets)
+    i = 0
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(elapsed * rate)
+        while i < due:
+            coin = coins[i % len(coins)]
+            push.send(make_intent(i, coin, assets[coin], prefix))
+            i += 1
+        time.sleep(0.001)
+    bus.close()
+
+
+class Side:
+    """This process's sockets: md, positions, inbox, exec."""
+
+    def __init__(self, cfg_text: str, run_dir: Path, assets: dict[str, int]) -> None:
+        cfg = parse_config(cfg_text, "bench.toml")
+        prepare_run_dir(run_dir)
+        self.assets = assets
+        self.feed = Bus(cfg, "feed", run_dir=run_dir)
+        self.md = self.feed.publisher("md")
+        self.pt = Bus(cfg, "position_tracker", run_dir=run_dir)
+        self.pos = self.pt.publisher("positions")
+        self.pos.publish(PositionSnapshot(version=1, synced=True, positions=(), open_orders=(),
+                                          realized_pnl_usd=Decimal(0), fees_usd=Decimal(0)), state_key="positions")
+        self.sup = Bus(cfg, "supervisor", run_dir=run_dir)
+        self.inbox = self.sup.puller("inbox")
+        self.obs = Bus(cfg, "recorder", run_dir=run_dir)
+        self.exec = self.obs.subscriber(["exec"])
+        self.det = Bus(cfg, "detector", run_dir=run_dir)
+        self.push = self.det.pusher("intents")
+        self.ready = False
+        self.stats: dict[str, int] = {}
+        self.submitted: list[int] = []  # sent_ns of entry orders
+        self.rejected: dict[str, int] = {}
+
+    def pump(self) -> None:
+        self.md.on_subscription()
+        self.pos.on_subscription()
+        for m in self.inbox.drain():
+            if isinstance(m, Ready) and m.actor == "executor":
+                self.ready = m.ready
+            elif isinstance(m, Heartbeat) and m.actor == "executor":
+                self.stats = dict(m.stats)
+        for m in self.exec.drain(100_000):
+            if isinstance(m, OrderSubmitted):
+                self.submitted.append(m.sent_ns)
+            elif isinstance(m, OrderRejected):
+                key = m.reason.split(":")[0] if not m.reason.startswith("exchange") else m.reason[:40]
+                self.rejected[key] = self.rejected.get(key, 0) + 1
+
+    def marks(self) -> None:
+        now = time.monotonic_ns()
+        for c in self.assets:
+            self.md.publish(AssetCtx(coin=c, oracle_px=PX, mark_px=PX, mid_px=PX, funding=0.0, open_interest=0.0,
+                                     recv_ns=now))
+
+    def idle(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.pump()
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        for b in (self.feed, self.pt, self.sup, self.obs, self.det):
+            b.close()
+
+
+def run(extra: str = "", label: str = "") -> dict[str, object]:
+    signer = Signer(KEY)
+    tmp = Path(tempfile.mkdtemp(prefix="h3bx", dir="/tmp"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("HIP3_PRIVATE_KEY", None)
+    (tmp / "sim.toml").write_text(sim_toml())
+    sim = subprocess.Popen([sys.executable, "-m", "hip3.sim", "--port", "0", "--config", str(tmp / "sim.toml"),
+                            "--fund", f"{signer.address}:10000000", "--order-log", str(tmp / "orders.jsonl")],
+                           stdout=subprocess.PIPE, text=True, env=env)
+    ex: subprocess.Popen[bytes] | None = None
+    side: Side | None = None
+    try:
+        assert sim.stdout is not None
+        port = int(sim.stdout.readline().strip().split("=")[1])
+        url = f"http://127.0.0.1:{port}"
+        run_dir = tmp / "run"
+        cfg_text = executor_toml(run_dir, url, signer.address, extra)
+        (tmp / "executor.toml").write_text(cfg_text)
+        from hip3.hyperliquid.rest import RestClient
+
+        meta = RestClient(url).meta("xyz")
+        assets = {u["name"]: 110000 + i for i, u in enumerate(meta["universe"]) if u["name"] in set(_coins())}
+        side = Side(cfg_text, run_dir, assets)
+        ex = subprocess.Popen([sys.executable, "-m", "actors.executor", "--config", str(tmp / "executor.toml"),
+                               "--run-dir", str(run_dir)], env={**env, "HIP3_PRIVATE_KEY": KEY},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not side.ready and time.monotonic() < deadline:
+            side.pump()
+            side.marks()
+            time.sleep(0.02)
+        if not side.ready:
+            raise RuntimeError("executor not READY within 30 s")
+        side.marks()
+        side.idle(0.5)
+
+        # Phase 1: the idle path, one intent at a time.
+        coins = list(assets)
+        n0 = len(side.submitted)
+        for i in range(LAT_N):
+            coin = coins[i % len(coins)]
+            side.push.send(make_intent(i, coin, assets[coin], "lat"))
+            side.idle(0.005)
+        side.idle(1.5)
+        idle_stats = dict(side.stats)
+        idle_sent = len(side.submitted) - n0
+
+        # Phase 2: load from the pusher process.
+        n1 = len(side.submitted)
+        proc = mp.get_context("spawn").Process(
+            target=pusher, args=(cfg_text, str(run_dir), assets, RATE, SECONDS, "ld"))
+        proc.start()
+        t_end = time.monotonic() + SECONDS + 10
+        while proc.is_alive() and time.monotonic() < t_end:
+            side.idle(0.1)
+            side.marks()
+        proc.join(5)
+        side.idle(2.0)
+        load = side.submitted[n1:]
+        load_stats = dict(side.stats)
+        # Steady-state rate: sent orders between the first and the last send of the load phase.
+        span_s = (load[-1] - load[0]) / 1e9 if len(load) > 1 else 0.0
+        result: dict[str, object] = {
+            "label": label or "default",
+            "intents_per_s": round(len(load) / span_s) if span_s else 0,
+            "added_latency_median_us": idle_stats.get("added_latency_p50_us"),
+            "added_latency_p90_us": idle_stats.get("added_latency_p90_us"),
+            "added_latency_max_us": idle_stats.get("added_latency_max_us"),
+            "idle_orders_sent": idle_sent,
+            "load_pushed": int(RATE * SECONDS),
+            "load_orders_sent": len(load),
+            "load_latency_median_us": load_stats.get("added_latency_p50_us"),
+            "load_latency_p90_us": load_stats.get("added_latency_p90_us"),
+            "posts": load_stats.get("posts"),
+            "entry_rejected_at_gates": load_stats.get("entry_rejected"),
+            "rejections": side.rejected,
+            "markets": N_MARKETS,
+        }
+        return result
+    finally:
+        if ex is not None:
+            ex.terminate()
+            try:
+                ex.wait(10)
+            except subprocess.TimeoutExpired:
+                ex.kill()
+        if side is not None:
+            side.close()
+        sim.terminate()
+        sim.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    variants = [("", "fsync after the frame (default)")]
+    if "--fsync-before" in sys.argv:
+        variants.append(("journal_fsync_before_send = true", "fsync before the frame"))
+    results = []
+    for extra, label in variants:
+        r = run(extra, label)
+        results.append(r)
+        print(json.dumps(r))
+    print(json.dumps(results[0]))
+
+
+if __name__ == "__main__":
+    main()

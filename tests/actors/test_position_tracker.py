@@ -1,0 +1,155 @@
+"""The position_tracker actor (a thread, inproc) with a scripted REST: READY only after a successful sync,
+retries on failure, resync after a user-stream reconnect, suspect empty answers held back, and a resync
+that never publishes a cleared book first."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from actors.position_tracker import PositionTracker, open_orders_from_rest
+from hip3.hyperliquid.rest import AssetPosition, ClearinghouseState, MarginSummary, RestError
+from hip3.hyperliquid.rest import OpenOrder as RestOpenOrder
+from hip3.hyperliquid.rest import Position as RestPosition
+from hip3.messages import PositionClosed, PositionSnapshot
+from hip3.runtime.inproc import InprocRun, inproc_graph
+from hip3.sim.app import SimServer
+from tests.actors.helpers import Capture, FakeFeed, account_of, wait
+from tests.conftest import sim_config
+
+D = Decimal
+EXTRA = """
+[supervisor]
+actors = ["position_tracker"]
+heartbeat_interval_ms = 100
+[positions]
+resync_interval_s = 0.2
+snapshot_interval_ms = 100
+"""
+
+
+def ch(*rows: tuple[str, str]) -> ClearinghouseState:
+    return ClearinghouseState(
+        asset_positions=[AssetPosition(position=RestPosition(coin=c, szi=D(s), entry_px=D("100"))) for c, s in rows],
+        margin_summary=MarginSummary(account_value=D("1000")),
+    )
+
+
+class ScriptedRest:
+    """Answers clearinghouseState/openOrders from a script; the last answer repeats."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.states: list[ClearinghouseState | Exception] = []
+        self.orders: list[RestOpenOrder] = []
+        self.calls = 0
+
+    def clearinghouse_state(self, user: str, dex: str) -> ClearinghouseState:
+        if dex == "":
+            return ClearinghouseState(margin_summary=MarginSummary(account_value=D("5")))
+        with self.lock:
+            self.calls += 1
+            item = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def open_orders(self, user: str, dex: str) -> list[RestOpenOrder]:
+        return list(self.orders)
+
+
+class Tracked:
+    def __init__(self, run: InprocRun, rest: ScriptedRest, cap: Capture, feed: FakeFeed) -> None:
+        self.run, self.rest, self.cap, self.feed = run, rest, cap, feed
+
+    def snaps(self) -> list[PositionSnapshot]:
+        return self.cap.of(PositionSnapshot)
+
+
+@pytest.fixture
+def tracked(run_dir: Path, sim_server: SimServer, paper_key: str) -> Iterator[Tracked]:
+    rest = ScriptedRest()
+    rest.states = [RestError("down"), RestError("down"), ch(("xyz:GOLD", "2"), ("xyz:SILVER", "-3"))]
+
+    class Scripted(PositionTracker):
+        def setup(self) -> None:
+            super().setup()
+            self._rest = rest  # type: ignore[assignment]
+
+    cfg = sim_config(run_dir, sim_server.url, account_of(paper_key), ("xyz:GOLD", "xyz:SILVER"), EXTRA)
+    with inproc_graph(cfg, {"position_tracker": Scripted}) as run:
+        feed = FakeFeed(cfg, sim_server, context=run.context)
+        cap = Capture(cfg, ["positions"], context=run.context)
+        try:
+            yield Tracked(run, rest, cap, feed)
+        finally:
+            cap.close()
+            feed.close()
+
+
+def _ready(t: Tracked) -> bool:
+    return bool(t.run.call(lambda s: s.slots["position_tracker"].ready))
+
+
+def test_ready_only_after_a_successful_sync_and_failures_are_retried(tracked: Tracked) -> None:
+    t = tracked
+    time.sleep(0.3)
+    assert not _ready(t)
+    assert all(not s.synced for s in t.snaps())  # never an empty "synced" book before the first sync
+    assert wait(lambda: _ready(t), 10)
+    assert t.rest.calls >= 3
+    snap = t.snaps()[-1]
+    assert snap.synced and {(p.coin, p.is_long, p.size) for p in snap.positions} == {
+        ("xyz:GOLD", True, D(2)), ("xyz:SILVER", False, D(3))}
+
+
+def test_resync_never_clears_first_and_a_suspect_empty_answer_is_held_back(tracked: Tracked) -> None:
+    t = tracked
+    assert wait(lambda: _ready(t), 10)
+    seen_before = len(t.snaps())
+    # GOLD stays, SILVER goes away, TSLA appears: GOLD must be in every snapshot.
+    with t.rest.lock:
+        t.rest.states = [ch(("xyz:GOLD", "2"), ("xyz:TSLA", "1"))]
+    assert wait(lambda: any(p.coin == "xyz:TSLA" for p in t.snaps()[-1].positions), 5)
+    for s in t.snaps()[seen_before:]:
+        assert any(p.coin == "xyz:GOLD" for p in s.positions), s
+    closes = t.cap.of(PositionClosed)
+    assert [c.coin for c in closes] == ["xyz:SILVER"] and closes[0].exit_reason == "resync"
+    # One empty answer is suspect: held back. Two in a row are believed.
+    mark = len(t.snaps())
+    with t.rest.lock:
+        t.rest.states = [ch(), ch(("xyz:GOLD", "2"), ("xyz:TSLA", "1"))]
+    time.sleep(1.0)
+    assert all(len(s.positions) == 2 for s in t.snaps()[mark:])
+    assert t.run.call(lambda s: s.slots["position_tracker"].stats.get("resync_suspect", 0)) >= 1
+    with t.rest.lock:
+        t.rest.states = [ch()]
+    assert wait(lambda: not t.snaps()[-1].positions, 5)
+    assert sorted(c.coin for c in t.cap.of(PositionClosed)) == ["xyz:GOLD", "xyz:SILVER", "xyz:TSLA"]
+
+
+def test_reconnect_of_the_user_stream_triggers_a_resync(tracked: Tracked) -> None:
+    t = tracked
+    assert wait(lambda: _ready(t), 10)
+    t.feed.feed_state(conn_id=1)
+    time.sleep(0.2)
+    calls = t.rest.calls
+    with t.rest.lock:
+        t.rest.states = [ch(("xyz:GOLD", "5"))]
+    t.feed.feed_state(conn_id=2)
+    assert wait(lambda: t.rest.calls > calls and t.snaps()[-1].synced
+                and t.snaps()[-1].positions[0].size == D(5), 5, t.feed.pump)
+
+
+def test_open_orders_from_rest_rows() -> None:
+    rows = [RestOpenOrder(coin="xyz:GOLD", limit_px=D("10.5"), oid=7, side="A", sz=D("1"), timestamp=0,
+                          cloid="0x" + "ab" * 16, reduce_only=True)]
+    (o,) = open_orders_from_rest(rows, {"xyz:GOLD": 110000})
+    assert (o.asset, o.oid, o.is_buy, o.reduce_only, o.limit_px) == (110000, 7, False, True, D("10.5"))
+
+

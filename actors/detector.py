@@ -1,28 +1,133 @@
 """The detector actor process. Market state, risk gates and the dislocation detector; emits entry intents.
 
+* Subscribes ``md`` (Bbo, AssetCtx, FeedState), ``positions`` (PositionSnapshot) and ``exec``; PUSHes
+  ``EntryIntent`` on ``intents``; publishes ``Signal``/``SignalFollowup`` on ``signals``.
+* The decisions are ``hip3.strategy.detector_core.DetectorCore`` (gates, detector, sizing) and
+  ``hip3.strategy.entry_readiness.EntryReadiness`` (may entries be sent now?).
+* One evaluation per drained batch of messages, not per message.
+* Observe mode: signals and followups are published, nothing is sent.
+* Logs every emitted intent at INFO (lesson B38), gate transitions only (B03), readiness transitions.
+
 Run alone for debugging: `python -m actors.detector --config configs/default.toml`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
-from hip3.messages import Message
+from hip3.bus import Pusher
+from hip3.config import MarketConfig
+from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, Message, PositionSnapshot
 from hip3.runtime.actor import Actor
+from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
+from hip3.strategy.detector_core import DetectorCore
+from hip3.strategy.entry_readiness import EntryReadiness
+
+FOLLOWUP_MS = 100  # due followups are published from this timer
+STATS_MS = 1000
 
 
 class Detector(Actor):
     name = "detector"
 
     def setup(self) -> None:
+        cfg = self.cfg
+        self.trading = cfg.mode != "observe"
+        registry = load_registry(cfg, self.log)
+        markets = cfg.markets or tuple(MarketConfig(coin=s.coin) for s in registry.specs if not s.is_delisted)
+        specs = {m.coin: registry.by_coin(m.coin) for m in markets}
+        self.core = DetectorCore(
+            cfg.oracle, cfg.gates, cfg.detector, markets, trading=self.trading,
+            sz_decimals={c: s.sz_decimals for c, s in specs.items()},
+            assets={c: s.asset for c, s in specs.items()},
+            id_prefix=f"d{os.getpid()}-{time.time_ns() // 1_000_000}",
+        )
+        self.entry = EntryReadiness(trading=self.trading)
         self.signals = self.publisher("signals")
-        self.intents = self.bus.pusher("intents")
-        self.subscriber(["md", "positions", "exec"], self.on_message)
-        self.set_ready(True, "bus bound")
+        self.intents: Pusher | None = self.bus.pusher("intents") if self.trading else None
+        self.md = self.bus.subscriber(["md", "positions", "exec"])
+        self._receivers.append(self.md)  # gaps and bad frames go out with heartbeats
+        self.add_reader(self.md.sock, self._on_batch)
+        self.every(FOLLOWUP_MS, self._on_followups)
+        self.every(STATS_MS, self._on_stats)
+        self._blocked = self.entry.blocked_reason(self.hardstop.latched)
+        self.set_ready(True, self._ready_detail())
 
-    def on_message(self, msg: Message) -> None:
-        self.count("messages")
+    # ---- hot path: one evaluation per drained batch -------------------------------------------------
+
+    def _on_batch(self) -> None:
+        now_ns = time.monotonic_ns()
+        core = self.core
+        for msg in self.md.drain():
+            kind = type(msg)
+            if kind is Bbo:
+                core.on_bbo(msg, now_ns)  # type: ignore[arg-type]
+            elif kind is AssetCtx:
+                core.on_ctx(msg, now_ns)  # type: ignore[arg-type]
+            else:
+                self._on_state(msg)
+        blocked = self.entry.blocked_reason(self.hardstop.latched)
+        if blocked != self._blocked:
+            self._on_readiness_change(blocked)
+        now_ns = time.monotonic_ns()
+        for d in core.evaluate(now_ns, time.time_ns() // 1_000_000, ready=not blocked):
+            if d.persist:
+                self.signals.publish(d.signal)
+            if d.intent is not None:
+                self._send(d.intent)
+        for coin, old, new in core.take_gate_transitions():
+            self.log.info("gate", coin=coin, old=old.name.lower(), new=new.name.lower())
+
+    def _on_state(self, msg: Message) -> None:
+        if isinstance(msg, FeedState):
+            if self.entry.on_feed_state(msg):
+                self.log.info("feed_connection", conn_id=msg.conn_id, state=msg.state)
+            self.core.on_feed_state(msg)
+        elif isinstance(msg, PositionSnapshot):
+            self.entry.on_positions(msg)
+        else:
+            self.count("exec_events")
+
+    def _send(self, intent: EntryIntent) -> None:
+        assert self.intents is not None  # intents exist only in trading modes
+        sent = self.intents.send(intent)
+        self.log.info("entry_intent", sent=sent, intent_id=intent.intent_id, coin=intent.coin,
+                      is_buy=intent.is_buy, px=intent.px, sz=intent.sz, edge_bps=round(intent.edge_bps, 2),
+                      tick_to_intent_us=(intent.created_ns - intent.origin_recv_ns) // 1000)
+        if not sent:
+            self.count("intent_send_failed")
+            self.log.warning("intent_not_sent", intent_id=intent.intent_id, why="no executor connected")
+
+    def _on_readiness_change(self, blocked: str) -> None:
+        self._blocked = blocked
+        if blocked:
+            self.log.info("entries_blocked", reason=blocked)
+        else:
+            self.log.info("entries_allowed")
+        self.set_ready(True, self._ready_detail())
+
+    def _ready_detail(self) -> str:
+        if not self.trading:
+            return f"observing {len(self.core.book.markets)} markets"
+        return f"entries blocked: {self._blocked}" if self._blocked else "entries allowed"
+
+    # ---- timers -------------------------------------------------------------------------------------
+
+    def _on_followups(self) -> None:
+        for f in self.core.due_followups(time.monotonic_ns(), time.time_ns() // 1_000_000):
+            self.signals.publish(f)
+        blocked = self.entry.blocked_reason(self.hardstop.latched)
+        if blocked != self._blocked:  # e.g. the hard stop latched while no market data arrived
+            self._on_readiness_change(blocked)
+
+    def _on_stats(self) -> None:
+        self.stats.update(self.core.stats())
+        self.stats.update(self.entry.stats())
+        if self.intents is not None:
+            self.stats["intents_dropped"] = self.intents.dropped
 
 
 if __name__ == "__main__":

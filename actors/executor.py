@@ -37,6 +37,7 @@ from hip3.execution.core import ExecutionCore
 from hip3.execution.gates import MarketSpec
 from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.journal import SentIntentJournal
+from hip3.execution.latency import LatencySamples
 from hip3.hyperliquid.frames import PostResponse
 from hip3.hyperliquid.nonce import NonceError, NonceManager
 from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
@@ -66,6 +67,7 @@ __all__ = ["Executor", "ExecutorStartError", "post_response_body"]
 _HARDSTOP_TICK_MS = 100
 _WS_TICK_MS = 100
 _LATENCY_SAMPLES = 4096
+_STAGE_SAMPLES = 1024
 
 
 class ExecutorStartError(RuntimeError):
@@ -138,7 +140,9 @@ class Executor(Actor):
         self.marks: dict[str, Decimal] = {}
         self.feed_state: FeedState | None = None
         self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
-        self._recv_ns: dict[str, int] = {}  # cloid -> intent receipt time (latency samples)
+        # Per-stage send-path timings (gates, wire, sign, journal, write), reported with the stats.
+        self.stages = LatencySamples(_STAGE_SAMPLES)
+        self._recv_ns: dict[str, int] = {}  # intent id -> receipt time (latency samples)
         self._armed_until_ms = 0
         self._last_rearm_ns = 0
 
@@ -219,10 +223,13 @@ class Executor(Actor):
     # ------------------------------------------------------------------ intake
 
     def on_intent(self, msg: Message) -> None:
+        """Gate the intent and, if accepted, send it at once (when the scheduler allows); the verdict's
+        INFO line, the counters and the events come AFTER the frame is written (issue 6: a JSON log line
+        before the send cost about 65 µs of the idle path)."""
         recv_ns = time.monotonic_ns()
         if isinstance(msg, EntryIntent):
-            self.count("entry_intents")
             if not self.ready:
+                self.count("entry_intents")
                 self.count("entry_rejected_not_ready")
                 self.log.info("verdict", line=f"verdict rejected reason=NotReady coin={msg.coin} "
                               f"intent={msg.intent_id} sz={msg.sz} {self.ready_detail}")
@@ -230,25 +237,28 @@ class Executor(Actor):
             verdict, events = self.core.submit_entry(
                 msg, snapshot=self.snapshot, now_ns=recv_ns, now_ms=_now_ms(), balance_usd=None
             )
+            if verdict.accepted:
+                self.stages.add("stage_gates", time.monotonic_ns() - recv_ns)
+                self._recv_ns[msg.intent_id] = recv_ns
+                self._pump()
             self.log.info("verdict", line=verdict.log_line())
+            self.count("entry_intents")
             self.count(f"entry_{verdict.outcome}")
+            self.count(f"entry_{verdict.outcome}:{verdict.reason}")
             self._publish(events)
-            if verdict.accepted:
-                self._note_recv(msg.intent_id, recv_ns)
-                self._pump()
         elif isinstance(msg, FlattenIntent):
-            self.count("flatten_intents")
             verdict = self.core.submit_flatten(msg, now_ns=recv_ns)
-            self.log.info("verdict", line=verdict.log_line())
-            self.count(f"flatten_{verdict.outcome}")
             if verdict.accepted:
-                self._note_recv(msg.intent_id, recv_ns)
+                self._recv_ns[msg.intent_id] = recv_ns
                 self._pump()
+            self.log.info("verdict", line=verdict.log_line())
+            self.count("flatten_intents")
+            self.count(f"flatten_{verdict.outcome}")
         else:
             self.count("unexpected_intent_messages")
+        self._trim_recv()
 
-    def _note_recv(self, intent_id: str, recv_ns: int) -> None:
-        self._recv_ns[intent_id] = recv_ns
+    def _trim_recv(self) -> None:
         if len(self._recv_ns) > 20_000:
             for k in list(self._recv_ns)[:10_000]:
                 del self._recv_ns[k]
@@ -303,7 +313,9 @@ class Executor(Actor):
         return payload
 
     def _send(self, batch: Batch) -> None:
+        """Wire → sign → journal (written before the frame) → frame written; everything else after."""
         core = self.core
+        t0 = time.monotonic_ns()
         now_ms = _now_ms()
         try:
             if batch.kind == "order":
@@ -312,13 +324,16 @@ class Executor(Actor):
                 ])
             else:
                 action = cancel_action([(c.asset, c.oid) for c in batch.cancels])
+            t1 = time.monotonic_ns()
             payload = self._sign_payload(action, now_ms)
         except (ValueError, NonceError) as e:
             self.log.error("sign_failed", error=str(e), kind=batch.kind, n=len(batch))
             self.count("sign_failed")
             self._publish(core.on_send_failure(batch, f"sign failed: {e}", time.monotonic_ns(), now_ms))
             return
+        t2 = time.monotonic_ns()
         core.prepare_send(batch, now_ms, sync=self.params.journal_fsync_before_send)
+        t3 = time.monotonic_ns()
         try:
             post_id = self.ws.post("action", payload, self._on_order_response)
         except (WsNotConnected, WsBudgetError) as e:
@@ -327,14 +342,19 @@ class Executor(Actor):
             self._publish(core.on_send_failure(batch, str(e), time.monotonic_ns(), now_ms))
             return
         sent_ns = time.monotonic_ns()
+        stages = self.stages
+        stages.add("stage_wire", t1 - t0)
+        stages.add("stage_sign", t2 - t1)
+        stages.add("stage_journal", t3 - t2)
+        stages.add("stage_write", sent_ns - t3)
         events = core.on_sent(batch, post_id, int(payload["nonce"]), sent_ns)
         self.count("posts")
         self.count(f"{batch.kind}s_sent", len(batch))
         for ev in events:
             if isinstance(ev, OrderSubmitted):
-                t0 = self._recv_ns.pop(ev.intent_id, 0)
-                if t0:
-                    self.latencies_ns.append(sent_ns - t0)
+                recv_ns = self._recv_ns.pop(ev.intent_id, 0)
+                if recv_ns:
+                    self.latencies_ns.append(sent_ns - recv_ns)
         self._publish(events)
         core.journal.sync()  # no-op when synced before the send
 
@@ -429,8 +449,10 @@ class Executor(Actor):
         if lat:
             self.stats["added_latency_p50_us"] = lat[len(lat) // 2] // 1000
             self.stats["added_latency_p90_us"] = lat[len(lat) * 9 // 10] // 1000
+            self.stats["added_latency_p99_us"] = lat[len(lat) * 99 // 100] // 1000
             self.stats["added_latency_max_us"] = lat[-1] // 1000
             self.stats["added_latency_samples"] = len(lat)
+        self.stats.update(self.stages.summary())
         self.stats["inflight_posts"] = self.core.scheduler.inflight
         self.stats["dropped_unmatched"] = self.core.dropped_unmatched
         self.stats["schedule_cancel_armed_until_s"] = self._armed_until_ms // 1000

@@ -1,28 +1,172 @@
 """The feed actor process. Owns the market-data connection and publishes typed market data and the
 account's user events.
 
+* One ``WsClient`` to ``exchange_urls(cfg)[1]``; its socket is in the actor's poller (re-registered
+  after every reconnect: the fd changes) and ``tick()`` runs every ``TICK_MS``.
+* ``md``: ``Bbo``/``AssetCtx`` (latest wins) and ``FeedState`` (state key ``feed``); ``user``:
+  ``OrderUpdate``/``UserFill`` (snapshot fills flagged) and the same ``FeedState``.
+* READY, freshness and dispatch are decided in ``hip3.feed.FeedCore``; ``FeedState`` is published on
+  every change and every ``STATE_MS``. On a disconnect READY drops at once.
+* Error and malformed frames are counted (heartbeat stats) and logged at most every ``LOG_EVERY_S``.
+
 Run alone for debugging: `python -m actors.feed --config configs/default.toml`.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
-from hip3.messages import Message
+from hip3.config import account_address, exchange_urls
+from hip3.feed import FeedCore
+from hip3.hyperliquid.ws import ConnState, WsClient
 from hip3.runtime.actor import Actor
+from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
+
+TICK_MS = 100  # WsClient timers (ping, pong timeout, stall, reconnect) and freshness checks
+STATE_MS = 1000  # periodic FeedState and stats
+LOG_EVERY_S = 10.0  # bad/error frame summaries
 
 
 class Feed(Actor):
     name = "feed"
 
     def setup(self) -> None:
+        cfg = self.cfg
+        fp = cfg.feed
         self.md = self.publisher("md")
         self.user = self.publisher("user")
-        self.set_ready(True, "bus bound")
+        trading = cfg.mode != "observe"
+        user = account_address(cfg) if trading else ""
+        self.core = FeedCore(self._markets(), user, trading=trading, stall_timeout_ms=fp.stall_timeout_ms,
+                             publish_md=self.md.publish, publish_user=self.user.publish)
+        if trading and not user:
+            self.log.error("no_account_address", detail="user streams cannot be subscribed; never READY")
+            self.alert("critical", "feed: no account address for orderUpdates/userFills")
+        if fp.record_path:
+            self.log.warning("record_path_not_implemented", record_path=fp.record_path)
+        self.ws = WsClient(
+            exchange_urls(cfg)[1],
+            ping_after_idle_s=fp.ping_after_idle_ms / 1000,
+            pong_timeout_s=fp.pong_timeout_ms / 1000,
+            reconnect_base_s=fp.reconnect_base_ms / 1000,
+            reconnect_max_s=fp.reconnect_max_ms / 1000,
+            on_state=self._on_ws_state,
+        )
+        self._fd = -1
+        self._state: ConnState = "disconnected"
+        self._since_ns = time.monotonic_ns()
+        self._md_ready = self._user_ready = False
+        self._bad_logged = 0
+        self._errors_logged = 0
+        self._last_summary = 0.0
+        for sub in self.core.subscriptions():
+            self.ws.subscribe(sub)
+        self.log.info("subscribing", markets=len(self.core.markets), user_streams=bool(self.core.user_subs),
+                      url=self.ws.url)
+        self.every(TICK_MS, self._on_tick)
+        self.every(STATE_MS, self._on_periodic)
+        self.ws.connect()
+        self._after_io()
 
-    def on_message(self, msg: Message) -> None:
-        self.count("messages")
+    def teardown(self) -> None:
+        if hasattr(self, "ws"):
+            self.ws.close()
+            self._sync_fd()
+
+    def _markets(self) -> list[str]:
+        """The allowlist; in observe mode with none, every listed market of the discovered dex."""
+        if self.cfg.markets:
+            return [m.coin for m in self.cfg.markets]
+        registry = load_registry(self.cfg, self.log)
+        return [s.coin for s in registry.specs if not s.is_delisted]
+
+    # ---- hot path -----------------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        self.core.on_frames(self.ws.poll_read_market())
+        if not self.ready or self.ws.fileno() != self._fd:
+            self._after_io()
+
+    # ---- connection state ---------------------------------------------------------------------------
+
+    def _on_ws_state(self, state: ConnState) -> None:
+        """Called by the WsClient inside connect()/poll/tick: READY drops at once on a disconnect."""
+        self._state = state
+        self._since_ns = time.monotonic_ns()
+        if state == "connected":
+            self.core.on_connected(self.ws.conn_id, self._since_ns)
+            self.log.info("connected", conn_id=self.ws.conn_id)
+        else:
+            self.core.on_disconnected()
+            if state == "disconnected":
+                self.log.warning("disconnected", conn_id=self.ws.conn_id, why=self.ws.last_error)
+        self._update_ready(force_publish=True)
+
+    def _after_io(self) -> None:
+        self._sync_fd()
+        self._update_ready()
+
+    def _sync_fd(self) -> None:
+        fd = self.ws.fileno()
+        if fd != self._fd:
+            if self._fd >= 0:
+                self.remove_reader(self._fd)
+            if fd >= 0:
+                self.add_reader(fd, self._on_readable)
+            self._fd = fd
+
+    def _update_ready(self, force_publish: bool = False) -> None:
+        md, user = self.core.readiness(self.ws.is_acked)
+        changed = (md, user) != (self._md_ready, self._user_ready)
+        self._md_ready, self._user_ready = md, user
+        if changed or force_publish:
+            self._publish_state()
+        if self.core.ready(md, user):
+            self.set_ready(True, f"streaming {len(self.core.markets)} markets (conn {self.core.conn_id})")
+        else:
+            self.set_ready(False, self.core.not_ready_reason(self.ws.is_acked))
+
+    def _publish_state(self) -> None:
+        msg = self.core.state(self._state, self._md_ready, self._user_ready, self._since_ns)
+        self.md.publish(msg, state_key="feed")
+        self.user.publish(msg, state_key="feed")
+
+    # ---- timers -------------------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        self.ws.tick()
+        self._after_io()
+        went, back = self.core.check_stale(time.monotonic_ns())
+        for coin, channel in went:
+            self.log.warning("market_stale", coin=coin, channel=channel,
+                             stall_timeout_ms=self.cfg.feed.stall_timeout_ms)
+        for coin, channel in back:
+            self.log.info("market_fresh", coin=coin, channel=channel)
+        if went and len(self.core.stale) == len(went):
+            self.alert("warning", f"feed: stale market data: {', '.join(f'{c}/{ch}' for c, ch in went)}")
+
+    def _on_periodic(self) -> None:
+        self._publish_state()
+        stats = self.core.stats()
+        bad = sum(self.ws.decoder.counters.values()) - self.ws.decoder.counters.get("greeting", 0)
+        stats["bad_frames"] = bad
+        stats["conn_id"] = self.core.conn_id
+        stats["ws_reconnects"] = self.ws.reconnects
+        stats["md_dropped"] = self.md.dropped
+        stats["user_dropped"] = self.user.dropped
+        for k, v in self.ws.errors.items():
+            stats[f"ws_{k}"] = v
+        self.stats.update(stats)
+        now = time.monotonic()
+        errors = stats["error_frames"]
+        if (bad > self._bad_logged or errors > self._errors_logged) and now - self._last_summary >= LOG_EVERY_S:
+            self._last_summary = now
+            self.log.warning("bad_frames", bad=bad, new=bad - self._bad_logged, error_frames=errors,
+                             last_error=self.core.last_error, kinds=dict(self.ws.decoder.counters))
+            self._bad_logged = bad
+            self._errors_logged = errors
 
 
 if __name__ == "__main__":

@@ -93,9 +93,10 @@ class ExecutionCore:
         balance_usd: Decimal | None = None,
     ) -> tuple[Verdict, list[Msg]]:
         """Gate an entry intent and queue its IOC. Returns the verdict (log it at INFO, B38) and events."""
-        if not valid_id(intent.intent_id) or self._duplicate(intent.intent_id):
-            why = "DuplicateIntent" if valid_id(intent.intent_id) else "InvalidIntentId"
-            return Verdict("rejected", why, "", intent.intent_id, intent.coin, intent.sz), []
+        if not valid_id(intent.intent_id):
+            return Verdict("rejected", "InvalidIntentId", "", intent.intent_id, intent.coin, intent.sz), []
+        if self._duplicate(intent.intent_id):
+            return Verdict("rejected", "DuplicateIntent", "", intent.intent_id, intent.coin, intent.sz), []
         verdict = self.gates.evaluate(
             intent,
             snapshot=snapshot,

@@ -325,3 +325,19 @@ def test_run_forever_helper(exchange: tuple[FakeExchange, str]) -> None:
     c.run_forever(lambda f, ns: seen.append(f), until=lambda: bool(seen), max_s=5)
     assert isinstance(seen[0], BboFrame)
     c.close()
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 125, 126, 127, 455, 65535, 65536, 70000])
+def test_text_frame_matches_websocket_client(n: int) -> None:
+    """The hand-built frame ``_send_raw`` writes is byte-identical to websocket-client's for the same key."""
+    import os
+
+    import websocket
+
+    from hip3.hyperliquid.ws import text_frame
+
+    payload, key = os.urandom(n), os.urandom(4)
+    ref = websocket.ABNF.create_frame(payload, websocket.ABNF.OPCODE_TEXT)
+    ref.get_mask_key = lambda _n: key
+    assert text_frame(payload, key) == ref.format()
+    assert text_frame(payload)[:2] == ref.format()[:2]  # a fresh random key otherwise

@@ -1,0 +1,82 @@
+"""May the detector send entries now? READY-TRADING (strategy.md §13, §14) from the state streams.
+
+Entries are allowed only when ALL hold: a trading mode; the hard stop not latched; the feed connected
+with market data ready and the user streams acked; a position snapshot that is ``synced``; and, after
+any disconnect or feed connection change (``FeedState.conn_id``), the position tracker has resynced:
+it published ``synced=False`` and then ``synced=True`` again (§14 recovery: block → reconnect →
+resubscribe → READY → refresh positions → resume). Until then the reason is reported, so a blocked
+bot says why. The first feed connection needs no such cycle (the tracker's start-up sync is the
+``synced`` flag itself).
+"""
+
+from __future__ import annotations
+
+from hip3.messages import FeedState, PositionSnapshot
+
+__all__ = ["EntryReadiness"]
+
+
+class EntryReadiness:
+    """Folds ``FeedState`` and ``PositionSnapshot`` into one ``blocked_reason`` ("" = allowed)."""
+
+    def __init__(self, *, trading: bool) -> None:
+        self.trading = trading
+        self.feed: FeedState | None = None
+        self.positions: PositionSnapshot | None = None
+        self.open_positions: frozenset[str] = frozenset()
+        self.resync_pending = False
+        self._saw_unsynced = False
+        self.counts = {"feed_reconnects_seen": 0, "resyncs_seen": 0}
+
+    def on_feed_state(self, msg: FeedState) -> bool:
+        """Apply a feed state; True if it is a new connection (or a disconnect) worth logging."""
+        prev = self.feed
+        self.feed = msg
+        new_conn = prev is not None and prev.conn_id != msg.conn_id
+        went_down = prev is not None and prev.state == "connected" and msg.state != "connected"
+        if new_conn or went_down:
+            if new_conn:
+                self.counts["feed_reconnects_seen"] += 1
+            if not self.resync_pending:
+                self.resync_pending = True
+                self._saw_unsynced = False
+            return True
+        return prev is None
+
+    def on_positions(self, snap: PositionSnapshot) -> None:
+        self.positions = snap
+        self.open_positions = frozenset(p.coin for p in snap.positions)
+        if self.resync_pending:
+            if not snap.synced:
+                self._saw_unsynced = True
+            elif self._saw_unsynced:
+                self.resync_pending = False
+                self.counts["resyncs_seen"] += 1
+
+    def blocked_reason(self, hardstop_latched: bool) -> str:
+        if not self.trading:
+            return "observe mode"
+        if hardstop_latched:
+            return "hard stop latched"
+        f = self.feed
+        if f is None:
+            return "no feed state yet"
+        if f.state != "connected" or not f.market_data_ready:
+            return "market data not ready"
+        if not f.user_ready:
+            return "user streams not ready"
+        p = self.positions
+        if p is None:
+            return "no position snapshot yet"
+        if not p.synced:
+            return "positions not synced"
+        if self.resync_pending:
+            return f"waiting for the position resync after reconnect (conn {f.conn_id})"
+        return ""
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counts)
+        out["open_positions"] = len(self.open_positions)
+        out["positions_synced"] = int(self.positions is not None and self.positions.synced)
+        out["resync_pending"] = int(self.resync_pending)
+        return out

@@ -22,7 +22,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from hip3.config import ENV_ACCOUNT_ADDRESS, ENV_EXCHANGE_URL, Config
+from hip3.config import ENV_ACCOUNT_ADDRESS, ENV_EXCHANGE_URL, REPO_ROOT, Config
 from hip3.logs import Log
 from hip3.secrets import SigningKey
 
@@ -73,7 +73,10 @@ class PaperExchange:
                "--fund", f"{self.key.address}:{PAPER_FUNDS_USD}"]
         if self.cfg.sim:
             cmd += ["--config", str(self.config_path)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        # The simulator imports hip3 exactly as this process does, wherever it was started from.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                                      preexec_fn=_die_with_parent)
         out.close()
         deadline = time.monotonic() + timeout_s

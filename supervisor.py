@@ -229,14 +229,21 @@ def cmd_status(cfg: Config, as_json: bool) -> int:
     return 0 if status.get("running") else 1
 
 
+# The counters worth a glance in the table (every counter is in --json).
+_TABLE_STATS = ("seq_gaps", "bad_messages", "conn_id", "disconnects", "stale_markets", "bad_frames", "signals",
+                "intents", "intents_dropped", "flattens", "orders_sent", "added_latency_p50_us", "positions_closed",
+                "resyncs")
+
+
 def format_status(status: dict[str, Any]) -> str:
     hs = status["hard_stop"]
     out = [f"run dir   {status['run_dir']}  ({'running' if status.get('running') else 'NOT RUNNING'})",
            f"hard stop {'LATCHED: ' + str(hs.get('reason')) if hs['latched'] else 'clear'}  (epoch {hs['epoch']})"]
     if status.get("actors"):
-        out.append(f"{'actor':<17} {'pid':>7} {'state':<9} {'ready':<5} {'restarts':>8} {'hb age ms':>9}  stats")
+        out.append(f"{'actor':<17} {'pid':>7} {'state':<9} {'ready':<5} {'restarts':>8} {'hb age ms':>9}  counters")
         for a in status["actors"]:
-            stats = " ".join(f"{k}={v}" for k, v in sorted((a.get("stats") or {}).items()))
+            st = a.get("stats") or {}
+            stats = " ".join(f"{k}={st[k]}" for k in _TABLE_STATS if st.get(k))
             hb = "-" if a["heartbeat_age_ms"] is None else str(a["heartbeat_age_ms"])
             out.append(f"{a['name']:<17} {a['pid'] or '-':>7} {a['state']:<9} {'yes' if a['ready'] else 'no':<5} "
                        f"{a['restarts']:>8} {hb:>9}  {stats}")

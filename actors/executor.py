@@ -31,6 +31,8 @@ from collections import deque
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from hip3.config import exchange_urls
 from hip3.execution.batch import Batch
 from hip3.execution.core import ExecutionCore
@@ -142,7 +144,8 @@ class Executor(Actor):
         self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
         # Per-stage send-path timings (gates, wire, sign, journal, write), reported with the stats.
         self.stages = LatencySamples(_STAGE_SAMPLES)
-        self._recv_ns: dict[str, int] = {}  # intent id -> receipt time (latency samples)
+        # intent id -> (receipt time, creation time): latency samples and tick-to-trade stages
+        self._recv_ns: dict[str, tuple[int, int]] = {}
         self._armed_until_ms = 0
         self._last_rearm_ns = 0
 
@@ -239,7 +242,7 @@ class Executor(Actor):
             )
             if verdict.accepted:
                 self.stages.add("stage_gates", time.monotonic_ns() - recv_ns)
-                self._recv_ns[msg.intent_id] = recv_ns
+                self._recv_ns[msg.intent_id] = (recv_ns, msg.created_ns)
                 self._pump()
             self.log.info("verdict", line=verdict.log_line())
             self.count("entry_intents")
@@ -249,7 +252,7 @@ class Executor(Actor):
         elif isinstance(msg, FlattenIntent):
             verdict = self.core.submit_flatten(msg, now_ns=recv_ns)
             if verdict.accepted:
-                self._recv_ns[msg.intent_id] = recv_ns
+                self._recv_ns[msg.intent_id] = (recv_ns, msg.created_ns)
                 self._pump()
             self.log.info("verdict", line=verdict.log_line())
             self.count("flatten_intents")
@@ -350,11 +353,12 @@ class Executor(Actor):
         events = core.on_sent(batch, post_id, int(payload["nonce"]), sent_ns)
         self.count("posts")
         self.count(f"{batch.kind}s_sent", len(batch))
-        for ev in events:
+        for i, ev in enumerate(events):
             if isinstance(ev, OrderSubmitted):
-                recv_ns = self._recv_ns.pop(ev.intent_id, 0)
+                recv_ns, created_ns = self._recv_ns.pop(ev.intent_id, (0, 0))
                 if recv_ns:
                     self.latencies_ns.append(sent_ns - recv_ns)
+                    events[i] = msgspec.structs.replace(ev, intent_recv_ns=recv_ns, intent_created_ns=created_ns)
         self._publish(events)
         core.journal.sync()  # no-op when synced before the send
 

@@ -177,6 +177,10 @@ class OrderSubmitted(Msg, frozen=True, tag="osub"):
     origin_recv_ns: int  # 0 if not caused by an exchange frame
     sent_ns: int
     edge_bps: float = 0.0  # the entry signal's raw edge (0 for flattens), kept with the position
+    # Stage times for tick-to-trade attribution (monotonic_ns; 0 if unknown): when the detector or exit
+    # watcher created the intent, and when the executor received it.
+    intent_created_ns: int = 0
+    intent_recv_ns: int = 0
 
 
 class OrderAcked(Msg, frozen=True, tag="oack"):

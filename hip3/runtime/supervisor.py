@@ -282,7 +282,8 @@ class Supervisor:
             "trading": self.trading.as_dict(),
             "exchange": None if self.exchange is None else {
                 "kind": "simulator", "url": self.exchange.url, "account": self.exchange.key.address,
-                "order_log": str(self.exchange.order_log), "restarts": self.exchange.restarts},
+                "order_log": str(self.exchange.order_log), "restarts": self.exchange.restarts,
+                "pid": self.exchange.proc.pid if self.exchange.proc is not None else None},
         }
 
     def handle_command(self, req: dict[str, Any]) -> dict[str, Any]:

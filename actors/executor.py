@@ -151,7 +151,10 @@ class Executor(Actor):
 
         self.exec = self.publisher("exec")
         self.puller("intents", self.on_intent)
-        self.subscriber(["md", "positions", "user"], self.on_message)
+        # From market data only the marks (AssetCtx) and the feed state: filtered at the feed, so the
+        # executor is not woken by every bbo (on two vCPUs each extra wake-up delays the order path).
+        self.subscriber(["md"], self.on_message, only=(AssetCtx, FeedState))
+        self.subscriber(["positions", "user"], self.on_message)
 
         _, ws_url = exchange_urls(cfg)
         # The WS-level post timeout is a backstop: the scheduler's expiry (post_timeout_ms) decides first.

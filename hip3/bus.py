@@ -31,7 +31,7 @@ import msgspec
 import zmq
 
 from hip3.config import Config
-from hip3.messages import Message, Msg
+from hip3.messages import Message, Msg, wire_prefix
 
 # name -> (kind of the binding side, tcp port offset). Every endpoint hip3 uses is listed here.
 ENDPOINTS: dict[str, tuple[str, int]] = {
@@ -182,9 +182,10 @@ class Pusher(_Socket):
 class Receiver:
     """A SUB (connected to one or more publishers) or a bound PULL, with gap and error counting."""
 
-    def __init__(self, sock: zmq.Socket[bytes], addresses: list[str]) -> None:
+    def __init__(self, sock: zmq.Socket[bytes], addresses: list[str], count_gaps: bool = True) -> None:
         self.sock = sock
         self.addresses = addresses
+        self.count_gaps = count_gaps
         self._dec: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
         self.gap_counter = GapCounter()
         self.bad = 0
@@ -200,7 +201,8 @@ class Receiver:
             self.last_error = str(e)[:200]
             return None
         self.received += 1
-        self.gap_counter.check(msg.src, msg.seq)
+        if self.count_gaps:
+            self.gap_counter.check(msg.src, msg.seq)
         return msg
 
     def recv(self, block: bool = False) -> Message | None:
@@ -289,16 +291,22 @@ class Bus:
         self._sockets.append(pub)
         return pub
 
-    def subscriber(self, endpoints: Iterable[str]) -> Receiver:
-        """Connect one SUB to the publishers of ``endpoints``; receives everything they send."""
+    def subscriber(self, endpoints: Iterable[str], only: tuple[type[Msg], ...] = ()) -> Receiver:
+        """Connect one SUB to the publishers of ``endpoints``.
+
+        ``only``: receive just these message types (filtered at the publisher, so the process is not
+        woken for the rest); empty means everything. Gap counting then sees the sender's sequence
+        numbers skip over the filtered types, so it is off for a filtered receiver.
+        """
         eps = list(endpoints)
         hwm = max(self._hwm(e) for e in eps)
         sock = self._new(zmq.SUB, hwm)
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        for prefix in [wire_prefix(t) for t in only] or [b""]:
+            sock.setsockopt(zmq.SUBSCRIBE, prefix)
         addresses = [self.address(e) for e in eps]
         for a in addresses:
             sock.connect(a)
-        rcv = Receiver(sock, addresses)
+        rcv = Receiver(sock, addresses, count_gaps=not only)
         self._sockets.append(rcv)
         return rcv
 

@@ -430,6 +430,20 @@ Message = (
     | Alert
 )
 
+def wire_prefix(cls: type[Msg]) -> bytes:
+    """The first bytes of every encoded ``cls`` message: the map header and the tag (encoded first).
+
+    ZeroMQ SUB sockets filter by prefix at the publisher, so a subscriber can ask for some message
+    types only (``hip3.bus.Bus.subscriber(..., only=...)``) and is never woken for the others. The
+    prefixes of the union's types are distinct and none is a prefix of another (tested). Publisher and
+    subscriber must run the same message definitions (the header counts the fields).
+    """
+    n = len(cls.__struct_fields__) + 1  # the fields and the tag
+    head = bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
+    tag = str(cls.__struct_config__.tag).encode()
+    return head + b"\xa1t" + bytes([0xA0 | len(tag)]) + tag
+
+
 ENCODER = msgspec.msgpack.Encoder(decimal_format="string")
 DECODER: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
 

@@ -112,3 +112,50 @@ def test_bind_removes_stale_ipc_socket_and_is_private(run_dir: Path) -> None:
         assert (run_dir / "sock" / "md").stat().st_mode & 0o077 == 0
     finally:
         bus.close()
+
+
+def test_wire_prefixes_match_every_message_and_are_prefix_free() -> None:
+    import typing
+
+    from hip3 import messages as m
+    from tests.test_messages import _samples
+
+    for s in _samples():
+        assert m.encode(s).startswith(m.wire_prefix(type(s))), type(s).__name__
+    ps = [m.wire_prefix(t) for t in typing.get_args(m.Message)]
+    assert not any(a != b and b.startswith(a) for a in ps for b in ps)
+
+
+@pytest.mark.parametrize("transport", ["inproc", "ipc"])
+def test_filtered_subscriber_gets_only_the_types_it_asked_for(run_dir: Path, transport: str) -> None:
+    from hip3.messages import AssetCtx, Bbo, FeedState
+
+    cfg = make_config(run_dir, f"[bus]\ntransport='{transport}'\n")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pub_bus, sub_bus = Bus(cfg, "feed", ctx), Bus(cfg, "executor", ctx)
+    try:
+        pub = pub_bus.publisher("md")
+        pub.publish(FeedState(state="connected", conn_id=1, market_data_ready=True, user_ready=True, since_ns=1),
+                    state_key="feed")
+        sub = sub_bus.subscriber(["md"], only=(AssetCtx, FeedState))
+        got: list[object] = []
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            if pub.sock.poll(10):
+                pub.on_subscription()
+            got.extend(sub.drain())
+        assert {type(x) for x in got} == {FeedState}  # the state replayed to the joiner (once per prefix at most)
+        for i in range(50):
+            pub.publish(Bbo(coin="xyz:A", bid_px=1, bid_sz=1, ask_px=2, ask_sz=1, exch_ms=i, recv_ns=i))
+        pub.publish(AssetCtx(coin="xyz:A", oracle_px=1, mark_px=1.5, mid_px=0, funding=0, open_interest=0,
+                             recv_ns=7))
+        more: list[object] = []
+        deadline = time.monotonic() + 5
+        while not more and time.monotonic() < deadline:
+            sub.sock.poll(50)
+            more.extend(x for x in sub.drain() if not isinstance(x, FeedState))
+        assert [type(x) for x in more] == [AssetCtx] and sub.gaps == 0
+    finally:
+        sub_bus.close()
+        pub_bus.close()
+        ctx.term()

@@ -37,6 +37,7 @@ from hip3.messages import (
     HardStopState,
     Heartbeat,
     Message,
+    Msg,
     Ready,
     Shutdown,
 )
@@ -128,8 +129,10 @@ class Actor:
         self.add_reader(pub.sock, joined)
         return pub
 
-    def subscriber(self, endpoints: list[str], handler: MessageHandler) -> Receiver:
-        rcv = self.bus.subscriber(endpoints)
+    def subscriber(self, endpoints: list[str], handler: MessageHandler,
+                   only: tuple[type[Msg], ...] = ()) -> Receiver:
+        """Subscribe to ``endpoints`` (``only`` these message types, if given) and dispatch to ``handler``."""
+        rcv = self.bus.subscriber(endpoints, only)
         self.on_messages(rcv, handler)
         return rcv
 

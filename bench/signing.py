@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import secrets
 import statistics
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from eth_account.messages import encode_typed_data
 from hip3.hyperliquid import wire
 from hip3.hyperliquid.signing import Signer, action_hash
 
-TEST_KEY = "0x0123456789012345678901234567890123456789012345678901234567890123"  # public SDK test key
+TEST_KEY = "0x" + secrets.token_hex(32)  # a throwaway key made for this run
 CLOID = "0xd2ed5e997c5a4cb9946d84c35f0b737c"
 NONCE = 1_769_594_065_700
 

@@ -195,7 +195,11 @@ def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
     proc = subprocess.Popen([*cmd, "--live"] if live else cmd,
                             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env)
     out.close()
-    deadline = time.monotonic() + cfg.supervisor.ready_timeout_ms / 1000 * max(1, 5) + 10
+    from hip3.runtime.supervisor import DEFAULT_ORDER
+
+    n_actors = len(cfg.supervisor.actors or DEFAULT_ORDER[cfg.mode])
+    # Actors start one after another, each allowed ready_timeout_ms; plus the simulator's start.
+    deadline = time.monotonic() + cfg.supervisor.ready_timeout_ms / 1000 * n_actors + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = (run_dir / "logs" / "supervisor.out").read_text(errors="replace").strip().splitlines()[-5:]

@@ -144,9 +144,6 @@ class Publisher(_Socket):
         except zmq.Again:  # XPUB drops at the high-water mark anyway; count it
             self.dropped += 1
 
-    def forget(self, state_key: str) -> None:
-        self._state.pop(state_key, None)
-
     def republish_state(self) -> None:
         for msg in list(self._state.values()):
             self.publish(msg)

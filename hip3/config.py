@@ -208,8 +208,6 @@ def _check(cfg: Config, source: str) -> None:
         )
     if cfg.mode == "live" and cfg.exchange.network == "sim":
         raise ConfigError(f"config error in {source}: `exchange.network`: live mode needs testnet or mainnet")
-    if cfg.bus.transport == "inproc" and cfg.supervisor.actors:
-        pass  # inproc is for tests that run the actors as threads; the supervisor refuses it itself
     if cfg.sim:
         from hip3.sim.params import SimParams, SimParamsError
 

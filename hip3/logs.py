@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +105,3 @@ def setup_logging(actor: str, run_dir: Path | None, level: str = "info", stderr:
         root._hip3_configured = True  # type: ignore[attr-defined]
     return Log(actor)
 
-
-def now_s() -> float:
-    return time.time()

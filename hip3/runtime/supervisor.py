@@ -171,7 +171,7 @@ class Supervisor:
             reason = (f"restart limit: {slot.name} failed more than {self.cfg.supervisor.max_restarts} times "
                       f"in {self.cfg.supervisor.restart_period_s:g}s ({why})")
             self.log.critical("actor_restart_limit", actor=slot.name, why=why, exitcode=code)
-            self.alerts.append({"level": "critical", "actor": slot.name, "text": reason})
+            self._alert("critical", slot.name, reason)
             self.hardstop(reason, "supervisor")
             return
         slot.state = "backoff"
@@ -232,9 +232,13 @@ class Supervisor:
                 self.log.critical("hardstop_flatten_incomplete", positions=msg.positions,
                                   open_orders=msg.open_orders, attempts=msg.attempts)
         elif isinstance(msg, Alert):
-            self.alerts.append({"level": msg.level, "actor": msg.actor, "text": msg.text})
-            del self.alerts[:-50]
+            self._alert(msg.level, msg.actor, msg.text)
             self.log.warning("actor_alert", actor=msg.actor, level=msg.level, text=msg.text)
+
+    def _alert(self, level: str, actor: str, text: str) -> None:
+        """Keep the latest alerts for status (bounded)."""
+        self.alerts.append({"level": level, "actor": actor, "text": text})
+        del self.alerts[:-50]
 
     def _set_ready(self, slot: Slot, ready: bool, detail: str) -> None:
         slot.ready_detail = detail

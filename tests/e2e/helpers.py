@@ -45,15 +45,3 @@ def wait_until(pred: Any, timeout: float, interval: float = 0.05) -> bool:
         time.sleep(interval)
     return False
 
-
-def hip3_pids() -> list[int]:
-    """Every running process whose title starts with hip3: (zombies excluded)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "cmdline").read_bytes().startswith(b"hip3:") and alive(int(d.name)):
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out

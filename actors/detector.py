@@ -1,6 +1,6 @@
 """The detector actor process. Market state, risk gates and the dislocation detector; emits entry intents.
 
-* Subscribes ``md`` (Bbo, AssetCtx, FeedState), ``positions`` (PositionSnapshot) and ``exec``; PUSHes
+* Subscribes ``md`` (Bbo, AssetCtx, FeedState) and ``positions`` (PositionSnapshot); PUSHes
   ``EntryIntent`` on ``intents``; publishes ``Signal``/``SignalFollowup`` on ``signals``.
 * The decisions are ``hip3.strategy.detector_core.DetectorCore`` (gates, detector, sizing) and
   ``hip3.strategy.entry_readiness.EntryReadiness`` (may entries be sent now?).
@@ -48,9 +48,8 @@ class Detector(Actor):
         self.entry = EntryReadiness(trading=self.trading)
         self.signals = self.publisher("signals")
         self.intents: Pusher | None = self.bus.pusher("intents") if self.trading else None
-        self.md = self.bus.subscriber(["md", "positions", "exec"])
-        self._receivers.append(self.md)  # gaps and bad frames go out with heartbeats
-        self.add_reader(self.md.sock, self._on_batch)
+        self.md = self.bus.subscriber(["md", "positions"])
+        self.on_batch(self.md, self._on_batch)
         self.every(FOLLOWUP_MS, self._on_followups)
         self.every(STATS_MS, self._on_stats)
         self._blocked = self.entry.blocked_reason(self.hardstop.latched)
@@ -79,7 +78,12 @@ class Detector(Actor):
             if d.intent is not None:
                 self._send(d.intent)
         for coin, old, new in core.take_gate_transitions():
-            self.log.info("gate", coin=coin, old=old.name.lower(), new=new.name.lower())
+            # INFO only when entries become blocked or allowed (B03): PASS <-> SPREAD_REDUCE can flap
+            # many times a second on a thin book.
+            if old.blocks != new.blocks:
+                self.log.info("gate", coin=coin, old=old.name.lower(), new=new.name.lower())
+            elif self.log.debug_enabled:
+                self.log.debug("gate", coin=coin, old=old.name.lower(), new=new.name.lower())
 
     def _on_state(self, msg: Message) -> None:
         if isinstance(msg, FeedState):
@@ -88,8 +92,6 @@ class Detector(Actor):
             self.core.on_feed_state(msg)
         elif isinstance(msg, PositionSnapshot):
             self.entry.on_positions(msg)
-        else:
-            self.count("exec_events")
 
     def _send(self, intent: EntryIntent) -> None:
         assert self.intents is not None  # intents exist only in trading modes

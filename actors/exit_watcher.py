@@ -97,8 +97,7 @@ class ExitWatcher(Actor):
             return
         # Never left the process: a terminal state of the flatten (send failure) -> release the claim.
         self.count("intent_send_failed")
-        self.core.on_order_rejected(OrderRejected(cloid=intent.intent_id, coin=intent.coin, reason="not sent",
-                                                  benign=True, reduce_only=True, recv_ns=time.monotonic_ns()))
+        self.core.release_intent(intent.intent_id)
         now = time.monotonic()
         if now - self._send_fail_logged >= SEND_FAIL_LOG_S:
             self._send_fail_logged = now

@@ -37,6 +37,9 @@ class Feed(Actor):
         fp = cfg.feed
         self.md = self.publisher("md")
         self.user = self.publisher("user")
+        # FeedState.conn_id must differ across feed processes too: a restarted feed's first connection
+        # is a new connection for every consumer (they resync), even if the old one also was its first.
+        self._conn_base = (time.time_ns() // 1_000_000) * 1000
         trading = cfg.mode != "observe"
         user = account_address(cfg) if trading else ""
         self.core = FeedCore(self._markets(), user, trading=trading, stall_timeout_ms=fp.stall_timeout_ms,
@@ -44,8 +47,6 @@ class Feed(Actor):
         if trading and not user:
             self.log.error("no_account_address", detail="user streams cannot be subscribed; never READY")
             self.alert("critical", "feed: no account address for orderUpdates/userFills")
-        if fp.record_path:
-            self.log.warning("record_path_not_implemented", record_path=fp.record_path)
         self.ws = WsClient(
             exchange_urls(cfg)[1],
             ping_after_idle_s=fp.ping_after_idle_ms / 1000,
@@ -96,7 +97,7 @@ class Feed(Actor):
         self._state = state
         self._since_ns = time.monotonic_ns()
         if state == "connected":
-            self.core.on_connected(self.ws.conn_id, self._since_ns)
+            self.core.on_connected(self._conn_base + self.ws.conn_id, self._since_ns)
             self.log.info("connected", conn_id=self.ws.conn_id)
         else:
             self.core.on_disconnected()

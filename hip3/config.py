@@ -103,9 +103,13 @@ class FeedParams(_Section, frozen=True):
     stall_timeout_ms: PositiveMs = 60000
     reconnect_base_ms: PositiveMs = 1000
     reconnect_max_ms: PositiveMs = 60000
-    subscribe_spacing_ms: NonNegMs = 0
-    # Record raw exchange frames with their receive times (for replay), empty = off.
+    # Record raw exchange frames with their receive times (for replay), empty = off. Not built yet:
+    # a non-empty value is refused rather than silently ignored.
     record_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.record_path:
+            raise ValueError("recording raw frames is not implemented yet; leave feed.record_path empty")
 
 
 class PositionParams(_Section, frozen=True):

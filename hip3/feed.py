@@ -215,12 +215,6 @@ class FeedCore:
         self.stale = now_stale
         return went, back
 
-    def age_ms(self, coin: str, now_ns: int) -> tuple[float, float]:
-        """(bbo age, ctx age) in ms by receive time; -1 for never."""
-        b = self._bbo_ns.get(coin, 0)
-        c = self._ctx_ns.get(coin, 0)
-        return ((now_ns - b) / 1e6 if b else -1.0, (now_ns - c) / 1e6 if c else -1.0)
-
     def stats(self) -> dict[str, int]:
         out = dict(self.counts)
         out["bbo"] = self.n_bbo

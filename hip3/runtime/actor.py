@@ -120,6 +120,12 @@ class Actor:
 
         self.add_reader(receiver.sock, drain)
 
+    def on_batch(self, receiver: Receiver, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when ``receiver`` is readable; ``fn`` drains it itself (one decision per batch).
+        The receiver's gaps and bad frames still go out with heartbeats."""
+        self._receivers.append(receiver)
+        self.add_reader(receiver.sock, fn)
+
     def publisher(self, endpoint: str) -> Publisher:
         """Bind ``endpoint``'s publisher and serve its state to late joiners."""
         pub = self.bus.publisher(endpoint)

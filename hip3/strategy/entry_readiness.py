@@ -23,7 +23,6 @@ class EntryReadiness:
         self.trading = trading
         self.feed: FeedState | None = None
         self.positions: PositionSnapshot | None = None
-        self.open_positions: frozenset[str] = frozenset()
         self.resync_pending = False
         self._saw_unsynced = False
         self.counts = {"feed_reconnects_seen": 0, "resyncs_seen": 0}
@@ -45,7 +44,6 @@ class EntryReadiness:
 
     def on_positions(self, snap: PositionSnapshot) -> None:
         self.positions = snap
-        self.open_positions = frozenset(p.coin for p in snap.positions)
         if self.resync_pending:
             if not snap.synced:
                 self._saw_unsynced = True
@@ -76,7 +74,7 @@ class EntryReadiness:
 
     def stats(self) -> dict[str, int]:
         out = dict(self.counts)
-        out["open_positions"] = len(self.open_positions)
+        out["open_positions"] = len(self.positions.positions) if self.positions is not None else 0
         out["positions_synced"] = int(self.positions is not None and self.positions.synced)
         out["resync_pending"] = int(self.resync_pending)
         return out

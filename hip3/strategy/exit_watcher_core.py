@@ -323,6 +323,12 @@ class ExitWatcherCore:
                 c.cloid = msg.cloid
                 self._refs[msg.cloid] = coin
 
+    def release_intent(self, intent_id: str) -> None:
+        """The flatten intent ``intent_id`` ended without an order (not sent, refused): release its claim."""
+        coin = self._refs.get(intent_id)
+        if coin is not None:
+            self._release(coin)
+
     def on_order_rejected(self, msg: OrderRejected) -> None:
         """Rejected / IOC miss / send failure / timeout of our flatten: release so exits can retry."""
         coin = self._refs.get(msg.cloid)

@@ -3,7 +3,9 @@
 Guards against:
 * latent 10 — every piece of gate state is per market: the spread EWMA, the time-regression latch,
   the OI cap, the param-change and halt flags. The seed kept single global values (and several gates
-  could never fire); here each gate has an input that can trip it.
+  could never fire). Here the OI cap and time regression are fed by the actor; the param-change, halt
+  and market-disabled gates have inputs (``trip_param_change``, ``set_halted``, ``set_disabled``) but
+  nothing calls them yet: they need a periodic meta refresh, not built. Inert, as in the seed.
 * latent 20 — the spread EWMA is fed only after gates 1–4 pass and only from a valid BBO (the caller
   evaluates only valid books), so a one-sided book can never blow it up.
 * §4 gate 5 — the spread-shock "reduce size" verdict is returned as a size factor, not ignored.

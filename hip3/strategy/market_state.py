@@ -75,15 +75,6 @@ class MarketState:
         self.dirty = False  # new market data since the last evaluation (EWMAs advance once per update)
         self.last_recv_ns = 0  # receive time of the newest frame (an intent's origin)
 
-    @property
-    def mid_px(self) -> float:
-        return (self.bid_px + self.ask_px) * 0.5
-
-    @property
-    def spread_bps(self) -> float:
-        mid = (self.bid_px + self.ask_px) * 0.5
-        return (self.ask_px - self.bid_px) / mid * 1e4
-
 
 def bbo_problem(bid_px: float, bid_sz: float, ask_px: float, ask_sz: float) -> str | None:
     """Why a BBO is unusable, or None if it is valid. NaN fails every comparison, so it lands here."""

@@ -158,6 +158,10 @@ class DetectorParams(_Params, frozen=True):
         _check_windows((self.market_open_window_utc, self.us_active_window_utc))
         if self.normal_book_notional_usd <= self.min_book_notional_usd:
             raise ValueError("normal_book_notional_usd must be > min_book_notional_usd")
+        if self.exit_profile_enabled:
+            # The profile is computed with the signal but does not travel to the position yet (no field on
+            # EntryIntent/OrderSubmitted/Position), so the exits would ignore it: refuse, don't pretend.
+            raise ValueError("exit profiles are not wired to the exits yet; leave exit_profile_enabled = false")
 
 
 class MarkRegressionParams(_Params, frozen=True):

@@ -54,6 +54,9 @@ def test_bad_books_are_counted_and_the_market_not_evaluated(frame: bytes, bad: b
             assert core.on_ctx(m, 2_000)
     assert core.evaluate(2_000, 0) == []
     stats = core.stats()
+    # Not evaluated: stopped at a BBO gate, and no detector filter ran for it.
+    assert stats["gate_no_bbo"] + stats["gate_bbo_invalid"] == 1, stats
+    assert not any(v for k, v in stats.items() if k.startswith("skip_")), stats
     if b"NOPE" in frame:
         assert feed.counts["unknown_coin"] == 1
     elif not bad:

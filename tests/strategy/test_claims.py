@@ -61,6 +61,18 @@ def test_claim_released_on_ioc_miss(keyed_by: str) -> None:
     assert second is not None and second.intent_id != first.intent_id
 
 
+def test_intent_that_never_became_an_order_releases_its_claim() -> None:
+    """A flatten that could not be sent (no executor) or was refused must not hold the market."""
+    core = make()
+    first = core.on_bbo(EXIT_BBO, at(2000))
+    assert first is not None and core.is_claimed(C)
+    core.release_intent("some-other-intent")
+    assert core.is_claimed(C)
+    core.release_intent(first.intent_id)
+    assert not core.is_claimed(C)
+    assert core.on_bbo(EXIT_BBO, at(2100)) is not None
+
+
 def test_claim_released_on_cancel() -> None:
     core = make()
     first = core.on_bbo(EXIT_BBO, at(2000))

@@ -16,7 +16,6 @@ import json
 import multiprocessing as mp
 import os
 import statistics
-import threading
 import time
 from typing import Any
 
@@ -55,14 +54,12 @@ def _server(port_q: Any, rate: int, seconds: float, markets: int) -> None:
                                                                "bbo": [{"px": "100.5", "sz": "3", "n": 1},
                                                                        {"px": "100.7", "sz": "2", "n": 1}]}})
               for i in range(markets)]
-    started = threading.Event()
 
     def handler(ws: Any) -> None:
         if ws.request.path == "/orders":
             for _ in ws:  # the signer's frames: read and drop
                 pass
             return
-        started.set()
         period = 1.0 / rate
         n = int(rate * seconds)
         t0 = time.perf_counter()
@@ -79,7 +76,7 @@ def _server(port_q: Any, rate: int, seconds: float, markets: int) -> None:
         server.serve_forever()
 
 
-def _stage_a(port: int, out_addr: str, ready: Any) -> None:
+def _stage_a(port: int, out_addr: str) -> None:
     import websocket
     import zmq
 
@@ -91,7 +88,6 @@ def _stage_a(port: int, out_addr: str, ready: Any) -> None:
     enc = msgspec.msgpack.Encoder()
     ws = websocket.create_connection(f"ws://127.0.0.1:{port}/md", skip_utf8_validation=True,
                                      enable_multithread=False)
-    ready.set()
     while True:
         try:
             raw = ws.recv()
@@ -109,7 +105,7 @@ def _stage_a(port: int, out_addr: str, ready: Any) -> None:
     ctx.term()
 
 
-def _stage_b(in_addr: str, out_addr: str) -> None:
+def _stage_b(in_addr: str, out_addr: str, ready: Any) -> None:
     import zmq
 
     ctx = zmq.Context()
@@ -119,6 +115,7 @@ def _stage_b(in_addr: str, out_addr: str) -> None:
     push.setsockopt(zmq.LINGER, 0)
     push.connect(out_addr)
     dec = msgspec.msgpack.Decoder(_Hop)
+    ready.set()
     while True:
         raw = pull.recv()
         if raw == b"stop":
@@ -130,12 +127,13 @@ def _stage_b(in_addr: str, out_addr: str) -> None:
     ctx.term()
 
 
-def _stage_c(in_addr: str, port: int, result_q: Any) -> None:
+def _stage_c(in_addr: str, port: int, result_q: Any, ready: Any) -> None:
     import websocket
     import zmq
 
     from hip3.hyperliquid import wire
     from hip3.hyperliquid.signing import Signer
+    from hip3.hyperliquid.ws import text_frame
 
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
@@ -144,6 +142,7 @@ def _stage_c(in_addr: str, port: int, result_q: Any) -> None:
     dec = msgspec.msgpack.Decoder(_Hop)
     enc = msgspec.json.Encoder()
     ws = websocket.create_connection(f"ws://127.0.0.1:{port}/orders", skip_utf8_validation=True)
+    ready.set()
     from decimal import Decimal
 
     lat: list[int] = []
@@ -159,8 +158,9 @@ def _stage_c(in_addr: str, port: int, result_q: Any) -> None:
         action = wire.order_action([wire.order_wire(110000, False, Decimal(str(h.bid)), Decimal("1"), True, "Ioc",
                                                     wire.new_cloid())])
         sig = signer.sign_action(action, None, nonce, False, None)
-        ws.send(enc.encode({"method": "post", "id": post_id, "request": {"type": "action", "payload": {
-            "action": action, "nonce": nonce, "signature": sig}}}).decode())
+        # The same send path as hip3's executor: one pre-built masked frame, one sendall.
+        ws.sock.sendall(text_frame(enc.encode({"method": "post", "id": post_id, "request": {
+            "type": "action", "payload": {"action": action, "nonce": nonce, "signature": sig}}})))
         lat.append(time.monotonic_ns() - h.recv_ns)
     ws.close()
     result_q.put(lat)
@@ -174,16 +174,17 @@ def run_floor(rate: int = 1000, seconds: float = 10.0, markets: int = 20, warmup
     a_to_b, b_to_c = f"ipc://{tmp}-ab", f"ipc://{tmp}-bc"
     port_q: Any = sp.Queue()
     result_q: Any = sp.Queue()
-    ready = sp.Event()
+    b_ready, c_ready = sp.Event(), sp.Event()
     srv = sp.Process(target=_server, args=(port_q, rate, seconds + warmup_s, markets), daemon=True)
     srv.start()
     port = port_q.get(timeout=20)
-    c = sp.Process(target=_stage_c, args=(b_to_c, port, result_q), daemon=True)
-    b = sp.Process(target=_stage_b, args=(a_to_b, b_to_c), daemon=True)
+    c = sp.Process(target=_stage_c, args=(b_to_c, port, result_q, c_ready), daemon=True)
+    b = sp.Process(target=_stage_b, args=(a_to_b, b_to_c, b_ready), daemon=True)
     c.start()
     b.start()
-    time.sleep(0.5)
-    a = sp.Process(target=_stage_a, args=(port, a_to_b, ready), daemon=True)
+    if not (b_ready.wait(30) and c_ready.wait(30)):
+        raise RuntimeError("the floor chain's stages did not start")
+    a = sp.Process(target=_stage_a, args=(port, a_to_b), daemon=True)
     a.start()
     a.join(seconds + warmup_s + 30)
     import zmq

@@ -249,7 +249,8 @@ class OrderUpdatesFrame(msgspec.Struct, frozen=True):
 
 class PostResponse(msgspec.Struct, frozen=True):
     """Answer to a WS post. ``type``: "action" (``exchange`` set), "info" (``info`` = the REST body, any
-    JSON) or "error" (``error`` = the string payload mirroring the HTTP error)."""
+    JSON), "error" (``error`` = the string payload mirroring the HTTP error), or, set by the client,
+    "timeout" / "disconnected" / "unknown" (an action answer it could not parse): outcome unknown."""
 
     id: int
     type: str
@@ -400,7 +401,8 @@ class FrameDecoder:
             try:
                 return PostResponse(data.id, "action", exchange=parse_exchange_response(bytes(body.payload)))
             except ValueError as exc:
-                return PostResponse(data.id, "error", error=f"unparseable action payload: {exc}")
+                # The action may well have run: its outcome is unknown (reconcile), not a rejection.
+                return PostResponse(data.id, "unknown", error=f"unparseable action payload: {exc}")
         if body.type == "info":
             info = _INFO.decode(body.payload)
             return PostResponse(data.id, "info", info=info.data)

@@ -14,6 +14,7 @@ Guards against:
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -143,10 +144,13 @@ class RestClient:
                 data: bytes = resp.read()
                 return data
         except urllib.error.HTTPError as exc:
-            text = exc.read().decode("utf-8", "replace")[:2000]
+            try:
+                text = exc.read().decode("utf-8", "replace")[:2000]
+            except (OSError, http.client.HTTPException):
+                text = "(error body unreadable)"
             cls = RateLimited if exc.code == 429 else RestError
             raise cls(f"POST {route} -> HTTP {exc.code}: {text[:300]}", exc.code, text) from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise RestError(f"POST {route} failed: {reason}") from None
 

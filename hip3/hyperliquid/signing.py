@@ -158,7 +158,11 @@ def action_hash(
     """
     if not 0 <= nonce <= _U64_MAX:
         raise ValueError(f"nonce out of u64 range: {nonce}")
-    data = _MSGPACK.encode(action) + _pack_u64(nonce) + _vault_bytes(vault_address)
+    try:
+        packed = _MSGPACK.encode(action)
+    except (OverflowError, TypeError, msgspec.EncodeError) as e:  # e.g. an integer >= 2**64 in the action
+        raise ValueError(f"action cannot be msgpack-encoded: {e}") from None
+    data = packed + _pack_u64(nonce) + _vault_bytes(vault_address)
     if expires_after is not None:
         if not 0 <= expires_after <= _U64_MAX:
             raise ValueError(f"expires_after out of u64 range: {expires_after}")
@@ -213,10 +217,6 @@ class Signer:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("Signer must not be pickled (it holds a private key)")
-
-    def sign_digest(self, digest: bytes) -> dict[str, object]:
-        """Sign a 32-byte digest; returns ``{"r","s","v"}``."""
-        return _signature_dict(self._key.sign_recoverable(digest, hasher=None))
 
     def sign_action(
         self,

@@ -75,20 +75,6 @@ class _ProtocolError(Exception):
     """The server broke RFC 6455 framing: the connection is dropped (and reconnected)."""
 
 
-def _client_frame(opcode: int, payload: bytes) -> bytes:
-    """A masked client frame (RFC 6455 §5.3: every client frame is masked)."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-    return head + mask + masked
-
-
 class _FrameReader:
     """RFC 6455 server frames from a byte stream read in large chunks.
 
@@ -171,18 +157,20 @@ class _FrameReader:
         return out
 
 
-def text_frame(payload: bytes, mask_key: bytes | None = None) -> bytes:
-    """A single (FIN) masked text frame carrying ``payload``, as a client must send it (RFC 6455 §5.2).
+def text_frame(payload: bytes, mask_key: bytes | None = None, opcode: int = 0x1) -> bytes:
+    """A single (FIN) masked client frame carrying ``payload`` (RFC 6455 §5.2: a client masks every
+    frame): a text frame unless ``opcode`` says otherwise (a pong).
 
     ``mask_key`` is 4 fresh random bytes per frame unless given (tests)."""
     n = len(payload)
     key = os.urandom(4) if mask_key is None else mask_key
+    first = 0x80 | opcode
     if n < 126:
-        header = bytes((0x81, 0x80 | n))
+        header = bytes((first, 0x80 | n))
     elif n < 65536:
-        header = bytes((0x81, 0xFE)) + n.to_bytes(2, "big")
+        header = bytes((first, 0xFE)) + n.to_bytes(2, "big")
     else:
-        header = bytes((0x81, 0xFF)) + n.to_bytes(8, "big")
+        header = bytes((first, 0xFF)) + n.to_bytes(8, "big")
     if not n:
         return header + key
     # XOR the whole payload with the repeated key as one big integer (about 1 µs for an order frame).
@@ -268,6 +256,7 @@ class WsClient:
         self._subs: dict[SubKey, dict[str, Any]] = {}
         self._acked: set[SubKey] = set()
         self._posts: dict[int, _Post] = {}
+        self._deferred: collections.deque[tuple[PostCallback, PostResponse]] = collections.deque()
         self._next_id = 1
         self._sent_times: collections.deque[float] = collections.deque()
         self._connected_at = 0.0
@@ -444,11 +433,10 @@ class WsClient:
                         append((frame, recv_ns))
                     elif opcode == _OP_PING:
                         try:
-                            ws.sock.sendall(_client_frame(_OP_PONG, data))
-                        except _WOULD_BLOCK:
-                            self.errors["pong_dropped"] += 1
-                        except OSError as exc:
-                            self._drop(f"send failed: {exc!r}")
+                            ws.sock.sendall(text_frame(data, opcode=_OP_PONG))
+                        except (OSError, *_WOULD_BLOCK) as exc:
+                            # The socket is non-blocking here: a partial write would corrupt the stream.
+                            self._drop(f"pong send failed: {exc!r}")
                             break
                     elif opcode == _OP_CLOSE:
                         self._drop("closed by server")
@@ -456,7 +444,15 @@ class WsClient:
         finally:
             if self._ws is ws and ws.sock is not None:
                 ws.settimeout(self.send_timeout_s)
+            # Post callbacks run only now, with the blocking send timeout back: a callback that sends
+            # (the executor's next batch) must never write to a non-blocking socket.
+            self._run_deferred()
         return out
+
+    def _run_deferred(self) -> None:
+        while self._deferred:
+            callback, response = self._deferred.popleft()
+            callback(response)
 
     def tick(self, now: float | None = None) -> None:
         """Run the timers: post timeouts, ping/pong, stall, health reset, reconnect when due."""
@@ -528,7 +524,7 @@ class WsClient:
             if post is None:
                 self.errors["unmatched_post"] += 1
             else:
-                post.callback(frame.response)
+                self._deferred.append((post.callback, frame.response))
             return True
         if isinstance(frame, ErrorFrame):
             self.last_error = frame.data

@@ -20,9 +20,8 @@ from typing import Any
 from eth_account import Account as _EthAccount
 from eth_account.messages import encode_typed_data
 
-from hip3.hyperliquid.errors import duplicate_nonce_error, nonce_too_low_error
-
-DAY_MS = 86_400_000
+from hip3.hyperliquid.errors import ERR_USER_NOT_EXIST_PREFIX, duplicate_nonce_error, nonce_too_low_error
+from hip3.hyperliquid.nonce import DAY_MS
 
 _APPROVE_AGENT_TYPES = [
     {"name": "hyperliquidChain", "type": "string"},
@@ -33,7 +32,7 @@ _APPROVE_AGENT_TYPES = [
 
 
 def user_not_exist_error(address: str) -> str:
-    return f"L1 error: User or API Wallet {address} does not exist."
+    return f"{ERR_USER_NOT_EXIST_PREFIX} {address} does not exist."
 
 
 class NonceStore:

@@ -16,6 +16,8 @@ import hashlib
 from decimal import Decimal
 from typing import Any
 
+from hip3.hyperliquid.assets import asset_id
+from hip3.hyperliquid.errors import ERR_MUST_DEPOSIT
 from hip3.hyperliquid.signing import recover_l1_signer
 from hip3.sim import orders
 from hip3.sim.accounts import Account
@@ -57,7 +59,7 @@ class Market:
 
     def __init__(self, index: int, spec: MarketSpec, model: MarketModel) -> None:
         self.index = index
-        self.asset = 100_000 + PERP_DEX_INDEX * 10_000 + index
+        self.asset = asset_id(PERP_DEX_INDEX, index)  # the same rule as hip3's registry
         self.spec = spec
         self.coin = spec.name
         self.szd = spec.sz_decimals
@@ -91,9 +93,6 @@ class Market:
 
     def mark_dec(self) -> Decimal:
         return Decimal(self.mark()).scaleb(-self.px_dec)
-
-    def oracle_dec(self) -> Decimal:
-        return Decimal(self.model.oracle_px).scaleb(-self.px_dec)
 
 
 class Outbox:
@@ -285,7 +284,7 @@ class Engine:
         except (ValueError, KeyError) as e:
             raise BadRequest(f"Failed to deserialize the JSON body into the target type: {e}") from None
         if master not in self.accounts:
-            return err(f"Must deposit before performing actions. User: {master}")
+            return err(f"{ERR_MUST_DEPOSIT} {master}")
         if action.get("nonce") != nonce:
             return err(
                 "Invalid nonce: action nonce does not match the envelope nonce"

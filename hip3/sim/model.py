@@ -65,9 +65,6 @@ class MarketModel:
         self.bids: list[tuple[int, int]] = []
         self.asks: list[tuple[int, int]] = []
 
-    def oracle_float(self) -> float:
-        return self.oracle_px / self.tick_scale
-
     def push_oracle(self, px: float, now_ms: int, lag_ms: int) -> None:
         """A new oracle value: published now, seen by the makers ``lag_ms`` later."""
         self.oracle = px

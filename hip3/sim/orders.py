@@ -116,9 +116,13 @@ def _place_one(
         return {"error": f"Asset {a} is not traded by the simulator."}
     if tif == "trigger":
         return {"error": "Trigger orders are not supported by the simulator."}
+    # Plain decimal strings only (no exponent, no absurd magnitude): "1e999990" would otherwise become a
+    # million-digit integer in to_units and stall the event loop for seconds.
+    if not (isinstance(p, str) and isinstance(s, str)) or any(ch in "eE" for ch in p + s) or len(p) > 40 or len(s) > 40:
+        raise _bad(f"p/s must be plain decimal strings: {str(p)[:50]!r} {str(s)[:50]!r}")
     try:
         px_d, sz_d = Decimal(p), Decimal(s)
-    except InvalidOperation:
+    except (InvalidOperation, ArithmeticError):
         raise _bad(f"p/s must be decimal strings: {p!r} {s!r}") from None
     if sz_d.is_finite() and sz_d == 0:
         return {"error": ERR_ZERO_SIZE}

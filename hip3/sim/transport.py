@@ -148,11 +148,11 @@ class Conn(asyncio.Protocol):
             if "chunked" in headers.get("transfer-encoding", "").lower():
                 self._http_reply(411, b"chunked bodies are not supported", "text/plain", close=True)
                 return
-            try:
-                length = int(headers.get("content-length", "0"))
-            except ValueError:
+            raw_length = headers.get("content-length", "0").strip()
+            if not raw_length.isdigit():  # int() would also take "-3", "+5" and "1_0"
                 self._http_reply(400, b"bad content-length", "text/plain", close=True)
                 return
+            length = int(raw_length)
             if length > MAX_BODY:
                 self._http_reply(413, b"body too large", "text/plain", close=True)
                 return

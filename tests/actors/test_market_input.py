@@ -10,7 +10,7 @@ import pytest
 from hip3.config import MarketConfig
 from hip3.feed import FeedCore
 from hip3.hyperliquid.frames import FrameDecoder
-from hip3.hyperliquid.ws import _client_frame, _FrameReader, _ProtocolError
+from hip3.hyperliquid.ws import _FrameReader, _ProtocolError, text_frame
 from hip3.messages import AssetCtx, Bbo, FeedState, Msg, PositionSnapshot
 from hip3.strategy.detector_core import DetectorCore
 from hip3.strategy.entry_readiness import EntryReadiness
@@ -78,7 +78,7 @@ def test_frame_reader_cuts_chunks_and_fragments() -> None:
         got.extend(r.feed(stream[i:i + 7]))
     assert got == [(1, b"a" * 10), (1, b"b" * 300), (9, b"p"), (1, b"cd")]
     with pytest.raises(_ProtocolError):
-        _FrameReader().feed(_client_frame(1, b"masked"))  # a server never masks
+        _FrameReader().feed(text_frame(b"masked"))  # a server never masks
 
 
 def _fs(conn: int, state: str = "connected", ready: bool = True) -> FeedState:

@@ -220,3 +220,38 @@ def test_network_error_is_clear() -> None:
     with pytest.raises(RestError) as exc:
         c.perp_dexs()
     assert exc.value.status is None
+
+
+@pytest.mark.parametrize("reply", [
+    b"GARBAGE STATUS LINE\r\n\r\n",  # http.client.BadStatusLine
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[1,2",  # IncompleteRead
+    b"HTTP/1.1 500 Oops\r\nContent-Length: 100\r\n\r\nshort",  # an error body cut short
+])
+def test_broken_http_answers_are_rest_errors(reply: bytes) -> None:
+    """Everything that goes wrong on the wire is a RestError, so callers (the start-up spec loader)
+    retry or report it instead of crashing."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(1):  # bounded: one request (retries are off)
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(RestError):
+            client(f"http://127.0.0.1:{port}", info_retries=0).perp_dexs()
+    finally:
+        srv.close()
+        t.join(2)

@@ -190,3 +190,12 @@ def test_expires_after_and_vault_change_hash() -> None:
         action_hash(VECTOR_ACTION, None, -1)
     with pytest.raises(ValueError):
         l1_digest(b"short", True)
+
+
+def test_unencodable_action_raises_value_error_only() -> None:
+    import pytest
+
+    from hip3.hyperliquid.signing import action_hash
+
+    with pytest.raises(ValueError, match="msgpack"):
+        action_hash({"type": "noop", "x": 2**70}, None, 1)

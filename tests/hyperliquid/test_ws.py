@@ -344,3 +344,31 @@ def test_text_frame_matches_websocket_client(n: int) -> None:
     ref.get_mask_key = lambda _n: key
     assert text_frame(payload, key) == ref.format()
     assert text_frame(payload)[:2] == ref.format()[:2]  # a fresh random key otherwise
+
+
+def test_pong_frame_matches_websocket_client() -> None:
+    """The answer to a server ping is a masked PONG carrying the ping's payload."""
+    import os
+
+    import websocket
+
+    from hip3.hyperliquid.ws import text_frame
+
+    payload, key = b"ping-payload", os.urandom(4)
+    ref = websocket.ABNF.create_frame(payload, websocket.ABNF.OPCODE_PONG)
+    ref.get_mask_key = lambda _n: key
+    assert text_frame(payload, key, opcode=websocket.ABNF.OPCODE_PONG) == ref.format()
+
+
+def test_post_callback_runs_with_the_blocking_timeout_restored(exchange: tuple[FakeExchange, str]) -> None:
+    """A post callback may send (the executor's next batch): it must not run on a non-blocking socket."""
+    _fx, url = exchange
+    c = make_client(url, FakeClock())
+    c.connect()
+    seen: list[float | None] = []
+    ws = c._ws
+    assert ws is not None and ws.sock is not None
+    c.post("info", {"type": "meta"}, lambda _r: seen.append(ws.sock.gettimeout()))
+    pump(c, lambda: bool(seen))
+    assert seen[0] == c.send_timeout_s and seen[0] != 0.0
+    c.close()

@@ -114,10 +114,15 @@ def test_disconnect_mid_post_leaves_book_consistent(sim: SimServer, wallet: Loca
         ws.send(json.dumps({"method": "post", "id": i, "request": {"type": "action", "payload": body}}))
         ws.sock.shutdown(socket.SHUT_RDWR)
         ws.sock.close()
-    time.sleep(0.3)
-    oo = requests.post(
-        sim.url + "/info", json={"type": "openOrders", "user": wallet.address, "dex": "xyz"}, timeout=5
-    ).json()
+    def open_orders() -> Any:
+        return requests.post(
+            sim.url + "/info", json={"type": "openOrders", "user": wallet.address, "dex": "xyz"}, timeout=5
+        ).json()
+
+    deadline = time.monotonic() + 5
+    while (len(open_orders()) < 10 or sim.state()["connections"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    oo = open_orders()
     assert len(oo) == 10 and len({o["oid"] for o in oo}) == 10
     book_oids = sim.control({"cmd": "state"})["accounts"][wallet.address.lower()]["open_orders"]
     assert book_oids == 10
@@ -255,3 +260,31 @@ def test_cli_prints_ready_and_serves(tmp_path: Path) -> None:
     finally:
         p.terminate()
         assert p.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("px_sz", [("1e300000", "0.1"), ("100", "1e999999999"), ("1E5", "0.1"), ("9" * 60, "0.1")])
+def test_hostile_numbers_are_refused_fast_and_the_server_survives(
+        sim: SimServer, wallet: LocalAccount, px_sz: tuple[str, str]) -> None:
+    """Exponents or absurd magnitudes must not become million-digit integers (seconds of stalled loop)."""
+    px, sz = px_sz
+    body = signed(key_of(wallet), order(TSLA, True, px, sz, "Ioc"), int(time.time() * 1000))
+    t0 = time.monotonic()
+    r = requests.post(sim.url + "/exchange", json=body, timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    assert r.status_code != 200 or r.json()["status"] == "err" or "error" in json.dumps(r.json())
+    assert requests.post(sim.url + "/info", json={"type": "perpDexs"}, timeout=5).status_code == 200
+
+
+def test_huge_integer_in_an_action_is_a_clean_error(sim: SimServer, wallet: LocalAccount) -> None:
+    body = {"action": {"type": "noop", "x": 2**70}, "nonce": int(time.time() * 1000),
+            "signature": {"r": "0x1", "s": "0x1", "v": 27}}
+    r = requests.post(sim.url + "/exchange", data=json.dumps(body), timeout=5)
+    assert r.status_code in (200, 400, 422)
+    assert requests.post(sim.url + "/info", json={"type": "perpDexs"}, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("length", ["-3", "+5", "1_0", "abc"])
+def test_bad_content_length_is_refused(sim: SimServer, length: str) -> None:
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:
+        s.sendall(f"POST /info HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 400")

@@ -3,7 +3,7 @@ batches, signs and posts orders.
 
 A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardStopFlattener``:
 
-* sockets: PULL ``intents`` (binds), SUB ``md`` (``AssetCtx`` marks, ``FeedState``), ``positions``
+* sockets: PULL ``intents`` (binds), SUB ``md`` (``AssetCtx`` marks), ``positions``
   (``PositionSnapshot``, ``PositionClosed``) and ``user`` (``OrderUpdate``); XPUB ``exec`` (order events,
   ``HardStopProgress``); its own order-entry ``WsClient`` whose fd sits in the actor's poller.
 * READY = the order-entry WebSocket is connected AND a synced position snapshot arrived. No new order
@@ -12,7 +12,10 @@ A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardSto
 * sending: every intake/response/timer calls ``_pump``: ``next_batch`` → sign (``expiresAfter`` = now +
   ``expires_after_ms``) → ``prepare_send`` (journal line written before the frame) → ``ws.post`` →
   ``on_sent`` → publish ``OrderSubmitted`` (``sent_ns`` = monotonic right after the frame was written).
-  Idle → the batch leaves at once; under load the scheduler coalesces (``batch_interval_ms``).
+  Idle → the batch leaves at once; under load the scheduler coalesces (``batch_interval_ms``). The journal
+  is fsynced once after the loop (every line was written before its frame). If the transport refuses a
+  post (not connected, over its budget) the batch is requeued without spending the requeue budget (new
+  orders are dropped) and the pump stops until the next tick or a reconnect: no requeue storm.
 * dead man's switch: ``scheduleCancel(now + schedule_cancel_after_ms)`` when READY and every
   ``schedule_cancel_rearm_ms`` while READY.
 * hard stop: latched → ``set_hard_stop`` (queued entries dropped), ``HardStopFlattener.start``, then a
@@ -28,7 +31,6 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -49,17 +51,17 @@ from hip3.hyperliquid.ws import ConnState, WsBudgetError, WsClient, WsNotConnect
 from hip3.messages import (
     AssetCtx,
     EntryIntent,
-    FeedState,
     FlattenIntent,
     HardStopState,
     Message,
     Msg,
+    OrderRejected,
     OrderSubmitted,
     OrderUpdate,
     PositionClosed,
     PositionSnapshot,
 )
-from hip3.runtime.actor import Actor, _Timer
+from hip3.runtime.actor import Actor, Timer
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.secrets import check_signer, executor_key
@@ -139,8 +141,6 @@ class Executor(Actor):
         self.core = ExecutionCore(self.params, cfg.risk, cfg.soft_gates, self.specs, journal)
         self.flattener = HardStopFlattener(cfg.risk, self.specs)
         self.snapshot: PositionSnapshot | None = None
-        self.marks: dict[str, Decimal] = {}
-        self.feed_state: FeedState | None = None
         self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
         # Per-stage send-path timings (gates, wire, sign, journal, write), reported with the stats.
         self.stages = LatencySamples(_STAGE_SAMPLES)
@@ -148,12 +148,15 @@ class Executor(Actor):
         self._recv_ns: dict[str, tuple[int, int]] = {}
         self._armed_until_ms = 0
         self._last_rearm_ns = 0
+        # Set when the transport refused a post (not connected / over budget): no sending until the next
+        # tick or a reconnect, instead of taking the requeued batch straight back.
+        self._pump_paused = False
 
         self.exec = self.publisher("exec")
         self.puller("intents", self.on_intent)
-        # From market data only the marks (AssetCtx) and the feed state: filtered at the feed, so the
-        # executor is not woken by every bbo (on two vCPUs each extra wake-up delays the order path).
-        self.subscriber(["md"], self.on_message, only=(AssetCtx, FeedState))
+        # From market data only the marks (AssetCtx): filtered at the feed, so the executor is not woken
+        # by every bbo (on two vCPUs each extra wake-up delays the order path).
+        self.subscriber(["md"], self.on_message, only=(AssetCtx,))
         self.subscriber(["positions", "user"], self.on_message)
 
         _, ws_url = exchange_urls(cfg)
@@ -165,10 +168,8 @@ class Executor(Actor):
         self.every(_HARDSTOP_TICK_MS, self._hardstop_step)
         self.every(self.params.schedule_cancel_rearm_ms, self._rearm_schedule_cancel)
         self.every(1000, self._publish_stats)
-        # The pump's own timer: a long period, its due time pulled in by ``_pump`` to the scheduler's
-        # next wake-up (the runtime has no one-shot timers; the loop re-reads due times every turn).
-        self.every(60_000, self._pump)
-        self._pump_timer: _Timer = self._timers[-1]
+        # The pump's own timer: a long period, pulled in (``wake_by``) to the scheduler's next wake-up.
+        self._pump_timer: Timer = self.every(60_000, self._pump)
         self._setup_done = True
         self.log.info("executor_configured", signer=self._signer.address, vault=self._vault or "",
                       mainnet=self._is_mainnet, markets=sorted(self.specs), ws_url=ws_url)
@@ -183,6 +184,7 @@ class Executor(Actor):
         try:
             self.ws.close()
         finally:
+            self.core.journal.sync()
             self.core.journal.close()
             self._nonces.close()
 
@@ -198,6 +200,8 @@ class Executor(Actor):
             self._ws_fd = fd
         if state != "connected":
             self._armed_until_ms = 0
+        else:
+            self._pump_paused = False
         self.count(f"ws_{state}")
         self._update_ready()
 
@@ -224,6 +228,7 @@ class Executor(Actor):
         now_ns = time.monotonic_ns()
         self._publish(self.core.expire(now_ns, _now_ms()))
         self._check_hardstop_request()
+        self._pump_paused = False
         self._pump()
 
     # ------------------------------------------------------------------ intake
@@ -257,6 +262,12 @@ class Executor(Actor):
             if verdict.accepted:
                 self._recv_ns[msg.intent_id] = (recv_ns, msg.created_ns)
                 self._pump()
+            elif verdict.outcome == "rejected" and verdict.reason != "DuplicateIntent":
+                # Refused (expired, bad input, queue full): tell the exit watcher so its flatten claim is
+                # released now, not after claim_expiry_ms. "skipped" means a flatten is already in flight.
+                self._publish([OrderRejected(
+                    cloid=msg.intent_id, coin=msg.coin, reason=f"refused: {verdict.reason}", benign=True,
+                    reduce_only=True, recv_ns=recv_ns, intent_id=msg.intent_id)])
             self.log.info("verdict", line=verdict.log_line())
             self.count("flatten_intents")
             self.count(f"flatten_{verdict.outcome}")
@@ -273,9 +284,9 @@ class Executor(Actor):
         if isinstance(msg, AssetCtx):
             if msg.mark_px > 0 and msg.coin in self.specs:
                 self.core.gates.set_mark(msg.coin, msg.mark_px)
-                self.marks[msg.coin] = Decimal(repr(msg.mark_px))
         elif isinstance(msg, PositionSnapshot):
             self.snapshot = msg
+            self.core.on_snapshot(msg)
             self._update_ready()
             if self.flattener.active:
                 self._hardstop_step()
@@ -286,28 +297,37 @@ class Executor(Actor):
         elif isinstance(msg, PositionClosed):
             self.core.on_position_closed(msg, _now_ms())
             self._check_hardstop_request()
-        elif isinstance(msg, FeedState):
-            self.feed_state = msg
 
     # ------------------------------------------------------------------ sending
 
     def _pump(self) -> None:
         """Send every batch the scheduler releases now; re-arm the pump timer for the next one."""
-        if self.ws.state != "connected":
-            return  # reduce-only orders and cancels stay queued until the connection is up
+        if not self._can_send():
+            return  # reduce-only orders and cancels stay queued until the connection (or budget) is back
         core = self.core
-        while True:
+        while self._can_send():  # re-checked every turn: a send can drop the connection
             now_ns = time.monotonic_ns()
             batch = core.next_batch(now_ns)
             if batch is None:
                 break
             if batch.kind == "order" and not self.ready and any(not o.reduce_only for o in batch.orders):
-                self._publish(core.on_send_failure(batch, "not ready", now_ns, _now_ms()))
+                # New orders dropped (marks released); reduce-only requeued, budget untouched: not ready is
+                # not a failure of the flatten, which goes out on the next turn without the entries.
+                self._publish(core.on_send_failure(batch, "not ready", now_ns, _now_ms(), transient=True))
                 continue
-            self._send(batch)
+            if not self._send(batch):
+                break
+        core.journal.sync()  # one fsync after the frames; every line was written before its frame
+        if not self._can_send():
+            return
         wake = core.next_wakeup_ns(time.monotonic_ns())
         if wake is not None:
-            self._pump_timer.due_ns = min(self._pump_timer.due_ns, max(wake, time.monotonic_ns() + 100_000))
+            self._pump_timer.wake_by(max(wake, time.monotonic_ns() + 100_000))
+
+    def _can_send(self) -> bool:
+        # Checked before a batch is taken and signed: no nonce is spent and nothing is requeued while
+        # the connection is down or the outbound budget (2000/min, 100 in flight) is used up.
+        return not self._pump_paused and self.ws.can_post()
 
     def _sign_payload(self, action: dict[str, object], now_ms: int) -> dict[str, Any]:
         nonce = self._nonces.next(now_ms)
@@ -318,8 +338,9 @@ class Executor(Actor):
             payload["vaultAddress"] = self._vault
         return payload
 
-    def _send(self, batch: Batch) -> None:
-        """Wire → sign → journal (written before the frame) → frame written; everything else after."""
+    def _send(self, batch: Batch) -> bool:
+        """Wire → sign → journal (written before the frame) → frame written; everything else after.
+        False if the transport refused the post (the caller stops pumping until the next tick)."""
         core = self.core
         t0 = time.monotonic_ns()
         now_ms = _now_ms()
@@ -336,17 +357,20 @@ class Executor(Actor):
             self.log.error("sign_failed", error=str(e), kind=batch.kind, n=len(batch))
             self.count("sign_failed")
             self._publish(core.on_send_failure(batch, f"sign failed: {e}", time.monotonic_ns(), now_ms))
-            return
+            return True
         t2 = time.monotonic_ns()
         core.prepare_send(batch, now_ms, sync=self.params.journal_fsync_before_send)
         t3 = time.monotonic_ns()
         try:
             post_id = self.ws.post("action", payload, self._on_order_response)
         except (WsNotConnected, WsBudgetError) as e:
+            # Nothing left the process: requeue without spending the requeue budget, count no failure,
+            # and stop until the next tick / reconnect (taking the batch straight back would spin).
             self.count("send_failed")
             self.log.warning("send_failed", error=str(e), kind=batch.kind, n=len(batch))
-            self._publish(core.on_send_failure(batch, str(e), time.monotonic_ns(), now_ms))
-            return
+            self._pump_paused = True
+            self._publish(core.on_send_failure(batch, str(e), time.monotonic_ns(), now_ms, transient=True))
+            return False
         sent_ns = time.monotonic_ns()
         stages = self.stages
         stages.add("stage_wire", t1 - t0)
@@ -363,10 +387,10 @@ class Executor(Actor):
                     self.latencies_ns.append(sent_ns - recv_ns)
                     events[i] = msgspec.structs.replace(ev, intent_recv_ns=recv_ns, intent_created_ns=created_ns)
         self._publish(events)
-        core.journal.sync()  # no-op when synced before the send
+        return True
 
     def _on_order_response(self, resp: PostResponse) -> None:
-        if resp.type in ("timeout", "disconnected"):
+        if resp.type in ("timeout", "disconnected", "unknown"):
             # Outcome unknown: the scheduler's expiry (post_timeout_ms >= expires_after_ms) resolves it.
             self.count(f"post_{resp.type}")
             return
@@ -421,7 +445,7 @@ class Executor(Actor):
     def _hardstop_step(self) -> None:
         if not self.flattener.active:
             return
-        step = self.flattener.step(snapshot=self.snapshot, marks=self.marks,
+        step = self.flattener.step(snapshot=self.snapshot, marks=self.core.gates.marks,
                                    inflight_posts=self.core.scheduler.inflight, now_ns=time.monotonic_ns())
         if step.cancels or step.orders:
             self.core.submit_hardstop(step)
@@ -462,6 +486,7 @@ class Executor(Actor):
         self.stats.update(self.stages.summary())
         self.stats["inflight_posts"] = self.core.scheduler.inflight
         self.stats["dropped_unmatched"] = self.core.dropped_unmatched
+        self.stats["statuses_unmatched"] = self.core.tracker.unmatched
         self.stats["schedule_cancel_armed_until_s"] = self._armed_until_ms // 1000
 
 

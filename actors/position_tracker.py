@@ -56,6 +56,7 @@ __all__ = ["PositionTracker", "RestSnapshot", "open_orders_from_rest", "position
 
 _HARDSTOP_RESYNC_MS = 1000
 _SUSPECT_RETRY_MS = 300
+_STALE_RETRY_MS = 1000  # a stale answer or rows without an entry price: sync again, not at once
 _RETRY_MAX_MS = 10_000
 
 
@@ -70,7 +71,8 @@ class RestSnapshot(msgspec.Struct):
 
 
 def positions_from_rest(state: ClearinghouseState) -> list[ExchangePosition]:
-    """``assetPositions[].position`` rows → the book's input (signed size, entry price)."""
+    """``assetPositions[].position`` rows → the book's input (signed size, entry price). A null entry price
+    becomes 0, which the book refuses to use: that coin is left as it is for the round (never entry 0)."""
     return [
         ExchangePosition(coin=ap.position.coin, szi=ap.position.szi, entry_px=ap.position.entry_px or Decimal(0))
         for ap in state.asset_positions
@@ -211,6 +213,15 @@ class PositionTracker(Actor):
         now_ms = time.time_ns() // 1_000_000
         res = self.book.apply_rest_positions(positions_from_rest(snap.dex_state), now_ms,
                                              requested_ms=snap.requested_ms)
+        if res.unknown:
+            self.count("resync_unknown_entry_px", len(res.unknown))
+            self.log.warning("resync_rows_without_entry_px", coins=res.unknown, synced=self.book.synced)
+        if res.stale_skipped:
+            self.count("resync_stale_skipped", len(res.stale_skipped))
+            self.log.warning("resync_stale_answer", coins=res.stale_skipped)
+        if res.unknown or res.stale_skipped:
+            # The book asks for another sync (needs_resync); not at once, so a persistent quirk cannot spin.
+            self._next_sync_ns = now_ns + _STALE_RETRY_MS * 1_000_000
         if res.suspect:
             self.count("resync_suspect")
             self._sync_wanted = True

@@ -214,6 +214,9 @@ class OrderRejected(Msg, frozen=True, tag="orej"):
     benign: bool  # benign rejections never count toward the hard stop (lessons B23)
     reduce_only: bool
     recv_ns: int
+    # The intent the order came from: lets the exit watcher release a flatten claim even when the order
+    # was given up before any frame was written (no OrderSubmitted ever linked its cloid).
+    intent_id: str = ""
 
 
 class OrderCancelled(Msg, frozen=True, tag="ocxl"):

@@ -15,7 +15,11 @@ Guards against:
   every position that exists both before and after.
 * B42: resync keeps local entry time, entry edge and entry cloid of positions that already exist.
 * latent 9 / B29: an empty response while the book holds positions is suspect: it must arrive twice in a
-  row before anything is removed; positions filled locally after the REST request are left alone.
+  row before anything is removed; positions filled locally after the REST request are left alone, and a
+  position closed locally at or after the request is not re-added from that (older) answer (it would be
+  closed again, "resync", by the next sync: a second ``PositionClosed``).
+* A REST row without a usable entry price (null or 0) would become entry 0, i.e. PnL = the whole notional
+  on close: that coin is "unknown this round" (neither added nor removed), logged, and a resync is asked.
 * latent 1/2: exactly one ``PositionClosed`` per close, whichever path (post response, userFills,
   resync) closed it, with the exit reason of the closing order (``FlattenIntent.reason`` via the
   ``OrderSubmitted`` of its cloid), "flip" for an entry that flips, "external" if unknown.
@@ -70,6 +74,8 @@ class BookResult(msgspec.Struct):
     closed: list[PositionClosed] = msgspec.field(default_factory=list)
     changed: bool = False
     suspect: bool = False  # resync: a contradicting empty response was held back
+    stale_skipped: list[str] = msgspec.field(default_factory=list)  # resync: closed locally after the request
+    unknown: list[str] = msgspec.field(default_factory=list)  # resync: rows without a usable entry price
 
 
 class _Pos(msgspec.Struct):
@@ -130,6 +136,7 @@ class PositionBook:
         self.balance_usd: Decimal | None = None
         self._empty_streak = 0
         self._zero_balance_streak = 0
+        self._closed_ms: dict[str, int] = {}  # coin -> when its last position was closed locally (epoch ms)
 
     # ------------------------------------------------------------------ views
 
@@ -284,6 +291,7 @@ class PositionBook:
             time_ms=now_ms,
             recv_ns=msg.recv_ns,
             closing_hint=msg.reduce_only,
+            local_ms=now_ms,
         )
         return res
 
@@ -336,6 +344,7 @@ class PositionBook:
             recv_ns=f.recv_ns,
             closing_hint=closing_hint,
             fee_booked=True,
+            local_ms=now_ms,
         )
         return res
 
@@ -373,6 +382,7 @@ class PositionBook:
         closing_hint: bool,
         fee_booked: bool = False,
         notional: Decimal | None = None,
+        local_ms: int = 0,
     ) -> None:
         ntl = px * sz if notional is None else notional
         if not fee_booked:
@@ -432,6 +442,7 @@ class PositionBook:
         rest = sz - close_sz
         if p.size == 0:
             del self._pos[coin]
+            self._closed_ms[coin] = max(time_ms, local_ms)
             res.closed.append(self._closed(p, self._exit_reason(cloid), time_ms))
             if rest > 0:
                 if closing_hint:
@@ -491,10 +502,22 @@ class PositionBook:
     ) -> BookResult:
         """Resync from clearinghouseState(dex): add/update first, then remove absent (B26), keeping local
         entry time/edge (B42). An empty response contradicting the book is held back once (latent 9).
-        Positions filled locally at or after ``requested_ms`` are newer than the response: left alone."""
+        Positions filled locally at or after ``requested_ms`` are newer than the response: left alone;
+        a coin closed locally at or after ``requested_ms`` is not re-added from it. A row without a usable
+        entry price leaves its coin as it is (neither added nor removed) and asks for another resync; if
+        the book was never synced it stays unsynced (a position it cannot value is not a flat market)."""
         res = BookResult()
-        live = {r.coin: r for r in rows if r.szi != 0}
-        if not live and self._pos:
+        live: dict[str, ExchangePosition] = {}
+        for r in rows:
+            if r.szi == 0:
+                continue
+            if not r.entry_px.is_finite() or r.entry_px <= 0:
+                log.warning("resync: %s szi %s has no usable entryPx (%s): left as it is this round, resync",
+                            r.coin, r.szi, r.entry_px)
+                res.unknown.append(r.coin)
+                continue
+            live[r.coin] = r
+        if not live and not res.unknown and self._pos:
             self._empty_streak += 1
             if self._empty_streak < 2:
                 log.warning(
@@ -512,6 +535,12 @@ class PositionBook:
             is_long, size = r.szi > 0, abs(r.szi)
             p = self._pos.get(coin)
             if p is not None and fresh(p):
+                continue
+            closed_ms = self._closed_ms.get(coin)
+            if p is None and requested_ms is not None and closed_ms is not None and closed_ms >= requested_ms:
+                log.warning("resync: %s was closed locally at %s, after the request (%s): the answer is older, "
+                            "not re-added", coin, closed_ms, requested_ms)
+                res.stale_skipped.append(coin)
                 continue
             if p is not None and p.is_long == is_long:
                 if p.size != size or p.entry_px != r.entry_px:
@@ -534,15 +563,16 @@ class PositionBook:
             self._bump()
         for coin in [c for c in self._pos if c not in live]:  # phase 2: remove absent
             p = self._pos[coin]
-            if fresh(p):
+            if fresh(p) or coin in res.unknown:
                 continue
             del self._pos[coin]
             log.warning("resync: %s no longer held at the exchange; removed", coin)
             res.closed.append(self._closed(p, "resync", now_ms))
             res.changed = True
             self._bump()
-        self.needs_resync = False
-        if not self.synced:
+        # A stale or unusable answer: the next sync (requested after now) settles it.
+        self.needs_resync = bool(res.unknown or res.stale_skipped)
+        if not self.synced and not res.unknown:
             self.synced = True
             res.changed = True
             self._bump()

@@ -287,3 +287,60 @@ def test_pending_flatten_released_on_rejection() -> None:
     b.on_order_rejected(OrderRejected(cloid=fl, coin=GOLD, reason="exchange: x", benign=True, reduce_only=True,
                                       recv_ns=0))
     assert b.snapshot().pending_flatten == ()
+
+
+# ------------------------------------------------------------------------------------ review findings 4, 6
+
+
+def _open_then_close_locally(b: PositionBook, close_ms: int) -> None:
+    b.on_order_submitted(submitted(sz="2"))
+    b.on_order_filled(ofill(total="2"), 1000)
+    b.on_order_submitted(submitted("0x" + "b" * 32, is_buy=False, sz="2", ro=True, kind="flatten",
+                                   reason="time_stop"))
+    r = b.on_order_filled(ofill("0x" + "b" * 32, total="2", avg="11", is_buy=False, ro=True), close_ms)
+    assert [c.exit_reason for c in r.closed] == ["time_stop"] and b.position(GOLD) is None
+
+
+def test_stale_resync_does_not_resurrect_a_position_closed_after_the_request() -> None:
+    """Finding 4: a REST answer requested before the local close still lists the position; re-adding it
+    made the next resync emit a second PositionClosed("resync")."""
+    b = book()
+    _open_then_close_locally(b, close_ms=5000)
+    r = b.apply_rest_positions([ExchangePosition(GOLD, D(2), D(10))], 5100, requested_ms=4900)
+    assert b.position(GOLD) is None and r.closed == [] and r.stale_skipped == [GOLD]
+    assert b.needs_resync  # the next (newer) answer settles it
+    r = b.apply_rest_positions([], 6000, requested_ms=5900)
+    assert r.closed == [] and b.position(GOLD) is None and not b.needs_resync  # exactly one close in all
+
+
+def test_resync_requested_after_the_close_is_the_exchange_truth() -> None:
+    """The other order: requested after the local close, a listed position is real (re-added)."""
+    b = book()
+    _open_then_close_locally(b, close_ms=5000)
+    r = b.apply_rest_positions([ExchangePosition(GOLD, D(2), D(10))], 5200, requested_ms=5100)
+    p = b.position(GOLD)
+    assert p is not None and p.size == D(2) and r.stale_skipped == [] and not b.needs_resync
+
+
+def test_rest_row_without_entry_price_is_unknown_this_round() -> None:
+    """Finding 6: entryPx null/0 became entry 0 (PnL = the whole notional on close). Such a coin is
+    neither added nor removed, and a resync is asked for."""
+    b = book()
+    r = b.apply_rest_positions([ExchangePosition(GOLD, D(2), D(0))], 100)
+    assert b.position(GOLD) is None and r.unknown == [GOLD] and b.needs_resync
+    b.on_user_fill(ufill("1", cloid=None, coin=SILVER, time_ms=50), 60)
+    r = b.apply_rest_positions([ExchangePosition(SILVER, D(1), D(0)), ExchangePosition(GOLD, D(2), D(10))], 200,
+                               requested_ms=150)
+    held = b.position(SILVER)
+    assert held is not None and held.entry_px == D(10) and r.closed == []  # not removed, not re-priced at 0
+    assert b.needs_resync
+    r = b.apply_rest_positions([ExchangePosition(SILVER, D(1), D(10)), ExchangePosition(GOLD, D(2), D(10))], 300)
+    assert r.unknown == [] and not b.needs_resync
+
+
+def test_first_sync_with_an_unknown_row_stays_unsynced() -> None:
+    b = PositionBook({c: s.asset for c, s in SPECS.items()})
+    b.apply_rest_positions([ExchangePosition(GOLD, D(2), D(0))], 0)
+    assert not b.synced and not b.snapshot().synced  # never trade on a book missing a position
+    b.apply_rest_positions([ExchangePosition(GOLD, D(2), D(10))], 10)
+    assert b.synced and b.position(GOLD) is not None

@@ -9,8 +9,9 @@ Behaviour:
   watermark is now below the limit, so this degraded mode is reachable).
 * In-flight = posts sent and not answered: +1 per post, −1 on its response or its timeout (5 s).
 * Timeout: new orders released; reduce-only orders and cancels requeued. Send failure / not ready /
-  rate-limited: the same. A whole-request error is handled like a send failure (latent 6) by the caller.
-  Requeues are bounded (``max_requeues``) so a deterministic failure cannot loop forever.
+  rate-limited: the same (not ready / rate-limited / not connected requeue without spending the
+  requeue budget: waiting is not a failure). A whole-request error is handled like a send failure
+  (latent 6) by the caller. Requeues are bounded (``max_requeues``) so a deterministic failure cannot loop forever.
 
 hip3's twist on timing: **send at once when idle, batch only under load**. When nothing is in flight,
 ``next_batch`` returns whatever is queued immediately (no 20 ms tick on the idle path). While posts are in
@@ -113,9 +114,6 @@ class BatchScheduler:
         """(cancels, reduce-only, new) queue lengths."""
         return len(self._cancels), len(self._reduce), len(self._new)
 
-    def inflight_batches(self) -> dict[int, Batch]:
-        return {pid: f.batch for pid, f in self._inflight.items()}
-
     def set_hard_stop(self, latched: bool) -> list[QueuedOrder]:
         """Latch/unlatch; on latch, every queued new order is dropped and returned (release their marks)."""
         self._hard_stop = latched
@@ -184,15 +182,10 @@ class BatchScheduler:
         sendable = self._sendable()
         if not sendable:
             return None
-        under_load = bool(self._inflight) and self._last_send_ns is not None
-        if (
-            under_load
-            and self._last_send_ns is not None
-            and now_ns - self._last_send_ns < self._interval_ns
-            and sendable < self.params.max_batch_size
-        ):
-            return None  # coalesce while posts are in flight
         cap = self.params.max_batch_size
+        last = self._last_send_ns
+        if self._inflight and last is not None and now_ns - last < self._interval_ns and sendable < cap:
+            return None  # coalesce while posts are in flight
         if self._cancels:
             cancels = [self._cancels.popleft() for _ in range(min(cap, len(self._cancels)))]
             return Batch(kind="cancel", cancels=tuple(cancels))
@@ -220,26 +213,33 @@ class BatchScheduler:
 
     # ------------------------------------------------------------------ failures
 
-    def on_send_failure(self, batch: Batch) -> tuple[list[QueuedOrder], list[QueuedOrder | QueuedCancel]]:
+    def on_send_failure(
+        self, batch: Batch, *, spend_requeue: bool = True
+    ) -> tuple[list[QueuedOrder], list[QueuedOrder | QueuedCancel]]:
         """Not ready / rate-limited / send failed / whole-request error: drop new orders (returned: release
         them), requeue reduce-only orders and cancels at the back. Also returns what exhausted its
-        requeue budget (terminal: the caller reports it)."""
+        requeue budget (terminal: the caller reports it).
+
+        ``spend_requeue=False`` (the transport refused the post before anything left the process:
+        disconnected or over its budget) requeues without spending the requeue budget: waiting for a
+        connection or for budget is not a failure of the order, and must not give a flatten up."""
         dropped: list[QueuedOrder] = []
         given_up: list[QueuedOrder | QueuedCancel] = []
+        step = 1 if spend_requeue else 0
         for o in batch.orders:
             if not o.reduce_only:
                 dropped.append(o)
-            elif o.requeues >= self.params.max_requeues:
+            elif spend_requeue and o.requeues >= self.params.max_requeues:
                 given_up.append(o)
             else:
-                res = self.enqueue_reduce_only(msgspec.structs.replace(o, requeues=o.requeues + 1))
+                res = self.enqueue_reduce_only(msgspec.structs.replace(o, requeues=o.requeues + step))
                 if not res.ok:
                     given_up.append(o)
         for c in batch.cancels:
-            if c.requeues >= self.params.max_requeues:
+            if spend_requeue and c.requeues >= self.params.max_requeues:
                 given_up.append(c)
             else:
-                res = self.enqueue_cancel(msgspec.structs.replace(c, requeues=c.requeues + 1))
+                res = self.enqueue_cancel(msgspec.structs.replace(c, requeues=c.requeues + step))
                 if not res.ok:
                     given_up.append(c)
         return dropped, given_up

@@ -4,10 +4,16 @@ responses/updates/timeouts → bus events, with the hard-stop triggers fed from 
 Invariants held here (each tested in ``tests/execution/test_core.py``):
 
 * An intent is never sent twice: an intent id already live or in the durable ``SentIntentJournal`` is
-  dropped (``DuplicateIntent``), and ``prepare_send`` journals (fsync) before the frame is written.
+  dropped (``DuplicateIntent``), and ``prepare_send`` journals (written to the kernel) before the frame
+  is written; the fsync follows (``journal.sync()``) unless ``journal_fsync_before_send``.
 * Pending marks are released exactly once per entry order, on its terminal state, whichever path ends it
   (post response, orderUpdate, send failure, timeout, hard-stop drop, queue full) (B14, latent 6).
-* Flatten failures, non-benign rejections and entry slippage reach the ``RiskMonitor`` (latent 5).
+* Flatten failures, non-benign rejections and entry slippage reach the ``RiskMonitor`` (latent 5), each
+  failure counted once; an operator reset of the hard stop re-arms it (``RiskMonitor.reset``).
+* A post the transport refused before anything left the process (not connected, over its budget) is
+  not a failure: reduce-only orders and cancels are requeued without spending their requeue budget.
+* A filled entry keeps its market blocked until the position snapshot shows the fill
+  (``FilledAwaitingSnapshot``), so a second entry cannot slip in during the bus round trip.
 
 The actor's loop, roughly::
 
@@ -15,9 +21,10 @@ The actor's loop, roughly::
     log.info(verdict.log_line()); publish(events)
     while (batch := core.next_batch(now_ns)) is not None:
         if not ready: publish(core.on_send_failure(batch, "not ready", now_ns)); break
-        core.prepare_send(batch, now_ms)              # journal + fsync BEFORE writing
-        post_id, nonce = sign_and_write(batch)         # the transport's business
+        core.prepare_send(batch, now_ms, sync=False)  # journal line written BEFORE the frame
+        post_id, nonce = sign_and_write(batch)         # the transport's business (refused: transient=True)
         publish(core.on_sent(batch, post_id, nonce, now_ns))
+    core.journal.sync()                                # fsync once, after the frames
     publish(core.on_post_response(post_id, response, recv_ns, now_ms))
     publish(core.expire(now_ns, now_ms)); reason = core.take_hardstop_request()
 """
@@ -29,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
-from hip3.execution.batch import Batch, BatchScheduler, QueuedCancel, QueuedOrder
+from hip3.execution.batch import Batch, BatchScheduler, QueuedOrder
 from hip3.execution.gates import ExecutorGates, MarketSpec, Verdict, check_flatten
 from hip3.execution.hardstop import HardStopStep
 from hip3.execution.journal import SentIntentJournal, valid_id
@@ -77,6 +84,10 @@ class ExecutionCore:
         self._hardstop_request: str | None = None
         self._recent: OrderedDict[str, QueuedOrder] = OrderedDict()  # terminal orders, for risk feeding
         self.dropped_unmatched = 0
+
+    def on_snapshot(self, snapshot: PositionSnapshot) -> None:
+        """Every position snapshot the executor receives (clears "filled, awaiting snapshot" blocks)."""
+        self.gates.filled.observe(snapshot)
 
     # ------------------------------------------------------------------ intake
 
@@ -131,7 +142,9 @@ class ExecutionCore:
 
     def submit_flatten(self, intent: FlattenIntent, *, now_ns: int) -> Verdict:
         """Validate and queue a reduce-only flatten (flows while the hard stop is latched, §11)."""
-        if not valid_id(intent.intent_id) or self._duplicate(intent.intent_id):
+        if not valid_id(intent.intent_id):
+            return Verdict("rejected", "InvalidIntentId", "", intent.intent_id, intent.coin, intent.sz)
+        if self._duplicate(intent.intent_id):
             return Verdict("rejected", "DuplicateIntent", "", intent.intent_id, intent.coin, intent.sz)
         verdict = check_flatten(intent, self.specs, now_ns)
         if not verdict.accepted:
@@ -170,8 +183,11 @@ class ExecutionCore:
                 self.tracker.add(o)
 
     def set_hard_stop(self, latched: bool, now_ns: int) -> list[Msg]:
-        """Apply the latch: queued new orders are dropped (released) and reported."""
+        """Apply the latch: queued new orders are dropped (released) and reported. Unlatching (the
+        operator's reset) re-arms every hard-stop trigger (``RiskMonitor.reset``)."""
         self.hard_stop_latched = latched
+        if not latched:
+            self.risk.reset()
         dropped = self.scheduler.set_hard_stop(latched)
         return list(self.tracker.fail(dropped, "dropped: hard stop", now_ns, benign=True))
 
@@ -195,21 +211,28 @@ class ExecutionCore:
         self.scheduler.mark_sent(batch, post_id, now_ns)
         return list(self.tracker.sent(batch, post_id, nonce, now_ns))
 
-    def on_send_failure(self, batch: Batch, why: str, now_ns: int, now_ms: int = 0) -> list[Msg]:
-        """Not ready / rate-limited / send failed: drop new orders, requeue reduce-only and cancels."""
-        return self._cleanup(batch, f"send_failed: {why}", now_ns, now_ms, benign=True)
+    def on_send_failure(
+        self, batch: Batch, why: str, now_ns: int, now_ms: int = 0, *, transient: bool = False
+    ) -> list[Msg]:
+        """Not ready / rate-limited / send failed: drop new orders, requeue reduce-only and cancels.
 
-    def _cleanup(self, batch: Batch, reason: str, now_ns: int, now_ms: int, *, benign: bool) -> list[Msg]:
-        dropped, given_up = self.scheduler.on_send_failure(batch)
+        ``transient``: the transport refused the post before anything left the process (not connected,
+        over its message or in-flight budget). Reduce-only orders and cancels are requeued WITHOUT
+        spending their requeue budget, so nothing is given up and no flatten failure is counted (§11: a
+        disconnect is not a hard-stop trigger); the caller stops sending until its next tick or reconnect.
+        """
+        return self._cleanup(batch, f"send_failed: {why}", now_ns, now_ms, benign=True, spend=not transient)
+
+    def _cleanup(
+        self, batch: Batch, reason: str, now_ns: int, now_ms: int, *, benign: bool, spend: bool = True
+    ) -> list[Msg]:
+        dropped, given_up = self.scheduler.on_send_failure(batch, spend_requeue=spend)
         events: list[Msg] = list(self.tracker.fail(dropped, reason, now_ns, benign=benign))
         for item in given_up:
             if isinstance(item, QueuedOrder):
                 events.extend(self.tracker.fail([item], "requeue_exhausted", now_ns, benign=False))
             else:
                 log.warning("cancel of oid %s given up after %d requeues", item.oid, item.requeues)
-        for o in batch.orders:
-            if o.reduce_only and not any(o.cloid == g.cloid for g in given_up if isinstance(g, QueuedOrder)):
-                self.tracker.requeued(o)
         self._feed_risk(events, now_ms)
         return events
 
@@ -226,6 +249,7 @@ class ExecutionCore:
         if whole_error is not None:
             log.warning("whole-request error for post %s: %s", post_id, whole_error)
             return self._cleanup(batch, f"exchange: {whole_error}", recv_ns, now_ms, benign=False)
+        self._note_entry_fills(events)
         self._feed_risk(events, now_ms)
         return events
 
@@ -239,13 +263,14 @@ class ExecutionCore:
         events: list[Msg] = []
         for t in self.scheduler.expire(now_ns):
             events.extend(self.tracker.fail(t.dropped_new, "timeout", now_ns, benign=False))
+            given_up = {g.cloid for g in t.given_up if isinstance(g, QueuedOrder)}
             for o in t.batch.orders:
-                if o.reduce_only:
+                # One flatten failure per timed-out flatten: a requeued one counts here, a given-up one
+                # counts through its "requeue_exhausted" rejection below (not both).
+                if o.reduce_only and o.cloid not in given_up:
                     reason = self.risk.on_flatten_failed("timeout")
                     if reason is not None:
                         self._hardstop_request = self._hardstop_request or reason
-                    if not any(isinstance(g, QueuedOrder) and g.cloid == o.cloid for g in t.given_up):
-                        self.tracker.requeued(o)
             for item in t.given_up:
                 if isinstance(item, QueuedOrder):
                     events.extend(self.tracker.fail([item], "requeue_exhausted", now_ns, benign=False))
@@ -253,6 +278,7 @@ class ExecutionCore:
         return events
 
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
+        self.gates.filled.on_position_closed(closed.coin)
         self.soft.on_position_closed(closed, now_ms)
         reason = self.risk.on_position_closed(closed)
         if reason is not None:
@@ -265,12 +291,21 @@ class ExecutionCore:
 
     # ------------------------------------------------------------------ internals
 
-    def _on_terminal(self, order: QueuedOrder) -> None:
+    def _on_terminal(self, order: QueuedOrder, filled_sz: Decimal) -> None:
         if not order.reduce_only:
             self.gates.release(order.intent_id)
+            if filled_sz > 0:  # the market stays blocked until the snapshot shows the position
+                self.gates.filled.on_entry_filled(order.coin, order.is_buy, filled_sz)
         self._recent[order.cloid] = order
         while len(self._recent) > 10_000:
             self._recent.popitem(last=False)
+
+    def _note_entry_fills(self, events: Iterable[Msg]) -> None:
+        """A post total for an entry that orderUpdates had already ended (the IOC's "canceled" can beat
+        the post response): the fill still blocks the market until the snapshot shows it."""
+        for ev in events:
+            if isinstance(ev, OrderFilled) and not ev.reduce_only:
+                self.gates.filled.on_entry_filled(ev.coin, ev.is_buy, ev.total_sz)
 
     def _feed_risk(self, events: Iterable[Msg], now_ms: int) -> None:
         for ev in events:
@@ -285,7 +320,3 @@ class ExecutionCore:
                     reason = self.risk.on_entry_filled(o.expected_px, ev.avg_px, ev.is_buy)
             if reason is not None and self._hardstop_request is None:
                 self._hardstop_request = reason
-
-    def cancel_for(self, coin: str, asset: int, oid: int, cloid: str | None = None) -> bool:
-        """Queue a cancel by oid (e.g. an orphan resting order)."""
-        return self.scheduler.enqueue_cancel(QueuedCancel(coin=coin, asset=asset, oid=oid, cloid=cloid)).ok

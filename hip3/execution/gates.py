@@ -11,7 +11,10 @@ Guards against:
   mark per market keyed by intent id; marking and releasing are idempotent, so each happens exactly once.
 * B26: the gates read positions from a ``PositionSnapshot``; the book never publishes a cleared state
   mid-resync (see ``hip3.positions``).
-* B31: a dynamic cap below the exchange minimum rejects every order; ``dynamic_cap_warning`` says so.
+* A filled entry releases its pending mark at once, but the position reaches the ``PositionSnapshot`` one
+  bus round trip later: until a snapshot seen since the fill shows it (or the position's close is seen),
+  the market stays "filled, awaiting snapshot" (``FilledAwaitingSnapshot``): its filled notional counts
+  in the per-market and total exposure and in the concurrency count, and gate 7 treats it as a position.
 * B37: the burst gate is checked read-only; the signal is recorded only after every gate passed.
 * B38: every verdict carries a reason code and a one-line text meant for an INFO log line.
 * Bad input (unknown market, zero/negative size, a price or size off the tick rules, an expired intent)
@@ -25,6 +28,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Mapping
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Literal
 
 import msgspec
@@ -179,6 +183,64 @@ class PendingMarks:
         return len(self._by_coin)
 
 
+class _Filled(msgspec.Struct):
+    """An entry fill not yet visible in the position snapshot."""
+
+    sz: Decimal
+    is_long: bool
+    after_version: int  # the snapshot version known at the fill: that one or a later one must show it
+
+
+class FilledAwaitingSnapshot:
+    """Markets whose entry filled but whose position no snapshot has shown yet (gate 7 and the caps).
+
+    Cleared for a market when a snapshot observed at or after the fill shows its position (from then on
+    the snapshot itself blocks, and a later flat snapshot means a later close), or when its
+    ``PositionClosed`` arrives after the fill. (The tracker may have applied the fill from userFills
+    before the post response reached us, so the snapshot current at the fill can already show it; a
+    snapshot that does not show it never clears anything.) A snapshot version that goes down is a
+    restarted position tracker: its next snapshot that shows the position clears the block. An entry that
+    ends without a fill never gets here."""
+
+    def __init__(self) -> None:
+        self._by_coin: dict[str, _Filled] = {}
+        self._version = -1  # the latest snapshot version observed
+
+    def observe(self, snapshot: PositionSnapshot | None) -> None:
+        if snapshot is None:
+            return
+        if snapshot.version < self._version:  # a restarted tracker numbers again from 0
+            for f in self._by_coin.values():
+                f.after_version = -1
+        self._version = snapshot.version
+        if self._by_coin:
+            held = {p.coin for p in snapshot.positions}
+            for coin in [c for c, f in self._by_coin.items() if c in held and snapshot.version >= f.after_version]:
+                del self._by_coin[coin]
+
+    def on_entry_filled(self, coin: str, is_buy: bool, sz: Decimal) -> None:
+        f = self._by_coin.get(coin)
+        if f is None:
+            self._by_coin[coin] = _Filled(sz=sz, is_long=is_buy, after_version=self._version)
+        else:  # the same order reported twice (post total and orderUpdate), or a later partial fill
+            f.sz, f.after_version = max(f.sz, sz), self._version
+
+    def on_position_closed(self, coin: str) -> None:
+        self._by_coin.pop(coin, None)
+
+    def get(self, coin: str) -> _Filled | None:
+        return self._by_coin.get(coin)
+
+    def items(self) -> list[tuple[str, _Filled]]:
+        return list(self._by_coin.items())
+
+    def __contains__(self, coin: object) -> bool:
+        return coin in self._by_coin
+
+    def __len__(self) -> int:
+        return len(self._by_coin)
+
+
 class ExecutorGates:
     """The §6.2 gate chain. Holds marks, pending marks and the action budget; positions come in per call."""
 
@@ -193,6 +255,7 @@ class ExecutorGates:
         self.soft = soft
         self.specs = dict(specs)
         self.pending = pending if pending is not None else PendingMarks()
+        self.filled = FilledAwaitingSnapshot()
         self._marks: dict[str, Decimal] = {}
         self._budget_ns: deque[int] = deque()
         self._max_market = Decimal(str(params.max_notional_per_market_usd))
@@ -212,19 +275,17 @@ class ExecutorGates:
     def mark(self, coin: str) -> Decimal | None:
         return self._marks.get(coin)
 
+    @property
+    def marks(self) -> Mapping[str, Decimal]:
+        """Every known mark (read-only view; the hard-stop flattener prices with the same marks)."""
+        return MappingProxyType(self._marks)
+
     def market_cap_usd(self, balance_usd: Decimal | None) -> Decimal:
         """Per-market cap: static, or min(static, balance × fraction) with dynamic sizing and a balance."""
         cap = self._max_market
         if self.params.dynamic_sizing and balance_usd is not None and balance_usd > 0:
             cap = min(cap, balance_usd * self._risk_frac)
         return cap
-
-    def dynamic_cap_warning(self, balance_usd: Decimal | None) -> str | None:
-        """B31: a cap below the exchange minimum would reject everything; the actor logs this at start."""
-        cap = self.market_cap_usd(balance_usd)
-        if cap < self._min_exchange:
-            return f"per-market cap ${cap} < exchange minimum ${self._min_exchange}: no entry can pass"
-        return None
 
     def evaluate(
         self,
@@ -268,14 +329,20 @@ class ExecutorGates:
         # 2 (READY) is the caller's; positions must at least be synced (latent 19)
         if snapshot is None or not snapshot.synced:
             return _verdict("rejected", "PositionsNotSynced", iid, coin, sz)
+        self.filled.observe(snapshot)
         positions = {p.coin: p for p in snapshot.positions}
+        # Filled entries the snapshot does not show yet count as positions (caps, concurrency, gate 7).
+        unseen = [(c, f) for c, f in self.filled.items() if c not in positions]
         # 3: per-market capacity
         mark = self._marks.get(coin)
         if mark is None:
             return _verdict("rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for {coin}")
         spec = self.specs[coin]
         pos = positions.get(coin)
+        awaiting = self.filled.get(coin) if pos is None else None
         pos_ntl = pos.size * mark if pos is not None else Decimal(0)
+        if awaiting is not None:
+            pos_ntl = awaiting.sz * mark
         pending_ntl = sum((s * mark for c, s in self.pending.items() if c == coin), Decimal(0))
         cap = self.market_cap_usd(balance_usd)
         available = cap - pos_ntl - pending_ntl
@@ -310,6 +377,13 @@ class ExecutorGates:
                     "rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for position {p.coin}"
                 )
             total += p.size * m
+        for c, f in unseen:
+            m = self._marks.get(c)
+            if m is None:
+                return _verdict(
+                    "rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for filled {c}"
+                )
+            total += f.sz * m
         for c, s in self.pending.items():
             m = self._marks.get(c)
             if m is None:
@@ -323,22 +397,28 @@ class ExecutorGates:
             )
         # 5: concurrency (plain or correlation-weighted)
         if self.soft.params.correlation_concurrency.enabled:
-            reason = self.soft.check_concurrency(
-                coin, intent.is_buy, ((p.coin, p.is_long) for p in snapshot.positions)
-            )
+            held = [(p.coin, p.is_long) for p in snapshot.positions] + [(c, f.is_long) for c, f in unseen]
+            reason = self.soft.check_concurrency(coin, intent.is_buy, held)
             if reason is not None:
                 code, _, detail = reason.partition(": ")
                 return _verdict("rejected", code, iid, coin, sz, detail)
-        elif len(snapshot.positions) >= self.params.max_concurrent_positions:
+        elif len(snapshot.positions) + len(unseen) >= self.params.max_concurrent_positions:
             return _verdict(
-                "rejected", "MaxConcurrentPositions", iid, coin, sz, f"{len(snapshot.positions)} open"
+                "rejected",
+                "MaxConcurrentPositions",
+                iid,
+                coin,
+                sz,
+                f"{len(snapshot.positions) + len(unseen)} open",
             )
         # 6: flatten pending
         if coin in snapshot.pending_flatten or coin in flatten_in_flight:
             return _verdict("skipped", "FlattenInProgress", iid, coin, sz)
-        # 7: no pyramiding
+        # 7: no pyramiding (a fill the snapshot does not show yet is a position too)
         if pos is not None:
             return _verdict("skipped", "AlreadyHasPosition", iid, coin, sz)
+        if awaiting is not None:
+            return _verdict("skipped", "AlreadyHasPosition", iid, coin, sz, "filled, awaiting snapshot")
         # 8: pending mark (atomic here: single-threaded)
         if not self.pending.try_mark(coin, iid, sz):
             return _verdict("skipped", "PendingOrderExists", iid, coin, sz)

@@ -10,6 +10,8 @@ Guards against:
 * the seed giving up after 3 attempts 1 s apart: here the first ``flatten_fast_attempts`` are
   ``flatten_fast_interval_ms`` apart, then it keeps retrying every ``flatten_slow_interval_ms`` forever,
   with ``alert`` set on its progress so a human is called;
+* stalling silently: with no synced position view nothing can be flattened; after
+  ``flatten_unsynced_alert_ms`` of waiting a progress with ``alert`` goes out (and it keeps waiting);
 * declaring victory on a stale view: "done" needs a zero view, nothing in flight, and that quiet state to
   have lasted ``flatten_fast_interval_ms`` since the last attempt or non-zero observation; and "done"
   reverts if a position or order shows up again (a late fill).
@@ -59,6 +61,9 @@ class HardStopFlattener:
         self._slip = Decimal(str(params.flatten_slippage_bps)) / Decimal(10_000)
         self._fast_ns = params.flatten_fast_interval_ms * 1_000_000
         self._slow_ns = params.flatten_slow_interval_ms * 1_000_000
+        self._unsynced_alert_ns = params.flatten_unsynced_alert_ms * 1_000_000
+        self._unsynced_since_ns: int | None = None  # waiting for a synced view since
+        self._unsynced_alert_at_ns = 0  # next unsynced alert due
 
     def start(self, epoch: int, now_ns: int) -> None:
         """Latch seen (a higher epoch restarts the sequence; the same epoch is a no-op)."""
@@ -67,11 +72,13 @@ class HardStopFlattener:
         self.epoch, self.active, self.done, self.attempts = epoch, True, False, 0
         self._next_attempt_ns = now_ns
         self._quiet_since_ns = now_ns
+        self._unsynced_since_ns = None
 
     def reset(self) -> None:
         """Operator reset of the latch."""
         self.active = False
         self.done = False
+        self._unsynced_since_ns = None
 
     def _progress(self, n_pos: int, n_oo: int) -> HardStopProgress:
         return HardStopProgress(
@@ -83,6 +90,26 @@ class HardStopFlattener:
             alert=not self.done and self.attempts >= self.params.flatten_fast_attempts,
         )
 
+    def _wait_for_sync(self, snapshot: PositionSnapshot | None, now_ns: int) -> HardStopStep:
+        """No synced view: nothing can be decided, keep waiting; after ``flatten_unsynced_alert_ms`` call a
+        human (and again every ``flatten_slow_interval_ms`` while it lasts) instead of stalling silently."""
+        if self._unsynced_since_ns is None:
+            self._unsynced_since_ns = now_ns
+            self._unsynced_alert_at_ns = now_ns + self._unsynced_alert_ns
+        if now_ns < self._unsynced_alert_at_ns:
+            return HardStopStep()
+        self._unsynced_alert_at_ns = now_ns + self._slow_ns
+        waited_s = (now_ns - self._unsynced_since_ns) / 1e9
+        n_pos = len(snapshot.positions) if snapshot is not None else 0
+        n_oo = len(snapshot.open_orders) if snapshot is not None else 0
+        progress = HardStopProgress(
+            epoch=self.epoch, positions=n_pos, open_orders=n_oo, attempts=self.attempts, done=False, alert=True
+        )
+        what = "no position snapshot" if snapshot is None else "the position view is not synced"
+        return HardStopStep(
+            progress=progress, problems=(f"{what} after {waited_s:.0f} s: cannot flatten, still waiting",)
+        )
+
     def step(
         self,
         *,
@@ -92,8 +119,11 @@ class HardStopFlattener:
         now_ns: int,
     ) -> HardStopStep:
         """Advance the sequence. ``marks``: latest mark per coin; ``inflight_posts``: the executor's."""
-        if not self.active or snapshot is None or not snapshot.synced:
+        if not self.active:
             return HardStopStep()
+        if snapshot is None or not snapshot.synced:
+            return self._wait_for_sync(snapshot, now_ns)
+        self._unsynced_since_ns = None
         n_pos, n_oo = len(snapshot.positions), len(snapshot.open_orders)
         if n_pos or n_oo or inflight_posts:
             self._quiet_since_ns = max(self._quiet_since_ns, now_ns)

@@ -30,9 +30,6 @@ class LatencySamples:
             q = self._samples[stage] = deque(maxlen=self._maxlen)
         q.append(ns)
 
-    def samples(self, stage: str) -> list[int]:
-        return list(self._samples.get(stage, ()))
-
     def clear(self) -> None:
         self._samples.clear()
 

@@ -44,13 +44,11 @@ __all__ = ["ManagedOrder", "OrderTracker", "parse_post_response"]
 log = logging.getLogger(__name__)
 
 _DONE_MEMORY = 20_000
+_ZERO = Decimal(0)
 
 
 class ManagedOrder(msgspec.Struct, kw_only=True):
     order: QueuedOrder
-    state: str = "queued"  # queued | sent | accepted | resting
-    post_id: int = 0
-    nonce: int = 0
     oid: int = 0
     acked: bool = False
 
@@ -93,15 +91,17 @@ def _dec(x: object) -> Decimal | None:
 
 
 class OrderTracker:
-    """Live orders by cloid. ``on_terminal(order)`` is called exactly once per order that ends."""
+    """Live orders by cloid. ``on_terminal(order, filled_sz)`` is called exactly once per order that ends;
+    ``filled_sz`` is what is known to have filled (the post total, or ``origSz − sz`` of the terminal
+    orderUpdate), 0 if nothing is known to have filled."""
 
-    def __init__(self, on_terminal: Callable[[QueuedOrder], None] | None = None) -> None:
+    def __init__(self, on_terminal: Callable[[QueuedOrder, Decimal], None] | None = None) -> None:
         self._live: dict[str, ManagedOrder] = {}
         self._by_intent: dict[str, str] = {}
         self._by_oid: dict[int, str] = {}
         self._done: OrderedDict[str, str] = OrderedDict()  # cloid -> terminal state (bounded)
         self._on_terminal = on_terminal
-        self.unmatched = 0  # responses/updates that matched nothing
+        self.unmatched = 0  # post statuses that matched no live order (reported in the executor's stats)
 
     # ------------------------------------------------------------------ registry
 
@@ -112,12 +112,6 @@ class OrderTracker:
     def has_intent(self, intent_id: str) -> bool:
         return intent_id in self._by_intent
 
-    def get(self, cloid: str) -> ManagedOrder | None:
-        return self._live.get(cloid)
-
-    def cloid_of_oid(self, oid: int) -> str | None:
-        return self._by_oid.get(oid)
-
     def __len__(self) -> int:
         return len(self._live)
 
@@ -125,13 +119,7 @@ class OrderTracker:
         """Coins with a live reduce-only order (gate 6, §9 rule 5: flattens are registered too)."""
         return {m.order.coin for m in self._live.values() if m.order.reduce_only}
 
-    def requeued(self, order: QueuedOrder) -> None:
-        m = self._live.get(order.cloid)
-        if m is not None:
-            m.order = order
-            m.state = "queued"
-
-    def _finish(self, cloid: str, state: str) -> ManagedOrder | None:
+    def _finish(self, cloid: str, state: str, filled_sz: Decimal = _ZERO) -> ManagedOrder | None:
         m = self._live.pop(cloid, None)
         if m is None:
             return None
@@ -142,7 +130,7 @@ class OrderTracker:
         while len(self._done) > _DONE_MEMORY:
             self._done.popitem(last=False)
         if self._on_terminal is not None:
-            self._on_terminal(m.order)
+            self._on_terminal(m.order, filled_sz)
         return m
 
     # ------------------------------------------------------------------ sending
@@ -151,10 +139,8 @@ class OrderTracker:
         """The batch's frame was written: one ``OrderSubmitted`` per order."""
         out: list[OrderSubmitted] = []
         for o in batch.orders:
-            m = self._live.get(o.cloid)
-            if m is None:
+            if o.cloid not in self._live:
                 continue
-            m.state, m.post_id, m.nonce = "sent", post_id, nonce
             out.append(
                 OrderSubmitted(
                     cloid=o.cloid,
@@ -180,20 +166,13 @@ class OrderTracker:
     def fail(
         self, orders: Iterable[QueuedOrder], reason: str, recv_ns: int, *, benign: bool
     ) -> list[OrderRejected]:
-        """Terminal rejection without an exchange status (send failure, timeout, drop, requeue exhausted)."""
-        out = []
+        """Terminal rejection without an exchange status (send failure, timeout, drop, requeue exhausted).
+        Orders that already ended are skipped silently (not counted as unmatched)."""
+        out: list[OrderRejected] = []
         for o in orders:
-            if self._finish(o.cloid, "rejected") is not None:
-                out.append(
-                    OrderRejected(
-                        cloid=o.cloid,
-                        coin=o.coin,
-                        reason=reason,
-                        benign=benign,
-                        reduce_only=o.reduce_only,
-                        recv_ns=recv_ns,
-                    )
-                )
+            rej = self._reject(o, reason, benign, recv_ns, count_unmatched=False)
+            if rej is not None:
+                out.append(rej)
         return out
 
     # ------------------------------------------------------------------ post responses
@@ -222,23 +201,39 @@ class OrderTracker:
                 events.extend(self._apply_status(o, statuses[i], recv_ns))
             else:
                 text = first_error or "no status for this order"
-                events.extend(self._reject(o, f"exchange: {text}", is_benign_rejection(text), recv_ns))
+                events.extend(self._rejected(o, f"exchange: {text}", is_benign_rejection(text), recv_ns))
         return events, None
 
-    def _reject(self, o: QueuedOrder, reason: str, benign: bool, recv_ns: int) -> list[Msg]:
-        if self._finish(o.cloid, "rejected") is None:
-            self.unmatched += 1
-            return []
-        return [
-            OrderRejected(
-                cloid=o.cloid,
-                coin=o.coin,
-                reason=reason,
-                benign=benign,
-                reduce_only=o.reduce_only,
-                recv_ns=recv_ns,
-            )
-        ]
+    def _reject(
+        self,
+        o: QueuedOrder,
+        reason: str,
+        benign: bool,
+        recv_ns: int,
+        *,
+        count_unmatched: bool = True,
+        filled_sz: Decimal = _ZERO,
+    ) -> OrderRejected | None:
+        """The one ``OrderRejected`` builder: ends ``o`` (once) and reports it; None if it had ended."""
+        if self._finish(o.cloid, "rejected", filled_sz) is None:
+            if count_unmatched:
+                self.unmatched += 1
+            return None
+        return OrderRejected(
+            cloid=o.cloid,
+            coin=o.coin,
+            reason=reason,
+            benign=benign,
+            reduce_only=o.reduce_only,
+            recv_ns=recv_ns,
+            intent_id=o.intent_id,
+        )
+
+    def _rejected(
+        self, o: QueuedOrder, reason: str, benign: bool, recv_ns: int, *, filled_sz: Decimal = _ZERO
+    ) -> list[Msg]:
+        rej = self._reject(o, reason, benign, recv_ns, filled_sz=filled_sz)
+        return [] if rej is None else [rej]
 
     @staticmethod
     def _filled_event(o: QueuedOrder, f: dict[str, object], recv_ns: int) -> list[Msg]:
@@ -271,19 +266,19 @@ class OrderTracker:
             return []
         if isinstance(st, str):
             # "success" (ALO accepted, B40), "waitingForFill", ...: accepted, the oid comes later.
-            m.state = "accepted"
             return []
         if isinstance(st, dict) and isinstance(st.get("filled"), dict):
             events = self._filled_event(o, st["filled"], recv_ns)
             if not events:
-                return self._reject(o, f"exchange: malformed fill {st!r}"[:200], False, recv_ns)
-            self._finish(o.cloid, "filled")
+                return self._rejected(o, f"exchange: malformed fill {st!r}"[:200], False, recv_ns)
+            fill = events[0]
+            self._finish(o.cloid, "filled", fill.total_sz if isinstance(fill, OrderFilled) else _ZERO)
             return events
         if isinstance(st, dict) and isinstance(st.get("resting"), dict):
             oid = st["resting"].get("oid")
             if not isinstance(oid, int):
-                return self._reject(o, f"exchange: malformed resting {st!r}"[:200], False, recv_ns)
-            m.state, m.oid = "resting", oid
+                return self._rejected(o, f"exchange: malformed resting {st!r}"[:200], False, recv_ns)
+            m.oid = oid
             self._by_oid[oid] = o.cloid
             if m.acked:
                 return []
@@ -291,8 +286,8 @@ class OrderTracker:
             return [OrderAcked(cloid=o.cloid, oid=oid, coin=o.coin, recv_ns=recv_ns)]
         if isinstance(st, dict) and "error" in st:
             text = str(st["error"])
-            return self._reject(o, f"exchange: {text}", is_benign_rejection(text), recv_ns)
-        return self._reject(o, f"exchange: unparseable status {st!r}"[:200], False, recv_ns)
+            return self._rejected(o, f"exchange: {text}", is_benign_rejection(text), recv_ns)
+        return self._rejected(o, f"exchange: unparseable status {st!r}"[:200], False, recv_ns)
 
     # ------------------------------------------------------------------ orderUpdates
 
@@ -308,16 +303,19 @@ class OrderTracker:
             if not m.oid:
                 m.oid = upd.oid
                 self._by_oid[upd.oid] = cloid
-            m.state = "resting"
             if m.acked:
                 return []
             m.acked = True
             return [OrderAcked(cloid=cloid, oid=upd.oid, coin=o.coin, recv_ns=upd.recv_ns)]
+        # What filled before the order ended (``sz`` is the remaining size: an IOC can fill partly and
+        # cancel the rest).
+        filled = upd.orig_sz - upd.sz if upd.orig_sz > upd.sz else _ZERO
         if kind == "filled":
             # Terminal. The size reaches the books through userFills (and the post response, if any).
-            self._finish(cloid, "filled")
+            self._finish(cloid, "filled", filled if filled > 0 else o.sz)
             return []
         if kind == "rejected":
-            return self._reject(o, f"exchange: {upd.status}", is_benign_rejection(upd.status), upd.recv_ns)
-        self._finish(cloid, "cancelled")
+            # a rejected order never traded: its remaining size says nothing about fills
+            return self._rejected(o, f"exchange: {upd.status}", is_benign_rejection(upd.status), upd.recv_ns)
+        self._finish(cloid, "cancelled", filled)
         return [OrderCancelled(cloid=cloid, oid=upd.oid, coin=o.coin, reason=upd.status, recv_ns=upd.recv_ns)]

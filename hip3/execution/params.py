@@ -47,6 +47,8 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_notional_per_market_usd: PosUsd = 50.0
     max_total_notional_usd: PosUsd = 100.0
     max_concurrent_positions: PosInt = 5
+    # Refused at decode time (``__post_init__``) until the balance reaches the executor: accepting it and
+    # silently trading on the static cap would hide that the setting does nothing.
     dynamic_sizing: bool = False
     risk_per_market_fraction: Annotated[float, msgspec.Meta(gt=0.0, le=10.0)] = 0.10
     # A shrunk order below this notional (at mark) is rejected (§6.2 gate 3).
@@ -83,6 +85,11 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     journal_fsync_before_send: bool = False
 
     def __post_init__(self) -> None:
+        if self.dynamic_sizing:
+            raise ValueError(
+                "executor.dynamic_sizing = true is refused: not wired yet: the balance is not published to "
+                "the executor (set it to false; the static max_notional_per_market_usd applies)"
+            )
         if self.inflight_high_watermark > self.inflight_limit:
             raise ValueError("inflight_high_watermark must be <= inflight_limit (latent 17)")
         if self.expires_after_ms > self.post_timeout_ms:
@@ -107,6 +114,9 @@ class RiskParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     flatten_fast_attempts: PosInt = 3
     flatten_fast_interval_ms: PosMs = 1000
     flatten_slow_interval_ms: PosMs = 10000
+    # While latched, waiting this long for a synced position view (the flatten works from it) raises an
+    # alert (a HardStopProgress with ``alert``), repeated every ``flatten_slow_interval_ms``; it keeps waiting.
+    flatten_unsynced_alert_ms: PosMs = 10000
 
 
 class HourlyDrawdownParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -3,15 +3,16 @@
 Guards against latent 5: the seed fed only rejection events into its risk monitor, so its loss,
 consecutive-loss, flatten-failure and slippage triggers could never fire. Here:
 
-* realised PnL and consecutive losses come from ``PositionClosed`` (net of fees, one event per close);
+* realised PnL (since start, or since the last reset) and consecutive losses come from ``PositionClosed``
+  (net of fees, one event per close);
 * flatten failures from flatten/hard-stop orders that were rejected non-benignly, timed out, or gave up;
 * non-benign *exchange* rejections are counted per fixed hour bucket (B23: benign ones never count;
   local send failures and drops are not exchange rejections);
 * slippage from entry fills: the intent's expected price vs the fill's average price;
 * an external trigger (e.g. the supervisor's restart limit) latches the same way.
 
-First trigger wins: its reason is kept and returned once; later triggers are ignored. ``now_ms`` is
-passed in; nothing here reads a clock.
+First trigger wins: its reason is kept and returned once; later triggers are ignored until ``reset``
+(the operator's reset of the hard stop). ``now_ms`` is passed in; nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -39,9 +40,17 @@ class RiskMonitor:
         self.slippage_streak = 0
         self._max_loss = Decimal(str(params.max_loss_usd))
 
-    @property
-    def triggered(self) -> bool:
-        return self.reason is not None
+    def reset(self) -> None:
+        """Operator reset of the hard stop: every trigger is armed again. The reason, the loss,
+        flatten-failure, rejection and slippage streaks are cleared and the realised PnL counts again
+        from zero ("since reset"), so the loss that latched the stop does not re-latch it at once."""
+        self.reason = None
+        self.realized_usd = Decimal(0)
+        self.consecutive_losses = 0
+        self.flatten_failures = 0
+        self._bucket = -1
+        self.rejections_in_bucket = 0
+        self.slippage_streak = 0
 
     def _fire(self, reason: str) -> str | None:
         if self.reason is not None:

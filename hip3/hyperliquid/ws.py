@@ -535,6 +535,17 @@ class WsClient:
                 _log.warning("ws error frame (%d so far): %s", n, frame.data[:300])
         return False
 
+    def can_post(self) -> bool:
+        """Would ``post`` be accepted now (connected, in-flight below the cap, budget left)? Lets a
+        caller hold its queue instead of building and signing an action the client would refuse."""
+        if self.state != "connected" or self._ws is None or len(self._posts) >= self.max_inflight_posts:
+            return False
+        try:
+            self._check_budget(reserve=10)
+        except WsBudgetError:
+            return False
+        return True
+
     def _check_budget(self, reserve: int = 0) -> None:
         now = self._clock()
         window = self._sent_times

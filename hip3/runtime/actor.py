@@ -45,13 +45,20 @@ from hip3.messages import (
 MessageHandler = Callable[[Message], None]
 
 
-class _Timer:
+class Timer:
+    """A periodic timer of the actor's loop (``Actor.every``). ``wake_by`` pulls its next run in."""
+
     __slots__ = ("due_ns", "fn", "interval_ns")
 
     def __init__(self, interval_ns: int, fn: Callable[[], None], due_ns: int) -> None:
         self.interval_ns = interval_ns
         self.fn = fn
         self.due_ns = due_ns
+
+    def wake_by(self, due_ns: int) -> None:
+        """Run no later than ``due_ns`` (monotonic); the loop re-reads due times every turn."""
+        if due_ns < self.due_ns:
+            self.due_ns = due_ns
 
 
 class Actor:
@@ -80,7 +87,7 @@ class Actor:
         self._acked_epoch = -1
         self._poller = zmq.Poller()
         self._handlers: dict[object, Callable[[], None]] = {}
-        self._timers: list[_Timer] = []
+        self._timers: list[Timer] = []
         self._receivers: list[Receiver] = []
         self._parent_pid = os.getppid()
         self._supervisor_pid = int(os.environ.get("HIP3_SUPERVISOR_PID", "0") or 0)
@@ -147,12 +154,14 @@ class Actor:
         self.on_messages(rcv, handler)
         return rcv
 
-    def every(self, interval_ms: float, fn: Callable[[], None], first_in_ms: float | None = None) -> None:
+    def every(self, interval_ms: float, fn: Callable[[], None], first_in_ms: float | None = None) -> Timer:
         """Call ``fn`` every ``interval_ms`` (first after ``first_in_ms``, default one interval)."""
         now = time.monotonic_ns()
         interval_ns = int(interval_ms * 1e6)
         first = interval_ns if first_in_ms is None else int(first_in_ms * 1e6)
-        self._timers.append(_Timer(interval_ns, fn, now + first))
+        timer = Timer(interval_ns, fn, now + first)
+        self._timers.append(timer)
+        return timer
 
     def set_ready(self, ready: bool, detail: str = "") -> None:
         """Report READY (the actor is doing its job); sent at once when it changes."""

@@ -330,8 +330,9 @@ class ExitWatcherCore:
             self._release(coin)
 
     def on_order_rejected(self, msg: OrderRejected) -> None:
-        """Rejected / IOC miss / send failure / timeout of our flatten: release so exits can retry."""
-        coin = self._refs.get(msg.cloid)
+        """Rejected / IOC miss / send failure / timeout / refused by the executor: release so exits can
+        retry. Matched by cloid, or by intent id (an order given up before it was ever submitted)."""
+        coin = self._refs.get(msg.cloid) or (self._refs.get(msg.intent_id) if msg.intent_id else None)
         if coin is not None:
             self._release(coin)
 

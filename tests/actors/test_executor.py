@@ -223,3 +223,22 @@ def test_nonces_and_cloids_are_unique_in_the_order_log(graph: Graph, run_dir: Pa
     cloids = [c for e in log for c in e["cloids"]]
     assert len(nonces) == len(set(nonces)) and nonces == sorted(nonces)
     assert len(cloids) == len(set(cloids)) and len(cloids) >= 12
+
+
+def test_refused_flatten_is_reported_so_the_exit_watcher_releases_its_claim(graph: Graph) -> None:
+    """An expired (or otherwise refused) flatten intent never becomes an order: the executor says so on
+    ``exec``, keyed by the intent id, instead of leaving the exit watcher's claim to expire."""
+    import msgspec
+
+    g = graph
+    stale = msgspec.structs.replace(flatten(g.sim, "xyz:GOLD", is_buy=False, sz=Decimal("0.01")), valid_until_ns=1)
+    g.push(stale)
+
+    def refused() -> list[OrderRejected]:
+        g.cap.drain()
+        return [m for m in g.cap.of(OrderRejected) if m.intent_id == stale.intent_id]
+
+    assert g.wait(lambda: bool(refused()))
+    rej = refused()[0]
+    assert rej.cloid == stale.intent_id and rej.benign and rej.reduce_only and rej.reason.startswith("refused: ")
+    assert g.submitted(stale.intent_id) is None

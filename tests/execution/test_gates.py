@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
 import pytest
 
+from hip3.config import ConfigError, parse_config
 from hip3.execution.gates import ExecutorGates, PendingMarks, check_flatten
 from hip3.execution.params import (
     BurstParams,
@@ -119,11 +121,25 @@ def test_below_exchange_minimum_rejected() -> None:
     assert v.reason == "BelowMinNotional"
 
 
-def test_dynamic_cap() -> None:
-    g = make(ExecutorParams(dynamic_sizing=True, risk_per_market_fraction=0.1))
+def test_dynamic_sizing_is_refused_until_the_balance_is_wired() -> None:
+    # Review finding 8: the executor has no balance (balance_usd=None), so "dynamic_sizing = true" was
+    # silently the static cap. It is refused at decode time, with one clear line naming the field.
+    with pytest.raises(ValueError, match="not wired yet: the balance is not published to the executor"):
+        ExecutorParams(dynamic_sizing=True)
+    with pytest.raises(ConfigError) as e:
+        parse_config('mode = "observe"\n[executor]\ndynamic_sizing = true\n', "x.toml")
+    line = str(e.value)
+    assert "\n" not in line and "`executor`" in line and "dynamic_sizing" in line and "not wired yet" in line
+    g = make()  # static: a balance changes nothing
+    assert g.market_cap_usd(D(300)) == D(50)
+
+
+def test_dynamic_cap_math_for_when_it_is_wired() -> None:
+    params = ExecutorParams(risk_per_market_fraction=0.1)
+    msgspec.structs.force_setattr(params, "dynamic_sizing", True)  # past the decode-time refusal
+    g = make(params)
     assert g.market_cap_usd(D(300)) == D(30)
     assert g.market_cap_usd(None) == D(50)  # unknown balance -> static cap
-    assert g.dynamic_cap_warning(D(50)) is not None  # $5 < $10 (B31)
     v = ev(g, entry(sz="5"), balance=D(300))
     assert v.accepted and v.sz == D(3)
 

@@ -372,3 +372,17 @@ def test_post_callback_runs_with_the_blocking_timeout_restored(exchange: tuple[F
     pump(c, lambda: bool(seen))
     assert seen[0] == c.send_timeout_s and seen[0] != 0.0
     c.close()
+
+
+def test_can_post_tells_when_a_post_would_be_refused(exchange: tuple[FakeExchange, str]) -> None:
+    _fx, url = exchange
+    c = make_client(url, FakeClock(), max_msgs_per_min=15)
+    assert not c.can_post()  # not connected
+    c.connect()
+    assert c.can_post()
+    for _ in range(5):  # the budget keeps a reserve of 10 for pings and subscriptions
+        c.post("info", {"type": "meta"}, lambda _r: None)
+    assert not c.can_post()
+    with pytest.raises(WsBudgetError):
+        c.post("info", {"type": "meta"}, lambda _r: None)
+    c.close()

@@ -73,6 +73,19 @@ def test_intent_that_never_became_an_order_releases_its_claim() -> None:
     assert core.on_bbo(EXIT_BBO, at(2100)) is not None
 
 
+def test_order_given_up_before_submission_releases_by_intent_id() -> None:
+    """The executor gave the flatten up (or refused it) before any OrderSubmitted linked its cloid."""
+    core = make()
+    first = core.on_bbo(EXIT_BBO, at(2000))
+    assert first is not None
+    core.on_order_rejected(OrderRejected(cloid="0xnever-seen", coin=C, reason="requeue_exhausted", benign=False,
+                                         reduce_only=True, recv_ns=0, intent_id="another-intent"))
+    assert core.is_claimed(C)
+    core.on_order_rejected(OrderRejected(cloid="0xnever-seen", coin=C, reason="requeue_exhausted", benign=False,
+                                         reduce_only=True, recv_ns=0, intent_id=first.intent_id))
+    assert not core.is_claimed(C)
+
+
 def test_claim_released_on_cancel() -> None:
     core = make()
     first = core.on_bbo(EXIT_BBO, at(2000))

@@ -1,0 +1,189 @@
+"""The executor's send loop (``_pump``/``_send``) without sockets: a scripted WebSocket that refuses posts
+(rate limit, disconnect) or drops the connection mid-loop. Review finding 1: a refused post used to be
+requeued with requeues+1 and taken straight back by the same loop until the flatten was given up
+("requeue_exhausted") and counted as a flatten failure, a hard stop latched by a rate limit."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from actors.executor import Executor
+from hip3.execution.core import ExecutionCore
+from hip3.execution.hardstop import HardStopFlattener
+from hip3.execution.journal import SentIntentJournal
+from hip3.execution.latency import LatencySamples
+from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
+from hip3.hyperliquid.ws import WsBudgetError, WsNotConnected
+from hip3.messages import AssetCtx, Msg, OrderRejected, OrderSubmitted
+from hip3.runtime.actor import Timer
+from tests.execution.helpers import GOLD, SILVER, SPECS, entry, flatten, pos, snap
+
+NOW_MS = 1_700_000_000_000
+
+
+class ScriptedWs:
+    """``post`` raises what ``script`` says (or returns an id); ``state`` can change inside a post."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.state = "connected"
+        self.script = script
+        self.posts = 0
+        self.ids = itertools.count(1)
+
+    def can_post(self) -> bool:
+        # Says yes while connected: ``post`` may still refuse (the budget ran out in between).
+        return self.state == "connected"
+
+    def post(self, request_type: str, payload: dict[str, Any], on_response: Any) -> int:
+        self.posts += 1
+        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(step, Exception):
+            raise step
+        if step == "drop":  # the frame went out, then the connection dropped
+            self.state = "disconnected"
+        return next(self.ids)
+
+    def tick(self) -> None:
+        pass
+
+
+class _Log:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
+class _Pub:
+    def __init__(self) -> None:
+        self.sent: list[Msg] = []
+
+    def publish(self, msg: Msg, state_key: str | None = None) -> None:
+        self.sent.append(msg)
+
+    def send(self, msg: Msg) -> bool:
+        self.sent.append(msg)
+        return True
+
+
+class _SpyJournal(SentIntentJournal):
+    syncs = 0
+
+    def sync(self) -> None:
+        self.syncs += 1
+        super().sync()
+
+
+def executor(tmp_path: Path, ws: ScriptedWs, **params: Any) -> Executor:
+    ex = Executor.__new__(Executor)  # no sockets: only what the send path touches
+    cl = itertools.count(1)
+    ex.params = ExecutorParams(**params)
+    journal = _SpyJournal(tmp_path, now_ms=NOW_MS, retention_ms=600_000)
+    ex.core = ExecutionCore(ex.params, RiskParams(), SoftGateParams(), SPECS, journal,
+                            make_cloid=lambda: f"0x{next(cl):032x}")
+    for c in SPECS:
+        ex.core.gates.set_mark(c, 10.0)
+    ex.specs = dict(SPECS)
+    ex.flattener = HardStopFlattener(RiskParams(), SPECS)
+    ex.snapshot = snap()
+    ex.ws = ws  # type: ignore[assignment]
+    ex.ready = True
+    ex.stats = {}
+    ex.log = _Log()  # type: ignore[assignment]
+    ex.exec = _Pub()  # type: ignore[assignment]
+    ex.inbox = _Pub()  # type: ignore[assignment]
+    ex.stages = LatencySamples()
+    ex.latencies_ns = deque()
+    ex._recv_ns = {}
+    ex._pump_paused = False
+    ex._pump_timer = Timer(60_000_000_000, lambda: None, time.monotonic_ns() + 60_000_000_000)
+    ex._sign_payload = lambda action, now_ms: {"action": action, "nonce": next(cl)}  # type: ignore[method-assign]
+    return ex
+
+
+def published(ex: Executor) -> list[Msg]:
+    return ex.exec.sent  # type: ignore[attr-defined, no-any-return]
+
+
+def test_rate_limited_flatten_is_requeued_without_spending_its_budget_and_no_hardstop(tmp_path: Path) -> None:
+    ws = ScriptedWs([WsBudgetError("2000 messages sent in the last 60 s")])
+    ex = executor(tmp_path, ws, max_requeues=2)
+    assert ex.core.submit_flatten(flatten(SILVER), now_ns=0).accepted
+    v, _ = ex.core.submit_entry(entry(GOLD), snapshot=snap(), now_ns=0, now_ms=NOW_MS)
+    assert v.accepted
+    ex._pump()
+    assert ws.posts == 1  # one refused post, then the pump stops (no storm within the loop)
+    rejected = [m for m in published(ex) if isinstance(m, OrderRejected)]
+    assert [(r.coin, r.benign) for r in rejected] == [(GOLD, True)]  # the entry dropped, released
+    assert not ex.core.gates.pending.is_pending(GOLD)
+    ex._pump()  # an intake or a response before the next tick: still paused
+    assert ws.posts == 1
+    for _ in range(10):  # ten ticks still rate-limited: far past max_requeues
+        ex._on_tick()
+    assert ws.posts == 11
+    assert SILVER in ex.core.tracker.flatten_in_flight()  # never given up
+    assert ex.core.risk.flatten_failures == 0 and ex.core.take_hardstop_request() is None
+    assert not any(isinstance(m, OrderRejected) and m.reason == "requeue_exhausted" for m in published(ex))
+    ws.script = [1]  # the budget is back
+    ex._on_tick()
+    assert any(isinstance(m, OrderSubmitted) and m.coin == SILVER for m in published(ex))
+
+
+def test_disconnect_while_pumping_stops_the_loop_and_waits_for_the_reconnect(tmp_path: Path) -> None:
+    ws = ScriptedWs([WsNotConnected("post while not connected")])
+    ex = executor(tmp_path, ws, max_requeues=0)
+    ex.core.submit_flatten(flatten(SILVER), now_ns=0)
+    for _ in range(5):
+        ex._pump()
+        ex._pump_paused = False  # (as a tick would)
+    assert ws.posts == 5 and ex.core.risk.flatten_failures == 0  # max_requeues=0: any spend gives up
+    assert SILVER in ex.core.tracker.flatten_in_flight()
+
+
+def test_state_is_rechecked_every_turn_and_the_journal_synced_once_after_the_loop(tmp_path: Path) -> None:
+    ws = ScriptedWs(["drop", 1])
+    # One order per batch: two batches, the connection drops while sending the first.
+    ex = executor(tmp_path, ws, max_batch_size=1)
+    for coin in (GOLD, SILVER):
+        v, _ = ex.core.submit_entry(entry(coin), snapshot=snap(), now_ns=0, now_ms=NOW_MS)
+        assert v.accepted
+    journal = ex.core.journal
+    assert isinstance(journal, _SpyJournal)
+    ex._pump()
+    assert ws.posts == 1  # the second batch waits for the reconnect
+    assert journal.syncs == 1
+    ws.state = "connected"
+    ex._pump()
+    assert ws.posts == 2 and journal.syncs == 2
+    assert [m.coin for m in published(ex) if isinstance(m, OrderSubmitted)] == [GOLD, SILVER]
+
+
+def test_one_sync_for_several_batches(tmp_path: Path) -> None:
+    ws = ScriptedWs([1])
+    ex = executor(tmp_path, ws, max_batch_size=1, max_total_notional_usd=1000.0)
+    for coin in (GOLD, SILVER):
+        ex.core.submit_entry(entry(coin), snapshot=snap(), now_ns=0, now_ms=NOW_MS)
+    journal = ex.core.journal
+    assert isinstance(journal, _SpyJournal)
+    ex._pump()
+    assert ws.posts == 2 and journal.syncs == 1
+    lines = (tmp_path / "sent_intents.log").read_text().splitlines()
+    assert len(lines) == 2  # both lines written (each before its frame)
+
+
+def test_hardstop_flatten_prices_with_the_gates_marks(tmp_path: Path) -> None:
+    """Review finding 10: one source of marks (the gates'), also for the hard-stop flattener."""
+    ws = ScriptedWs([1])
+    ex = executor(tmp_path, ws)
+    ex.core.gates.set_mark(GOLD, 0.0)  # unknown
+    ex.on_message(AssetCtx(coin=GOLD, oracle_px=12.0, mark_px=12.0, mid_px=12.0, funding=0.0, open_interest=0.0,
+                           recv_ns=0))
+    assert ex.core.gates.marks[GOLD] == ex.core.gates.mark(GOLD)
+    ex.snapshot = snap(pos(GOLD, "2"))
+    ex.flattener.start(1, time.monotonic_ns())
+    ex.core.set_hard_stop(True, 0)
+    ex._hardstop_step()
+    subs = [m for m in published(ex) if isinstance(m, OrderSubmitted)]
+    assert len(subs) == 1 and subs[0].coin == GOLD and subs[0].reduce_only and subs[0].kind == "hardstop"

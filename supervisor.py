@@ -5,6 +5,8 @@
     python supervisor.py stop [--config FILE]
     python supervisor.py hardstop --reason TEXT [--config FILE]
     python supervisor.py reset-hardstop [--config FILE]
+    python supervisor.py report [--since TIME] [--json] [--config FILE]
+    python supervisor.py replay FILE [--speed max|X] [--json] [--run-dir DIR] [--config FILE]
 
 The config is ``--config``, else ``$HIP3_CONFIG``, else ``configs/default.toml`` (paper mode against the
 built-in simulator). Commands reach the running supervisor over the ``ctl`` socket in the run
@@ -126,6 +128,7 @@ def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False) 
 
 def _run_foreground(cfg: Config, config_path: Path) -> int:
     from hip3.logs import setup_logging
+    from hip3.metrics import MetricsError
     from hip3.runtime.launchers import ProcessLauncher
     from hip3.runtime.paper import PaperExchange, PaperExchangeError
     from hip3.runtime.supervisor import Supervisor
@@ -148,7 +151,7 @@ def _run_foreground(cfg: Config, config_path: Path) -> int:
             exchange.start()
             key = exchange.key  # a throwaway key for the simulator's account, never a real one
         sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path, key), log, exchange=exchange)
-    except (BusError, SecretError, PaperExchangeError) as e:
+    except (BusError, SecretError, PaperExchangeError, MetricsError) as e:
         if exchange is not None:
             exchange.stop()
         raise CliError(str(e)) from None
@@ -236,7 +239,7 @@ def cmd_status(cfg: Config, as_json: bool) -> int:
 # The counters worth a glance in the table (every counter is in --json).
 _TABLE_STATS = ("seq_gaps", "bad_messages", "conn_id", "disconnects", "stale_markets", "bad_frames", "signals",
                 "intents", "intents_dropped", "flattens", "orders_sent", "added_latency_p50_us", "positions_closed",
-                "resyncs")
+                "resyncs", "journal_rows", "journal_malformed", "journal_errors", "journal_dropped")
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -256,6 +259,8 @@ def format_status(status: dict[str, Any]) -> str:
         from hip3.runtime.trading import format_trading
 
         out.extend(format_trading(status["trading"]))
+    if status.get("metrics"):
+        out.append(f"metrics   {status['metrics']['url']}")
     return "\n".join(out)
 
 
@@ -300,6 +305,36 @@ def cmd_reset(cfg: Config) -> int:
     return 0
 
 
+def cmd_report(cfg: Config, since: str | None, as_json: bool) -> int:
+    """The session report from the journal (read-only; the supervisor need not run)."""
+    import sqlite3
+
+    from hip3.journal_db import journal_path
+    from hip3.report import build_report, format_report, open_readonly, parse_since
+
+    path = journal_path(cfg.run_path)
+    try:
+        since_ms = parse_since(since, time.time_ns() // 1_000_000) if since else None
+        conn = open_readonly(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise CliError(str(e)) from None
+    try:
+        rep = build_report(conn, since_ms)
+    except sqlite3.Error as e:
+        raise CliError(f"cannot read the journal {path}: {e}") from None
+    finally:
+        conn.close()
+    print(msgspec.json.encode(rep).decode() if as_json else format_report(rep, str(path)))
+    return 0
+
+
+def cmd_replay(cfg: Config, path: str, speed: str, as_json: bool, run_dir: str | None) -> int:
+    """Replay a recording (``feed.record_path``) through the actor graph against the matching engine."""
+    from hip3.replay.driver import cli
+
+    return cli(path, cfg, speed, as_json, run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python supervisor.py", description="run and control hip3")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,9 +347,20 @@ def main(argv: list[str] | None = None) -> int:
     p_hs = sub.add_parser("hardstop", help="latch the hard stop")
     p_hs.add_argument("--reason", required=True)
     sub.add_parser("reset-hardstop", help="clear the hard-stop latch (operator only)")
+    p_report = sub.add_parser("report", help="session report from the journal (trades, PnL, latency)")
+    p_report.add_argument("--since", help="only events since TIME: an age (30m, 2h, 1d) or an ISO-8601 time")
+    p_report.add_argument("--json", action="store_true")
+    p_replay = sub.add_parser("replay", help="replay a recorded session (feed.record_path) deterministically")
+    p_replay.add_argument("file", help="the recording")
+    p_replay.add_argument("--speed", default="max", help="'max' (default) or a factor (1 = the recorded pace)")
+    p_replay.add_argument("--run-dir", help="the replay's run directory (default: <run_dir>/replays/<file>-<time>)")
+    p_replay.add_argument("--json", action="store_true")
     for p in sub.choices.values():
         p.add_argument("--config", help="config file (default: $HIP3_CONFIG or configs/default.toml)")
     args = parser.parse_args(argv)
+    # Everything a session creates (logs, journals, latch, sockets, the paper simulator's files) is readable
+    # by the user only; children (forkserver, actors, simulator) inherit the mask.
+    os.umask(0o077)
     try:
         config_path = resolve_config_path(args.config)
         cfg = load_config(args.config)
@@ -326,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stop(cfg)
         if args.command == "hardstop":
             return cmd_hardstop(cfg, args.reason)
+        if args.command == "report":
+            return cmd_report(cfg, args.since, args.json)
+        if args.command == "replay":
+            return cmd_replay(cfg, args.file, args.speed, args.json, args.run_dir)
         return cmd_reset(cfg)
     except (ConfigError, CliError, BusError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
+from hip3 import clock
 from hip3.bus import Pusher
 from hip3.config import MarketConfig
 from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, Message, PositionSnapshot
@@ -43,7 +43,7 @@ class Detector(Actor):
             cfg.oracle, cfg.gates, cfg.detector, markets, trading=self.trading,
             sz_decimals={c: s.sz_decimals for c, s in specs.items()},
             assets={c: s.asset for c, s in specs.items()},
-            id_prefix=f"d{os.getpid()}-{time.time_ns() // 1_000_000}",
+            id_prefix=f"d{os.getpid()}-{clock.time_ns() // 1_000_000}",
         )
         self.entry = EntryReadiness(trading=self.trading)
         self.signals = self.publisher("signals")
@@ -58,7 +58,7 @@ class Detector(Actor):
     # ---- hot path: one evaluation per drained batch -------------------------------------------------
 
     def _on_batch(self) -> None:
-        now_ns = time.monotonic_ns()
+        now_ns = clock.monotonic_ns()
         core = self.core
         for msg in self.md.drain():
             kind = type(msg)
@@ -71,8 +71,8 @@ class Detector(Actor):
         blocked = self.entry.blocked_reason(self.hardstop.latched)
         if blocked != self._blocked:
             self._on_readiness_change(blocked)
-        now_ns = time.monotonic_ns()
-        for d in core.evaluate(now_ns, time.time_ns() // 1_000_000, ready=not blocked):
+        now_ns = clock.monotonic_ns()
+        for d in core.evaluate(now_ns, clock.time_ns() // 1_000_000, ready=not blocked):
             if d.persist:
                 self.signals.publish(d.signal)
             if d.intent is not None:
@@ -119,7 +119,7 @@ class Detector(Actor):
     # ---- timers -------------------------------------------------------------------------------------
 
     def _on_followups(self) -> None:
-        for f in self.core.due_followups(time.monotonic_ns(), time.time_ns() // 1_000_000):
+        for f in self.core.due_followups(clock.monotonic_ns(), clock.time_ns() // 1_000_000):
             self.signals.publish(f)
         blocked = self.entry.blocked_reason(self.hardstop.latched)
         if blocked != self._blocked:  # e.g. the hard stop latched while no market data arrived

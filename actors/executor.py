@@ -16,6 +16,9 @@ A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardSto
   is fsynced once after the loop (every line was written before its frame). If the transport refuses a
   post (not connected, over its budget) the batch is requeued without spending the requeue budget (new
   orders are dropped) and the pump stops until the next tick or a reconnect: no requeue storm.
+* exchange refusals: after a whole action refused (rate limit or any whole-request error) nothing is
+  posted for 0.5 s, doubling to 10 s until an action is accepted; queued entries are dropped and entry
+  intents refused meanwhile (``_back_off``).
 * dead man's switch: ``scheduleCancel(now + schedule_cancel_after_ms)`` when READY and every
   ``schedule_cancel_rearm_ms`` while READY.
 * hard stop: latched → ``set_hard_stop`` (queued entries dropped), ``HardStopFlattener.start``, then a
@@ -29,12 +32,12 @@ Run alone for debugging: `python -m actors.executor --config configs/default.tom
 from __future__ import annotations
 
 import sys
-import time
 from collections import deque
 from typing import Any
 
 import msgspec
 
+from hip3 import clock
 from hip3.config import exchange_urls
 from hip3.execution.batch import Batch
 from hip3.execution.core import ExecutionCore
@@ -71,6 +74,10 @@ __all__ = ["Executor", "ExecutorStartError", "post_response_body"]
 _HARDSTOP_TICK_MS = 100
 _WS_TICK_MS = 100
 _LATENCY_SAMPLES = 4096
+# After a whole action refused by the exchange (rate limit or any whole-request error): no post for
+# this long, doubling per refusal in a row up to the maximum; the next accepted action resets it.
+_BACKOFF_BASE_MS = 500
+_BACKOFF_MAX_MS = 10_000
 _STAGE_SAMPLES = 1024
 
 
@@ -79,7 +86,7 @@ class ExecutorStartError(RuntimeError):
 
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return clock.time_ns() // 1_000_000
 
 
 def _status_dict(st: OrderStatus) -> object:
@@ -108,6 +115,10 @@ def post_response_body(resp: PostResponse) -> object:
 
 class Executor(Actor):
     name = "executor"
+    # Exchange backoff (see _back_off): no post before this monotonic time; refusals in a row. Class
+    # defaults, so that an instance built without setup (the pump tests) has them too.
+    _refused_until_ns = 0
+    _refusals = 0
 
     # ------------------------------------------------------------------ setup
 
@@ -225,7 +236,7 @@ class Executor(Actor):
 
     def _on_tick(self) -> None:
         self.ws.tick()
-        now_ns = time.monotonic_ns()
+        now_ns = clock.monotonic_ns()
         self._publish(self.core.expire(now_ns, _now_ms()))
         self._check_hardstop_request()
         self._pump_paused = False
@@ -237,7 +248,7 @@ class Executor(Actor):
         """Gate the intent and, if accepted, send it at once (when the scheduler allows); the verdict's
         INFO line, the counters and the events come AFTER the frame is written (issue 6: a JSON log line
         before the send cost about 65 µs of the idle path)."""
-        recv_ns = time.monotonic_ns()
+        recv_ns = clock.monotonic_ns()
         if isinstance(msg, EntryIntent):
             if not self.ready:
                 self.count("entry_intents")
@@ -245,11 +256,17 @@ class Executor(Actor):
                 self.log.info("verdict", line=f"verdict rejected reason=NotReady coin={msg.coin} "
                               f"intent={msg.intent_id} sz={msg.sz} {self.ready_detail}")
                 return
+            if recv_ns < self._refused_until_ns:
+                self.count("entry_intents")
+                self.count("entry_rejected_exchange_backoff")
+                self.log.info("verdict", line=f"verdict rejected reason=ExchangeBackoff coin={msg.coin} "
+                              f"intent={msg.intent_id} sz={msg.sz}")
+                return
             verdict, events = self.core.submit_entry(
                 msg, snapshot=self.snapshot, now_ns=recv_ns, now_ms=_now_ms(), balance_usd=None
             )
             if verdict.accepted:
-                self.stages.add("stage_gates", time.monotonic_ns() - recv_ns)
+                self.stages.add("stage_gates", clock.monotonic_ns() - recv_ns)
                 self._recv_ns[msg.intent_id] = (recv_ns, msg.created_ns)
                 self._pump()
             self.log.info("verdict", line=verdict.log_line())
@@ -306,7 +323,7 @@ class Executor(Actor):
             return  # reduce-only orders and cancels stay queued until the connection (or budget) is back
         core = self.core
         while self._can_send():  # re-checked every turn: a send can drop the connection
-            now_ns = time.monotonic_ns()
+            now_ns = clock.monotonic_ns()
             batch = core.next_batch(now_ns)
             if batch is None:
                 break
@@ -320,14 +337,14 @@ class Executor(Actor):
         core.journal.sync()  # one fsync after the frames; every line was written before its frame
         if not self._can_send():
             return
-        wake = core.next_wakeup_ns(time.monotonic_ns())
+        wake = core.next_wakeup_ns(clock.monotonic_ns())
         if wake is not None:
-            self._pump_timer.wake_by(max(wake, time.monotonic_ns() + 100_000))
+            self._pump_timer.wake_by(max(wake, clock.monotonic_ns() + 100_000))
 
     def _can_send(self) -> bool:
         # Checked before a batch is taken and signed: no nonce is spent and nothing is requeued while
         # the connection is down or the outbound budget (2000/min, 100 in flight) is used up.
-        return not self._pump_paused and self.ws.can_post()
+        return not self._pump_paused and self.ws.can_post() and clock.monotonic_ns() >= self._refused_until_ns
 
     def _sign_payload(self, action: dict[str, object], now_ms: int) -> dict[str, Any]:
         nonce = self._nonces.next(now_ms)
@@ -342,7 +359,7 @@ class Executor(Actor):
         """Wire → sign → journal (written before the frame) → frame written; everything else after.
         False if the transport refused the post (the caller stops pumping until the next tick)."""
         core = self.core
-        t0 = time.monotonic_ns()
+        t0 = clock.monotonic_ns()
         now_ms = _now_ms()
         try:
             if batch.kind == "order":
@@ -351,16 +368,16 @@ class Executor(Actor):
                 ])
             else:
                 action = cancel_action([(c.asset, c.oid) for c in batch.cancels])
-            t1 = time.monotonic_ns()
+            t1 = clock.monotonic_ns()
             payload = self._sign_payload(action, now_ms)
         except (ValueError, NonceError) as e:
             self.log.error("sign_failed", error=str(e), kind=batch.kind, n=len(batch))
             self.count("sign_failed")
-            self._publish(core.on_send_failure(batch, f"sign failed: {e}", time.monotonic_ns(), now_ms))
+            self._publish(core.on_send_failure(batch, f"sign failed: {e}", clock.monotonic_ns(), now_ms))
             return True
-        t2 = time.monotonic_ns()
+        t2 = clock.monotonic_ns()
         core.prepare_send(batch, now_ms, sync=self.params.journal_fsync_before_send)
-        t3 = time.monotonic_ns()
+        t3 = clock.monotonic_ns()
         try:
             post_id = self.ws.post("action", payload, self._on_order_response)
         except (WsNotConnected, WsBudgetError) as e:
@@ -369,9 +386,9 @@ class Executor(Actor):
             self.count("send_failed")
             self.log.warning("send_failed", error=str(e), kind=batch.kind, n=len(batch))
             self._pump_paused = True
-            self._publish(core.on_send_failure(batch, str(e), time.monotonic_ns(), now_ms, transient=True))
+            self._publish(core.on_send_failure(batch, str(e), clock.monotonic_ns(), now_ms, transient=True))
             return False
-        sent_ns = time.monotonic_ns()
+        sent_ns = clock.monotonic_ns()
         stages = self.stages
         stages.add("stage_wire", t1 - t0)
         stages.add("stage_sign", t2 - t1)
@@ -394,11 +411,33 @@ class Executor(Actor):
             # Outcome unknown: the scheduler's expiry (post_timeout_ms >= expires_after_ms) resolves it.
             self.count(f"post_{resp.type}")
             return
-        events = self.core.on_post_response(resp.id, post_response_body(resp), time.monotonic_ns(), _now_ms())
+        events = self.core.on_post_response(resp.id, post_response_body(resp), clock.monotonic_ns(), _now_ms())
+        ex = resp.exchange
+        if resp.type == "action" and ex is not None and ex.ok:
+            self._refusals = 0
+        elif resp.type in ("action", "error"):
+            # Before anything below pumps the requeued orders again.
+            self._back_off((ex.error if ex is not None else resp.error) or f"post answered {resp.type}")
         self._publish(events)
         self._check_hardstop_request()
         if self.flattener.active:
             self._hardstop_step()
+
+    def _back_off(self, error: str) -> None:
+        """The exchange refused a whole action (its rate limit, or any whole-request error): send nothing
+        for a while (0.5 s doubling to 10 s; the next accepted action resets it) and drop the queued
+        entries (they would leave late, at stale prices); reduce-only orders and cancels wait in their
+        queues. Found by the fault tests: a rate-limited or refusing exchange got about 60 posts a second,
+        each refusal answered by an immediate retry, and the flattens' requeue budget was gone in
+        milliseconds (flatten failures, hard stop)."""
+        self._refusals += 1
+        delay_ms = min(_BACKOFF_MAX_MS, _BACKOFF_BASE_MS * 2 ** min(self._refusals - 1, 16))
+        now_ns = clock.monotonic_ns()
+        self._refused_until_ns = now_ns + delay_ms * 1_000_000
+        self._publish(self.core.drop_queued_entries("dropped: exchange backoff", now_ns))
+        self.count("exchange_backoffs")
+        self.log.warning("exchange_backoff", error=error[:200], delay_ms=delay_ms, refusals=self._refusals)
+        self._pump_timer.wake_by(self._refused_until_ns)
 
     # ------------------------------------------------------------------ dead man's switch
 
@@ -431,7 +470,7 @@ class Executor(Actor):
             self._apply_latch(state)
 
     def _apply_latch(self, state: HardStopState) -> None:
-        now_ns = time.monotonic_ns()
+        now_ns = clock.monotonic_ns()
         if state.latched:
             self._publish(self.core.set_hard_stop(True, now_ns))
             self.flattener.start(state.epoch, now_ns)
@@ -446,7 +485,7 @@ class Executor(Actor):
         if not self.flattener.active:
             return
         step = self.flattener.step(snapshot=self.snapshot, marks=self.core.gates.marks,
-                                   inflight_posts=self.core.scheduler.inflight, now_ns=time.monotonic_ns())
+                                   inflight_posts=self.core.scheduler.inflight, now_ns=clock.monotonic_ns())
         if step.cancels or step.orders:
             self.core.submit_hardstop(step)
             self.count("hardstop_attempts")

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
+from hip3 import clock
 from hip3.messages import (
     AssetCtx,
     Bbo,
@@ -49,7 +49,7 @@ class ExitWatcher(Actor):
         coins = [m.coin for m in cfg.markets]
         self.core = ExitWatcherCore(
             cfg.exits, cfg.oracle, {s.coin: s.sz_decimals for s in registry.specs},
-            id_prefix=f"x{os.getpid()}-{time.time_ns() // 1_000_000}",
+            id_prefix=f"x{os.getpid()}-{clock.time_ns() // 1_000_000}",
         )
         self.core.add_markets(coins)
         self.intents = self.bus.pusher("intents")
@@ -64,9 +64,9 @@ class ExitWatcher(Actor):
     def on_message(self, msg: Message) -> None:
         kind = type(msg)
         if kind is Bbo:
-            intent = self.core.on_bbo(msg, time.monotonic_ns())  # type: ignore[arg-type]
+            intent = self.core.on_bbo(msg, clock.monotonic_ns())  # type: ignore[arg-type]
         elif kind is AssetCtx:
-            intent = self.core.on_ctx(msg, time.monotonic_ns())  # type: ignore[arg-type]
+            intent = self.core.on_ctx(msg, clock.monotonic_ns())  # type: ignore[arg-type]
         else:
             self._on_event(msg)
             return
@@ -76,7 +76,7 @@ class ExitWatcher(Actor):
     def _on_event(self, msg: Message) -> None:
         core = self.core
         if isinstance(msg, PositionSnapshot):
-            core.on_position_snapshot(msg, time.monotonic_ns(), time.time_ns() // 1_000_000)
+            core.on_position_snapshot(msg, clock.monotonic_ns(), clock.time_ns() // 1_000_000)
         elif isinstance(msg, PositionClosed):
             core.on_position_closed(msg)
         elif isinstance(msg, OrderSubmitted):
@@ -98,7 +98,7 @@ class ExitWatcher(Actor):
         # Never left the process: a terminal state of the flatten (send failure) -> release the claim.
         self.count("intent_send_failed")
         self.core.release_intent(intent.intent_id)
-        now = time.monotonic()
+        now = clock.monotonic()
         if now - self._send_fail_logged >= SEND_FAIL_LOG_S:
             self._send_fail_logged = now
             self.log.warning("flatten_not_sent", intent_id=intent.intent_id, coin=intent.coin,
@@ -108,7 +108,7 @@ class ExitWatcher(Actor):
     # ---- timers -------------------------------------------------------------------------------------
 
     def _on_tick(self) -> None:
-        for intent in self.core.on_tick(time.monotonic_ns()):
+        for intent in self.core.on_tick(clock.monotonic_ns()):
             self._send(intent)
         for text in self.core.take_alerts():
             self.alert("warning", text)

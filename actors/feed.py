@@ -15,11 +15,13 @@ Run alone for debugging: `python -m actors.feed --config configs/default.toml`.
 from __future__ import annotations
 
 import sys
-import time
+from pathlib import Path
 
+from hip3 import clock
 from hip3.config import account_address, exchange_urls
 from hip3.feed import FeedCore
 from hip3.hyperliquid.ws import ConnState, WsClient
+from hip3.replay.recording import FrameRecorder
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
@@ -39,7 +41,7 @@ class Feed(Actor):
         self.user = self.publisher("user")
         # FeedState.conn_id must differ across feed processes too: a restarted feed's first connection
         # is a new connection for every consumer (they resync), even if the old one also was its first.
-        self._conn_base = (time.time_ns() // 1_000_000) * 1000
+        self._conn_base = (clock.time_ns() // 1_000_000) * 1000
         trading = cfg.mode != "observe"
         user = account_address(cfg) if trading else ""
         self.core = FeedCore(self._markets(), user, trading=trading, stall_timeout_ms=fp.stall_timeout_ms,
@@ -57,13 +59,16 @@ class Feed(Actor):
         )
         self._fd = -1
         self._state: ConnState = "disconnected"
-        self._since_ns = time.monotonic_ns()
+        self._since_ns = clock.monotonic_ns()
         self._md_ready = self._user_ready = False
         self._bad_logged = 0
         self._errors_logged = 0
         self._last_summary = 0.0
         for sub in self.core.subscriptions():
             self.ws.subscribe(sub)
+        self._recorder: FrameRecorder | None = None
+        if fp.record_path:
+            self._start_recording(fp.record_path)
         self.log.info("subscribing", markets=len(self.core.markets), user_streams=bool(self.core.user_subs),
                       url=self.ws.url)
         self.every(TICK_MS, self._on_tick)
@@ -75,6 +80,34 @@ class Feed(Actor):
         if hasattr(self, "ws"):
             self.ws.close()
             self._sync_fd()
+        if getattr(self, "_recorder", None) is not None:
+            self._take_recorded()
+            self._recorder.close()  # type: ignore[union-attr]
+
+    def _start_recording(self, record_path: str) -> None:
+        """Record raw market frames (``hip3.replay.recording``), with l2Book for the replay's depth."""
+        path = Path(record_path)
+        if not path.is_absolute():
+            path = self.run_dir / path
+        registry = load_registry(self.cfg, self.log)
+        header = {
+            "started_wall_ns": clock.time_ns(), "started_mono_ns": clock.monotonic_ns(),
+            "markets": self.core.markets, "url": self.ws.url, "dex": registry.dex,
+            "dex_index": registry.perp_dex_index,
+            "universe": [[s.coin, s.sz_decimals, s.max_leverage, s.is_delisted]
+                         for s in sorted(registry.specs, key=lambda s: s.asset)],
+        }
+        self._recorder = FrameRecorder(path, header, clock.monotonic_ns())
+        self.ws.record = []
+        for coin in self.core.markets:
+            self.ws.subscribe({"type": "l2Book", "coin": coin})
+        self.log.info("recording", path=str(path), markets=len(self.core.markets))
+
+    def _take_recorded(self) -> None:
+        rec = self.ws.record
+        if rec:
+            self._recorder.write_frames(rec)  # type: ignore[union-attr]
+            rec.clear()
 
     def _markets(self) -> list[str]:
         """The allowlist; in observe mode with none, every listed market of the discovered dex."""
@@ -87,6 +120,8 @@ class Feed(Actor):
 
     def _on_readable(self) -> None:
         self.core.on_frames(self.ws.poll_read_market())
+        if self._recorder is not None:
+            self._take_recorded()  # after the frames were published
         if not self.ready or self.ws.fileno() != self._fd:
             self._after_io()
 
@@ -95,7 +130,7 @@ class Feed(Actor):
     def _on_ws_state(self, state: ConnState) -> None:
         """Called by the WsClient inside connect()/poll/tick: READY drops at once on a disconnect."""
         self._state = state
-        self._since_ns = time.monotonic_ns()
+        self._since_ns = clock.monotonic_ns()
         if state == "connected":
             self.core.on_connected(self._conn_base + self.ws.conn_id, self._since_ns)
             self.log.info("connected", conn_id=self.ws.conn_id)
@@ -139,7 +174,7 @@ class Feed(Actor):
     def _on_tick(self) -> None:
         self.ws.tick()
         self._after_io()
-        went, back = self.core.check_stale(time.monotonic_ns())
+        went, back = self.core.check_stale(clock.monotonic_ns())
         for coin, channel in went:
             self.log.warning("market_stale", coin=coin, channel=channel,
                              stall_timeout_ms=self.cfg.feed.stall_timeout_ms)
@@ -150,6 +185,9 @@ class Feed(Actor):
 
     def _on_periodic(self) -> None:
         self._publish_state()
+        if self._recorder is not None:
+            self._recorder.flush()
+            self.stats["recorded_frames"] = self._recorder.frames
         stats = self.core.stats()
         bad = sum(self.ws.decoder.counters.values()) - self.ws.decoder.counters.get("greeting", 0)
         stats["bad_frames"] = bad
@@ -160,7 +198,7 @@ class Feed(Actor):
         for k, v in self.ws.errors.items():
             stats[f"ws_{k}"] = v
         self.stats.update(stats)
-        now = time.monotonic()
+        now = clock.monotonic()
         errors = stats["error_frames"]
         if (bad > self._bad_logged or errors > self._errors_logged) and now - self._last_summary >= LOG_EVERY_S:
             self._last_summary = now

@@ -10,7 +10,9 @@ A thin loop over ``hip3.positions.PositionBook``:
   at start, after every user-stream reconnect (``FeedState.conn_id`` change), when the book asks for it,
   every ``positions.resync_interval_s`` and every second while the hard stop is latched (the flatten
   sequence ends on this view). The book adds/updates first and removes after, never clearing first;
-  suspect empty answers are held back by the book and retried soon.
+  suspect empty answers are held back by the book and retried soon. Every snapshot carries
+  ``feed_conn_id``, the feed connection known when the last completed sync was asked for: the detector
+  resumes entries after a reconnect on that exact match.
 * REST calls block, so they run in one worker thread; results come back through a pipe whose read end
   sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded).
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
@@ -25,12 +27,12 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections import deque
 from decimal import Decimal
 
 import msgspec
 
+from hip3 import clock
 from hip3.config import account_address, exchange_urls
 from hip3.hyperliquid.rest import ClearinghouseState, RestClient, RestError
 from hip3.hyperliquid.rest import OpenOrder as RestOpenOrder
@@ -128,6 +130,10 @@ class PositionTracker(Actor):
         self._last_sync_ns = 0
         self._failures = 0
         self._conn_id: int | None = None
+        # The feed connection the REST sync in flight follows, and the one the last completed sync
+        # followed (stamped on every snapshot: the detector resumes entries on an exact match).
+        self._sync_conn_id = 0
+        self._synced_conn_id = 0
         self._published_version = -1
         self._setup_done = True
         self.every(cfg.positions.snapshot_interval_ms, self._publish_periodic)
@@ -167,6 +173,10 @@ class PositionTracker(Actor):
             except OSError:
                 return
 
+    def busy(self) -> bool:
+        """A REST sync is in flight in the worker thread (a replay steps this actor alone until done)."""
+        return bool(getattr(self, "_sync_pending", False))
+
     def request_resync(self, why: str) -> None:
         """Ask for a REST sync as soon as none is running."""
         if not self._sync_wanted:
@@ -174,7 +184,7 @@ class PositionTracker(Actor):
         self._sync_wanted = True
 
     def _maybe_sync(self) -> None:
-        now = time.monotonic_ns()
+        now = clock.monotonic_ns()
         interval_ms = self.cfg.positions.resync_interval_s * 1000
         if self.hardstop.latched:
             interval_ms = min(interval_ms, _HARDSTOP_RESYNC_MS)
@@ -185,7 +195,8 @@ class PositionTracker(Actor):
         if self._sync_wanted and not self._sync_pending and now >= self._next_sync_ns:
             self._sync_wanted = False
             self._sync_pending = True
-            self._requests.put(time.time_ns() // 1_000_000)
+            self._sync_conn_id = self._conn_id or 0
+            self._requests.put(clock.time_ns() // 1_000_000)
 
     def _on_rest_results(self) -> None:
         try:
@@ -197,7 +208,7 @@ class PositionTracker(Actor):
 
     def _apply_sync(self, snap: RestSnapshot) -> None:
         self._sync_pending = False
-        now_ns = time.monotonic_ns()
+        now_ns = clock.monotonic_ns()
         if snap.error is not None or snap.dex_state is None or snap.open_orders is None:
             self._failures += 1
             delay_ms = min(_RETRY_MAX_MS, 250 * 2 ** min(self._failures, 6))
@@ -210,7 +221,7 @@ class PositionTracker(Actor):
                 self.set_ready(False, f"REST sync failing: {snap.error}")
             return
         self._failures = 0
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = clock.time_ns() // 1_000_000
         res = self.book.apply_rest_positions(positions_from_rest(snap.dex_state), now_ms,
                                              requested_ms=snap.requested_ms)
         if res.unknown:
@@ -228,6 +239,7 @@ class PositionTracker(Actor):
             self._next_sync_ns = now_ns + _SUSPECT_RETRY_MS * 1_000_000
         else:
             self._last_sync_ns = now_ns
+            self._synced_conn_id = self._sync_conn_id
             self.book.apply_rest_open_orders(open_orders_from_rest(snap.open_orders, self.assets))
         l1 = snap.l1_state.margin_summary if snap.l1_state is not None else None
         dex = snap.dex_state.margin_summary
@@ -243,7 +255,7 @@ class PositionTracker(Actor):
 
     def on_message(self, msg: Message) -> None:
         book = self.book
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = clock.time_ns() // 1_000_000
         if isinstance(msg, OrderFilled):
             self._emit(book.on_order_filled(msg, now_ms))
         elif isinstance(msg, UserFill):
@@ -295,7 +307,7 @@ class PositionTracker(Actor):
         if not force and self.book.version == self._published_version:
             return
         self._published_version = self.book.version
-        self.positions.publish(self.book.snapshot(), state_key="positions")
+        self.positions.publish(self.book.snapshot(self._synced_conn_id), state_key="positions")
 
     def _publish_periodic(self) -> None:
         self._publish_snapshot(force=True)

@@ -11,7 +11,11 @@ Three processes on 127.0.0.1 (no internet):
 ``frames_per_s`` = Bbo messages received by the subscriber in a steady window / the window's length
 (so a frame counts only once it was received, decoded, converted, published and delivered).
 
-Run: ``python -m bench.feed [--seconds 5] [--markets 20]``. The last line is one JSON object.
+``--record``: the same run twice, without and with ``feed.record_path`` (the raw-frame recording of
+``hip3.replay.recording``), for the recording's cost as a ratio measured in one invocation
+(``frames_per_s_recording``, ``recording_ratio``, ``recorded_bytes``).
+
+Run: ``python -m bench.feed [--seconds 5] [--markets 20] [--record]``. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -182,11 +186,16 @@ def _config_text(run_dir: Path, ws_url: str, coins: list[str]) -> str:
 
 
 def run_feed(config_text: str) -> None:
+    import actors.feed
     from actors.feed import Feed
     from hip3.config import parse_config
+    from hip3.hyperliquid.assets import AssetRegistry, AssetSpec, asset_id
     from hip3.runtime.actor import install_signal_handlers
 
     cfg = parse_config(config_text, "bench.toml")
+    if cfg.feed.record_path:  # the recording's header wants the dex's universe: this server has no REST
+        specs = [AssetSpec(m.coin, asset_id(1, i), 2, 10) for i, m in enumerate(cfg.markets)]
+        actors.feed.load_registry = lambda _cfg, _log: AssetRegistry("xyz", 1, specs)  # type: ignore[assignment]
     actor = Feed(cfg, supervised=False)
     install_signal_handlers(actor)
     actor.run()
@@ -244,7 +253,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--markets", type=int, default=20)
+    ap.add_argument("--record", action="store_true", help="also measure with feed.record_path set")
     args = ap.parse_args()
+    res = _measure(args, record=False)
+    out = {"frames_per_s": round(res["fps"]), "received": res["received"], "seconds": round(res["elapsed_s"], 3),
+           "seq_gaps": res["gaps"], "markets": args.markets, "cpus": os.cpu_count()}
+    if args.record:
+        rec = _measure(args, record=True)
+        print(f"feed recording: {rec['fps']:.0f} frames/s with feed.record_path set "
+              f"({rec['fps'] / res['fps']:.3f} of {res['fps']:.0f} without), {rec['recorded_bytes']} bytes recorded")
+        out.update(frames_per_s_recording=round(rec["fps"]), recording_ratio=round(rec["fps"] / res["fps"], 3),
+                   recorded_bytes=rec["recorded_bytes"])
+    print(json.dumps(out))
+
+
+def _measure(args: argparse.Namespace, record: bool) -> dict[str, float]:
     coins = [f"xyz:M{i}" for i in range(args.markets)]
     ctx = multiprocessing.get_context("spawn")
     run_dir = Path(tempfile.mkdtemp(prefix="h3b", dir="/tmp"))
@@ -256,6 +279,8 @@ def main() -> None:
         procs.append(server)
         port = port_r.recv()
         text = _config_text(run_dir, f"ws://127.0.0.1:{port}/ws", coins)
+        if record:
+            text += '[feed]\nrecord_path = "frames.rec"\n'
         res_r, res_w = ctx.Pipe(duplex=False)
         counter = ctx.Process(target=count, args=(text, args.warmup, args.seconds, res_w), daemon=True)
         counter.start()
@@ -269,12 +294,16 @@ def main() -> None:
         res = res_r.recv()
         if "error" in res:
             raise SystemExit(res["error"])
-        fps = res["received"] / res["elapsed_s"]
-        print(f"feed: {res['received']} bbo frames in {res['elapsed_s']:.2f} s delivered to a subscriber "
-              f"({res['gaps']} seq gaps), {args.markets} markets")
-        print(json.dumps({"frames_per_s": round(fps), "received": res["received"],
-                          "seconds": round(res["elapsed_s"], 3), "seq_gaps": res["gaps"],
-                          "markets": args.markets, "cpus": os.cpu_count()}))
+        res["fps"] = res["received"] / res["elapsed_s"]
+        print(f"feed{' (recording)' if record else ''}: {res['received']} bbo frames in {res['elapsed_s']:.2f} s "
+              f"delivered to a subscriber ({res['gaps']} seq gaps), {args.markets} markets")
+        for p in reversed(procs):  # the feed flushes its recording at stop
+            if p.is_alive() and p.pid is not None:
+                p.terminate()
+            p.join(5)
+        rec_path = run_dir / "frames.rec"
+        res["recorded_bytes"] = rec_path.stat().st_size if rec_path.exists() else 0
+        return res  # type: ignore[no-any-return]
     finally:
         for p in reversed(procs):
             if p.is_alive() and p.pid is not None:

@@ -193,7 +193,7 @@ class Receiver:
         """Decode one frame; a malformed one is counted and gives ``None``."""
         try:
             msg = self._dec.decode(frame)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:  # bad UTF-8 in a str
             self.bad += 1
             self.last_error = str(e)[:200]
             return None

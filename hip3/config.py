@@ -103,13 +103,9 @@ class FeedParams(_Section, frozen=True):
     stall_timeout_ms: PositiveMs = 60000
     reconnect_base_ms: PositiveMs = 1000
     reconnect_max_ms: PositiveMs = 60000
-    # Record raw exchange frames with their receive times (for replay), empty = off. Not built yet:
-    # a non-empty value is refused rather than silently ignored.
+    # Record raw market frames with their receive times (hip3.replay.recording) to this file, relative to
+    # the run directory unless absolute; empty = off. Replay: `python supervisor.py replay FILE`.
     record_path: str = ""
-
-    def __post_init__(self) -> None:
-        if self.record_path:
-            raise ValueError("recording raw frames is not implemented yet; leave feed.record_path empty")
 
 
 class PositionParams(_Section, frozen=True):
@@ -117,9 +113,35 @@ class PositionParams(_Section, frozen=True):
     snapshot_interval_ms: PositiveMs = 500
 
 
+class RecorderConfig(_Section, frozen=True):
+    """The recorder's trade journal (``hip3.journal_db``, ``<run_dir>/journal.sqlite``), off the hot path.
+
+    ``commit_interval_ms``: rows are committed at most this long after they arrive (0 = after every drained
+    batch); a ``kill -9`` of the recorder loses at most that window. ``synchronous``: ``normal`` survives a
+    process crash (WAL, no fsync per commit); ``full`` also survives a power loss, at an fsync per commit.
+    """
+
+    commit_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
+    synchronous: Literal["normal", "full"] = "normal"
+    # Rows kept in memory while the database cannot be written; beyond this the oldest are dropped.
+    max_pending_rows: Annotated[int, msgspec.Meta(ge=100)] = 100_000
+
+
 class LoggingConfig(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     stderr: bool = True
+
+
+class MetricsConfig(_Section, frozen=True):
+    """The supervisor's Prometheus endpoint (``hip3.metrics``): off by default, loopback by default.
+
+    Another host is an explicit choice (logged as a warning at start): the endpoint has no
+    authentication and shows positions and PnL. ``port = 0`` takes any free port (``status`` shows it).
+    """
+
+    enabled: bool = False
+    host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    port: Port = 9464
 
 
 class Config(_Section, frozen=True):
@@ -133,6 +155,7 @@ class Config(_Section, frozen=True):
     supervisor: SupervisorConfig = SupervisorConfig()
     exchange: ExchangeConfig = ExchangeConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
     feed: FeedParams = FeedParams()
     oracle: OracleTrackerParams = OracleTrackerParams()
     gates: GateParams = GateParams()
@@ -142,6 +165,7 @@ class Config(_Section, frozen=True):
     risk: RiskParams = RiskParams()
     soft_gates: SoftGateParams = SoftGateParams()
     positions: PositionParams = PositionParams()
+    recorder: RecorderConfig = RecorderConfig()
     # The simulator's own settings (hip3.sim.params.SimParams), validated by the simulator.
     sim: dict[str, object] = {}
 
@@ -153,7 +177,7 @@ class Config(_Section, frozen=True):
 # A 64-hex-digit value in a config is most likely a private key: refuse it (secrets come from the
 # environment or a keystore, never from config files).
 _KEY_LIKE = re.compile(r"(?<![0-9a-fA-F])(0x)?[0-9a-fA-F]{64}(?![0-9a-fA-F])")
-_PATH_RE = re.compile(r"`\$((?:\.[A-Za-z_]\w*|\[\d+\])*)`")
+_PATH_RE = re.compile(r"`\$((?:\.[A-Za-z_]\w*|\[\d+\]|\[\.\.\.\])*)`")  # [...]: a value of a table
 
 
 def _dotted(path: str) -> str:
@@ -180,6 +204,8 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config error in {source}: not valid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses per nesting level: `a = [[[[...` a thousand deep
+        raise ConfigError(f"config error in {source}: not valid TOML: nested too deeply") from None
     if _KEY_LIKE.search(text):
         raise ConfigError(
             f"config error in {source}: contains a 64-hex-digit value (a private key?); "
@@ -248,6 +274,8 @@ def load_config(cli_path: str | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"config error in {path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config error in {path}: not UTF-8 text (byte {e.start})") from None
     return parse_config(text, str(path))
 
 

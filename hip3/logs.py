@@ -38,8 +38,9 @@ class _JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         for k, v in fields.items():
-            if k not in obj:
-                obj[k] = v
+            # A field named like a line key (the supervisor's ``actor=slot.name``) keeps its value under
+            # ``<key>_`` instead of being dropped: the line's own ``actor`` is who logged it.
+            obj[k if k not in obj else f"{k}_"] = v
         if record.exc_info:
             obj["exc"] = self.formatException(record.exc_info)
         try:

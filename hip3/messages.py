@@ -280,7 +280,9 @@ class PositionSnapshot(Msg, frozen=True, tag="pos"):
     """The whole book: published on every change and periodically, so late joiners catch up.
 
     ``synced`` is False until the first REST sync succeeded (and again while a resync after a
-    reconnect is pending): entries wait for it.
+    reconnect is pending): entries wait for it. ``feed_conn_id`` is the feed connection
+    (``FeedState.conn_id``) the tracker knew when it asked for its last completed REST sync (0: none):
+    entries after a reconnect wait for a synced snapshot of the current connection.
     """
 
     version: int
@@ -290,6 +292,7 @@ class PositionSnapshot(Msg, frozen=True, tag="pos"):
     realized_pnl_usd: Decimal
     fees_usd: Decimal
     pending_flatten: tuple[str, ...] = ()  # coins with a reduce-only order in flight
+    feed_conn_id: int = 0
 
 
 class PositionClosed(Msg, frozen=True, tag="pclose"):

@@ -162,7 +162,8 @@ class PositionBook:
             entry_cloid=p.entry_cloid,
         )
 
-    def snapshot(self) -> PositionSnapshot:
+    def snapshot(self, feed_conn_id: int = 0) -> PositionSnapshot:
+        """The published book; ``feed_conn_id``: see ``PositionSnapshot`` (the actor knows it)."""
         return PositionSnapshot(
             version=self.version,
             synced=self.synced,
@@ -171,6 +172,7 @@ class PositionBook:
             realized_pnl_usd=self.realized_pnl_usd,
             fees_usd=self.fees_usd,
             pending_flatten=tuple(sorted(set(self._flatten_cloids.values()))),
+            feed_conn_id=feed_conn_id,
         )
 
     # ------------------------------------------------------------------ executor events

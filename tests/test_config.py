@@ -41,7 +41,6 @@ def test_shipped_configs_load(name: str) -> None:
         (MIN + "[sim.model]\njump_prbo = 0.1\n", "unknown key `sim.model.jump_prbo`"),
         # Asked-for features that are not built are refused, never silently ignored.
         (MIN + "[detector]\nexit_profile_enabled = true\n", "exit profiles are not wired"),
-        (MIN + "[feed]\nrecord_path = 'frames.jsonl'\n", "recording raw frames is not implemented"),
         (MIN + "[sim.model]\njump_prob = 7\n", "`sim.model.jump_prob`"),
         (MIN + 'key = "0x' + "ab" * 32 + '"\n', "64-hex-digit value"),
     ],

@@ -8,7 +8,8 @@ Behaviour:
 * New orders are held while the hard stop is latched or in-flight ≥ the high watermark (latent 17: the
   watermark is now below the limit, so this degraded mode is reachable).
 * In-flight = posts sent and not answered: +1 per post, −1 on its response or its timeout (5 s).
-* Timeout: new orders released; reduce-only orders and cancels requeued. Send failure / not ready /
+* Timeout (outcome unknown): new and reduce-only orders released, never re-sent (their cloids must not
+  reach the exchange twice); cancels requeued. Send failure / not ready /
   rate-limited: the same (not ready / rate-limited / not connected requeue without spending the
   requeue budget: waiting is not a failure). A whole-request error is handled like a send failure
   (latent 6) by the caller. Requeues are bounded (``max_requeues``) so a deterministic failure cannot loop forever.
@@ -81,6 +82,8 @@ class TimedOutPost(msgspec.Struct, frozen=True):
     batch: Batch
     dropped_new: tuple[QueuedOrder, ...]  # released: the caller emits OrderRejected("timeout")
     given_up: tuple[QueuedOrder | QueuedCancel, ...]  # requeue budget exhausted
+    # Reduce-only orders of the timed-out post: released, never sent again (outcome unknown, see expire).
+    released_reduce_only: tuple[QueuedOrder, ...] = ()
 
 
 class _InFlight(msgspec.Struct):
@@ -119,6 +122,12 @@ class BatchScheduler:
         self._hard_stop = latched
         if not latched:
             return []
+        dropped = list(self._new)
+        self._new.clear()
+        return dropped
+
+    def drop_new(self) -> list[QueuedOrder]:
+        """Drop and return every queued new order (the caller releases them)."""
         dropped = list(self._new)
         self._new.clear()
         return dropped
@@ -246,12 +255,22 @@ class BatchScheduler:
 
     def expire(self, now_ns: int) -> list[TimedOutPost]:
         """Posts unanswered for ``post_timeout_ms`` count as complete (in-flight −1): new orders released,
-        reduce-only orders and cancels requeued."""
+        cancels requeued (a cancel by oid is idempotent).
+
+        Reduce-only orders are released too, NOT requeued: the outcome of a timed-out post is unknown (a
+        slow answer, a cut connection: the order may well have executed), and sending it again would send
+        its cloid twice: a second execution the fill dedup by cloid then drops (found by the fault tests:
+        responses delayed past the timeout doubled every flatten). The exit watcher retries from the
+        tracker's view with a new intent; the hard-stop flattener re-steps on its own."""
         out: list[TimedOutPost] = []
         for pid in [p for p, f in self._inflight.items() if now_ns - f.sent_ns >= self._timeout_ns]:
             f = self._inflight.pop(pid)
-            dropped, given_up = self.on_send_failure(f.batch)
+            reduce_only = tuple(o for o in f.batch.orders if o.reduce_only)
+            rest = Batch(kind=f.batch.kind, orders=tuple(o for o in f.batch.orders if not o.reduce_only),
+                         cancels=f.batch.cancels)
+            dropped, given_up = self.on_send_failure(rest)
             out.append(
-                TimedOutPost(post_id=pid, batch=f.batch, dropped_new=tuple(dropped), given_up=tuple(given_up))
+                TimedOutPost(post_id=pid, batch=f.batch, dropped_new=tuple(dropped), given_up=tuple(given_up),
+                             released_reduce_only=reduce_only)
             )
         return out

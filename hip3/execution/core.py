@@ -44,6 +44,7 @@ from hip3.execution.orders import OrderTracker
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.execution.risk import RiskMonitor
 from hip3.execution.soft_gates import SoftGates
+from hip3.hyperliquid.errors import is_rate_limit_error
 from hip3.hyperliquid.wire import new_cloid
 from hip3.messages import (
     EntryIntent,
@@ -84,10 +85,12 @@ class ExecutionCore:
         self._hardstop_request: str | None = None
         self._recent: OrderedDict[str, QueuedOrder] = OrderedDict()  # terminal orders, for risk feeding
         self.dropped_unmatched = 0
+        self._snapshot: PositionSnapshot | None = None
 
     def on_snapshot(self, snapshot: PositionSnapshot) -> None:
         """Every position snapshot the executor receives (clears "filled, awaiting snapshot" blocks)."""
         self.gates.filled.observe(snapshot)
+        self._snapshot = snapshot
 
     # ------------------------------------------------------------------ intake
 
@@ -182,6 +185,11 @@ class ExecutionCore:
             if self.scheduler.enqueue_reduce_only(o).reason == "Queued":
                 self.tracker.add(o)
 
+    def drop_queued_entries(self, why: str, now_ns: int) -> list[Msg]:
+        """Drop every queued new order (released, reported benign), e.g. when the actor stops sending for
+        a while: an entry queued now would leave late, at a stale price."""
+        return list(self.tracker.fail(self.scheduler.drop_new(), why, now_ns, benign=True))
+
     def set_hard_stop(self, latched: bool, now_ns: int) -> list[Msg]:
         """Apply the latch: queued new orders are dropped (released) and reported. Unlatching (the
         operator's reset) re-arms every hard-stop trigger (``RiskMonitor.reset``)."""
@@ -248,6 +256,10 @@ class ExecutionCore:
         events, whole_error = self.tracker.apply_post_response(batch, response, recv_ns)
         if whole_error is not None:
             log.warning("whole-request error for post %s: %s", post_id, whole_error)
+            if is_rate_limit_error(whole_error):
+                # The account's request budget, not the orders: nothing executed, no rejection or flatten
+                # failure is counted and reduce-only orders keep their requeue budget (the actor backs off).
+                return self._cleanup(batch, f"exchange: {whole_error}", recv_ns, now_ms, benign=True, spend=False)
             return self._cleanup(batch, f"exchange: {whole_error}", recv_ns, now_ms, benign=False)
         self._note_entry_fills(events)
         self._feed_risk(events, now_ms)
@@ -259,18 +271,22 @@ class ExecutionCore:
         return events
 
     def expire(self, now_ns: int, now_ms: int) -> list[Msg]:
-        """Post timeouts: new orders released (``OrderRejected`` "timeout"), the rest requeued."""
+        """Post timeouts: new orders released (``OrderRejected`` "timeout"); reduce-only orders released as
+        outcome unknown (benign ``OrderRejected``, so the exit's claim is freed; never re-sent with the same
+        cloid, see ``BatchScheduler.expire``), each counted once as a flatten failure if the latest snapshot
+        still holds its position; cancels requeued."""
         events: list[Msg] = []
         for t in self.scheduler.expire(now_ns):
             events.extend(self.tracker.fail(t.dropped_new, "timeout", now_ns, benign=False))
-            given_up = {g.cloid for g in t.given_up if isinstance(g, QueuedOrder)}
-            for o in t.batch.orders:
-                # One flatten failure per timed-out flatten: a requeued one counts here, a given-up one
-                # counts through its "requeue_exhausted" rejection below (not both).
-                if o.reduce_only and o.cloid not in given_up:
-                    reason = self.risk.on_flatten_failed("timeout")
-                    if reason is not None:
-                        self._hardstop_request = self._hardstop_request or reason
+            for o in t.released_reduce_only:
+                # A flatten whose position is gone did its job, however late its answer (a slow exchange
+                # must not latch the stop through closed positions); an open or unknown one failed.
+                if not self._position_open(o.coin):
+                    continue
+                reason = self.risk.on_flatten_failed("timeout")
+                if reason is not None:
+                    self._hardstop_request = self._hardstop_request or reason
+            events.extend(self.tracker.fail(t.released_reduce_only, "timeout: outcome unknown", now_ns, benign=True))
             for item in t.given_up:
                 if isinstance(item, QueuedOrder):
                     events.extend(self.tracker.fail([item], "requeue_exhausted", now_ns, benign=False))
@@ -290,6 +306,11 @@ class ExecutionCore:
         return reason
 
     # ------------------------------------------------------------------ internals
+
+    def _position_open(self, coin: str) -> bool:
+        """Does the latest snapshot hold a position in ``coin``? (No snapshot yet: assume it does.)"""
+        snap = self._snapshot
+        return snap is None or any(p.coin == coin for p in snap.positions)
 
     def _on_terminal(self, order: QueuedOrder, filled_sz: Decimal) -> None:
         if not order.reduce_only:

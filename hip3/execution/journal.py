@@ -51,7 +51,7 @@ class SentIntentJournal:
                     kept.append(line)
         self._rewrite(kept)
         # A raw O_APPEND descriptor: one write(2) per batch, no text-layer buffering to flush.
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._dirty = False
 
     def _rewrite(self, lines: list[str]) -> None:

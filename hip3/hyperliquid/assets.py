@@ -50,7 +50,7 @@ def _parsed(data: Any) -> Any:
     if isinstance(data, (bytes, bytearray, memoryview, str)):
         try:
             return json.loads(bytes(data) if not isinstance(data, str) else data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise AssetError(f"not JSON: {exc}") from None
     return data
 

@@ -250,7 +250,8 @@ class OrderUpdatesFrame(msgspec.Struct, frozen=True):
 class PostResponse(msgspec.Struct, frozen=True):
     """Answer to a WS post. ``type``: "action" (``exchange`` set), "info" (``info`` = the REST body, any
     JSON), "error" (``error`` = the string payload mirroring the HTTP error), or, set by the client,
-    "timeout" / "disconnected" / "unknown" (an action answer it could not parse): outcome unknown."""
+    "timeout" / "disconnected" / "unknown" (an action answer it could not parse, or an answer type the
+    protocol does not have; counted as ``bad:post``): outcome unknown."""
 
     id: int
     type: str
@@ -362,7 +363,7 @@ class FrameDecoder:
             elif isinstance(frame, _OrderUpdatesRaw):
                 return self._order_updates(frame.data, raw)
             elif isinstance(frame, _PostRaw):
-                return PostFrame(self._post(frame.data))
+                return PostFrame(self._post(frame.data, raw))
             return frame
         except Exception as exc:  # malformed input must never escape (msgspec, Unicode, Value, Recursion)
             self._classify_failure(raw, exc)
@@ -394,18 +395,24 @@ class FrameDecoder:
                 self._reject("bad_element:orderUpdates", raw, exc)
         return OrderUpdatesFrame(orders, bad)
 
-    @staticmethod
-    def _post(data: _PostData) -> PostResponse:
+    def _post(self, data: _PostData, raw: bytes | str) -> PostResponse:
         body = data.response
         if body.type == "action":
             try:
                 return PostResponse(data.id, "action", exchange=parse_exchange_response(bytes(body.payload)))
             except ValueError as exc:
-                # The action may well have run: its outcome is unknown (reconcile), not a rejection.
+                # The action may well have run: its outcome is unknown (reconcile), not a rejection. The
+                # frame is bad input all the same: counted and logged like a refused one.
+                self._reject("bad:post", raw, exc)
                 return PostResponse(data.id, "unknown", error=f"unparseable action payload: {exc}")
         if body.type == "info":
             info = _INFO.decode(body.payload)
             return PostResponse(data.id, "info", info=info.data)
+        if body.type != "error":
+            # Not an answer type the protocol has (action/info/error): the outcome is unknown, never a
+            # rejection (an action behind it may have run).
+            self._reject("bad:post", raw, f"unknown post response type {body.type[:40]!r}")
+            return PostResponse(data.id, "unknown", error=f"unknown post response type {body.type[:40]!r}")
         payload = msgspec.json.decode(body.payload)
         return PostResponse(data.id, body.type, error=payload if isinstance(payload, str) else repr(payload))
 

@@ -96,8 +96,8 @@ def _status(entry: Any) -> OrderStatus:
             return OrderStatus("resting", _int(resting["oid"]), cloid=cloid)
     try:
         text = msgspec.json.encode(entry).decode()
-    except (TypeError, msgspec.EncodeError):
-        text = repr(entry)
+    except (TypeError, msgspec.EncodeError, RecursionError):
+        text = repr(entry)[:500]
     return OrderStatus("unknown", text=text[:500])
 
 
@@ -107,7 +107,7 @@ def parse_exchange_response(body: Any) -> ExchangeResponse:
     if isinstance(body, (bytes, bytearray, memoryview, str)):
         try:
             body = msgspec.json.decode(body)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: absurd nesting
             raise ValueError(f"exchange response is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValueError(f"exchange response is not an object: {str(body)[:200]!r}")

@@ -10,6 +10,8 @@ Guards against:
   nonce makes a resend of the same payload a duplicate, but a timeout leaves the outcome unknown).
   ``/info`` reads are retried on network errors, 5xx and 429, with bounded backoff.
 * clear failures: ``RestError`` carries the HTTP status and the body text (429 → ``RateLimited``).
+* non-finite numbers (``"NaN"``, ``"Infinity"``) in positions, orders and margins are a malformed answer
+  (``RestError``), never a value: a NaN size crashed the position book's comparisons (issue 8 fuzz).
 """
 
 from __future__ import annotations
@@ -51,11 +53,20 @@ class RateLimited(RestError):
     """HTTP 429: the IP weight budget (1200/min) is exhausted."""
 
 
+def _finite(*values: Decimal | None) -> None:
+    for v in values:
+        if v is not None and not v.is_finite():
+            raise ValueError(f"non-finite number {v}")
+
+
 class MarginSummary(msgspec.Struct, frozen=True, rename="camel"):
     account_value: Decimal = Decimal(0)
     total_margin_used: Decimal = Decimal(0)
     total_ntl_pos: Decimal = Decimal(0)
     total_raw_usd: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        _finite(self.account_value, self.total_margin_used, self.total_ntl_pos, self.total_raw_usd)
 
 
 class Position(msgspec.Struct, frozen=True, rename="camel"):
@@ -71,6 +82,10 @@ class Position(msgspec.Struct, frozen=True, rename="camel"):
     max_leverage: int | None = None
     cum_funding: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        _finite(self.szi, self.entry_px, self.liquidation_px, self.margin_used, self.position_value,
+                self.unrealized_pnl, self.return_on_equity)
+
 
 class AssetPosition(msgspec.Struct, frozen=True):
     position: Position
@@ -84,6 +99,9 @@ class ClearinghouseState(msgspec.Struct, frozen=True, rename="camel"):
     cross_maintenance_margin_used: Decimal | None = None
     withdrawable: Decimal | None = None  # top-level (B20)
     time: int | None = None
+
+    def __post_init__(self) -> None:
+        _finite(self.cross_maintenance_margin_used, self.withdrawable)
 
 
 class OpenOrder(msgspec.Struct, frozen=True, rename="camel"):
@@ -102,6 +120,9 @@ class OpenOrder(msgspec.Struct, frozen=True, rename="camel"):
     reduce_only: bool | None = None
     is_trigger: bool | None = None
     trigger_px: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        _finite(self.limit_px, self.sz, self.orig_sz, self.trigger_px)
 
 
 _ENC = msgspec.json.Encoder()
@@ -171,7 +192,7 @@ class RestClient:
         raw = self.info_raw(body)
         try:
             return msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, absurd nesting
             raise RestError(
                 f"/info {body.get('type')} returned non-JSON: {exc}", 200, raw[:300].decode("utf-8", "replace")
             ) from None
@@ -180,7 +201,7 @@ class RestClient:
         raw = self.info_raw(body)
         try:
             return decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
             raise RestError(
                 f"/info {body.get('type')} has an unexpected shape: {exc}", 200, raw[:300].decode("utf-8", "replace")
             ) from None

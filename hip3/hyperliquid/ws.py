@@ -44,12 +44,14 @@ from typing import Any, Literal
 import msgspec
 import websocket
 
+from hip3 import clock as _hip3_clock
 from hip3.messages import AssetCtx, Bbo
 
 from .frames import (
     ErrorFrame,
     Frame,
     FrameDecoder,
+    L2BookFrame,
     PongFrame,
     PostFrame,
     PostResponse,
@@ -212,7 +214,7 @@ class WsClient:
         self,
         url: str,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         decoder: FrameDecoder | None = None,
         ping_after_idle_s: float = 20.0,
         pong_timeout_s: float = 10.0,
@@ -230,7 +232,12 @@ class WsClient:
         max_read_bytes: int = 1 << 20,
     ) -> None:
         self.url = url
-        self._clock = clock
+        # The process clock as it is now (``hip3.clock``: real, or a replay's virtual clock), bound once.
+        self._clock = clock if clock is not None else _hip3_clock.monotonic
+        self._monotonic_ns = _hip3_clock.monotonic_ns
+        # Raw market frames, (recv_ns, payload), collected for a recorder when set to a list (the feed
+        # takes and writes them after the frames were published); None = not recording.
+        self.record: list[tuple[int, bytes]] | None = None
         self.decoder = decoder or FrameDecoder()
         self.ping_after_idle_s = ping_after_idle_s
         self.pong_timeout_s = pong_timeout_s
@@ -382,6 +389,8 @@ class WsClient:
         decode_market = decoder.decode_market
         decode = decoder.decode
         handle = self._handle_control
+        monotonic_ns = self._monotonic_ns
+        record = self.record
         out: list[tuple[Frame | Bbo | AssetCtx, int]] = []
         append = out.append
         got = 0
@@ -410,7 +419,7 @@ class WsClient:
                     self._drop("recv failed: connection closed by peer")
                     break
                 got += len(chunk)
-                recv_ns = time.monotonic_ns()
+                recv_ns = monotonic_ns()
                 self._last_recv = self._clock()
                 self._ping_sent_at = None  # the server is alive
                 try:
@@ -425,7 +434,12 @@ class WsClient:
                             kind = type(frame)
                             if kind is Bbo or kind is AssetCtx:
                                 append((frame, recv_ns))  # type: ignore[arg-type]
+                                if record is not None:
+                                    record.append((recv_ns, data))
                                 continue
+                            if record is not None and kind is L2BookFrame:
+                                record.append((recv_ns, data))
+                                continue  # recorded for a replay's book depth; the feed has no use for it
                         else:
                             frame = decode(data)
                         if frame is None or handle(frame):  # type: ignore[arg-type]

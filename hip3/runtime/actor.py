@@ -12,7 +12,9 @@ debugging) or one thread of an inproc integration test; the code is the same. Wh
 * heartbeats (with READY, the hard-stop epoch it holds and its counters) to the supervisor's inbox, and
   an immediate ``Ready`` message whenever READY changes;
 * a clean stop on SIGTERM/SIGINT, on a ``Shutdown`` control message, or when its parent dies (so no
-  process is ever left behind when the supervisor is killed).
+  process is ever left behind when the supervisor is killed);
+* time from ``hip3.clock`` (the real clock; a replay's virtual one), and ``start``/``step``/``close``
+  for a driver that steps a whole graph in one thread (``hip3.replay``); ``run`` is unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import ClassVar
 
 import zmq
 
+from hip3 import clock
 from hip3.bus import Bus, Publisher, Receiver
 from hip3.config import Config
 from hip3.hardstop import Latch
@@ -85,6 +88,7 @@ class Actor:
         self.hardstop: HardStopState = Latch.load(self.run_dir).to_message()
         self.stats: dict[str, int] = {}
         self._acked_epoch = -1
+        self._bad_logged = 0  # malformed bus messages already reported in the log
         self._poller = zmq.Poller()
         self._handlers: dict[object, Callable[[], None]] = {}
         self._timers: list[Timer] = []
@@ -156,7 +160,7 @@ class Actor:
 
     def every(self, interval_ms: float, fn: Callable[[], None], first_in_ms: float | None = None) -> Timer:
         """Call ``fn`` every ``interval_ms`` (first after ``first_in_ms``, default one interval)."""
-        now = time.monotonic_ns()
+        now = clock.monotonic_ns()
         interval_ns = int(interval_ms * 1e6)
         first = interval_ns if first_in_ms is None else int(first_in_ms * 1e6)
         timer = Timer(interval_ns, fn, now + first)
@@ -227,6 +231,10 @@ class Actor:
             stats["seq_gaps"] = gaps
         if bad:
             stats["bad_messages"] = bad
+            if bad > self._bad_logged:  # every malformed bus message is logged: one line per heartbeat at most
+                last = next((r.last_error for r in (*self._receivers, self.control) if r.last_error), "")
+                self.log.warning("bad_messages", new=bad - self._bad_logged, total=bad, last_error=last)
+                self._bad_logged = bad
         self.inbox.send(Heartbeat(actor=self.name, pid=self.pid, ready=self.ready,
                                   hardstop_epoch=self.hardstop.epoch, stats=stats))
         if self.supervised and self._parent_gone():
@@ -250,22 +258,67 @@ class Actor:
 
     def run(self) -> int:
         """Run until stopped. Returns the process exit code (0 = clean stop)."""
+        self._begin()
+        try:
+            self._setup_all()
+            self._loop()
+        finally:
+            self.close()
+        return 0
+
+    # ---- stepping (hip3.replay drives every actor of a graph in one thread, in lock-step) ----------
+
+    def start(self) -> None:
+        """``run()`` without the loop: begin, ``setup()``, heartbeat timer. Then ``step()`` it, ``close()``."""
+        self._begin()
+        try:
+            self._setup_all()
+        except BaseException:
+            self.close()
+            raise
+
+    def step(self, timeout_ms: int = 0) -> bool:
+        """One turn of the loop: due timers, then ready sockets. True if anything ran."""
+        now = clock.monotonic_ns()
+        did = False
+        for t in self._timers:
+            if t.due_ns <= now:
+                t.fn()
+                t.due_ns = max(t.due_ns + t.interval_ns, now + 1)
+                did = True
+        handlers = self._handlers
+        for target, _ in self._poller.poll(timeout_ms):
+            handlers[target]()
+            did = True
+        return did
+
+    def next_due_ns(self) -> int:
+        """The earliest due time of this actor's timers (monotonic ns)."""
+        return min((t.due_ns for t in self._timers), default=clock.monotonic_ns() + 100_000_000)
+
+    def busy(self) -> bool:
+        """Work in flight outside the loop (a worker thread's request). A stepping driver steps a busy
+        actor alone until it is not (the position tracker's REST sync)."""
+        return False
+
+    def close(self) -> None:
+        """Tear down (``teardown()``, READY false, sockets closed). Called once, after ``start``/``run``."""
+        try:
+            self.teardown()
+        finally:
+            self.set_ready(False, "stopped")
+            self.log.info("stopped")
+            self.bus.close()
+
+    def _begin(self) -> None:
         self.log.info("starting", pid=self.pid, hardstop_epoch=self.hardstop.epoch, latched=self.hardstop.latched)
         self.add_reader(self.control.sock, self._drain_control)
         if self.supervised:
             self._await_control_state(self.cfg.supervisor.ready_timeout_ms)
-        try:
-            self.setup()
-            self.every(self.cfg.supervisor.heartbeat_interval_ms, self._heartbeat, first_in_ms=0)
-            self._loop()
-        finally:
-            try:
-                self.teardown()
-            finally:
-                self.set_ready(False, "stopped")
-                self.log.info("stopped")
-                self.bus.close()
-        return 0
+
+    def _setup_all(self) -> None:
+        self.setup()
+        self.every(self.cfg.supervisor.heartbeat_interval_ms, self._heartbeat, first_in_ms=0)
 
     def _drain_control(self) -> None:
         for msg in self.control.drain():
@@ -277,7 +330,7 @@ class Actor:
         timers = self._timers
         stop = self.stop_event
         while not stop.is_set():
-            now = time.monotonic_ns()
+            now = clock.monotonic_ns()
             next_due = now + 100_000_000  # wake at least every 100 ms to notice a stop
             for t in timers:
                 if t.due_ns <= now:
@@ -285,7 +338,7 @@ class Actor:
                     t.due_ns = max(t.due_ns + t.interval_ns, now + 1)
                 if t.due_ns < next_due:
                     next_due = t.due_ns
-            timeout_ms = max(0, (next_due - time.monotonic_ns()) // 1_000_000)
+            timeout_ms = max(0, (next_due - clock.monotonic_ns()) // 1_000_000)
             for target, _ in poll(timeout_ms):
                 handlers[target]()
 

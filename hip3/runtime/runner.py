@@ -26,6 +26,7 @@ ACTORS: dict[str, str] = {
     "executor": "actors.executor:Executor",
     "detector": "actors.detector:Detector",
     "exit_watcher": "actors.exit_watcher:ExitWatcher",
+    "recorder": "actors.recorder:Recorder",  # off the hot path: the journal; nothing depends on it
 }
 
 _PR_SET_PDEATHSIG = 1
@@ -79,6 +80,7 @@ def standalone_main(name: str, argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file (default: $HIP3_CONFIG or configs/default.toml)")
     parser.add_argument("--run-dir", help="run directory (default: the config's run_dir)")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # files and sockets it creates are the user's only (as under supervisor.py)
     if args.run_dir:
         os.environ["HIP3_RUN_DIR"] = str(Path(args.run_dir).resolve())
     try:

@@ -35,6 +35,7 @@ from hip3.messages import (
     Ready,
     Shutdown,
 )
+from hip3.metrics import SupervisorMetrics
 from hip3.runtime.launchers import Handle, Launcher
 from hip3.runtime.paper import PaperExchange
 from hip3.runtime.restart import RestartPolicy
@@ -42,10 +43,16 @@ from hip3.runtime.runner import ACTORS
 from hip3.runtime.trading import TradingStats
 
 DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
-    "observe": ("feed", "detector"),
-    "paper": ("feed", "position_tracker", "executor", "detector", "exit_watcher"),
-    "live": ("feed", "position_tracker", "executor", "detector", "exit_watcher"),
+    "observe": ("feed", "detector", "recorder"),
+    "paper": ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder"),
+    "live": ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder"),
 }
+
+# The hard stop's flatten runs in the executor, from the position tracker's synced view and the feed's
+# marks. Past the restart limit these are not given up (that would latch the stop and leave the
+# positions open at the exchange for good): the stop latches and they keep being restarted, every
+# ``restart_backoff_max_ms``. The others stop being restarted (Erlang/OTP's intensity limit).
+FLATTEN_ACTORS = frozenset({"feed", "position_tracker", "executor"})
 
 
 @dataclass
@@ -91,6 +98,8 @@ class Supervisor:
                                      sc.max_restarts, sc.restart_period_s, rng))
             for n in names
         }
+        # Prometheus endpoint (off by default): a daemon thread reading snapshots this loop publishes.
+        self.metrics = SupervisorMetrics.serve(cfg.metrics, log) if cfg.metrics.enabled else None
         self.latch = Latch(self.run_dir)
         self.bus = Bus(cfg, "supervisor", context=context, run_dir=self.run_dir)
         self.control = self.bus.publisher("control")
@@ -167,13 +176,16 @@ class Supervisor:
             return
         delay = slot.policy.on_failure(time.monotonic())
         if delay is None:
-            slot.state = "failed"
             reason = (f"restart limit: {slot.name} failed more than {self.cfg.supervisor.max_restarts} times "
                       f"in {self.cfg.supervisor.restart_period_s:g}s ({why})")
             self.log.critical("actor_restart_limit", actor=slot.name, why=why, exitcode=code)
             self._alert("critical", slot.name, reason)
             self.hardstop(reason, "supervisor")
-            return
+            if slot.name not in FLATTEN_ACTORS:
+                slot.state = "failed"
+                return
+            # The latched stop must still flatten: keep restarting this one, at the slowest cadence.
+            delay = self.cfg.supervisor.restart_backoff_max_ms / 1000
         slot.state = "backoff"
         slot.restart_at_ns = time.monotonic_ns() + int(delay * 1e9)
         self.log.error("actor_failed", actor=slot.name, why=why, exitcode=code, restart_in_ms=round(delay * 1000))
@@ -215,6 +227,8 @@ class Supervisor:
             if slot is not None and slot.state in ("starting", "running") and msg.pid == slot.pid:
                 slot.last_hb_ns = time.monotonic_ns()
                 slot.stats = msg.stats
+                if self.metrics is not None:
+                    self.metrics.on_heartbeat(slot.name, msg.pid, msg.stats)
                 self._set_ready(slot, msg.ready, slot.ready_detail)
         elif isinstance(msg, Ready):
             if slot is not None and msg.pid == slot.pid and slot.state in ("starting", "running"):
@@ -288,6 +302,7 @@ class Supervisor:
                 "kind": "simulator", "url": self.exchange.url, "account": self.exchange.key.address,
                 "order_log": str(self.exchange.order_log), "restarts": self.exchange.restarts,
                 "pid": self.exchange.proc.pid if self.exchange.proc is not None else None},
+            "metrics": None if self.metrics is None else {"url": self.metrics.url},
         }
 
     def handle_command(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -320,8 +335,8 @@ class Supervisor:
                 if not isinstance(req, dict):
                     raise ValueError("request must be a JSON object")
                 reply = self.handle_command(req)
-            except (msgspec.DecodeError, ValueError) as e:
-                reply = {"ok": False, "error": f"bad request: {e}"}
+            except (msgspec.DecodeError, ValueError, RecursionError) as e:  # Recursion: absurd nesting
+                reply = {"ok": False, "error": f"bad request: {str(e)[:200]}"}
             self.ctl.send_multipart([ident, b"", msgspec.json.encode(reply)])
 
     # ---------------------------------------------------------------------------------------------
@@ -344,11 +359,15 @@ class Supervisor:
             elif target is self.trading_sub.sock:
                 for msg in self.trading_sub.drain():
                     self.trading.on_message(msg)
+                    if self.metrics is not None:
+                        self.metrics.on_message(msg)
             # A sentinel fired: the exit is picked up by _check_actors below.
         now = time.monotonic_ns()
         if self.exchange is not None and not self.stopping:
             self.exchange.check()
         self._check_actors(now)
+        if self.metrics is not None:
+            self.metrics.refresh(self, now)
         if (now - self._last_rebroadcast) / 1e6 >= self.cfg.supervisor.hardstop_rebroadcast_ms:
             self._broadcast_latch()
 
@@ -377,4 +396,6 @@ class Supervisor:
             self.exchange.stop()
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         self.bus.close()

@@ -46,7 +46,11 @@ class TradingStats:
             self.closes.append(msg)
             del self.closes[:-_KEEP]
             self.exit_reasons[msg.exit_reason] += 1
-        elif isinstance(msg, PositionSnapshot) and (self.snapshot is None or msg.version >= self.snapshot.version):
+        elif isinstance(msg, PositionSnapshot) and (self.snapshot is None or msg.version >= self.snapshot.version
+                                                     or msg.seq < self.snapshot.seq):
+            # Versions (and sequence numbers) count per tracker process: a restarted tracker numbers again
+            # from 1. Without the seq test the status showed the dead tracker's last book until the new
+            # one's version caught up (found by the soak: positions frozen for a minute and more).
             self.snapshot = msg
 
     def _t2t(self, kind: str) -> dict[str, Any]:

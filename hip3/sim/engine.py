@@ -24,7 +24,7 @@ from hip3.sim.accounts import Account
 from hip3.sim.auth import Authority, NonceStore, recover_approve_agent, user_not_exist_error
 from hip3.sim.book import MAKER, Book, Order, fmt_units
 from hip3.sim.model import MarketModel, Model
-from hip3.sim.orderlog import OrderLog
+from hip3.sim.orderlog import OrderLog, reduce_only_flags
 from hip3.sim.params import MarketSpec, SimParams
 
 PERP_DEX_INDEX = 1  # the builder dex is perpDexs[1]
@@ -271,6 +271,7 @@ class Engine:
                 "cloids": cloids,
                 "statuses": statuses,
                 "status": resp["status"],
+                "reduce_only": reduce_only_flags(action) if atype == "order" else [],
             }
         )
         return resp

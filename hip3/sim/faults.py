@@ -2,6 +2,7 @@
 
 * ``stalled_channels``: channel names (``"bbo"``) or channel:coin/user keys (``"bbo:xyz:TSLA"``) that
   stop being sent while the socket stays open (a silent stall; the feed must detect staleness).
+  ``"pong"`` stops the answers to pings too (a server that is silent altogether: ping/pong timeouts).
 * ``post_delay_ms``: delay every WS post response and HTTP /exchange response.
 * ``reject_posts``: every action answers ``{"status":"err","response": reject_text}`` (whole request).
 * ``rate_limit_actions``: actions answer the exchange's "Too many cumulative requests sent ..." error.

@@ -25,6 +25,7 @@ from hip3.hyperliquid.errors import ERR_WS_ALREADY_SUBSCRIBED, ERR_WS_BAD_REQUES
 from hip3.sim import info as info_mod
 from hip3.sim.engine import BadRequest, Engine, Market, err
 from hip3.sim.faults import Faults
+from hip3.sim.orderlog import fault_record
 from hip3.sim.params import SimParams
 from hip3.sim.transport import Conn, text_frame
 
@@ -123,8 +124,10 @@ class SimCore:
     def exchange(self, req: Any) -> dict[str, Any]:
         """An action with the action-level faults applied first (they reach no state)."""
         if self.faults.rate_limit_actions:
+            self.engine.order_log.write(fault_record(req, "rate_limit_actions", self.clock()))
             return err(rate_limit_error(10_001, 10_000, "0.0"))
         if self.faults.reject_posts:
+            self.engine.order_log.write(fault_record(req, "reject_posts", self.clock()))
             return err(self.faults.reject_text)
         return self.engine.exchange(req, self.clock())
 
@@ -136,7 +139,8 @@ class SimCore:
             msg = None
         method = msg.get("method") if isinstance(msg, dict) else None
         if method == "ping":
-            c.send_json(b'{"channel":"pong"}')
+            if not self.faults.is_stalled("pong", "pong"):  # a stalled "pong": a silent, half-dead server
+                c.send_json(b'{"channel":"pong"}')
         elif method in ("subscribe", "unsubscribe") and isinstance(msg, dict):
             self._subscription(c, method, msg.get("subscription"))
         elif method == "post" and isinstance(msg, dict):

@@ -3,10 +3,16 @@
 Entries are allowed only when ALL hold: a trading mode; the hard stop not latched; the feed connected
 with market data ready and the user streams acked; a position snapshot that is ``synced``; and, after
 any disconnect or feed connection change (``FeedState.conn_id``), the position tracker has resynced:
-it published ``synced=False`` and then ``synced=True`` again (§14 recovery: block → reconnect →
+a synced snapshot whose ``feed_conn_id`` is the current connection (§14 recovery: block → reconnect →
 resubscribe → READY → refresh positions → resume). Until then the reason is reported, so a blocked
 bot says why. The first feed connection needs no such cycle (the tracker's start-up sync is the
 ``synced`` flag itself).
+
+The match is exact, whatever order the two streams arrive in and however often the tracker restarts.
+It replaced "``synced=False`` then ``synced=True``", which blocked entries for good when the tracker's
+resync overtook the feed's new connection on the bus, or when a restarted tracker synced before it first
+published (found by the fault tests: the detector waited for a resync that had already happened). A
+snapshot without ``feed_conn_id`` (0: an older tracker) still uses that order.
 """
 
 from __future__ import annotations
@@ -39,17 +45,28 @@ class EntryReadiness:
             if not self.resync_pending:
                 self.resync_pending = True
                 self._saw_unsynced = False
+            self._check_resynced()  # the tracker may already have resynced after this connection
             return True
+        self._check_resynced()
         return prev is None
 
     def on_positions(self, snap: PositionSnapshot) -> None:
         self.positions = snap
-        if self.resync_pending:
+        if self.resync_pending and snap.feed_conn_id:
+            self._check_resynced()
+        elif self.resync_pending:
             if not snap.synced:
                 self._saw_unsynced = True
             elif self._saw_unsynced:
                 self.resync_pending = False
                 self.counts["resyncs_seen"] += 1
+
+    def _check_resynced(self) -> None:
+        p, f = self.positions, self.feed
+        if (self.resync_pending and p is not None and f is not None and p.synced and p.feed_conn_id
+                and f.state == "connected" and p.feed_conn_id == f.conn_id):
+            self.resync_pending = False
+            self.counts["resyncs_seen"] += 1
 
     def blocked_reason(self, hardstop_latched: bool) -> str:
         if not self.trading:

@@ -115,7 +115,9 @@ def test_send_at_once_when_idle_batch_under_load() -> None:
     assert b is not None and len(b) == 1
 
 
-def test_timeout_releases_new_requeues_reduce_only_and_cancels() -> None:
+def test_timeout_releases_new_and_reduce_only_requeues_cancels() -> None:
+    """Outcome unknown: orders are released, never re-sent (their cloid must not reach the exchange twice);
+    cancels by oid are idempotent and requeued."""
     s = BatchScheduler(ExecutorParams())
     s.enqueue_new(order())
     s.enqueue_reduce_only(order(SILVER, ro=True))
@@ -130,7 +132,8 @@ def test_timeout_releases_new_requeues_reduce_only_and_cancels() -> None:
     out = s.expire(5020 * MS)
     assert [t.post_id for t in out] == [7, 8] and s.inflight == 0
     assert len(out[0].dropped_new) == 1 and not out[0].dropped_new[0].reduce_only
-    assert s.queued() == (1, 1, 0)
+    assert len(out[0].released_reduce_only) == 1 and out[0].released_reduce_only[0].reduce_only
+    assert s.queued() == (1, 0, 0)
     again = s.next_batch(6000 * MS)
     assert again is not None and again.cancels[0].requeues == 1
 

@@ -151,8 +151,10 @@ def test_timeout_and_send_failure(tmp_path: Path) -> None:
     core.submit_flatten(flatten(SILVER), now_ns=0)
     send(core, 1, now_ns=0)
     ev = core.expire(5000 * MS, NOW_MS)
-    assert len(ev) == 1 and isinstance(ev[0], OrderRejected) and ev[0].reason == "timeout"
-    assert len(core.gates.pending) == 0 and core.scheduler.queued() == (0, 1, 0)
+    # The entry: a timeout rejection; the flatten: released as outcome unknown (benign), not requeued.
+    assert [(e.reason, e.benign) for e in ev if isinstance(e, OrderRejected)] == [
+        ("timeout", False), ("timeout: outcome unknown", True)]
+    assert len(core.gates.pending) == 0 and core.scheduler.queued() == (0, 0, 0)
     assert core.risk.flatten_failures == 1
     # late answer of the timed-out post: no crash, counted
     assert core.on_post_response(1, ok("success", "success"), 1, NOW_MS) == []
@@ -161,7 +163,7 @@ def test_timeout_and_send_failure(tmp_path: Path) -> None:
     assert b is not None
     ev = core.on_send_failure(b, "not ready", 6000 * MS)
     assert len(ev) == 1 and isinstance(ev[0], OrderRejected) and ev[0].benign
-    assert core.scheduler.queued() == (0, 1, 0) and len(core.gates.pending) == 0
+    assert core.scheduler.queued() == (0, 0, 0) and len(core.gates.pending) == 0
 
 
 def test_hard_stop_drops_queued_entries(tmp_path: Path) -> None:

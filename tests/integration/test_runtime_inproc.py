@@ -20,7 +20,7 @@ from hip3.runtime.supervisor import Supervisor
 from hip3.secrets import SigningKey
 from tests.conftest import sim_config
 
-ALL = ("feed", "position_tracker", "executor", "detector", "exit_watcher")
+ALL = ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder")
 
 
 def _all_ready(s: Supervisor) -> bool:

@@ -1,0 +1,439 @@
+"""Prometheus metrics, served by the supervisor (issue 9): the actors' counters, the supervisor's view
+of the actors and the hard stop, the trading, and latency histograms.
+
+Everything here is built from what the supervisor already receives, so no actor's hot path changes:
+heartbeats (each actor's ``stats``), the ``exec`` and ``positions`` streams it already reads for
+``status`` (``OrderSubmitted`` carries the exchange frame's receive time, the intent's receipt time at
+the executor and the time the order frame was written), and its own slots and latch.
+
+Decisions:
+
+* **Served from a daemon thread** (prometheus-client's ``start_http_server`` with a private
+  ``CollectorRegistry``), not from the supervisor's poll loop. A scrape (HTTP parsing and rendering) then
+  never delays heartbeat checks, restarts or the hard-stop rebroadcast, and a slow or stuck client
+  cannot stall the loop; serving from the loop would need a non-blocking HTTP server of our own. The
+  scrape thread never reads the supervisor's live objects: the loop publishes an immutable
+  ``MetricsSnapshot`` at most every ``SNAPSHOT_INTERVAL_MS`` (building it costs about 32 µs; handing it
+  over is one reference assignment, atomic under the GIL), and the collector renders the latest one
+  (about 1.3 ms for 19 KB, in the HTTP thread; ``python -m bench.metrics``, BENCHMARKS.md).
+  Heartbeat ages and uptime are computed at scrape time from timestamps in the snapshot (a heartbeat
+  age may read up to ``SNAPSHOT_INTERVAL_MS`` high); everything else is at most that old.
+* **Actor counters stay monotonic across restarts.** A restarted actor's counters start again from
+  zero, so the supervisor keeps, per actor, the last values of every earlier process and exports their
+  sum plus the current process's values (``hip3_actor_counter_total``). A value that goes down within
+  one process is treated the same way (a reset). What an actor counted after the last heartbeat before
+  it died is lost (up to about a second: some actors refresh their stats on a 1 s timer). A supervisor
+  restart starts every counter from zero, which Prometheus reads as an ordinary counter reset. Stats
+  that are levels, not counts (percentiles
+  ``*_us``, sample counts ``*_n``/``*_samples``, ``inflight_*``, open positions, connection id, ...; see
+  ``is_gauge``) are exported as they are (``hip3_actor_gauge``) and vanish with the process that
+  reported them. The stat name is a label (``counter`` / ``gauge``), not part of the metric name: the
+  keys are open-ended (``entry_rejected:<reason>``) and a label needs no sanitising.
+* **Histograms are built here** from ``OrderSubmitted``: tick-to-trade (frame received at the feed →
+  order frame written, as ``status`` computes it) and the executor's added latency (intent received →
+  order frame written), each by kind (``entry``; ``exit`` for flattens). Seconds, as Prometheus wants.
+  Hard-stop orders come from no exchange frame and no intent, so they are only in
+  ``hip3_orders_submitted_total``. ``exec`` is PUB/SUB: an event the supervisor missed is counted in
+  ``hip3_sequence_gaps_total{receiver="supervisor"}``.
+* Off by default; ``[metrics] enabled = true``. Loopback by default; another host is logged as a
+  warning (the endpoint has no authentication; it shows positions and PnL).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hip3.messages import Message, OrderSubmitted
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from hip3.config import MetricsConfig
+    from hip3.logs import Log
+    from hip3.runtime.supervisor import Supervisor
+
+__all__ = [
+    "ActorSnapshot", "HistogramSnapshot", "LatencyHistogram", "MetricsError", "MetricsSnapshot",
+    "SnapshotCollector", "StatsAccumulator", "SupervisorMetrics", "is_gauge", "is_loopback",
+]
+
+SNAPSHOT_INTERVAL_MS = 250
+
+# Bucket upper bounds in seconds. Tick-to-trade on one host is about 0.3–3 ms (BENCHMARKS.md); the
+# buckets reach 1 s so that a stalled executor still lands in a finite bucket.
+TICK_TO_TRADE_BUCKETS_S = (100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2e-3, 3e-3, 5e-3, 7.5e-3, 10e-3,
+                           25e-3, 50e-3, 100e-3, 250e-3, 1.0)
+EXECUTOR_ADDED_BUCKETS_S = (50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3, 2e-3, 3e-3, 5e-3, 10e-3,
+                            25e-3, 100e-3)
+
+# Heartbeat stats that are levels, not counts.
+_GAUGE_NAMES = frozenset({
+    "conn_id", "markets", "stale_markets", "open_positions", "positions", "positions_synced", "claims",
+})
+_GAUGE_SUFFIXES = ("_us", "_n", "_samples", "_until_s", "_pending")  # _pending: queue lengths and flags
+
+
+class MetricsError(Exception):
+    """The metrics endpoint cannot be served (e.g. the port is taken). One line for the operator."""
+
+
+def is_gauge(stat: str) -> bool:
+    """True for heartbeat stats that are levels (exported as gauges); every other stat is a counter."""
+    return stat in _GAUGE_NAMES or stat.endswith(_GAUGE_SUFFIXES) or "inflight" in stat
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` is ``localhost`` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -------------------------------------------------------------------------------------------------
+# Pure state, owned by the supervisor's loop
+# -------------------------------------------------------------------------------------------------
+
+
+class _ActorStats:
+    __slots__ = ("base", "gauges", "last", "pid")
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.base: dict[str, int] = {}  # counters of earlier processes (and earlier resets)
+        self.last: dict[str, int] = {}  # the current process's latest counter values
+        self.gauges: dict[str, int] = {}
+
+
+class StatsAccumulator:
+    """Heartbeat stats per actor, split into gauges and counters that never go down."""
+
+    def __init__(self) -> None:
+        self._actors: dict[str, _ActorStats] = {}
+
+    def observe(self, actor: str, pid: int, stats: Mapping[str, int]) -> None:
+        a = self._actors.get(actor)
+        if a is None:
+            a = self._actors[actor] = _ActorStats()
+        if pid != a.pid:  # a new process: its counters start from zero
+            for k, v in a.last.items():
+                a.base[k] = a.base.get(k, 0) + v
+            a.last = {}
+            a.pid = pid
+        gauges: dict[str, int] = {}
+        last = a.last
+        for k, v in stats.items():
+            if is_gauge(k):
+                gauges[k] = v
+                continue
+            prev = last.get(k)
+            if prev is not None and v < prev:  # reset within one process
+                a.base[k] = a.base.get(k, 0) + prev
+            last[k] = v
+        a.gauges = gauges
+
+    def counters(self, actor: str) -> dict[str, int]:
+        a = self._actors.get(actor)
+        if a is None:
+            return {}
+        return {k: a.base.get(k, 0) + a.last.get(k, 0) for k in a.base.keys() | a.last.keys()}
+
+    def gauges(self, actor: str) -> dict[str, int]:
+        a = self._actors.get(actor)
+        return {} if a is None else dict(a.gauges)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """``counts[i]`` observations fell in bucket ``i`` (``<= bounds[i]``; the last one is +Inf)."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Prometheus buckets: ``(le, observations <= le)``, ending with ``+Inf``."""
+        out: list[tuple[str, float]] = []
+        acc = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            acc += n
+            out.append(("+Inf" if math.isinf(bound) else repr(bound), acc))
+        return out
+
+
+class LatencyHistogram:
+    """Fixed buckets (seconds); ``observe`` is a bisect and an increment."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        if list(bounds) != sorted(set(bounds)):
+            raise ValueError(f"histogram bounds must increase strictly: {bounds}")
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    def snapshot(self) -> HistogramSnapshot:
+        return HistogramSnapshot(self.bounds, tuple(self.counts), self.total)
+
+
+# -------------------------------------------------------------------------------------------------
+# The snapshot the scrape thread reads (never mutated after it is published)
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActorSnapshot:
+    name: str
+    pid: int | None
+    up: bool  # a process is running (starting or running)
+    ready: bool
+    state: str
+    restarts: int
+    last_heartbeat_ns: int | None  # time.monotonic_ns() of the last heartbeat
+    hardstop_epoch_acked: int
+    counters: Mapping[str, int]
+    gauges: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    mode: str
+    started_at: float  # time.time() at the supervisor's start
+    actors: tuple[ActorSnapshot, ...]
+    hardstop_latched: bool
+    hardstop_epoch: int
+    exchange_restarts: int | None  # None: no built-in simulator
+    supervisor_seq_gaps: int  # gaps on the supervisor's own subscriptions
+    entries: int
+    exit_fills: int
+    exits_by_reason: Mapping[str, int]
+    positions: Mapping[str, float]  # coin -> signed size
+    open_orders: int
+    realized_pnl_usd: float
+    fees_usd: float
+    orders_submitted: Mapping[str, int]  # kind -> orders written
+    tick_to_trade: Mapping[str, HistogramSnapshot]  # "entry" | "exit"
+    executor_added: Mapping[str, HistogramSnapshot]
+
+
+class SnapshotCollector(Collector):
+    """Renders the latest ``MetricsSnapshot`` (from ``source``) as metric families, at scrape time."""
+
+    def __init__(self, source: Callable[[], MetricsSnapshot | None],
+                 now_ns: Callable[[], int] = time.monotonic_ns, now_s: Callable[[], float] = time.time) -> None:
+        self._source = source
+        self._now_ns = now_ns
+        self._now_s = now_s
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._source()
+        if snap is None:
+            return
+        now_ns = self._now_ns()
+        info = GaugeMetricFamily("hip3_info", "The supervisor's mode (always 1).", labels=["mode"])
+        info.add_metric([snap.mode], 1)
+        yield info
+        yield GaugeMetricFamily("hip3_uptime_seconds", "Seconds since the supervisor started.",
+                                value=max(0.0, self._now_s() - snap.started_at))
+        yield from self._actors(snap, now_ns)
+        yield GaugeMetricFamily("hip3_hardstop_latched", "1 while the hard stop is latched.",
+                                value=int(snap.hardstop_latched))
+        yield GaugeMetricFamily("hip3_hardstop_epoch", "The hard-stop latch's epoch (bumped on every latch and "
+                                "reset).", value=snap.hardstop_epoch)
+        if snap.exchange_restarts is not None:
+            yield CounterMetricFamily("hip3_exchange_restarts", "Restarts of the built-in exchange simulator.",
+                                      value=snap.exchange_restarts)
+        yield from self._trading(snap)
+        yield from self._histograms(snap)
+
+    def _actors(self, snap: MetricsSnapshot, now_ns: int) -> Iterator[Metric]:
+        labels = ["actor"]
+        up = GaugeMetricFamily("hip3_actor_up", "1 if the actor's process is running.", labels=labels)
+        ready = GaugeMetricFamily("hip3_actor_ready", "1 if the actor reports READY.", labels=labels)
+        restarts = CounterMetricFamily("hip3_actor_restarts", "Restarts of the actor by the supervisor.",
+                                       labels=labels)
+        hb_age = GaugeMetricFamily("hip3_actor_heartbeat_age_seconds", "Seconds since the actor's last heartbeat "
+                                   "(absent before the first one).", labels=labels)
+        acked = GaugeMetricFamily("hip3_actor_hardstop_epoch_acked", "The latest hard-stop epoch the actor "
+                                  "acknowledged (-1: none).", labels=labels)
+        state = GaugeMetricFamily("hip3_actor_state", "1 for the actor's current supervisor state.",
+                                  labels=["actor", "state"])
+        counters = CounterMetricFamily("hip3_actor_counter", "Counters from the actors' heartbeats, accumulated "
+                                       "across restarts.", labels=["actor", "counter"])
+        gauges = GaugeMetricFamily("hip3_actor_gauge", "Levels from the actors' heartbeats (percentiles, "
+                                   "in-flight, open positions, ...) as the current process reports them.",
+                                   labels=["actor", "gauge"])
+        gaps = CounterMetricFamily("hip3_sequence_gaps", "Messages lost on PUB/SUB streams (sequence gaps), "
+                                   "by receiver, accumulated across restarts.", labels=["receiver"])
+        for a in snap.actors:
+            up.add_metric([a.name], int(a.up))
+            ready.add_metric([a.name], int(a.ready))
+            restarts.add_metric([a.name], a.restarts)
+            if a.last_heartbeat_ns is not None:
+                hb_age.add_metric([a.name], max(0, now_ns - a.last_heartbeat_ns) / 1e9)
+            acked.add_metric([a.name], a.hardstop_epoch_acked)
+            state.add_metric([a.name, a.state], 1)
+            for k in sorted(a.counters):
+                counters.add_metric([a.name, k], a.counters[k])
+            for k in sorted(a.gauges):
+                gauges.add_metric([a.name, k], a.gauges[k])
+            gaps.add_metric([a.name], a.counters.get("seq_gaps", 0))
+        gaps.add_metric(["supervisor"], snap.supervisor_seq_gaps)
+        yield from (up, ready, restarts, hb_age, acked, state, counters, gauges, gaps)
+
+    @staticmethod
+    def _trading(snap: MetricsSnapshot) -> Iterator[Metric]:
+        yield CounterMetricFamily("hip3_entries", "Entry orders that filled.", value=snap.entries)
+        yield CounterMetricFamily("hip3_exit_fills", "Reduce-only orders that filled.", value=snap.exit_fills)
+        exits = CounterMetricFamily("hip3_exits", "Positions closed, by exit reason.", labels=["reason"])
+        for reason in sorted(snap.exits_by_reason):
+            exits.add_metric([reason], snap.exits_by_reason[reason])
+        yield exits
+        orders = CounterMetricFamily("hip3_orders_submitted", "Order frames written by the executor, by kind.",
+                                     labels=["kind"])
+        for kind in sorted(snap.orders_submitted):
+            orders.add_metric([kind], snap.orders_submitted[kind])
+        yield orders
+        yield GaugeMetricFamily("hip3_open_positions", "Open positions (position tracker).", value=len(snap.positions))
+        pos = GaugeMetricFamily("hip3_position_size", "Signed size of each open position (short < 0).",
+                                labels=["coin"])
+        for coin in sorted(snap.positions):
+            pos.add_metric([coin], snap.positions[coin])
+        yield pos
+        yield GaugeMetricFamily("hip3_open_orders", "Open orders (position tracker).", value=snap.open_orders)
+        yield GaugeMetricFamily("hip3_realized_pnl_usd", "Realised PnL of the account in USD (position tracker).",
+                                value=snap.realized_pnl_usd)
+        yield GaugeMetricFamily("hip3_fees_usd", "Fees paid in USD (position tracker).", value=snap.fees_usd)
+
+    @staticmethod
+    def _histograms(snap: MetricsSnapshot) -> Iterator[Metric]:
+        for name, doc, hists in (
+            ("hip3_tick_to_trade_seconds", "Exchange frame received at the feed -> order frame written, by kind.",
+             snap.tick_to_trade),
+            ("hip3_executor_added_latency_seconds", "Intent received by the executor -> order frame written, "
+             "by kind.", snap.executor_added),
+        ):
+            fam = HistogramMetricFamily(name, doc, labels=["kind"])
+            for kind in sorted(hists):
+                h = hists[kind]
+                fam.add_metric([kind], h.cumulative(), h.sum)
+            yield fam
+
+
+# -------------------------------------------------------------------------------------------------
+# The supervisor's side
+# -------------------------------------------------------------------------------------------------
+
+
+class SupervisorMetrics:
+    """What the supervisor holds: the accumulators, the published snapshot and the HTTP server."""
+
+    def __init__(self) -> None:
+        self.stats = StatsAccumulator()
+        self.tick_to_trade = {k: LatencyHistogram(TICK_TO_TRADE_BUCKETS_S) for k in ("entry", "exit")}
+        self.executor_added = {k: LatencyHistogram(EXECUTOR_ADDED_BUCKETS_S) for k in ("entry", "exit")}
+        self.orders_submitted: Counter[str] = Counter()
+        self.snapshot: MetricsSnapshot | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(SnapshotCollector(lambda: self.snapshot))
+        self.url: str | None = None
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._next_ns = 0
+
+    @classmethod
+    def serve(cls, cfg: MetricsConfig, log: Log) -> SupervisorMetrics:
+        """Start the endpoint on ``cfg.host:cfg.port`` (port 0: any free port); ``url`` says where."""
+        m = cls()
+        if not is_loopback(cfg.host):
+            log.warning("metrics_not_loopback", host=cfg.host, port=cfg.port,
+                        note="the metrics endpoint has no authentication and shows positions and PnL")
+        try:
+            m._server, m._thread = start_http_server(cfg.port, cfg.host, registry=m.registry)
+        except OSError as e:
+            raise MetricsError(f"metrics: cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}") from None
+        host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
+        m.url = f"http://{host}:{m._server.server_port}/metrics"
+        log.info("metrics_serving", url=m.url)
+        return m
+
+    # ---- events (the supervisor's loop) -------------------------------------------------------------
+
+    def on_heartbeat(self, actor: str, pid: int, stats: Mapping[str, int]) -> None:
+        self.stats.observe(actor, pid, stats)
+
+    def on_message(self, msg: Message) -> None:
+        if not isinstance(msg, OrderSubmitted):
+            return
+        kind = "entry" if msg.kind == "entry" else "exit"
+        self.orders_submitted[msg.kind] += 1
+        # The same rule as hip3.runtime.trading.TradingStats, so the counts match status's ``n``.
+        if msg.origin_recv_ns > 0 and msg.sent_ns >= msg.origin_recv_ns:
+            self.tick_to_trade[kind].observe((msg.sent_ns - msg.origin_recv_ns) / 1e9)
+        if msg.intent_recv_ns > 0 and msg.sent_ns >= msg.intent_recv_ns:
+            self.executor_added[kind].observe((msg.sent_ns - msg.intent_recv_ns) / 1e9)
+
+    def refresh(self, sup: Supervisor, now_ns: int, force: bool = False) -> None:
+        """Publish a new snapshot if the last one is ``SNAPSHOT_INTERVAL_MS`` old (or ``force``)."""
+        if now_ns < self._next_ns and not force:
+            return
+        self._next_ns = now_ns + SNAPSHOT_INTERVAL_MS * 1_000_000
+        self.snapshot = self.build(sup)
+
+    def build(self, sup: Supervisor) -> MetricsSnapshot:
+        actors = tuple(
+            ActorSnapshot(
+                name=s.name, pid=s.pid if s.handle is not None else None,
+                up=s.handle is not None and s.state in ("starting", "running"), ready=s.ready, state=s.state,
+                restarts=s.restarts, last_heartbeat_ns=s.last_hb_ns, hardstop_epoch_acked=s.acked_epoch,
+                counters=self.stats.counters(s.name), gauges=self.stats.gauges(s.name))
+            for s in sup.slots.values())
+        t = sup.trading
+        snap = t.snapshot
+        return MetricsSnapshot(
+            mode=sup.cfg.mode, started_at=sup.started_at, actors=actors,
+            hardstop_latched=sup.latch.state.latched, hardstop_epoch=sup.latch.state.epoch,
+            exchange_restarts=None if sup.exchange is None else sup.exchange.restarts,
+            supervisor_seq_gaps=sup.trading_sub.gaps,
+            entries=t.entries, exit_fills=t.exit_fills, exits_by_reason=dict(t.exit_reasons),
+            positions={} if snap is None else {
+                p.coin: float(p.size) if p.is_long else -float(p.size) for p in snap.positions},
+            open_orders=0 if snap is None else len(snap.open_orders),
+            realized_pnl_usd=0.0 if snap is None else float(snap.realized_pnl_usd),
+            fees_usd=0.0 if snap is None else float(snap.fees_usd),
+            orders_submitted=dict(self.orders_submitted),
+            tick_to_trade={k: h.snapshot() for k, h in self.tick_to_trade.items()},
+            executor_added={k: h.snapshot() for k, h in self.executor_added.items()},
+        )
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None

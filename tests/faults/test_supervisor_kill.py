@@ -1,0 +1,121 @@
+"""``kill -9`` of the supervisor: nothing of the run directory survives it, and a new supervisor picks up
+the persisted latch and the positions the exchange still holds.
+
+In paper mode the simulator is the supervisor's child and dies with it, so the second test runs the
+simulator itself and a supervisor without one (``tests.faults.external_supervisor``): the exchange
+keeps the dead bot's positions, as a real one would.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from hip3.config import REPO_ROOT
+from tests.faults.session import Session, alive, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+
+
+def _kill_supervisor(s: Session) -> None:
+    pid = s.supervisor_pid()
+    assert pid is not None
+    before = s.run_dir_processes()
+    titles = {s.title(p) for p in before}
+    assert any("hip3:executor" in t for t in titles), titles  # process titles are set
+    os.kill(pid, signal.SIGKILL)
+    # Every actor, the forkserver and (in paper mode) the simulator notice and exit.
+    assert wait_until(lambda: not s.run_dir_processes(), 10), s.leftover_processes()
+    assert not any(alive(p) for p in before)
+
+
+def test_paper_supervisor_kill_leaves_nothing_and_restarts(make_session: Callable[..., Session]) -> None:
+    s = make_session()
+    assert wait_until(lambda: s.status()["trading"]["entries"] >= 1, 30, 0.2)
+    _kill_supervisor(s)
+    # A new supervisor starts on the same run directory (lock, sockets, nonce state reusable) and trades.
+    s.start()
+    assert s.all_ready()
+    assert wait_until(lambda: s.status()["trading"]["entries"] >= 1, 30, 0.2)
+    assert s.wait_books_agree(15) == ""
+
+
+@pytest.fixture
+def external_sim(run_dir: Path) -> Iterator[tuple[str, str, str, str]]:
+    """``python -m hip3.sim`` run by the test: (url, account, key, config path). Killed at the end."""
+    key = "0x" + secrets.token_hex(32)
+    account = Account.from_key(key).address.lower()
+    (run_dir / "sim").mkdir(parents=True, exist_ok=True)
+    sim_cfg = run_dir / "sim.toml"
+    sim_cfg.write_text("[sim.model]\noracle_interval_ms = 500\nmaker_lag_ms = 1500\njump_prob = 0.15\n")
+    out = open(run_dir / "sim" / "stdout.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "hip3.sim", "--port", "0", "--seed", "5", "--config",
+                             str(sim_cfg), "--order-log", str(run_dir / "sim" / "orders.jsonl"),
+                             "--fund", f"{account}:100000"], stdout=out, stderr=subprocess.STDOUT,
+                            cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+    try:
+        log = run_dir / "sim" / "stdout.log"
+        assert wait_until(lambda: "SIM READY port=" in log.read_text(), 30), log.read_text()
+        port = log.read_text().split("SIM READY port=")[1].split()[0]
+        yield f"http://127.0.0.1:{port}", account, key, str(sim_cfg)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        out.close()
+
+
+def test_supervisor_kill_resyncs_positions_and_keeps_the_latch(
+        run_dir: Path, external_sim: tuple[str, str, str, str]) -> None:
+    url, account, key, _ = external_sim
+    s = Session(run_dir, exchange=(url, account))
+    try:
+        s.start_external(url, account, key)
+        # 1. Killed with positions open: they stay at the exchange; a new supervisor's tracker finds them.
+        assert wait_until(lambda: bool(s.sim_positions()), 40, 0.1), "no position opened"
+        _kill_supervisor(s)
+        held = s.sim_positions()
+        assert held, "the exchange lost the positions"
+        s.start_external(url, account, key)
+        assert s.wait_books_agree(15) == ""
+
+        # 2. Latched while the flatten cannot finish (the exchange rate-limits every action), then killed:
+        #    the new supervisor starts latched (persisted) and flattens what the exchange still holds.
+        assert wait_until(lambda: bool(s.sim_positions()), 40, 0.1), "no position opened"
+        s.faults(rate_limit_actions=True)
+        assert s.cli("hardstop", "--reason", "faults test").returncode == 0
+        assert wait_until(lambda: s.status()["hard_stop"].get("flatten") is not None, 10)
+        epoch = s.status()["hard_stop"]["epoch"]
+        assert s.sim_positions(), "flattened despite the rate limit"
+        _kill_supervisor(s)
+        s.clear_faults()
+        s.start_external(url, account, key)
+        st = s.status()
+        assert st["hard_stop"]["latched"] and st["hard_stop"]["epoch"] == epoch, st["hard_stop"]
+        assert st["hard_stop"]["reason"] == "operator: faults test"
+
+        def flat() -> bool:
+            st = s.status()
+            fl = st["hard_stop"].get("flatten") or {}
+            return bool(fl.get("done")) and not s.sim_positions() and s.sim_open_orders() == 0 \
+                and not st["trading"]["positions"]
+
+        assert wait_until(flat, 40, 0.5), (s.status()["hard_stop"], s.sim_positions())
+        assert s.doubled_cloids() == []
+        assert s.orders_while_latched() == []
+        assert s.orders_while_not_ready() == []
+    finally:
+        s.close()
+        left = s.leftover_processes()
+    assert not left, left

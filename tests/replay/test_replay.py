@@ -1,0 +1,198 @@
+"""Replay: a recorded live session through the real actor graph against the simulator's matching engine.
+
+One live paper session (the inproc graph, all five actors, against the simulator, paced as
+``tests/replay/helpers.py`` explains) records its market frames; it is replayed twice. The replays'
+trades equal each other and the live run's, and a replay runs faster than the session lasted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from hip3 import clock
+from hip3.config import Config
+from hip3.replay.driver import ReplayResult, replay
+from hip3.replay.recording import read_recording
+from hip3.replay.trades import TradeLog
+from hip3.sim.book import MAKER
+from hip3.sim.replay import ReplayExchange, params_from_header
+from tests.replay.helpers import live_session
+
+pytestmark = pytest.mark.timeout(40)
+
+JUMPS = [(0.5, "xyz:GOLD", 60.0), (2.5, "xyz:SILVER", -60.0), (5.0, "xyz:GOLD", -70.0)]
+
+
+@dataclass
+class Session:
+    dir: Path
+    recording: Path
+    live: TradeLog
+    cfg: Config
+    first: ReplayResult
+    second: ReplayResult
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[Session]:
+    d = Path(tempfile.mkdtemp(prefix="h3rp", dir="/tmp"))
+    try:
+        key = "0x" + secrets.token_hex(32)
+        rec, live, cfg = live_session(key, d / "live", JUMPS, tail_s=2.5)
+        first = replay(rec, cfg, d / "replay1")
+        second = replay(rec, cfg, d / "replay2")
+        yield Session(d, rec, live, cfg, first, second)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_live_session_traded_every_episode(session: Session) -> None:
+    reasons = [t.reason for t in session.live.trades]
+    assert reasons.count("entry") == len(JUMPS), session.live.as_list()
+    assert len(session.live.trades) == 2 * len(JUMPS), session.live.as_list()
+
+
+def test_two_replays_of_one_recording_give_the_same_trades(session: Session) -> None:
+    assert session.first.trades.trades, session.first.summary()
+    assert session.first.trades.keys() == session.second.trades.keys()
+    assert session.first.stats["realized_pnl_usd"] == session.second.stats["realized_pnl_usd"]
+
+
+def test_the_replay_trades_equal_the_live_runs(session: Session) -> None:
+    assert session.first.trades.keys() == session.live.keys(), (session.first.trades.as_list(),
+                                                                session.live.as_list())
+    assert session.first.notes == []
+
+
+def test_a_replay_is_faster_than_real_time(session: Session) -> None:
+    r = session.first
+    assert r.span_s > 5.0, r.summary()
+    assert r.wall_s < r.span_s / 3, r.summary()
+
+
+def test_the_recording_holds_market_frames_and_the_exchange_markets(session: Session) -> None:
+    rec = read_recording(session.recording)
+    assert rec.torn_bytes == 0
+    h = rec.header
+    assert h["markets"] == ["xyz:GOLD", "xyz:SILVER"] and h["dex"] == "xyz"
+    assert ["xyz:GOLD", 4, 20, False] in h["universe"]
+    channels = {msgspec.json.decode(raw)["channel"] for _, raw in rec.frames()}
+    assert channels == {"bbo", "activeAssetCtx", "l2Book"}  # no user channel, ack, pong or post
+    times = [t for t, _ in rec.frames()]
+    assert times == sorted(times) and times[0] >= rec.segments[0].t_ns
+
+
+def test_a_torn_recording_replays_up_to_the_cut(session: Session) -> None:
+    torn = session.dir / "torn.rec"
+    shutil.copy(session.recording, torn)
+    os.truncate(torn, torn.stat().st_size - 7)  # kill -9 mid-record
+    r = replay(torn, session.cfg, session.dir / "replay-torn")
+    assert r.torn_bytes > 0 and any("torn" in n for n in r.notes)
+    assert r.trades.keys() == session.first.trades.keys()[:len(r.trades.trades)]
+
+
+def test_frames_set_the_engines_book_and_oracle() -> None:
+    header = {"dex": "xyz", "universe": [["xyz:GOLD", 4, 20, False], ["xyz:SILVER", 2, 20, False]]}
+    vc = clock.VirtualClock(1_000_000_000, 1_700_000_000_000_000_000)
+    clock.install(vc)
+    try:
+        ex = ReplayExchange(params_from_header(header), {})
+        gold = ex.engine.by_coin["xyz:GOLD"]
+        assert gold.asset == 110000 and gold.book.best_bid() is None  # nothing before the first frame
+        l2 = (b'{"channel":"l2Book","data":{"coin":"xyz:GOLD","time":1,"levels":[[{"px":"4000.5","sz":"1.2",'
+              b'"n":1},{"px":"3999.0","sz":"2","n":1}],[{"px":"4001.5","sz":"0.5","n":1},'
+              b'{"px":"4003.0","sz":"3","n":1}]]}}')
+        bbo = (b'{"channel":"bbo","data":{"coin":"xyz:GOLD","time":2,"bbo":[{"px":"4000.0","sz":"0.7","n":1},'
+               b'{"px":"4002.0","sz":"0.1","n":1}]}}')
+        ctx = b'{"channel":"activeAssetCtx","data":{"coin":"xyz:GOLD","ctx":{"oraclePx":"4010.25","markPx":"4001"}}}'
+        ex.apply([l2, bbo, ctx])
+        book = gold.book
+        bids = [(gold.px_str(p), gold.sz_str(s)) for p, s, _ in book.levels(True, 5)]
+        asks = [(gold.px_str(p), gold.sz_str(s)) for p, s, _ in book.levels(False, 5)]
+        assert bids == [("4000.0", "0.7"), ("3999.0", "2.0")]  # the bbo's top over the l2Book's depth
+        assert asks == [("4002.0", "0.1"), ("4003.0", "3.0")]
+        assert all(o.owner is MAKER for o in book.orders())
+        assert gold.px_str(gold.model.oracle_px) == "4010.25" and ex.frames_applied == 3
+        assert gold.mark_dec() == Decimal("4002")  # median(oracle, bid, ask)
+        ex.apply([b'{"channel":"bbo","data":{"coin":"xyz:GOLD","time":3,"bbo":[null,{"px":"4002.0","sz":"1",'
+                  b'"n":1}]}}', b"not json"])
+        assert book.best_bid() is None and ex.frames_unknown == 1
+        ex.close()
+    finally:
+        clock.restore()
+
+
+def test_supervisor_replay_prints_the_trades(session: Session, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import supervisor
+    from tests.replay.helpers import EXTRA, MARKETS
+
+    cfg_path = session.dir / "replay.toml"
+    markets = "".join(f'[[markets]]\ncoin = "{m}"\n' for m in MARKETS)
+    cfg_path.write_text(f'run_dir = "{session.dir / "cli"}"\nmode = "paper"\n[logging]\nstderr = false\n'
+                        + markets + EXTRA)
+    assert supervisor.main(["replay", str(session.recording), "--json", "--config", str(cfg_path)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["trades"] == session.first.trades.as_list()
+    assert out["frames"] == session.first.frames and out["run_dir"].startswith(str(session.dir / "cli" / "replays"))
+    assert supervisor.main(["replay", str(session.dir / "missing.rec"), "--config", str(cfg_path)]) == 2
+    assert supervisor.main(["replay", str(session.recording), "--speed", "-1", "--config", str(cfg_path)]) == 2
+
+
+def test_speed_paces_the_replay(session: Session) -> None:
+    r = replay(session.recording, session.cfg, session.dir / "replay-paced", speed=4.0)
+    assert r.wall_s >= r.span_s / 4 * 0.9, r.summary()
+    assert r.trades.keys() == session.first.trades.keys()
+
+
+def test_later_segments_are_placed_by_wall_time(tmp_path: Path) -> None:
+    """A restarted feed (here: after a reboot, its monotonic clock restarted) appends a segment; the replay
+    puts its frames on the first segment's time line by the wall clock, and groups same-instant frames."""
+    from hip3.replay.driver import Replay
+    from hip3.replay.recording import FrameRecorder
+
+    path = tmp_path / "frames.rec"
+    h = {"markets": ["xyz:GOLD"], "dex": "xyz", "dex_index": 1, "universe": [["xyz:GOLD", 4, 20, False]]}
+    rec = FrameRecorder(path, {**h, "started_wall_ns": 10_000, "started_mono_ns": 500}, 500)
+    rec.write_frames([(600, b"a"), (600, b"b"), (700, b"c")])
+    rec.close()
+    rec = FrameRecorder(path, {**h, "started_wall_ns": 20_000, "started_mono_ns": 50}, 50)
+    rec.write_frames([(60, b"d")])
+    rec.close()
+    groups = Replay(path, msgspec.convert({}, Config), tmp_path / "r")._groups()
+    assert groups == [(600, [b"a", b"b"]), (700, [b"c"]), (60 - 50 + 20_000 - 10_000 + 500, [b"d"])]
+
+
+def test_replays_in_separate_processes_give_the_same_trades(session: Session) -> None:
+    """Nothing depends on the process: two CLI replays with different hash seeds print the same trades."""
+    import json
+    import subprocess
+    import sys
+
+    from hip3.config import REPO_ROOT
+    from tests.replay.helpers import EXTRA, MARKETS
+
+    cfg_path = session.dir / "proc.toml"
+    markets = "".join(f'[[markets]]\ncoin = "{m}"\n' for m in MARKETS)
+    cfg_path.write_text(f'run_dir = "{session.dir / "proc"}"\nmode = "paper"\n[logging]\nstderr = false\n'
+                        + markets + EXTRA)
+    outs = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        p = subprocess.run([sys.executable, "supervisor.py", "replay", str(session.recording), "--json",
+                            "--config", str(cfg_path), "--run-dir", str(session.dir / f"proc{seed}")],
+                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr[-2000:]
+        outs.append(json.loads(p.stdout.strip().splitlines()[-1])["trades"])
+    assert outs[0] == outs[1] == session.first.trades.as_list()

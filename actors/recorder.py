@@ -29,6 +29,7 @@ from hip3.journal_db import JournalWriter, journal_path
 from hip3.messages import HardStopState
 from hip3.runtime.actor import Actor
 from hip3.runtime.runner import standalone_main
+from hip3.runtime.sched import background_priority
 
 STATS_MS = 1000
 # Under a burst: at most this many messages per wake-up (timers and heartbeats run in between), and a
@@ -42,6 +43,8 @@ class Recorder(Actor):
     name = "recorder"
 
     def setup(self) -> None:
+        if self.supervised:  # its own process: never preempt a hot-path actor on wake-up
+            background_priority()
         rc = self.cfg.recorder
         self.path = journal_path(self.run_dir)
         self.writer = JournalWriter(self.path, synchronous=rc.synchronous, max_pending=rc.max_pending_rows)

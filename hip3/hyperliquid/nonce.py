@@ -9,6 +9,9 @@ and, through a persisted high-water mark, across restarts. The file holds a *res
 nonce above the ceiling is handed out, a new ceiling (nonce + ``reserve_ms``) is written atomically
 (tmp file, fsync, ``os.replace``, fsync of the directory). After a crash the next process starts above
 the ceiling, so a nonce can never be reused, and only one call in ``reserve_ms`` pays for an fsync.
+The owner keeps that fsync off its send path by calling ``reserve_ahead`` from a timer: the ceiling then
+stays at least half a reserve ahead of the clock and ``next()`` only writes when a burst overtakes it
+(issue 6: with orders seconds apart, every order paid two fsyncs, about 0.9 ms, before its frame).
 
 One owner per signer (protocol §7.6): an exclusive ``flock`` on ``<path>.lock`` refuses a second manager.
 """
@@ -101,6 +104,18 @@ class NonceManager:
             self._persist(nonce + self._reserve_ms)
         self._last = nonce
         return nonce
+
+    def reserve_ahead(self, now_ms: int) -> bool:
+        """Move the persisted ceiling ahead of the clock when less than half a reserve is left, so the
+        next ``next()`` calls need no fsync. For a timer off the send path; True if it wrote."""
+        server_now = now_ms + self._offset_ms
+        if server_now + self._reserve_ms // 2 <= self._ceiling:
+            return False
+        ceiling = max(self._last, server_now) + self._reserve_ms
+        if ceiling >= server_now + _WINDOW_AHEAD_MS - self._margin_ms:
+            return False  # next() refuses such a state with a clear error; never persist further ahead
+        self._persist(ceiling)
+        return True
 
     def close(self) -> None:
         """Release the owner lock (the persisted ceiling stays)."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hip3.config import ENV_ACCOUNT_ADDRESS, ENV_EXCHANGE_URL, REPO_ROOT, Config
 from hip3.logs import Log
+from hip3.runtime.sched import background_priority
 from hip3.secrets import SigningKey
 
 PAPER_FUNDS_USD = Decimal(100_000)
@@ -34,7 +35,10 @@ class PaperExchangeError(Exception):
     """The simulator could not be started."""
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _child_setup() -> None:  # runs in the child between fork and exec
+    # A remote exchange never runs on our cores: keep the simulator from preempting the executor's send
+    # (hip3.runtime.sched).
+    background_priority(nice=0)
     try:
         import ctypes
 
@@ -77,7 +81,7 @@ class PaperExchange:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_child_setup)
         out.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

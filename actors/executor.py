@@ -5,7 +5,9 @@ A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardSto
 
 * sockets: PULL ``intents`` (binds), SUB ``md`` (``AssetCtx`` marks), ``positions``
   (``PositionSnapshot``, ``PositionClosed``) and ``user`` (``OrderUpdate``); XPUB ``exec`` (order events,
-  ``HardStopProgress``); its own order-entry ``WsClient`` whose fd sits in the actor's poller.
+  ``HardStopProgress``); its own order-entry ``WsClient`` whose fd sits in the actor's poller, with its
+  own reconnect backoff (``[executor] reconnect_*``: 150 ms doubling to 3 s with jitter by default, not
+  the feed's 1 s -> 60 s: nothing, flatten included, leaves while it is down).
 * READY = the order-entry WebSocket is connected AND a synced position snapshot arrived. No new order
   leaves while not READY or while the hard stop is latched; reduce-only orders and cancels wait in their
   queues until the connection is up (they are never popped while disconnected).
@@ -119,6 +121,7 @@ class Executor(Actor):
     # defaults, so that an instance built without setup (the pump tests) has them too.
     _refused_until_ns = 0
     _refusals = 0
+    _down_since_ns = 0  # the order-entry connection is down since (monotonic ns; 0: up)
 
     # ------------------------------------------------------------------ setup
 
@@ -172,10 +175,14 @@ class Executor(Actor):
 
         _, ws_url = exchange_urls(cfg)
         # The WS-level post timeout is a backstop: the scheduler's expiry (post_timeout_ms) decides first.
-        self.ws = WsClient(ws_url, post_timeout_s=self.params.post_timeout_ms / 1000 + 2.0,
-                           stall_timeout_s=None, on_state=self._on_ws_state)
+        # Its own reconnect schedule (``[executor] reconnect_*``), far shorter than the feed's: nothing, not
+        # even a flatten, can leave while this connection is down.
+        p = self.params
+        self.ws = WsClient(ws_url, post_timeout_s=p.post_timeout_ms / 1000 + 2.0, stall_timeout_s=None,
+                           reconnect_base_s=p.reconnect_base_ms / 1000, reconnect_max_s=p.reconnect_max_ms / 1000,
+                           healthy_after_s=p.reconnect_healthy_after_ms / 1000, on_state=self._on_ws_state)
         self._ws_fd = -1
-        self.every(_WS_TICK_MS, self._on_tick)
+        self._tick_timer: Timer = self.every(_WS_TICK_MS, self._on_tick)
         self.every(_HARDSTOP_TICK_MS, self._hardstop_step)
         self.every(self.params.schedule_cancel_rearm_ms, self._rearm_schedule_cancel)
         self.every(1000, self._publish_stats)
@@ -213,8 +220,24 @@ class Executor(Actor):
             self._armed_until_ms = 0
         else:
             self._pump_paused = False
+        if state == "disconnected":
+            self._wake_for_reconnect()
+            if not self._down_since_ns:
+                self._down_since_ns = clock.monotonic_ns()
+        elif state == "connected" and self._down_since_ns:
+            down_ms = (clock.monotonic_ns() - self._down_since_ns) // 1_000_000
+            self._down_since_ns = 0
+            self.log.info("order_entry_reconnected", down_ms=down_ms, conn=self.ws.conn_id)
         self.count(f"ws_{state}")
         self._update_ready()
+
+    def _wake_for_reconnect(self) -> None:
+        """Run the WS tick when the reconnect is due, not up to ``_WS_TICK_MS`` later (the backoff starts
+        at ``reconnect_base_ms``, about one tick). Called with the reconnect already scheduled."""
+        at = self.ws.reconnect_at
+        timer = getattr(self, "_tick_timer", None)  # None while ``setup`` builds the client
+        if at is not None and timer is not None:
+            timer.wake_by(int(at * 1e9) + 1_000_000)  # +1 ms: never early (float seconds -> ns)
 
     def _on_ws_readable(self) -> None:
         self.ws.poll_read()  # post callbacks run inside; the order-entry socket carries no data frames
@@ -241,6 +264,11 @@ class Executor(Actor):
         self._check_hardstop_request()
         self._pump_paused = False
         self._pump()
+        try:  # keep the nonce ceiling's fsync off the send path (hip3.hyperliquid.nonce)
+            self._nonces.reserve_ahead(_now_ms())
+        except OSError as e:
+            self.count("nonce_reserve_failed")
+            self.log.warning("nonce_reserve_failed", error=str(e))
 
     # ------------------------------------------------------------------ intake
 
@@ -300,7 +328,11 @@ class Executor(Actor):
     def on_message(self, msg: Message) -> None:
         if isinstance(msg, AssetCtx):
             if msg.mark_px > 0 and msg.coin in self.specs:
-                self.core.gates.set_mark(msg.coin, msg.mark_px)
+                gates = self.core.gates
+                first = gates.mark(msg.coin) is None
+                gates.set_mark(msg.coin, msg.mark_px)
+                if first:  # a level for status and tests: an entry in a market without a mark is refused
+                    self.stats["marks_known_n"] = len(gates.marks)
         elif isinstance(msg, PositionSnapshot):
             self.snapshot = msg
             self.core.on_snapshot(msg)

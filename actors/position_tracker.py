@@ -7,12 +7,18 @@ A thin loop over ``hip3.positions.PositionBook``:
   (``PositionSnapshot`` as state ``positions`` on every change and every ``snapshot_interval_ms``,
   ``Fill``, exactly one ``PositionClosed`` per close).
 * REST sync (``clearinghouseState`` with the dex, the L1 one for the balance, ``openOrders`` with the dex)
-  at start, after every user-stream reconnect (``FeedState.conn_id`` change), when the book asks for it,
+  at start, after every user-stream reconnect (``FeedState.conn_id`` change), again once the feed reports
+  the user streams acked on the new connection (``FeedState.user_ready``), when the book asks for it,
   every ``positions.resync_interval_s`` and every second while the hard stop is latched (the flatten
   sequence ends on this view). The book adds/updates first and removes after, never clearing first;
   suspect empty answers are held back by the book and retried soon. Every snapshot carries
-  ``feed_conn_id``, the feed connection known when the last completed sync was asked for: the detector
-  resumes entries after a reconnect on that exact match.
+  ``feed_conn_id``: the feed connection whose user streams (orderUpdates, userFills) were acked when the
+  last completed sync was asked for. The detector resumes entries after a reconnect on that exact match.
+  Why acked, not just connected: a fill between the reconnect and the exchange's acks reaches no stream
+  (the userFills snapshot that comes with the ack is never applied), so a sync that started before the
+  acks could miss it until the next periodic sync; a sync asked for after them cannot (what happens
+  later arrives on the stream). The sync right at the reconnect still runs (a fresh view for the exit
+  watcher and the hard-stop flatten even if the acks are slow) but does not resume entries.
 * REST calls block, so they run in one worker thread; results come back through a pipe whose read end
   sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded).
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
@@ -130,7 +136,9 @@ class PositionTracker(Actor):
         self._last_sync_ns = 0
         self._failures = 0
         self._conn_id: int | None = None
-        # The feed connection the REST sync in flight follows, and the one the last completed sync
+        # The latest feed connection whose user streams the feed reported acked (0: none yet).
+        self._acked_conn_id = 0
+        # The acked feed connection the REST sync in flight follows, and the one the last completed sync
         # followed (stamped on every snapshot: the detector resumes entries on an exact match).
         self._sync_conn_id = 0
         self._synced_conn_id = 0
@@ -195,7 +203,7 @@ class PositionTracker(Actor):
         if self._sync_wanted and not self._sync_pending and now >= self._next_sync_ns:
             self._sync_wanted = False
             self._sync_pending = True
-            self._sync_conn_id = self._conn_id or 0
+            self._sync_conn_id = self._acked_conn_id
             self._requests.put(clock.time_ns() // 1_000_000)
 
     def _on_rest_results(self) -> None:
@@ -280,13 +288,17 @@ class PositionTracker(Actor):
         self._publish_snapshot()
 
     def _on_feed_state(self, msg: FeedState) -> None:
-        if msg.conn_id == self._conn_id:
-            return
-        previous, self._conn_id = self._conn_id, msg.conn_id
-        if previous is not None and self.book.synced:
-            self.book.set_synced(False)  # entries wait until the resync after the reconnect
-            self._publish_snapshot()
-        self.request_resync(f"user stream connection {previous} -> {msg.conn_id}")
+        if msg.conn_id != self._conn_id:
+            previous, self._conn_id = self._conn_id, msg.conn_id
+            if previous is not None and self.book.synced:
+                self.book.set_synced(False)  # entries wait until the resync after the acks
+                self._publish_snapshot()
+            self.request_resync(f"user stream connection {previous} -> {msg.conn_id}")
+        if msg.user_ready and msg.state == "connected" and msg.conn_id != self._acked_conn_id:
+            # Everything the exchange does from now on reaches the stream: the sync asked for now is the
+            # one that lets entries resume (its snapshots carry this connection).
+            self._acked_conn_id = msg.conn_id
+            self.request_resync(f"user streams acked on connection {msg.conn_id}")
 
     def on_hardstop(self, state: HardStopState) -> None:
         if state.latched and getattr(self, "_setup_done", False):

@@ -281,8 +281,9 @@ class PositionSnapshot(Msg, frozen=True, tag="pos"):
 
     ``synced`` is False until the first REST sync succeeded (and again while a resync after a
     reconnect is pending): entries wait for it. ``feed_conn_id`` is the feed connection
-    (``FeedState.conn_id``) the tracker knew when it asked for its last completed REST sync (0: none):
-    entries after a reconnect wait for a synced snapshot of the current connection.
+    (``FeedState.conn_id``) whose user streams the feed had reported acked (``user_ready``) when the
+    tracker asked for its last completed REST sync (0: none): entries after a reconnect wait for a synced
+    snapshot of the current connection, so no fill between the reconnect and the acks is missed.
     """
 
     version: int

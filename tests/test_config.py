@@ -42,6 +42,9 @@ def test_shipped_configs_load(name: str) -> None:
         # Asked-for features that are not built are refused, never silently ignored.
         (MIN + "[detector]\nexit_profile_enabled = true\n", "exit profiles are not wired"),
         (MIN + "[sim.model]\njump_prob = 7\n", "`sim.model.jump_prob`"),
+        (MIN + "[executor]\nreconnect_base_ms = 5\n", "`executor.reconnect_base_ms`: Expected `int` >= 10"),
+        (MIN + "[executor]\nreconnect_base_ms = 500\nreconnect_max_ms = 400\n",
+         "reconnect_max_ms must be >= reconnect_base_ms"),
         (MIN + 'key = "0x' + "ab" * 32 + '"\n', "64-hex-digit value"),
     ],
 )

@@ -288,6 +288,11 @@ class WsClient:
     def inflight_posts(self) -> int:
         return len(self._posts)
 
+    @property
+    def reconnect_at(self) -> float | None:
+        """When ``tick`` will reconnect (``clock()`` seconds), or None (connected, or closed)."""
+        return self._reconnect_at
+
     def connect(self) -> bool:
         """Connect now (blocking, bounded by ``connect_timeout_s``) and resubscribe; False on failure
         (a reconnect is then scheduled for ``tick``)."""
@@ -610,12 +615,14 @@ class WsClient:
         self._schedule_reconnect(self._clock())
 
     def _schedule_reconnect(self, now: float) -> None:
-        self._set_state("disconnected")
+        # The reconnect time is set before the state callback runs, so the callback can read
+        # ``reconnect_at`` and wake its loop then (the executor does).
         if self._closed:
             self._reconnect_at = None
-            return
-        self._reconnect_at = now + self._backoff()
-        self.attempt += 1
+        else:
+            self._reconnect_at = now + self._backoff()
+            self.attempt += 1
+        self._set_state("disconnected")
 
     def _drop(self, why: str, now: float | None = None, reconnect: bool = True) -> None:
         """Tear the connection down, fail in-flight posts and schedule a reconnect."""

@@ -8,6 +8,10 @@
 * ``rate_limit_actions``: actions answer the exchange's "Too many cumulative requests sent ..." error.
 * ``rate_limit_http``: every HTTP /info and /exchange request answers HTTP 429; WS info posts an error.
 * ``malformed_every``: every Nth published market-data frame is sent truncated (invalid JSON).
+* ``user_subscribe_delay_ms``: a user-channel subscription (orderUpdates, userFills, userEvents) takes
+  effect, and is acked, this long after its request: an exchange slow to set up an account's streams.
+  A fill in that window reaches the account's REST state but no stream (the userFills snapshot sent with
+  the late ack is flagged ``isSnapshot``, which hip3 never applies).
 Dropping connections is an action (``SimServer.drop``), not a switch.
 """
 
@@ -29,6 +33,7 @@ class Faults:
         "rate_limit_actions",
         "rate_limit_http",
         "malformed_every",
+        "user_subscribe_delay_ms",
     )
 
     def __init__(self, p: FaultParams) -> None:
@@ -39,6 +44,7 @@ class Faults:
         self.rate_limit_actions = p.rate_limit_actions
         self.rate_limit_http = p.rate_limit_http
         self.malformed_every = p.malformed_every
+        self.user_subscribe_delay_ms = p.user_subscribe_delay_ms
         self.frame_counter = 0
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -50,7 +56,7 @@ class Faults:
                 if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                     raise ValueError("stalled_channels must be a list of strings")
                 self.stalled = set(v)
-            elif k in ("post_delay_ms", "malformed_every"):
+            elif k in ("post_delay_ms", "malformed_every", "user_subscribe_delay_ms"):
                 if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                     raise ValueError(f"{k} must be an int >= 0")
                 setattr(self, k, v)
@@ -85,4 +91,5 @@ class Faults:
             "rate_limit_actions": self.rate_limit_actions,
             "rate_limit_http": self.rate_limit_http,
             "malformed_every": self.malformed_every,
+            "user_subscribe_delay_ms": self.user_subscribe_delay_ms,
         }

@@ -103,6 +103,7 @@ class FaultParams(_P, frozen=True):
     rate_limit_actions: bool = False
     rate_limit_http: bool = False
     malformed_every: NonNeg = 0
+    user_subscribe_delay_ms: NonNeg = 0
 
 
 class SimParams(_P, frozen=True):

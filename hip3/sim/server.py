@@ -201,6 +201,18 @@ class SimCore:
                 )
             )
             return
+        delay = self.faults.user_subscribe_delay_ms if t in _USER_TYPES else 0
+        if delay:
+            asyncio.get_running_loop().call_later(delay / 1000, self._subscribe_late, c, t, key, sub)
+        else:
+            self._subscribe(c, t, key, sub)
+
+    def _subscribe_late(self, c: Conn, t: str, key: str, sub: dict[str, Any]) -> None:
+        """A delayed subscription (``user_subscribe_delay_ms``): only if its connection is still open."""
+        if c in self.conns:
+            self._subscribe(c, t, key, sub)
+
+    def _subscribe(self, c: Conn, t: str, key: str, sub: dict[str, Any]) -> None:
         if key in c.subs:
             self._error(c, ERR_WS_ALREADY_SUBSCRIBED)
             return

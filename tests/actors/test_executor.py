@@ -54,6 +54,10 @@ class Graph:
     def ready(self) -> bool:
         return bool(self.run.call(lambda s: s.all_ready()))
 
+    def marks_known(self) -> int:
+        """Markets the executor has a mark for (its heartbeat's ``marks_known_n``)."""
+        return int(self.run.call(lambda s: s.slots["executor"].stats.get("marks_known_n", 0)))
+
     def push(self, msg: Any) -> None:
         assert self.intents.send(msg)
 
@@ -85,7 +89,10 @@ def graph(run_dir: Path, sim_server: SimServer, paper_key: str, request: pytest.
         g = Graph(run, feed, cap, tbus.pusher("intents"), sim_server, account)
         try:
             assert g.wait(g.ready, 20), run.call(lambda s: s.status())
-            feed.pump(force=True)
+            # READY is not enough: an entry is refused ("no mark") until the executor has the feed's mark
+            # of its market. Its heartbeat reports how many markets it has a mark for (handing over at READY
+            # refused an entry pushed at once "no mark" in 8 of 160 runs on the loaded 2-core machine).
+            assert g.wait(lambda: g.marks_known() == len(MARKETS), 10), run.call(lambda s: s.status())
             yield g
         finally:
             tbus.close()
@@ -244,3 +251,43 @@ def test_refused_flatten_is_reported_so_the_exit_watcher_releases_its_claim(grap
     rej = refused()[0]
     assert rej.cloid == stale.intent_id and rej.benign and rej.reduce_only and rej.reason.startswith("refused: ")
     assert g.submitted(stale.intent_id) is None
+
+
+_RECONNECT = "reconnect_base_ms = 100\nreconnect_max_ms = 800\nreconnect_healthy_after_ms = 1500\n"
+# What a reconnect may take beyond its backoff: noticing the drop, the handshake, the sim's bookkeeping
+# and this test's 5 ms polling, on a loaded 2-core machine.
+_RECONNECT_SLACK_S = 0.25
+
+
+def _reconnect_delays(g: Graph, drops: int, pause_s: float = 0.0) -> list[float]:
+    """Drop the executor's WebSocket (the only one in this graph) ``drops`` times, each as soon as it is
+    back (after ``pause_s``); the seconds from each drop until the simulator sees it connected again."""
+    delays = []
+    for _ in range(drops):
+        time.sleep(pause_s)
+        assert g.sim.drop() == 1
+        t0 = time.monotonic()
+        back = wait(lambda: g.sim.state()["connections"] >= 1, 5.0)
+        delays.append(time.monotonic() - t0)
+        assert back, f"no reconnect within 5 s after {len(delays)} drops: {delays}"
+    return delays
+
+
+@pytest.mark.parametrize("graph", [_RECONNECT], indirect=True)
+def test_order_entry_reconnects_within_its_configured_maximum(graph: Graph) -> None:
+    """Regression: the executor's own connection used the client's default backoff (1 s doubling to 60 s;
+    the config was ignored): after five drops in 42 s a soak waited 9 s with no way to send a flatten.
+    Dropped six times in a row, each reconnect stays within ``[executor] reconnect_max_ms``; after a
+    connection that stayed up ``reconnect_healthy_after_ms`` the schedule starts over at the base."""
+    g = graph
+    p = g.run.cfg.executor
+    delays = _reconnect_delays(g, 6)
+    assert max(delays) <= p.reconnect_max_ms / 1000 + _RECONNECT_SLACK_S, delays
+    assert max(delays[3:]) > p.reconnect_base_ms / 1000 * 2, delays  # it did back off (drops in a row)
+    healthy = _reconnect_delays(g, 1, pause_s=p.reconnect_healthy_after_ms / 1000 + 0.3)
+    assert healthy[0] <= p.reconnect_base_ms / 1000 + _RECONNECT_SLACK_S, (delays, healthy)
+    # Back in business: READY again, and an order goes out on the new connection.
+    assert g.wait(g.ready, 5)
+    intent = entry(g.sim, "xyz:GOLD", px=passive_px(g.sim, "xyz:GOLD", True))
+    g.push(intent)
+    assert g.wait(lambda: g.submitted(intent.intent_id) is not None, 5)

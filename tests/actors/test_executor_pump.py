@@ -17,6 +17,7 @@ from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.journal import SentIntentJournal
 from hip3.execution.latency import LatencySamples
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
+from hip3.hyperliquid.nonce import NonceManager
 from hip3.hyperliquid.ws import WsBudgetError, WsNotConnected
 from hip3.messages import AssetCtx, Msg, OrderRejected, OrderSubmitted
 from hip3.runtime.actor import Timer
@@ -100,6 +101,7 @@ def executor(tmp_path: Path, ws: ScriptedWs, **params: Any) -> Executor:
     ex._pump_paused = False
     ex._pump_timer = Timer(60_000_000_000, lambda: None, time.monotonic_ns() + 60_000_000_000)
     ex._sign_payload = lambda action, now_ms: {"action": action, "nonce": next(cl)}  # type: ignore[method-assign]
+    ex._nonces = NonceManager(None)  # the tick reserves nonce headroom (in memory here)
     return ex
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -174,3 +174,76 @@ def test_rest_row_with_null_entry_px_neither_adds_nor_removes(tracked: Tracked) 
         gold = [p for p in s.positions if p.coin == "xyz:GOLD"]
         assert not s.synced or (len(gold) == 1 and gold[0].entry_px == D(100) and gold[0].size == D(2)), s
     assert t.cap.of(PositionClosed) == []
+
+
+_ACK_DELAY_MS = 1500
+
+
+def test_a_fill_before_the_user_streams_are_acked_is_resynced_after_the_acks(
+        run_dir: Path, sim_server: SimServer, paper_key: str) -> None:
+    """Regression: the resync after a reconnect could finish before the exchange acked orderUpdates and
+    userFills on the new connection; a fill in between reached neither (the userFills snapshot with the
+    late ack is never applied) until the periodic resync (here 60 s). The real feed and tracker against
+    the simulator, whose user subscriptions take effect ``_ACK_DELAY_MS`` after their request: the fill
+    made in that window is in hip3's book soon after the acks, and the snapshot that resumes entries
+    (``feed_conn_id`` = the new connection) already has it."""
+    import zmq
+
+    from actors.feed import Feed
+    from hip3.messages import FeedState
+    from tests.actors.helpers import crossing_px, market, size_for
+    from tests.actors.market_helpers import Watch, place_ioc, running, wait_until
+
+    extra = ("[feed]\nreconnect_base_ms = 100\nreconnect_max_ms = 200\n"
+             "[positions]\nresync_interval_s = 60\nsnapshot_interval_ms = 100\n")
+    cfg = sim_config(run_dir, sim_server.url, account_of(paper_key), ("xyz:GOLD", "xyz:SILVER"), extra)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    watch = Watch(cfg, ctx, ["user", "positions"])
+
+    def seen(pred: Callable[[list[FeedState], list[PositionSnapshot]], bool]) -> Callable[[], bool]:
+        """``pred(feed states, snapshots)`` over everything received so far (pumped first)."""
+        def check() -> bool:
+            watch.pump(0.01)
+            return pred(watch.of(FeedState), watch.of(PositionSnapshot))
+        return check
+
+    coin = "xyz:GOLD"
+    sz = size_for(sim_server, coin, 20.0)
+
+    def has_fill(s: PositionSnapshot) -> bool:
+        return any(p.coin == coin and p.is_long and p.size == sz for p in s.positions)
+
+    try:
+        with running(Feed, cfg, ctx) as feed, running(PositionTracker, cfg, ctx) as tracker:
+            assert wait_until(lambda: feed.ready and tracker.ready, 10), (feed.ready_detail, tracker.ready_detail)
+            first = feed.core.conn_id
+            assert wait_until(seen(lambda _, ps: any(s.synced and s.feed_conn_id == first for s in ps)), 5)
+            sim_server.set_faults(user_subscribe_delay_ms=_ACK_DELAY_MS)
+            n_snaps = len(watch.of(PositionSnapshot))
+            assert sim_server.drop() == 1
+            # The new connection is up, its user streams not acked yet...
+            assert wait_until(seen(lambda fs, _: any(f.conn_id != first and f.state == "connected" for f in fs)), 5)
+            t_conn = time.monotonic()
+            second = feed.core.conn_id
+
+            def resynced_at_reconnect(_: list[FeedState], ps: list[PositionSnapshot]) -> bool:
+                since = ps[n_snaps:]
+                unsynced = next((i for i, s in enumerate(since) if not s.synced), None)
+                return unsynced is not None and any(s.synced for s in since[unsynced:])
+
+            # ...and the tracker's resync at the reconnect is done (both before and after the fix).
+            assert wait_until(seen(resynced_at_reconnect), 1.0, 0.01)
+            # A fill at the exchange now, in the window: an IOC crossing the book, signed with the account's key.
+            resp = place_ioc(sim_server.url, paper_key, int(market(sim_server, coin)["asset"]), True,
+                             crossing_px(sim_server, coin, True), sz)
+            assert "filled" in resp["response"]["data"]["statuses"][0], resp
+            assert time.monotonic() - t_conn < _ACK_DELAY_MS / 1000 - 0.2, "the fill missed the window"
+            assert not seen(lambda fs, _: any(f.conn_id == second and f.user_ready for f in fs))()
+            # The acks come after _ACK_DELAY_MS; the fill must show long before the 60 s periodic resync.
+            assert wait_until(seen(lambda _, ps: has_fill(ps[-1])), _ACK_DELAY_MS / 1000 + 3.0), \
+                watch.of(PositionSnapshot)[-1]
+            resuming = [s for s in watch.of(PositionSnapshot) if s.synced and s.feed_conn_id == second]
+            assert resuming and all(has_fill(s) for s in resuming), resuming[:1]
+    finally:
+        watch.close()
+        ctx.term()

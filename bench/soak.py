@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,9 @@ class Soak:
 
     # ---- kills ---------------------------------------------------------------------------------
 
-    def kill(self, name: str | None = None) -> None:
+    def kill(self, name: str | None = None, then: Callable[[], None] | None = None) -> None:
+        """``kill -9`` an actor, run ``then`` (e.g. end the fault in progress), then wait for it to be
+        READY again under a new pid."""
         s = self.s
         names = [a["name"] for a in s.status()["actors"]]
         name = name or self.rng.choice(names)
@@ -66,8 +69,10 @@ class Soak:
         if name in ("executor", "position_tracker") and self.rng.random() < 0.5 and s.wait_new_order(5):
             how = "mid-order (the exchange just accepted an order)"
         old = s.kill_actor(name)
-        t = time.monotonic()
         self.kills[name] += 1
+        if then is not None:
+            then()
+        t = time.monotonic()  # READY-again time counts from the end of a fault held over the kill
         if wait_until(lambda: s.back(name, old), RECOVER_S, 0.02):
             self.kills_survived[name] += 1
             self.restart_ms.append((time.monotonic() - t) * 1000)
@@ -110,8 +115,11 @@ class Soak:
         self.faults[kind] += 1
         self.say(f"fault {kind} {detail} for {hold:.1f} s")
         if rng.random() < 1 / 3:
-            time.sleep(rng.uniform(0.2, hold))
-            self.kill()  # a kill during the fault
+            # A kill during the fault. The restarted actor is waited for only once the fault is over: an
+            # executor cannot start while every /info answers 429 (it needs the market specs), by design.
+            at = rng.uniform(0.2, hold)
+            time.sleep(at)
+            self.kill(then=lambda: (time.sleep(hold - at), s.clear_faults()))
         else:
             time.sleep(hold)
         s.clear_faults()

@@ -81,6 +81,10 @@ _LATENCY_SAMPLES = 4096
 _BACKOFF_BASE_MS = 500
 _BACKOFF_MAX_MS = 10_000
 _STAGE_SAMPLES = 1024
+# Signing nonces spent by a send are replaced this long after it (off the send path, after its events
+# and log lines), a few per turn (each ~60 µs of this loop) until the pool is full again.
+_SIGN_POOL_REFILL_DELAY_NS = 2_000_000
+_SIGN_POOL_REFILL_PER_TURN = 2
 
 
 class ExecutorStartError(RuntimeError):
@@ -135,8 +139,9 @@ class Executor(Actor):
                 "HIP3_KEYSTORE (+ password) for the supervisor, which hands it to the executor only"
             )
         check_signer(key, cfg.exchange.signer_address)
-        self._signer = Signer(key.reveal())
+        self._signer = Signer(key.reveal(), pool_size=self.params.sign_nonce_pool)
         del key
+        self._signer.refill()  # the whole nonce pool now, before READY (about 60 µs a nonce)
         self._vault: str | None = cfg.exchange.vault_address.lower() or None
         self._is_mainnet = cfg.exchange.network == "mainnet"  # sim/testnet sign with source "b"
         try:
@@ -188,6 +193,7 @@ class Executor(Actor):
         self.every(1000, self._publish_stats)
         # The pump's own timer: a long period, pulled in (``wake_by``) to the scheduler's next wake-up.
         self._pump_timer: Timer = self.every(60_000, self._pump)
+        self._refill_timer: Timer = self.every(1000, self._refill_sign_pool)
         self._setup_done = True
         self.log.info("executor_configured", signer=self._signer.address, vault=self._vault or "",
                       mainnet=self._is_mainnet, markets=sorted(self.specs), ws_url=ws_url)
@@ -305,6 +311,7 @@ class Executor(Actor):
         elif isinstance(msg, FlattenIntent):
             verdict = self.core.submit_flatten(msg, now_ns=recv_ns)
             if verdict.accepted:
+                self.stages.add("stage_flatten_checks", clock.monotonic_ns() - recv_ns)
                 self._recv_ns[msg.intent_id] = (recv_ns, msg.created_ns)
                 self._pump()
             elif verdict.outcome == "rejected" and verdict.reason != "DuplicateIntent":
@@ -373,6 +380,12 @@ class Executor(Actor):
         if wake is not None:
             self._pump_timer.wake_by(max(wake, clock.monotonic_ns() + 100_000))
 
+    def _refill_sign_pool(self) -> None:
+        signer = self._signer
+        signer.refill(max_new=_SIGN_POOL_REFILL_PER_TURN)
+        if signer.pooled < signer.pool_size:
+            self._refill_timer.wake_by(clock.monotonic_ns() + _SIGN_POOL_REFILL_DELAY_NS)
+
     def _can_send(self) -> bool:
         # Checked before a batch is taken and signed: no nonce is spent and nothing is requeued while
         # the connection is down or the outbound budget (2000/min, 100 in flight) is used up.
@@ -436,6 +449,7 @@ class Executor(Actor):
                     self.latencies_ns.append(sent_ns - recv_ns)
                     events[i] = msgspec.structs.replace(ev, intent_recv_ns=recv_ns, intent_created_ns=created_ns)
         self._publish(events)
+        self._refill_timer.wake_by(sent_ns + _SIGN_POOL_REFILL_DELAY_NS)
         return True
 
     def _on_order_response(self, resp: PostResponse) -> None:
@@ -556,6 +570,7 @@ class Executor(Actor):
             self.stats["added_latency_samples"] = len(lat)
         self.stats.update(self.stages.summary())
         self.stats["inflight_posts"] = self.core.scheduler.inflight
+        self.stats["sign_nonces_pooled"] = self._signer.pooled
         self.stats["dropped_unmatched"] = self.core.dropped_unmatched
         self.stats["statuses_unmatched"] = self.core.tracker.unmatched
         self.stats["schedule_cancel_armed_until_s"] = self._armed_until_ms // 1000

@@ -18,6 +18,7 @@ from hip3.execution.journal import SentIntentJournal
 from hip3.execution.latency import LatencySamples
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.hyperliquid.nonce import NonceManager
+from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.ws import WsBudgetError, WsNotConnected
 from hip3.messages import AssetCtx, Msg, OrderRejected, OrderSubmitted
 from hip3.runtime.actor import Timer
@@ -100,8 +101,10 @@ def executor(tmp_path: Path, ws: ScriptedWs, **params: Any) -> Executor:
     ex._recv_ns = {}
     ex._pump_paused = False
     ex._pump_timer = Timer(60_000_000_000, lambda: None, time.monotonic_ns() + 60_000_000_000)
+    ex._refill_timer = Timer(1_000_000_000, lambda: None, time.monotonic_ns() + 1_000_000_000)
     ex._sign_payload = lambda action, now_ms: {"action": action, "nonce": next(cl)}  # type: ignore[method-assign]
     ex._nonces = NonceManager(None)  # the tick reserves nonce headroom (in memory here)
+    ex._signer = Signer("0x" + "11" * 32, pool_size=2)  # its refill timer tops the nonce pool up
     return ex
 
 

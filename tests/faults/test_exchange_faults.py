@@ -185,3 +185,27 @@ def test_malformed_frames(make_session: Callable[..., Session]) -> None:
     assert s.stats("feed").get("bad_frames", 0) >= 5
     _trades_again(s)
     _invariants(s)
+
+
+def test_executor_restarted_while_rest_is_rate_limited_starts_from_the_market_cache(
+    make_session: Callable[..., Session],
+) -> None:
+    """``kill -9`` of the executor while /info answers HTTP 429: it used to block in its start retrying
+    the market specs (about 37 s, past the READY timeout), so nothing, not even a flatten, could leave.
+    It now starts from the specs an earlier load saved in the run directory, and is READY while the
+    fault lasts."""
+    s = make_session()
+    _trading(s)
+    s.faults(rate_limit_http=True)
+    old = s.kill_actor("executor")
+    assert wait_until(lambda: s.back("executor", old), 20), s.actor("executor")
+    cached = s.events("executor", "markets_from_cache")
+    assert cached and cached[-1]["assets"] >= 2, cached
+    s.clear_faults()
+    assert wait_until(s.all_ready, 30)
+    _trades_again(s)
+    assert s.wait_books_agree(20) == ""
+    assert s.doubled_cloids() == [] and s.lost_orders() == [] and s.orders_while_not_ready() == []
+    st = s.status()
+    assert not st["hard_stop"]["latched"], st["hard_stop"]
+    assert {a["name"]: a["restarts"] for a in st["actors"] if a["restarts"]} == {"executor": 1}

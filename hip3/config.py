@@ -42,7 +42,8 @@ class BusConfig(_Section, frozen=True):
     """Where the actors' sockets live. Actor code is the same for every transport."""
 
     transport: Literal["ipc", "tcp", "inproc"] = "ipc"
-    # tcp: every endpoint is tcp://{tcp_host}:{tcp_base_port + offset}. Loopback unless asked.
+    # tcp: every endpoint is tcp://{tcp_host}:{tcp_base_port + offset}. Loopback only, and not in live
+    # mode: the bus is not authenticated (any local process could reach a tcp port).
     tcp_host: str = "127.0.0.1"
     tcp_base_port: Port = 47100
     # High-water marks. Market data is latest-wins, so a lagging subscriber may drop (counted as gaps);
@@ -69,6 +70,10 @@ class SupervisorConfig(_Section, frozen=True):
     stop_timeout_ms: PositiveMs = 5000
     # Which actors to run, in dependency order. Empty means the mode's default set.
     actors: tuple[str, ...] = ()
+    # Opt-in: actors run under SCHED_FIFO at realtime_priority (needs root or CAP_SYS_NICE; refused ->
+    # a warning and the normal class). e.g. ["feed", "exit_watcher", "executor"]: see BENCHMARKS.md.
+    realtime_actors: tuple[str, ...] = ()
+    realtime_priority: Annotated[int, msgspec.Meta(ge=1, le=49)] = 10
 
 
 class ExchangeConfig(_Section, frozen=True):
@@ -238,6 +243,19 @@ def _check(cfg: Config, source: str) -> None:
         )
     if cfg.mode == "live" and cfg.exchange.network == "sim":
         raise ConfigError(f"config error in {source}: `exchange.network`: live mode needs testnet or mainnet")
+    if cfg.bus.transport == "tcp" and cfg.mode == "live":
+        # The bus has no authentication: over tcp any local process (any host, off loopback) could push
+        # an intent to the executor or send the supervisor ``reset-hardstop``. ipc endpoints live in the
+        # 0700 run directory, so only the user reaches them.
+        raise ConfigError(
+            f"config error in {source}: `bus.transport`: tcp is refused in live mode (the bus is not "
+            "authenticated: anyone who can reach the ports could send orders); use ipc"
+        )
+    if cfg.bus.transport == "tcp" and cfg.bus.tcp_host not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError(
+            f"config error in {source}: `bus.tcp_host`: {cfg.bus.tcp_host!r} is not loopback (the bus is "
+            "not authenticated)"
+        )
     if cfg.sim:
         from hip3.sim.params import SimParams, SimParamsError
 

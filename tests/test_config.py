@@ -46,6 +46,10 @@ def test_shipped_configs_load(name: str) -> None:
         (MIN + "[executor]\nreconnect_base_ms = 500\nreconnect_max_ms = 400\n",
          "reconnect_max_ms must be >= reconnect_base_ms"),
         (MIN + 'key = "0x' + "ab" * 32 + '"\n', "64-hex-digit value"),
+        # The bus is not authenticated: no tcp in live mode, never off loopback.
+        ('mode = "live"\n[exchange]\nnetwork = "testnet"\n[[markets]]\ncoin = "xyz:GOLD"\n[bus]\ntransport = "tcp"\n',
+         "tcp is refused in live mode"),
+        (MIN + '[bus]\ntransport = "tcp"\ntcp_host = "0.0.0.0"\n', "is not loopback"),
     ],
 )
 def test_bad_configs_give_one_clear_line(text: str, expected: str) -> None:

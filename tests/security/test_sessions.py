@@ -1,9 +1,10 @@
 """Security of whole sessions that end in errors (issue 8, item 4), with real processes.
 
 * Live-like: ``supervisor.py start --live`` (mode live, network testnet) pointed at the simulator on
-  127.0.0.1, with a real key from ``HIP3_PRIVATE_KEY`` (tcp bus) or from an eth-account keystore with its
-  password (ipc bus). The key is loaded by the supervisor, handed to the executor, and signs actions that
-  the simulator verifies (its order log records the recovered signer). The session then goes wrong:
+  127.0.0.1, with a real key from ``HIP3_PRIVATE_KEY`` or from an eth-account keystore with its
+  password (ipc bus: a live config with a tcp bus is refused, the bus is not authenticated). The key is
+  loaded by the supervisor, handed to the executor, and signs actions that the simulator verifies (its
+  order log records the recovered signer). The session then goes wrong:
   rejected orders, a hard stop, the executor killed (-9) and restarted with the key, the executor raising at
   start (corrupt nonce state) until the restart limit latches. Afterwards every file of the run directory,
   the simulator's files, the CLI's stdout/stderr and every status output are scanned for the key (hex with
@@ -257,7 +258,7 @@ def test_live_session_with_env_key_ends_in_errors_and_leaks_nothing(base: Path) 
     key = "0x" + secrets.token_hex(32)
     # given upper-case without 0x: the scan must still find any copy (it looks for every form)
     env = _env(HIP3_PRIVATE_KEY=key[2:].upper())
-    _run_live_session(base, key=key, env=env, transport="tcp", needles=secret_needles(key), name="live-env-key-tcp")
+    _run_live_session(base, key=key, env=env, transport="ipc", needles=secret_needles(key), name="live-env-key-ipc")
 
 
 def test_live_session_with_keystore_ends_in_errors_and_leaks_nothing(base: Path) -> None:

@@ -72,11 +72,15 @@ class Detector(Actor):
         if blocked != self._blocked:
             self._on_readiness_change(blocked)
         now_ns = clock.monotonic_ns()
-        for d in core.evaluate(now_ns, clock.time_ns() // 1_000_000, ready=not blocked):
-            if d.persist:
-                self.signals.publish(d.signal)
-            if d.intent is not None:
-                self._send(d.intent)
+        decisions = core.evaluate(now_ns, clock.time_ns() // 1_000_000, ready=not blocked)
+        if decisions:
+            # Intents leave first; the signal records and the INFO lines after them (off the order path).
+            sent = [(d.intent, self._push(d.intent)) for d in decisions if d.intent is not None]
+            for d in decisions:
+                if d.persist:
+                    self.signals.publish(d.signal)
+            for intent, ok in sent:
+                self._log_intent(intent, ok)
         for coin, old, new in core.take_gate_transitions():
             # INFO only when entries become blocked or allowed (B03): PASS <-> SPREAD_REDUCE can flap
             # many times a second on a thin book.
@@ -93,9 +97,11 @@ class Detector(Actor):
         elif isinstance(msg, PositionSnapshot):
             self.entry.on_positions(msg)
 
-    def _send(self, intent: EntryIntent) -> None:
+    def _push(self, intent: EntryIntent) -> bool:
         assert self.intents is not None  # intents exist only in trading modes
-        sent = self.intents.send(intent)
+        return self.intents.send(intent)
+
+    def _log_intent(self, intent: EntryIntent, sent: bool) -> None:
         self.log.info("entry_intent", sent=sent, intent_id=intent.intent_id, coin=intent.coin,
                       is_buy=intent.is_buy, px=intent.px, sz=intent.sz, edge_bps=round(intent.edge_bps, 2),
                       tick_to_intent_us=(intent.created_ns - intent.origin_recv_ns) // 1000)

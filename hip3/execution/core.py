@@ -211,8 +211,8 @@ class ExecutionCore:
         """Journal the batch's intents; call right BEFORE writing the signed frame.
 
         ``sync=False`` writes the lines to the kernel (which survives the executor's death, the case the
-        journal exists for) and leaves the fsync to ``journal.sync()`` right after the frame is written,
-        off the tick-to-trade path (see ``ExecutorParams.journal_fsync_before_send``)."""
+        journal exists for) and leaves the fsync to ``journal.sync()`` after the frame is written, off
+        the tick-to-trade path (see ``ExecutorParams.journal_fsync_before_send``)."""
         self.journal.record(((o.intent_id, o.cloid) for o in batch.orders), now_ms, sync=sync)
 
     def on_sent(self, batch: Batch, post_id: int, nonce: int, now_ns: int) -> list[Msg]:

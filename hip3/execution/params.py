@@ -79,9 +79,10 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     schedule_cancel_rearm_ms: PosMs = 20000
     # The sent-intent journal keeps entries this long (longer than any intent TTL plus margin).
     sent_journal_retention_ms: PosMs = 600_000
-    # The journal line is always written (write(2)) before the frame; its fsync comes right after the
-    # frame (False, default) or before it (True, +~150 us per post on ext4). The kernel keeps written
-    # data when the executor dies (SIGKILL, OOM, crash): that is the restart the journal guards against.
+    # The journal line is always written (write(2)) before the frame; its fsync comes 5 ms after the
+    # frame, by the executor's timer (False, default) or before it (True, +~150 us per post on ext4).
+    # The kernel keeps written data when the executor dies (SIGKILL, OOM, crash): that is the restart
+    # the journal guards against.
     # A host crash loses the ZeroMQ queues too, so no stale intent can be redelivered after one.
     journal_fsync_before_send: bool = False
 

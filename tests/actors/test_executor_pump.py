@@ -102,6 +102,7 @@ def executor(tmp_path: Path, ws: ScriptedWs, **params: Any) -> Executor:
     ex._pump_paused = False
     ex._pump_timer = Timer(60_000_000_000, lambda: None, time.monotonic_ns() + 60_000_000_000)
     ex._refill_timer = Timer(1_000_000_000, lambda: None, time.monotonic_ns() + 1_000_000_000)
+    ex._journal_timer = Timer(1_000_000_000, lambda: None, time.monotonic_ns() + 1_000_000_000)
     ex._sign_payload = lambda action, now_ms: {"action": action, "nonce": next(cl)}  # type: ignore[method-assign]
     ex._nonces = NonceManager(None)  # the tick reserves nonce headroom (in memory here)
     ex._signer = Signer("0x" + "11" * 32, pool_size=2)  # its refill timer tops the nonce pool up
@@ -147,7 +148,11 @@ def test_disconnect_while_pumping_stops_the_loop_and_waits_for_the_reconnect(tmp
     assert SILVER in ex.core.tracker.flatten_in_flight()
 
 
-def test_state_is_rechecked_every_turn_and_the_journal_synced_once_after_the_loop(tmp_path: Path) -> None:
+def _journal_due_within_ms(ex: Executor, ms: float) -> bool:
+    return ex._journal_timer.due_ns <= time.monotonic_ns() + int(ms * 1_000_000)
+
+
+def test_state_is_rechecked_every_turn_and_the_journal_synced_by_its_timer(tmp_path: Path) -> None:
     ws = ScriptedWs(["drop", 1])
     # One order per batch: two batches, the connection drops while sending the first.
     ex = executor(tmp_path, ws, max_batch_size=1)
@@ -158,10 +163,14 @@ def test_state_is_rechecked_every_turn_and_the_journal_synced_once_after_the_loo
     assert isinstance(journal, _SpyJournal)
     ex._pump()
     assert ws.posts == 1  # the second batch waits for the reconnect
+    assert journal.syncs == 0 and _journal_due_within_ms(ex, 5)  # not in the send's loop turn
+    ex._sync_journal()
     assert journal.syncs == 1
     ws.state = "connected"
     ex._pump()
-    assert ws.posts == 2 and journal.syncs == 2
+    assert ws.posts == 2 and journal.syncs == 1
+    ex._sync_journal()
+    assert journal.syncs == 2
     assert [m.coin for m in published(ex) if isinstance(m, OrderSubmitted)] == [GOLD, SILVER]
 
 
@@ -173,9 +182,12 @@ def test_one_sync_for_several_batches(tmp_path: Path) -> None:
     journal = ex.core.journal
     assert isinstance(journal, _SpyJournal)
     ex._pump()
-    assert ws.posts == 2 and journal.syncs == 1
+    assert ws.posts == 2 and journal.syncs == 0  # both frames left without waiting for the disk
     lines = (tmp_path / "sent_intents.log").read_text().splitlines()
     assert len(lines) == 2  # both lines written (each before its frame)
+    ex._sync_journal()
+    ex._sync_journal()
+    assert journal.syncs == 2 and not journal._dirty  # the second call has nothing to sync
 
 
 def test_hardstop_flatten_prices_with_the_gates_marks(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from hip3 import clock
 from hip3.config import exchange_urls
 from hip3.execution.batch import Batch
 from hip3.execution.core import ExecutionCore
-from hip3.execution.gates import MarketSpec
+from hip3.execution.gates import MarketSpec, Verdict
 from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.journal import SentIntentJournal
 from hip3.execution.latency import LatencySamples
@@ -309,7 +309,7 @@ class Executor(Actor):
                 self.stages.add("stage_gates", clock.monotonic_ns() - recv_ns)
                 self._recv_ns[msg.intent_id] = (recv_ns, msg.created_ns)
                 self._pump()
-            self.log.info("verdict", line=verdict.log_line())
+            self._log_verdict(verdict)
             self.count("entry_intents")
             self.count(f"entry_{verdict.outcome}")
             self.count(f"entry_{verdict.outcome}:{verdict.reason}")
@@ -326,12 +326,17 @@ class Executor(Actor):
                 self._publish([OrderRejected(
                     cloid=msg.intent_id, coin=msg.coin, reason=f"refused: {verdict.reason}", benign=True,
                     reduce_only=True, recv_ns=recv_ns, intent_id=msg.intent_id)])
-            self.log.info("verdict", line=verdict.log_line())
+            self._log_verdict(verdict)
             self.count("flatten_intents")
             self.count(f"flatten_{verdict.outcome}")
         else:
             self.count("unexpected_intent_messages")
         self._trim_recv()
+
+    def _log_verdict(self, verdict: Verdict) -> None:
+        """INFO (lesson B38), at the end of the loop turn: the next intent of the same burst (a second
+        exit) is gated and sent first."""
+        self.defer(lambda: self.log.info("verdict", line=verdict.log_line()))
 
     def _trim_recv(self) -> None:
         if len(self._recv_ns) > 20_000:

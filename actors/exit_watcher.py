@@ -7,8 +7,9 @@ flatten intents.
   ``hip3.strategy.exit_watcher_core.ExitWatcherCore``. Hot path: per market message only the core call.
 * A polling tick every ``ExitWatcherCore.poll_interval_ms`` runs the time stop, the fast-exit backup and
   claim expiry. Exits keep working while the hard stop is latched (they are reduce-only).
-* Every flatten intent is logged at INFO; a failed send releases the claim (the flatten never left, so
-  the next evaluation retries) and is counted, its warning rate-limited. Core alerts go to ``alert``.
+* Every flatten intent is logged at INFO (at the end of the loop turn, after the burst); a failed send
+  releases the claim (the flatten never left, so the next evaluation retries) and is counted, its
+  warning rate-limited. Core alerts go to ``alert``.
 
 Run alone for debugging: `python -m actors.exit_watcher --config configs/default.toml`.
 """
@@ -90,10 +91,8 @@ class ExitWatcher(Actor):
 
     def _send(self, intent: FlattenIntent) -> None:
         if self.intents.send(intent):
-            self.log.info("flatten_intent", intent_id=intent.intent_id, coin=intent.coin, reason=intent.reason,
-                          is_buy=intent.is_buy, px=intent.px, sz=intent.sz,
-                          tick_to_intent_us=(intent.created_ns - intent.origin_recv_ns) // 1000
-                          if intent.origin_recv_ns else None)
+            # Logged at the end of the loop turn: another exit in the same burst goes out first.
+            self.defer(lambda: self._log_intent(intent))
             return
         # Never left the process: a terminal state of the flatten (send failure) -> release the claim.
         self.count("intent_send_failed")
@@ -104,6 +103,12 @@ class ExitWatcher(Actor):
             self.log.warning("flatten_not_sent", intent_id=intent.intent_id, coin=intent.coin,
                              reason=intent.reason, why="no executor connected",
                              failures=self.stats.get("intent_send_failed", 0))
+
+    def _log_intent(self, intent: FlattenIntent) -> None:
+        self.log.info("flatten_intent", intent_id=intent.intent_id, coin=intent.coin, reason=intent.reason,
+                      is_buy=intent.is_buy, px=intent.px, sz=intent.sz,
+                      tick_to_intent_us=(intent.created_ns - intent.origin_recv_ns) // 1000
+                      if intent.origin_recv_ns else None)
 
     # ---- timers -------------------------------------------------------------------------------------
 

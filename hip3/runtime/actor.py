@@ -93,6 +93,7 @@ class Actor:
         self._handlers: dict[object, Callable[[], None]] = {}
         self._timers: list[Timer] = []
         self._receivers: list[Receiver] = []
+        self._deferred: list[Callable[[], None]] = []
         self._parent_pid = os.getppid()
         self._supervisor_pid = int(os.environ.get("HIP3_SUPERVISOR_PID", "0") or 0)
         self.control = self.bus.subscriber(["control"])
@@ -166,6 +167,19 @@ class Actor:
         timer = Timer(interval_ns, fn, now + first)
         self._timers.append(timer)
         return timer
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at the end of this loop turn, after every ready socket's handler: for the log lines
+        of an order, so that the next message of the same burst (a second exit) is not kept waiting."""
+        self._deferred.append(fn)
+
+    def _run_deferred(self) -> None:
+        deferred = self._deferred
+        while deferred:
+            batch = deferred[:]
+            deferred.clear()
+            for fn in batch:
+                fn()
 
     def set_ready(self, ready: bool, detail: str = "") -> None:
         """Report READY (the actor is doing its job); sent at once when it changes."""
@@ -290,6 +304,7 @@ class Actor:
         for target, _ in self._poller.poll(timeout_ms):
             handlers[target]()
             did = True
+        self._run_deferred()
         return did
 
     def next_due_ns(self) -> int:
@@ -304,6 +319,7 @@ class Actor:
     def close(self) -> None:
         """Tear down (``teardown()``, READY false, sockets closed). Called once, after ``start``/``run``."""
         try:
+            self._run_deferred()  # the log lines of the last turn
             self.teardown()
         finally:
             self.set_ready(False, "stopped")
@@ -341,6 +357,8 @@ class Actor:
             timeout_ms = max(0, (next_due - clock.monotonic_ns()) // 1_000_000)
             for target, _ in poll(timeout_ms):
                 handlers[target]()
+            if self._deferred:
+                self._run_deferred()
 
 
 def install_signal_handlers(actor: Actor) -> None:

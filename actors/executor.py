@@ -345,6 +345,8 @@ class Executor(Actor):
 
     def on_message(self, msg: Message) -> None:
         if isinstance(msg, AssetCtx):
+            if msg.oracle_px > 0 and msg.coin in self.specs:
+                self.core.oracles[msg.coin] = msg.oracle_px  # the slippage trigger's reference
             if msg.mark_px > 0 and msg.coin in self.specs:
                 gates = self.core.gates
                 first = gates.mark(msg.coin) is None

@@ -48,9 +48,8 @@ class QueuedOrder(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     tif: str = "Ioc"
     origin_recv_ns: int = 0
-    expected_px: Decimal | None = None  # entry: the signal's price, for the slippage trigger
     requeues: int = 0
-    edge_bps: float = 0.0  # entry: the signal's raw edge, carried to OrderSubmitted (0 for flattens)
+    edge_bps: float = 0.0  # entry: the signal's raw edge (OrderSubmitted; the slippage trigger); 0 for flattens
 
 
 class QueuedCancel(msgspec.Struct, frozen=True, kw_only=True):

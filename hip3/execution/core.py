@@ -86,6 +86,7 @@ class ExecutionCore:
         self._recent: OrderedDict[str, QueuedOrder] = OrderedDict()  # terminal orders, for risk feeding
         self.dropped_unmatched = 0
         self._snapshot: PositionSnapshot | None = None
+        self.oracles: dict[str, float] = {}  # coin -> latest oracle price (the slippage trigger)
 
     def on_snapshot(self, snapshot: PositionSnapshot) -> None:
         """Every position snapshot the executor receives (clears "filled, awaiting snapshot" blocks)."""
@@ -133,7 +134,6 @@ class ExecutionCore:
             reduce_only=False,
             kind="entry",
             origin_recv_ns=intent.origin_recv_ns,
-            expected_px=intent.px,
             edge_bps=intent.edge_bps,
         )
         res = self.scheduler.enqueue_new(order)
@@ -337,7 +337,8 @@ class ExecutionCore:
                 reason = self.risk.on_order_rejected(ev, now_ms, is_flatten=is_flatten)
             elif isinstance(ev, OrderFilled) and not ev.reduce_only:
                 o = self._recent.get(ev.cloid)
-                if o is not None and o.expected_px is not None:
-                    reason = self.risk.on_entry_filled(o.expected_px, ev.avg_px, ev.is_buy)
+                if o is not None and o.kind == "entry":
+                    reason = self.risk.on_entry_filled(o.edge_bps, ev.avg_px, ev.is_buy,
+                                                       self.oracles.get(ev.coin, 0.0))
             if reason is not None and self._hardstop_request is None:
                 self._hardstop_request = reason

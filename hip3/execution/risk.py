@@ -8,7 +8,9 @@ consecutive-loss, flatten-failure and slippage triggers could never fire. Here:
 * flatten failures from flatten/hard-stop orders that were rejected non-benignly, timed out, or gave up;
 * non-benign *exchange* rejections are counted per fixed hour bucket (B23: benign ones never count;
   local send failures and drops are not exchange rejections);
-* slippage from entry fills: the intent's expected price vs the fill's average price;
+* slippage from entry fills (§11 "realised slippage = expected − actual edge"): the signal's edge
+  against the edge of the fill's average price over the oracle when the fill is known. Measured against
+  the IOC's limit price (session 1) it could never fire: a buy never fills above its limit;
 * an external trigger (e.g. the supervisor's restart limit) latches the same way.
 
 First trigger wins: its reason is kept and returned once; later triggers are ignored until ``reset``
@@ -106,13 +108,18 @@ class RiskMonitor:
             )
         return None
 
-    def on_entry_filled(self, expected_px: Decimal, avg_px: Decimal, is_buy: bool) -> str | None:
-        """Slippage of an entry fill vs the price the signal expected (adverse is positive)."""
-        if expected_px <= 0:
+    def on_entry_filled(self, expected_edge_bps: float, avg_px: Decimal, is_buy: bool,
+                        oracle_px: float) -> str | None:
+        """Realised slippage of an entry fill: the signal's edge minus the edge actually captured, the
+        fill's average price against ``oracle_px`` (the oracle when the fill is known; a buy's edge is
+        ``(oracle − px) / oracle``). Positive is adverse: the oracle came back, or the fill was worse.
+        An unknown oracle (<= 0) or price leaves the streak as it is."""
+        if not oracle_px > 0.0 or avg_px <= 0:
             return None
-        diff = (avg_px - expected_px) if is_buy else (expected_px - avg_px)
-        slip_bps = diff / expected_px * 10_000
-        if slip_bps > Decimal(str(self.params.max_slippage_bps)):
+        px = float(avg_px)
+        actual_bps = ((oracle_px - px) if is_buy else (px - oracle_px)) / oracle_px * 10_000
+        slip_bps = expected_edge_bps - actual_bps
+        if slip_bps > self.params.max_slippage_bps:
             self.slippage_streak += 1
         else:
             self.slippage_streak = 0

@@ -62,13 +62,29 @@ def test_flatten_failures() -> None:
 
 
 def test_slippage_three_in_a_row() -> None:
-    r = RiskMonitor(RiskParams())
-    assert r.on_entry_filled(D(100), D("100.6"), True) is None  # 60 bps
-    assert r.on_entry_filled(D(100), D("99.4"), False) is None
-    assert r.on_entry_filled(D(100), D("100.1"), True) is None  # reset
+    """§11: realised slippage = expected − actual edge. A buy signalled at 80 bps (ask 99.2 under an
+    oracle of 100) fills at its limit, 99.2, as an IOC does; the oracle when the fill is known decides
+    the edge actually captured."""
+    r = RiskMonitor(RiskParams())  # > 50 bps on 3 consecutive entries
+    assert r.on_entry_filled(80.0, D("99.2"), True, 99.25) is None  # oracle came back: 5 bps kept, 75 lost
+    assert r.on_entry_filled(80.0, D("100.8"), False, 100.75) is None  # a sell, the same: 2nd in a row
+    assert r.slippage_streak == 2
+    assert r.on_entry_filled(80.0, D("99.2"), True, 100.0) is None  # the edge was there: streak reset
+    assert r.slippage_streak == 0
+    assert r.on_entry_filled(80.0, D("99.2"), True, 0.0) is None  # oracle unknown: streak unchanged
     for _ in range(2):
-        assert r.on_entry_filled(D(100), D("100.6"), True) is None
-    assert (r.on_entry_filled(D(100), D("100.6"), True) or "").startswith("slippage")
+        assert r.on_entry_filled(80.0, D("99.2"), True, 99.3) is None  # 70 bps lost each
+    assert r.on_entry_filled(80.0, D("99.2"), True, 99.6) is None  # 40 bps lost: under 50, reset
+    for _ in range(2):
+        assert r.on_entry_filled(80.0, D("99.2"), True, 99.2) is None
+    assert (r.on_entry_filled(80.0, D("99.2"), True, 99.2) or "").startswith("slippage")
+
+
+def test_slippage_at_the_limit_price_can_fire() -> None:
+    """Session 1 compared the fill with the IOC limit, which a buy never fills above: the trigger could
+    not fire. With fills exactly at the limit (what an exchange gives) it must still be able to."""
+    r = RiskMonitor(RiskParams(slippage_consecutive_trades=1))
+    assert (r.on_entry_filled(60.0, D("99.4"), True, 99.4) or "").startswith("slippage")
 
 
 def test_external_trigger() -> None:
@@ -85,6 +101,7 @@ def test_core_feeds_risk_from_responses(tmp_path: Path) -> None:
                          make_cloid=lambda: f"0x{next(cl):032x}")
     core.gates.set_mark(GOLD, 10.0)
     core.gates.set_mark(SILVER, 10.0)
+    core.oracles[GOLD] = 10.0  # the oracle when the fill is known: back at the ask, the edge is gone
     core.submit_flatten(flatten(SILVER), now_ns=0)
     b = core.next_batch(0)
     assert b is not None
@@ -98,7 +115,7 @@ def test_core_feeds_risk_from_responses(tmp_path: Path) -> None:
     assert b is not None
     core.on_sent(b, 2, 2, 0)
     core.on_post_response(2, {"status": "ok", "response": {"type": "order", "data": {"statuses": [
-        {"filled": {"totalSz": "2", "avgPx": "10.01", "oid": 3}}]}}}, 0, 0)
+        {"filled": {"totalSz": "2", "avgPx": "10", "oid": 3}}]}}}, 0, 0)  # at the limit, as an IOC fills
     reason = core.take_hardstop_request()
     assert reason is not None and reason.startswith("slippage")
     assert core.take_hardstop_request() is None

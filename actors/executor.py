@@ -273,6 +273,8 @@ class Executor(Actor):
         self.ws.tick()
         now_ns = clock.monotonic_ns()
         self._publish(self.core.expire(now_ns, _now_ms()))
+        # Entries that could not leave in time (the exchange's message budget, the in-flight limit).
+        self._publish(self.core.drop_expired_entries(now_ns))
         self._check_hardstop_request()
         self._pump_paused = False
         self._pump()
@@ -386,6 +388,7 @@ class Executor(Actor):
                 continue
             if not self._send(batch):
                 break
+        self._publish(core.drop_expired_entries(clock.monotonic_ns()))  # those next_batch skipped
         if not self._can_send():
             return
         wake = core.next_wakeup_ns(clock.monotonic_ns())

@@ -50,6 +50,9 @@ class QueuedOrder(msgspec.Struct, frozen=True, kw_only=True):
     origin_recv_ns: int = 0
     requeues: int = 0
     edge_bps: float = 0.0  # entry: the signal's raw edge (OrderSubmitted; the slippage trigger); 0 for flattens
+    # entry: the intent's validity (monotonic ns); a new order still queued after it is dropped, never sent
+    # late at a stale price (e.g. while the exchange's message budget is used up). 0: no limit.
+    valid_until_ns: int = 0
 
 
 class QueuedCancel(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,6 +102,7 @@ class BatchScheduler:
         self._cancels: deque[QueuedCancel] = deque()
         self._reduce: deque[QueuedOrder] = deque()
         self._new: deque[QueuedOrder] = deque()
+        self._expired: list[QueuedOrder] = []  # new orders found past their validity by next_batch
         self._reduce_coins: set[str] = set()
         self._inflight: dict[int, _InFlight] = {}
         self._hard_stop = False
@@ -123,6 +127,17 @@ class BatchScheduler:
             return []
         dropped = list(self._new)
         self._new.clear()
+        return dropped
+
+    def drop_expired_new(self, now_ns: int) -> list[QueuedOrder]:
+        """Remove and return the queued new orders past their validity, and those ``next_batch`` skipped
+        for it (the caller releases them). Reduce-only orders and cancels never expire here."""
+        dropped, self._expired = self._expired, []
+        if any(0 < o.valid_until_ns < now_ns for o in self._new):
+            keep: deque[QueuedOrder] = deque()
+            for o in self._new:
+                (dropped if 0 < o.valid_until_ns < now_ns else keep).append(o)
+            self._new = keep
         return dropped
 
     def drop_new(self) -> list[QueuedOrder]:
@@ -204,7 +219,11 @@ class BatchScheduler:
             orders.append(o)
         if self._new_allowed():
             while self._new and len(orders) < cap:
-                orders.append(self._new.popleft())
+                o = self._new.popleft()
+                if 0 < o.valid_until_ns < now_ns:
+                    self._expired.append(o)  # never sent late; ``drop_expired_new`` hands it back
+                    continue
+                orders.append(o)
         if not orders:
             return None
         return Batch(kind="order", orders=tuple(orders))

@@ -135,6 +135,7 @@ class ExecutionCore:
             kind="entry",
             origin_recv_ns=intent.origin_recv_ns,
             edge_bps=intent.edge_bps,
+            valid_until_ns=intent.valid_until_ns,
         )
         res = self.scheduler.enqueue_new(order)
         if not res.ok:
@@ -184,6 +185,14 @@ class ExecutionCore:
                 continue  # one reduce-only per market in flight (B28)
             if self.scheduler.enqueue_reduce_only(o).reason == "Queued":
                 self.tracker.add(o)
+
+    def drop_expired_entries(self, now_ns: int) -> list[Msg]:
+        """Queued entries past their intent's validity (the transport could not send them in time):
+        dropped, released, reported benign ("expired before sending"). Never sent late."""
+        dropped = self.scheduler.drop_expired_new(now_ns)
+        if not dropped:
+            return []
+        return list(self.tracker.fail(dropped, "expired before sending", now_ns, benign=True))
 
     def drop_queued_entries(self, why: str, now_ns: int) -> list[Msg]:
         """Drop every queued new order (released, reported benign), e.g. when the actor stops sending for

@@ -204,3 +204,41 @@ def test_hardstop_flatten_prices_with_the_gates_marks(tmp_path: Path) -> None:
     ex._hardstop_step()
     subs = [m for m in published(ex) if isinstance(m, OrderSubmitted)]
     assert len(subs) == 1 and subs[0].coin == GOLD and subs[0].reduce_only and subs[0].kind == "hardstop"
+
+
+def test_entry_waiting_for_the_message_budget_expires_instead_of_leaving_late(tmp_path: Path) -> None:
+    """The budget is used up (``can_post`` says no): an accepted entry waits in its queue; once its
+    intent's validity passes, the tick drops it (benign, its market released) and it is never sent, even
+    when the budget comes back."""
+    ws = ScriptedWs([1])
+    ws.state = "budget"  # ScriptedWs.can_post is False unless "connected"
+    ex = executor(tmp_path, ws)
+    now = time.monotonic_ns()
+    v, _ = ex.core.submit_entry(entry(GOLD, valid_until_ns=now + 30_000_000), snapshot=snap(), now_ns=now,
+                                now_ms=NOW_MS)
+    assert v.accepted
+    ex._pump()
+    ex._on_tick()
+    assert ws.posts == 0 and ex.core.gates.pending.is_pending(GOLD)  # still valid: waiting
+    time.sleep(0.04)
+    ex._on_tick()
+    rejected = [m for m in published(ex) if isinstance(m, OrderRejected)]
+    assert [(r.coin, r.reason, r.benign) for r in rejected] == [(GOLD, "expired before sending", True)]
+    assert not ex.core.gates.pending.is_pending(GOLD)
+    ws.state = "connected"
+    ex._on_tick()
+    assert ws.posts == 0 and not [m for m in published(ex) if isinstance(m, OrderSubmitted)]
+
+
+def test_expired_entry_found_by_the_pump_is_reported_and_the_rest_sent(tmp_path: Path) -> None:
+    ws = ScriptedWs([1])
+    ex = executor(tmp_path, ws, max_total_notional_usd=1000.0)
+    now = time.monotonic_ns()
+    for coin, valid in ((GOLD, now - 1), (SILVER, now + 10**10)):  # GOLD's validity passed in the queue
+        v, _ = ex.core.submit_entry(entry(coin, valid_until_ns=valid), snapshot=snap(), now_ns=now - 2,
+                                    now_ms=NOW_MS)
+        assert v.accepted
+    ex._pump()
+    assert [m.coin for m in published(ex) if isinstance(m, OrderSubmitted)] == [SILVER]
+    assert [(m.coin, m.reason) for m in published(ex) if isinstance(m, OrderRejected)] == [
+        (GOLD, "expired before sending")]

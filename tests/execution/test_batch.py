@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from hip3.execution.batch import BatchScheduler, QueuedCancel, QueuedOrder
 from hip3.execution.params import ExecutorParams
 from tests.execution.helpers import GOLD, MS, SILVER
@@ -150,3 +152,26 @@ def test_send_failure_and_requeue_budget() -> None:
     assert b is not None
     dropped, given_up = s.on_send_failure(b)
     assert dropped == [] and len(given_up) == 1 and s.queued() == (0, 0, 0)
+
+
+def test_expired_new_orders_are_never_sent_and_handed_back() -> None:
+    """An entry queued past its intent's validity (the exchange's message budget was used up) is never
+    sent late at a stale price; reduce-only orders do not expire here."""
+    s = BatchScheduler(ExecutorParams())
+    fresh = msgspec.structs.replace(order(GOLD), cloid="0xfresh", valid_until_ns=50 * MS)
+    stale = msgspec.structs.replace(order(SILVER), cloid="0xstale", valid_until_ns=5 * MS)
+    flat = msgspec.structs.replace(order(GOLD, ro=True), cloid="0xflat", valid_until_ns=1)  # ignored
+    for o in (stale, fresh):
+        assert s.enqueue_new(o).ok
+    assert s.enqueue_reduce_only(flat).ok
+    b = s.next_batch(10 * MS)
+    assert b is not None and [o.cloid for o in b.orders] == ["0xflat", "0xfresh"]
+    assert [o.cloid for o in s.drop_expired_new(10 * MS)] == ["0xstale"]
+    assert s.drop_expired_new(10 * MS) == []  # handed back once
+    # Still queued when its validity passes: dropped by the periodic check, the rest kept in order.
+    later = [msgspec.structs.replace(order(c), cloid=f"0x{i}", valid_until_ns=v)
+             for i, (c, v) in enumerate(((GOLD, 20 * MS), (SILVER, 0), (GOLD, 90 * MS)))]
+    for o in later:
+        assert s.enqueue_new(o).ok
+    assert [o.cloid for o in s.drop_expired_new(30 * MS)] == ["0x0"]
+    assert s.queued() == (0, 0, 2)

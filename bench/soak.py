@@ -18,7 +18,14 @@ detector blocked entries, the hard stop is not latched; then the operator's hard
 account at the exchange, and ``stop`` must leave no process behind. Last line: one JSON object.
 
 ``orders_lost`` counts orders the executor journaled (the line is written right before the frame) that
-the exchange never received (neither accepted nor refused by a fault).
+the exchange never received (neither accepted nor refused by a fault) and that nothing below explains.
+The journal is read first, then the simulator's order log until every line arrived or 5 s passed (the
+session still trades: read the other way round, an order journaled between the two reads counted as
+lost). A journaled cloid that never arrived is explained, from hip3's own files, as one of
+``orders_not_received`` (see ``classify_unreceived``): the executor killed between the journal line and
+the frame, the frame written into a connection the simulator dropped, or a refusal before the order
+log (the exchange's, answered before the simulator logs, or the client's, before anything left). Each
+is at-most-once working: never re-sent, nothing holds it live.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.faults.accounting import DROPPED, KILLED, LOST, REFUSED, classify_unreceived, recorder_view, unreceived
 from tests.faults.session import Session, wait_until
 
 MD_CHANNELS = ["bbo", "activeAssetCtx", "l2Book", "allMids"]
@@ -41,7 +49,6 @@ USER_CHANNELS = ["orderUpdates", "userFills", "userEvents", "user"]
 FAULT_KINDS = ("drop", "stall_market_data", "silent_server", "delay_posts", "reject_posts",
                "rate_limit_actions", "rate_limit_http", "malformed")
 RECOVER_S = 30.0
-
 
 class Soak:
     def __init__(self, s: Session, rng: random.Random) -> None:
@@ -119,7 +126,12 @@ class Soak:
             # executor cannot start while every /info answers 429 (it needs the market specs), by design.
             at = rng.uniform(0.2, hold)
             time.sleep(at)
-            self.kill(then=lambda: (time.sleep(hold - at), s.clear_faults()))
+
+            def end_fault() -> None:
+                time.sleep(hold - at)
+                s.clear_faults()
+
+            self.kill(then=end_fault)
         else:
             time.sleep(hold)
         s.clear_faults()
@@ -168,7 +180,11 @@ def main() -> None:
         doubled = s.doubled_cloids()
         not_ready = s.orders_while_not_ready()
         latched = s.orders_while_latched()
-        lost = s.lost_orders()
+        lines, missing = unreceived(s)
+        view = recorder_view(s.run_dir)
+        why = classify_unreceived(lines, missing, s.actor_log("executor"), s.actor_log("supervisor"), view)
+        lost = sorted(c for c, w in why.items() if w == LOST)
+        not_received = Counter(w for w in why.values() if w != LOST)
         log = s.order_log()
         sent = {c for r in log if r.get("action_type") == "order" for c in r.get("cloids", [])}
         accepted = s.new_orders_accepted()
@@ -177,6 +193,9 @@ def main() -> None:
               f"simulator {s.sim_positions()} ({'match' if not mismatch else 'MISMATCH'})", flush=True)
         print(f"trading: {st['trading']['entries']} entries, {st['trading']['exits']} exits; orders sent "
               f"{len(sent)} (accepted {accepted}), lost {len(lost)}, doubled {len(doubled)}", flush=True)
+        for t_ms, intent, cloid in missing:
+            print(f"journaled at {t_ms}, never received: {cloid} (intent {intent}): {why[cloid]}; hip3 "
+                  f"published {view.get(cloid) or 'nothing'}", flush=True)
         for p in soak.problems + not_ready + latched + [f"doubled cloid {c}" for c in doubled] + \
                 [f"journaled, never received: {c}" for c in lost] + ([mismatch] if mismatch else []):
             print(f"PROBLEM: {p}", flush=True)
@@ -211,6 +230,7 @@ def main() -> None:
             "orders_sent": len(sent),
             "orders_accepted": accepted,
             "orders_lost": len(lost),
+            "orders_not_received": {k: not_received[k] for k in (KILLED, DROPPED, REFUSED)},
             "orders_doubled": len(doubled),
             "new_orders_while_not_ready": len(not_ready),
             "new_orders_while_latched": len(latched),

@@ -4,7 +4,9 @@ account's user events.
 * One ``WsClient`` to ``exchange_urls(cfg)[1]``; its socket is in the actor's poller (re-registered
   after every reconnect: the fd changes) and ``tick()`` runs every ``TICK_MS``.
 * ``md``: ``Bbo``/``AssetCtx`` (latest wins) and ``FeedState`` (state key ``feed``); ``user``:
-  ``OrderUpdate``/``UserFill`` (snapshot fills flagged) and the same ``FeedState``.
+  ``OrderUpdate``/``UserFill`` (snapshot fills flagged) and the same ``FeedState``. Each ``recv``'s
+  frames are published as soon as they are decoded, those of markets with a position or open order
+  (from the tracker's ``PositionSnapshot`` on ``positions``) first.
 * READY, freshness and dispatch are decided in ``hip3.feed.FeedCore``; ``FeedState`` is published on
   every change and every ``STATE_MS``. On a disconnect READY drops at once.
 * Error and malformed frames are counted (heartbeat stats) and logged at most every ``LOG_EVERY_S``.
@@ -21,6 +23,7 @@ from hip3 import clock
 from hip3.config import account_address, exchange_urls
 from hip3.feed import FeedCore
 from hip3.hyperliquid.ws import ConnState, WsClient
+from hip3.messages import Message, PositionSnapshot
 from hip3.replay.recording import FrameRecorder
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
@@ -64,6 +67,8 @@ class Feed(Actor):
         self._bad_logged = 0
         self._errors_logged = 0
         self._last_summary = 0.0
+        # Markets with a position or an open order go first in a burst (``FeedCore.set_hot``).
+        self.subscriber(["positions"], self._on_positions, only=(PositionSnapshot,))
         for sub in self.core.subscriptions():
             self.ws.subscribe(sub)
         self._recorder: FrameRecorder | None = None
@@ -119,11 +124,15 @@ class Feed(Actor):
     # ---- hot path -----------------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        self.core.on_frames(self.ws.poll_read_market())
+        self.ws.poll_read_market(self.core.on_frames)  # published per recv, as decoded
         if self._recorder is not None:
             self._take_recorded()  # after the frames were published
         if not self.ready or self.ws.fileno() != self._fd:
             self._after_io()
+
+    def _on_positions(self, msg: Message) -> None:
+        if isinstance(msg, PositionSnapshot):
+            self.core.set_hot([p.coin for p in msg.positions] + [o.coin for o in msg.open_orders])
 
     # ---- connection state ---------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ publish functions and the frames ``WsClient.poll_read_market()`` returns.
   feed is READY when market data is ready and, in trading modes, the user streams too. A disconnect
   clears all of it at once; consumers see ``FeedState.conn_id`` change and resync.
 * Hot path: ``on_frames`` publishes each ``Bbo``/``AssetCtx`` as it is (latest wins) and stamps the
-  market's receive time; no logging, no allocation besides the message itself. Each is published with a
+  market's receive time; no logging, no allocation besides the message itself (and, for a burst
+  holding frames of markets with a position, a reordered list: those go first). Each is published with a
   per-market state key (``bbo:<coin>``, ``ctx:<coin>``), so a late joiner (a restarted detector or exit
   watcher) gets every market's latest book and oracle at once, with their original receive times (the
   freshness gates judge them), instead of waiting for the next change (a quiet oracle may not change for
@@ -26,7 +27,7 @@ publish functions and the frames ``WsClient.poll_read_market()`` returns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from hip3.hyperliquid.frames import (
@@ -77,6 +78,7 @@ class FeedCore:
         self._bbo_at_connect = 0
         self._ctx_at_connect = 0
         self.stale: set[tuple[str, str]] = set()  # (coin, "bbo" | "ctx")
+        self.hot: frozenset[str] = frozenset()  # published first in a burst (``set_hot``)
         self.last_error = ""
         self.n_bbo = 0
         self.n_ctx = 0
@@ -115,8 +117,23 @@ class FeedCore:
 
     # ---- hot path ------------------------------------------------------------------------------------
 
+    def set_hot(self, coins: Iterable[str]) -> None:
+        """The markets where an exit may be due (an open position or order): their frames of a burst
+        are published first (``on_frames``)."""
+        self.hot = frozenset(coins)
+
     def on_frames(self, frames: Sequence[tuple[object, int]]) -> None:
-        """Publish what ``WsClient.poll_read_market()`` returned (market data first, it is most of it)."""
+        """Publish what ``WsClient.poll_read_market()`` returned (market data first, it is most of it).
+
+        Frames of the ``hot`` markets go first: an exchange sends a block's updates of many markets in
+        one burst, and the exit watcher only acts on the few with a position, so its frame no longer
+        waits behind the others' publishing (and the exit watcher's processing of them). The order within
+        each market is kept, and every frame is still published."""
+        hot = self.hot
+        if hot and len(frames) > 1:
+            first = [f for f in frames if getattr(f[0], "coin", None) in hot]
+            if first and len(first) < len(frames):
+                frames = first + [f for f in frames if getattr(f[0], "coin", None) not in hot]
         md = self._md
         bbo_ns = self._bbo_ns
         ctx_ns = self._ctx_ns

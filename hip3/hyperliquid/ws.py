@@ -63,6 +63,7 @@ __all__ = ["ConnState", "PostCallback", "WsBudgetError", "WsClient", "WsNotConne
 _log = logging.getLogger("hip3.hyperliquid.ws")
 ConnState = Literal["connecting", "connected", "disconnected"]
 PostCallback = Callable[[PostResponse], None]
+FrameSink = Callable[[list[tuple[Any, int]]], None]
 SubKey = tuple[str, str | None, str | None]
 _ENC = msgspec.json.Encoder()
 _PING = b'{"method":"ping"}'
@@ -378,13 +379,17 @@ class WsClient:
         and error frames. Acks, pongs and post responses are consumed here (post callbacks run)."""
         return self._poll(False)  # type: ignore[return-value]
 
-    def poll_read_market(self) -> list[tuple[Frame | Bbo | AssetCtx, int]]:
+    def poll_read_market(self, sink: FrameSink | None = None) -> list[tuple[Frame | Bbo | AssetCtx, int]]:
         """``poll_read`` for the feed's hot path: ``bbo``/``activeAssetCtx`` frames come back already
         converted to ``hip3.messages.Bbo``/``AssetCtx`` (``FrameDecoder.decode_market``); every other
-        frame exactly as ``poll_read`` returns it."""
-        return self._poll(True)
+        frame exactly as ``poll_read`` returns it.
 
-    def _poll(self, market: bool) -> list[tuple[Frame | Bbo | AssetCtx, int]]:
+        With ``sink``, the frames of each ``recv`` go to ``sink`` as soon as they are decoded (and the
+        return is empty): a frame is published before the socket is read again, instead of waiting for
+        every frame that arrived meanwhile to be read and decoded first."""
+        return self._poll(True, sink)
+
+    def _poll(self, market: bool, sink: FrameSink | None = None) -> list[tuple[Frame | Bbo | AssetCtx, int]]:
         ws = self._ws
         if ws is None or ws.sock is None:
             return []
@@ -460,6 +465,10 @@ class WsClient:
                     elif opcode == _OP_CLOSE:
                         self._drop("closed by server")
                         break
+                if sink is not None and out:  # this recv's frames go out before the socket is read again
+                    sink(out)
+                    out = []
+                    append = out.append
         finally:
             if self._ws is ws and ws.sock is not None:
                 ws.settimeout(self.send_timeout_s)

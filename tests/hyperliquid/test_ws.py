@@ -122,8 +122,11 @@ def make_client(url: str, clock: FakeClock, **kw: Any) -> WsClient:
     return WsClient(url, clock=clock, **kw)
 
 
-def pump(client: WsClient, until: Callable[[], bool], timeout: float = 5.0) -> list[Any]:
-    frames: list[Any] = []
+def pump(
+    client: WsClient, until: Callable[[], bool], timeout: float = 5.0, into: list[Any] | None = None
+) -> list[Any]:
+    """Poll until ``until()``; frames read go to ``into`` (visible to ``until`` as they arrive)."""
+    frames: list[Any] = [] if into is None else into
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         fd = client.fileno()
@@ -150,8 +153,10 @@ def test_subscribe_ack_and_data(exchange: tuple[FakeExchange, str]) -> None:
     c.subscribe(sub)
     assert c.connect()
     assert c.state == "connected" and c.conn_id == 1 and c.fileno() >= 0
-    frames = pump(c, lambda: c.is_acked(sub))
-    frames += pump(c, lambda: any(isinstance(f, BboFrame) for f in frames), 2)
+    frames: list[Any] = []
+    pump(c, lambda: c.is_acked(sub), into=frames)
+    # The data frame may arrive in a later read than its ack: the condition sees frames as they come.
+    pump(c, lambda: any(isinstance(f, BboFrame) for f in frames), 2, into=frames)
     assert c.all_acked()
     assert not any(type(f).__name__ == "SubscriptionResponseFrame" for f in frames)  # acks are not data
     assert c.decoder.counters["greeting"] == 1
@@ -385,4 +390,26 @@ def test_can_post_tells_when_a_post_would_be_refused(exchange: tuple[FakeExchang
     assert not c.can_post()
     with pytest.raises(WsBudgetError):
         c.post("info", {"type": "meta"}, lambda _r: None)
+    c.close()
+
+
+def test_market_frames_go_to_the_sink_per_recv(exchange: tuple[FakeExchange, str]) -> None:
+    """The feed's path: with a sink, decoded market frames are handed over as each recv is decoded and
+    ``poll_read_market`` returns nothing; typed ``Bbo`` messages, none lost."""
+    _fx, url = exchange
+    c = make_client(url, FakeClock())
+    sub = {"type": "bbo", "coin": "xyz:TSLA"}
+    c.subscribe(sub)
+    assert c.connect()
+    batches: list[list[tuple[Any, int]]] = []
+    deadline = time.monotonic() + 5
+    returned: list[Any] = []
+    while not batches and time.monotonic() < deadline:
+        select.select([c.fileno()], [], [], 0.02)
+        returned += c.poll_read_market(batches.append)
+    assert returned == [] and len(batches) >= 1
+    got = [m for batch in batches for m, _ in batch]
+    assert [type(m).__name__ for m in got] == ["Bbo"]
+    assert got[0].coin == "xyz:TSLA" and got[0].bid_px == 1.0 and got[0].recv_ns == batches[0][0][1]
+    assert all(batch for batch in batches)  # never an empty batch
     c.close()

@@ -19,12 +19,16 @@ The simulator runs on this machine, unlike the real exchange: by default it is p
 ``SCHED_BATCH`` class so that its order matching is not scheduled inside the executor's send system
 call on a 2-vCPU machine (``--sim-normal`` leaves it alone and shows that artefact).
 
-Run: ``python -m bench.tick_to_trade [--seconds 60] [--rate 1000]``. The last line is JSON.
+``--realtime feed,exit_watcher,executor`` runs those actors under ``SCHED_FIFO`` (``[supervisor]
+realtime_actors``, opt-in, needs root): the deployment setting that takes the run-queue waits off the path.
+
+Run: ``python -m bench.tick_to_trade [--seconds 60] [--rate 1000] [--realtime A,B]``. The last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -49,10 +53,12 @@ MARKETS = ("XYZ100", "TSLA", "NVDA", "GOLD", "AAPL", "MSFT", "GOOGL", "AMZN", "M
            "INTC", "AMD", "MSTR", "NFLX", "ORCL", "SILVER", "RIVN", "CL")
 
 
-def _config(run_dir: Path, refresh_ms: int) -> str:
+def _config(run_dir: Path, refresh_ms: int, realtime: list[str]) -> str:
     markets = "".join(f'[[markets]]\ncoin = "xyz:{m}"\n' for m in MARKETS)
     return f'''run_dir = "{run_dir}"
 mode = "paper"
+[supervisor]
+realtime_actors = {json.dumps(realtime)}
 [exchange]
 network = "sim"
 [logging]
@@ -78,6 +84,14 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of stat)
 
 
+def _policy(pid: int) -> str:
+    try:
+        policy = os.sched_getscheduler(pid)
+    except OSError:
+        return "?"
+    return {os.SCHED_OTHER: "other", os.SCHED_BATCH: "batch", os.SCHED_FIFO: "fifo"}.get(policy, str(policy))
+
+
 def _pcts(xs: list[float]) -> dict[str, float | int | None]:
     if not xs:
         return {"p50": None, "p99": None, "n": 0}
@@ -92,13 +106,17 @@ def main() -> None:
     ap.add_argument("--floor-seconds", type=float, default=10.0)
     ap.add_argument("--sim-normal", action="store_true",
                     help="leave the simulator in the normal scheduling class (see the module docstring)")
+    ap.add_argument("--realtime", default="",
+                    help="comma-separated actors to run under SCHED_FIFO ([supervisor] realtime_actors; "
+                         "needs root), e.g. feed,exit_watcher,executor")
     args = ap.parse_args()
+    realtime = [n for n in args.realtime.split(",") if n]
     # Each maker refresh changes a market's bbo (size jitter): about one frame per market per refresh
     # (measured: refresh 40 ms gave 519 updates/s over 20 markets).
     refresh_ms = args.refresh_ms or max(5, round(len(MARKETS) * 1000 / args.rate))
     run_dir = Path(tempfile.mkdtemp(prefix="h3t2t", dir="/tmp"))
     cfg_path = run_dir / "bench.toml"
-    cfg_path.write_text(_config(run_dir, refresh_ms))
+    cfg_path.write_text(_config(run_dir, refresh_ms, realtime))
     os.environ.pop("HIP3_RUN_DIR", None)
     cfg = load_config(str(cfg_path))
     if cli.main(["start", "--detach", "--config", str(cfg_path)]) != 0:
@@ -117,6 +135,7 @@ def main() -> None:
         time.sleep(5.0)  # warm-up: connections, first positions
         st0 = cli.request(cfg, {"cmd": "status"})
         pids = {a["name"]: a["pid"] for a in st0["actors"]}
+        policies = {n: _policy(p) for n, p in pids.items()}
         feed0 = next(a for a in st0["actors"] if a["name"] == "feed")["stats"]
         cpu0 = {n: _cpu_ticks(p) for n, p in pids.items()}
         t0 = time.monotonic()
@@ -152,12 +171,19 @@ def main() -> None:
         }
 
     entry, exit_ = stage("entry"), stage("exit")
+    # Orders written within 3 ms after another one: a burst (several markets on one oracle move), where
+    # an order can wait for the previous one's work in every actor on the way.
+    ordered = sorted(samples, key=lambda m: m.sent_ns)
+    behind = [(b.sent_ns - b.origin_recv_ns) / 1000 for a, b in itertools.pairwise(ordered)
+              if b.sent_ns - a.sent_ns < 3_000_000]
     print(f"system: {elapsed:.0f} s, {updates / elapsed:.0f} market updates/s over {len(MARKETS)} markets "
           f"(maker refresh {refresh_ms} ms), {entry['tick_to_trade']['n']} entries, "
           f"{exit_['tick_to_trade']['n']} exits")
     for name, d in (("entry", entry), ("exit", exit_)):
         print(f"  {name}: " + "; ".join(f"{k} p50 {v['p50']} p99 {v['p99']} µs" for k, v in d.items()))
+    print(f"  orders within 3 ms after another (a burst): {_pcts(behind)} µs tick-to-trade")
     print(f"  CPU % per process: {cpu_pct}")
+    print(f"  scheduling class per process: {policies}")
     print("  executor stages (idle-path medians, µs): "
           + ", ".join(f"{k.removeprefix('stage_').removesuffix('_p50_us')} {v}" for k, v in executor_stats.items()
                       if k.startswith("stage_") and k.endswith("_p50_us")))
@@ -173,8 +199,10 @@ def main() -> None:
         "floor_p50_us": floor["floor_p50_us"], "floor_p99_us": floor["floor_p99_us"],
         "exit_p50_over_floor_p50": round(ex["p50"] / floor["floor_p50_us"], 2) if ex["p50"] else None,
         "stages": {"entry": entry, "exit": exit_},
+        "second_in_burst": _pcts(behind),
         "seconds": round(elapsed, 1),
         "sim_sched": "normal" if args.sim_normal else "batch",
+        "realtime_actors": sorted(n for n, p in policies.items() if p == "fifo"),
     }
     print(json.dumps(result))
 

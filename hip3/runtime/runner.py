@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hip3.config import Config, ConfigError, load_config
 from hip3.runtime.actor import Actor, install_signal_handlers
+from hip3.runtime.sched import realtime_priority
 from hip3.secrets import SigningKey, hand_over
 
 # name -> "module:Class". Dependency order for a start: market data, then positions, then the rest.
@@ -49,6 +50,15 @@ def _die_with_parent() -> None:
         pass  # not Linux: the heartbeat timer's parent check still applies
 
 
+def apply_scheduling(name: str, cfg: Config, supervised: bool) -> tuple[bool, str]:
+    """``SCHED_FIFO`` for a supervised actor listed in ``[supervisor] realtime_actors``. Called before the
+    actor (its ZeroMQ context and I/O thread) exists, so every thread inherits the class. Returns
+    (asked for, why refused or "")."""
+    if not (supervised and name in cfg.supervisor.realtime_actors):
+        return False, ""
+    return True, realtime_priority(cfg.supervisor.realtime_priority)
+
+
 def run_actor_process(name: str, cfg: Config, supervised: bool) -> int:
     """Entry point of an actor process (also the supervisor's forkserver target)."""
     if supervised:
@@ -60,7 +70,12 @@ def run_actor_process(name: str, cfg: Config, supervised: bool) -> int:
         setproctitle.setproctitle(f"hip3:{name}")
     except ImportError:
         pass
+    realtime, refused = apply_scheduling(name, cfg, supervised)
     actor = actor_class(name)(cfg, supervised=supervised)
+    if realtime and refused:
+        actor.log.warning("realtime_refused", why=refused, priority=cfg.supervisor.realtime_priority)
+    elif realtime:
+        actor.log.info("realtime", policy="SCHED_FIFO", priority=cfg.supervisor.realtime_priority)
     install_signal_handlers(actor)
     return actor.run()
 

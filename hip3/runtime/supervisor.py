@@ -92,6 +92,9 @@ class Supervisor:
         unknown = [n for n in names if n not in ACTORS]
         if unknown:
             raise ValueError(f"unknown actors in supervisor.actors: {', '.join(unknown)}")
+        unknown = [n for n in sc.realtime_actors if n not in ACTORS]
+        if unknown:
+            raise ValueError(f"unknown actors in supervisor.realtime_actors: {', '.join(unknown)}")
         rng = rng or random.Random()
         self.slots: dict[str, Slot] = {
             n: Slot(n, RestartPolicy(sc.restart_backoff_initial_ms, sc.restart_backoff_max_ms, sc.restart_jitter,

@@ -13,8 +13,8 @@ Guards against the signing failures that cost the Rust original days on mainnet 
 Fast path (performance.md): msgspec msgpack + pycryptodome keccak + coincurve ``sign_recoverable`` with
 a key object built once (``Signer``), and precomputed EIP-712 domain separator / type hash; with a nonce
 pool (``Signer(pool_size=...)``, the executor's default) the point multiplication is done ahead of time
-too and a signature costs about 2.5 µs instead of 30. The generic eth-account typed-data path is only
-used by tests as an oracle.
+too: a whole order signs in about 7 µs instead of 32 (``bench.signing``). The generic eth-account
+typed-data path is only used by tests as an oracle.
 
 Never log or repr a private key.
 """

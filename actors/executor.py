@@ -82,7 +82,7 @@ _BACKOFF_BASE_MS = 500
 _BACKOFF_MAX_MS = 10_000
 _STAGE_SAMPLES = 1024
 # Signing nonces spent by a send are replaced this long after it (off the send path, after its events
-# and log lines), a few per turn (each ~60 µs of this loop) until the pool is full again.
+# and log lines), a few per turn (each ~40 µs of this loop) until the pool is full again.
 _SIGN_POOL_REFILL_DELAY_NS = 2_000_000
 _SIGN_POOL_REFILL_PER_TURN = 2
 # The sent-intent journal's fsync runs this long after a frame (its line was written before the frame):
@@ -146,7 +146,7 @@ class Executor(Actor):
         check_signer(key, cfg.exchange.signer_address)
         self._signer = Signer(key.reveal(), pool_size=self.params.sign_nonce_pool)
         del key
-        self._signer.refill()  # the whole nonce pool now, before READY (about 60 µs a nonce)
+        self._signer.refill()  # the whole nonce pool now, before READY (about 40 µs a nonce)
         self._vault: str | None = cfg.exchange.vault_address.lower() or None
         self._is_mainnet = cfg.exchange.network == "mainnet"  # sim/testnet sign with source "b"
         try:

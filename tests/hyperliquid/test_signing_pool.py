@@ -87,6 +87,11 @@ def test_empty_pool_falls_back_to_rfc6979() -> None:
 def test_refill_respects_pool_size_and_bad_size_refused() -> None:
     with pytest.raises(ValueError):
         Signer(SDK_TEST_KEY, pool_size=-1)
+    pooled = Signer(SDK_TEST_KEY, pool_size=1)
+    pooled.refill()
+    with pytest.raises(ValueError, match="32 bytes"):
+        pooled.sign_digest(b"\x01" * 31)  # never signed from the pool with a wrong-length digest
+    assert pooled.pooled == 1
     off = Signer(SDK_TEST_KEY)
     assert off.refill() == 0 and off.pooled == 0
 

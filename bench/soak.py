@@ -201,14 +201,7 @@ def main() -> None:
             print(f"PROBLEM: {p}", flush=True)
         # The operator's hard stop after all that: the account must end flat at the exchange.
         s.cli("hardstop", "--reason", "end of soak")
-
-        def flat() -> bool:
-            st = s.status()
-            fl = st["hard_stop"].get("flatten") or {}
-            return bool(fl.get("done")) and not s.sim_positions() and s.sim_open_orders() == 0 \
-                and not st["trading"]["positions"]
-
-        flat_ok = wait_until(flat, 60, 0.5)
+        flat_ok = wait_until(s.flat_after_hardstop, 60, 0.5)
         st = s.status()
         print(f"hard stop at the end: flat at the exchange: {flat_ok} (simulator positions {s.sim_positions()}, "
               f"open orders {s.sim_open_orders()}; hip3 positions {s.hip3_positions(st)}; flatten "

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +91,15 @@ def sim_config(run_dir: Path, sim_url: str, account: str, markets: tuple[str, ..
     text = text.replace('network = "sim"\n', exchange)
     text += "".join(f'[[markets]]\ncoin = "{m}"\n' for m in markets)
     return parse_config(text + extra, "test.toml")
+
+
+def stop_process(proc: subprocess.Popen[Any], grace_s: float) -> None:
+    """SIGTERM, wait up to ``grace_s``, then SIGKILL: a test's child process, bounded in time."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

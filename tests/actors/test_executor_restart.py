@@ -21,6 +21,7 @@ from hip3.config import Config, parse_config
 from hip3.messages import EntryIntent, Heartbeat, OrderSubmitted, PositionSnapshot, Ready
 from hip3.sim.app import SimServer
 from tests.actors.helpers import Capture, FakeFeed, account_of, entry, order_log, passive_px, wait
+from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKETS = ("xyz:GOLD", "xyz:SILVER", "xyz:TSLA", "xyz:NVDA", "xyz:AAPL", "xyz:MSFT", "xyz:GOOGL", "xyz:AMZN")
@@ -100,13 +101,8 @@ class Harness:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, 10)
         for b in (self.feed, self.cap):
             b.close()
         for bus in (self.sup, self.pt, self.det):

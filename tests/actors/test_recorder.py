@@ -30,7 +30,8 @@ from hip3.bus import Bus, Publisher
 from hip3.config import REPO_ROOT, Config
 from hip3.journal_db import journal_path, table_counts
 from hip3.messages import Bbo, HardStopState, Heartbeat, Msg
-from tests.conftest import make_config
+from tests.actors.helpers import wait
+from tests.conftest import make_config, stop_process
 from tests.test_journal_db import EXPECTED, closed, one_of_each, submitted, user_fill
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,17 +44,6 @@ _ON = {"Signal": "signals", "SignalFollowup": "signals", "PositionClosed": "posi
 
 def endpoint_of(msg: Msg) -> str:
     return _ON.get(type(msg).__name__, "exec")
-
-
-def wait(pred: Any, timeout_s: float = 10.0, tick: Any = None) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if tick is not None:
-            tick()
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def rows(run_dir: Path) -> dict[str, int]:
@@ -257,13 +247,7 @@ def test_committed_rows_survive_kill_9_and_a_restart_adds_no_duplicates(run_dir:
         assert final["order_events"] == final["orders"]  # one 'submitted' each, never twice
         assert wait(lambda: pubs.stats().get("journal_dupes", 0) >= after_kill["user_fills"], 5), pubs.stats()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, 5)
         pubs.close()
     assert proc.returncode == 0  # the second one stopped cleanly on SIGTERM
     conn = sqlite3.connect(journal_path(run_dir))

@@ -382,6 +382,14 @@ class Session:
                                   recorder_view(self.run_dir))
         return sorted(c for c, w in why.items() if w == LOST)
 
+    def flat_after_hardstop(self) -> bool:
+        """The hard stop's flatten reported done, and both the simulator and hip3 hold no position and
+        the simulator no open order."""
+        st = self.status()
+        fl = st["hard_stop"].get("flatten") or {}
+        return bool(fl.get("done")) and not self.sim_positions() and self.sim_open_orders() == 0 \
+            and not st["trading"]["positions"]
+
     def book_mismatch(self) -> str:
         """'' if hip3's positions equal the simulator's, else both books."""
         st = self.status()

@@ -79,13 +79,7 @@ def test_restart_limit_latches_and_flattens_at_the_exchange(make_session: Callab
     assert "restart limit: executor" in str(s.status()["hard_stop"]["reason"])
     assert wait_until(lambda: s.back("executor", old), 20), s.actor("executor")
 
-    def flat() -> bool:
-        st = s.status()
-        fl = st["hard_stop"].get("flatten") or {}
-        return bool(fl.get("done")) and not s.sim_positions() and s.sim_open_orders() == 0 \
-            and not st["trading"]["positions"]
-
-    assert wait_until(flat, 40, 0.5), (s.status()["hard_stop"], s.sim_positions())
+    assert wait_until(s.flat_after_hardstop, 40, 0.5), (s.status()["hard_stop"], s.sim_positions())
     # Latched: nothing new was signed after the executor learnt of the latch (only reduce-only orders).
     assert s.orders_while_latched() == []
     assert s.orders_while_not_ready() == []

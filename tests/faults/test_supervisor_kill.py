@@ -20,6 +20,7 @@ import pytest
 from eth_account import Account
 
 from hip3.config import REPO_ROOT
+from tests.conftest import stop_process
 from tests.faults.session import Session, alive, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -69,12 +70,7 @@ def external_sim(run_dir: Path) -> Iterator[tuple[str, str, str, str]]:
         port = log.read_text().split("SIM READY port=")[1].split()[0]
         yield f"http://127.0.0.1:{port}", account, key, str(sim_cfg)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 5)
         out.close()
 
 
@@ -107,13 +103,7 @@ def test_supervisor_kill_resyncs_positions_and_keeps_the_latch(
         assert st["hard_stop"]["latched"] and st["hard_stop"]["epoch"] == epoch, st["hard_stop"]
         assert st["hard_stop"]["reason"] == "operator: faults test"
 
-        def flat() -> bool:
-            st = s.status()
-            fl = st["hard_stop"].get("flatten") or {}
-            return bool(fl.get("done")) and not s.sim_positions() and s.sim_open_orders() == 0 \
-                and not st["trading"]["positions"]
-
-        assert wait_until(flat, 40, 0.5), (s.status()["hard_stop"], s.sim_positions())
+        assert wait_until(s.flat_after_hardstop, 40, 0.5), (s.status()["hard_stop"], s.sim_positions())
         assert s.doubled_cloids() == []
         assert s.orders_while_latched() == []
         assert s.orders_while_not_ready() == []

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hip3.config import REPO_ROOT
+from tests.conftest import stop_process
 
 SUPERVISOR = str(REPO_ROOT / "supervisor.py")
 
@@ -115,13 +116,7 @@ class SimProcess:
         return [json.loads(x) for x in self.order_log.read_text().splitlines() if x.strip()]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 10)
 
 
 # ---------------------------------------------------------------- a supervisor session through the CLI

@@ -40,6 +40,7 @@ from hip3.messages import (
     PositionSnapshot,
     Ready,
 )
+from tests.conftest import stop_process
 from tests.security.helpers import SimProcess
 
 D = Decimal
@@ -180,13 +181,8 @@ class Harness:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, 15)
 
     def close(self) -> None:
         try:

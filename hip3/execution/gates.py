@@ -79,6 +79,11 @@ def _verdict(
     return Verdict(outcome=outcome, reason=reason, detail=detail, intent_id=intent_id, coin=coin, sz=sz)
 
 
+# No real order comes near this size or price; anything beyond is hostile or corrupt input (a fuzzed
+# 1E+999999 raised decimal.Overflow in the caps' arithmetic and crashed the executor).
+_MAX_INPUT = Decimal("1e15")
+
+
 def check_order_input(
     *,
     intent_id: str,
@@ -98,6 +103,10 @@ def check_order_input(
         return _verdict("rejected", "AssetMismatch", intent_id, coin, sz, f"asset {asset} != {spec.asset}")
     if not isinstance(sz, Decimal) or not sz.is_finite() or sz <= 0:
         return _verdict("rejected", "InvalidSize", intent_id, coin, Decimal(0), f"size {sz!r} must be > 0")
+    if sz > _MAX_INPUT:  # e.g. 1E+999999 passes the lot rule, then overflows the notional arithmetic
+        return _verdict("rejected", "InvalidSize", intent_id, coin, Decimal(0), f"size {sz!r} out of range")
+    if isinstance(px, Decimal) and px.is_finite() and abs(px) > _MAX_INPUT:
+        return _verdict("rejected", "InvalidPrice", intent_id, coin, sz, f"price {px!r} out of range")
     if not is_valid_size(sz, spec.sz_decimals):
         return _verdict(
             "rejected",

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from hip3.config import ConfigError, parse_config
-from hip3.execution.gates import ExecutorGates, PendingMarks, check_flatten
+from hip3.execution.gates import ExecutorGates, PendingMarks, check_flatten, check_order_input
 from hip3.execution.params import (
     BurstParams,
     CorrelationConcurrencyParams,
@@ -224,3 +224,12 @@ def test_check_flatten() -> None:
     assert check_flatten(flatten(sz="0"), SPECS, NOW_NS).reason == "InvalidSize"
     assert check_flatten(flatten(valid_until_ns=1), SPECS, NOW_NS).reason == "Expired"
     assert check_flatten(flatten(px="9.99999"), SPECS, NOW_NS).reason == "InvalidPrice"
+
+
+def test_absurd_size_or_price_is_refused_not_an_overflow() -> None:
+    """A fuzzed 1E+999999 passed the lot and tick rules and raised decimal.Overflow in the caps'
+    arithmetic, crashing the executor; now it is an input rejection."""
+    for sz, px, reason in (("1E+999999", "10", "InvalidSize"), ("1", "1E+999999", "InvalidPrice")):
+        v = check_order_input(intent_id="i", coin=GOLD, asset=SPECS[GOLD].asset, px=D(px), sz=D(sz),
+                              valid_until_ns=10**15, specs=SPECS, now_ns=0)
+        assert v is not None and v.reason == reason and "out of range" in v.detail

@@ -152,7 +152,9 @@ def test_a_frame_written_into_a_connection_the_exchange_dropped_never_reaches_it
     def read_until(pred: Any, timeout_s: float = 5.0) -> bool:
         end = time.monotonic() + timeout_s
         while not pred() and time.monotonic() < end and c.fileno() >= 0:
-            select.select([c.fileno()], [], [], 0.05)
+            p = select.poll()  # not select(): a long test session can hold more than 1,024 descriptors
+            p.register(c.fileno(), select.POLLIN)
+            p.poll(50)
             c.poll_read()
         return bool(pred())
 

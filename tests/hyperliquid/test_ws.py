@@ -122,6 +122,13 @@ def make_client(url: str, clock: FakeClock, **kw: Any) -> WsClient:
     return WsClient(url, clock=clock, **kw)
 
 
+def _wait_readable(fd: int, timeout_s: float) -> None:
+    """``poll`` rather than ``select``: a long test session can hold more than 1,024 descriptors."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    p.poll(timeout_s * 1000)
+
+
 def pump(
     client: WsClient, until: Callable[[], bool], timeout: float = 5.0, into: list[Any] | None = None
 ) -> list[Any]:
@@ -131,7 +138,7 @@ def pump(
     while time.monotonic() < end:
         fd = client.fileno()
         if fd >= 0:
-            select.select([fd], [], [], 0.02)
+            _wait_readable(fd, 0.02)
             frames.extend(f for f, _ in client.poll_read())
         client.tick()
         if until():
@@ -405,7 +412,7 @@ def test_market_frames_go_to_the_sink_per_recv(exchange: tuple[FakeExchange, str
     deadline = time.monotonic() + 5
     returned: list[Any] = []
     while not batches and time.monotonic() < deadline:
-        select.select([c.fileno()], [], [], 0.02)
+        _wait_readable(c.fileno(), 0.02)
         returned += c.poll_read_market(batches.append)
     assert returned == [] and len(batches) >= 1
     got = [m for batch in batches for m, _ in batch]

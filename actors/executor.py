@@ -66,7 +66,7 @@ from hip3.messages import (
     PositionClosed,
     PositionSnapshot,
 )
-from hip3.runtime.actor import Actor, Timer
+from hip3.runtime.actor import Actor, ActorStartError, Timer
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.secrets import check_signer, executor_key
@@ -92,7 +92,7 @@ _SIGN_POOL_REFILL_PER_TURN = 2
 _JOURNAL_SYNC_DELAY_NS = 5_000_000
 
 
-class ExecutorStartError(RuntimeError):
+class ExecutorStartError(ActorStartError):
     """The executor cannot start safely (no key, bad signer, unusable nonce state)."""
 
 
@@ -131,6 +131,7 @@ class Executor(Actor):
     _refused_until_ns = 0
     _refusals = 0
     _down_since_ns = 0  # the order-entry connection is down since (monotonic ns; 0: up)
+    _nonce_problem: str | None = None  # why no nonce can be signed now (the READY detail), or None
 
     # ------------------------------------------------------------------ setup
 
@@ -152,7 +153,10 @@ class Executor(Actor):
         try:
             self._nonces = NonceManager(self.run_dir / "nonce", clock_ms=_now_ms)
         except NonceError as e:
-            raise ExecutorStartError(f"nonce state unusable: {e}") from None
+            raise ExecutorStartError(str(e)) from None
+        if (ahead := self._nonces.problem(_now_ms())) is not None:  # every signature would be refused
+            self._nonces.close()
+            raise ExecutorStartError(ahead)
 
         registry = load_registry(cfg, self.log)
         specs = {
@@ -259,7 +263,13 @@ class Executor(Actor):
         connected = self.ws.state == "connected"
         synced = self.snapshot is not None and self.snapshot.synced
         was = self.ready
-        if connected and synced:
+        nonce_problem = self._nonces.problem(_now_ms())
+        if nonce_problem is not None and self._nonce_problem is None:
+            self.alert("critical", nonce_problem)
+        self._nonce_problem = nonce_problem
+        if nonce_problem is not None:  # every signature would be refused: never READY (and say so)
+            self.set_ready(False, nonce_problem)
+        elif connected and synced:
             self.set_ready(True, "order entry connected, positions synced")
         elif not connected:
             self.set_ready(False, f"order entry {self.ws.state}")
@@ -278,6 +288,8 @@ class Executor(Actor):
         self._check_hardstop_request()
         self._pump_paused = False
         self._pump()
+        if (self._nonces.problem(_now_ms()) is None) != (self._nonce_problem is None):
+            self._update_ready()  # the clock moved past (or back behind) the nonce state
         try:  # keep the nonce ceiling's fsync off the send path (hip3.hyperliquid.nonce)
             self._nonces.reserve_ahead(_now_ms())
         except OSError as e:

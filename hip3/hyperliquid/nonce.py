@@ -69,7 +69,11 @@ class NonceManager:
         self.fsyncs = 0
         if self._path is not None:
             self._acquire_lock(self._path)
-            self._ceiling = self._load(self._path)
+            try:
+                self._ceiling = self._load(self._path)
+            except NonceError:
+                self.close()  # the owner lock too: a refused start holds nothing
+                raise
             self._last = self._ceiling
 
     # ---- public ----

@@ -191,6 +191,8 @@ def test_corrupt_state_is_one_line_naming_the_file_and_what_to_do(tmp_path: Path
         NonceManager(path)
     line = str(exc.value)
     assert line.startswith(f"nonce state {path} is corrupt") and "delete it" in line and "\n" not in line
+    path.write_text("1")  # repaired: the refused manager held no lock
+    NonceManager(path).close()
 
 
 def test_unreadable_state_and_lock_are_nonce_errors_not_tracebacks(tmp_path: Path) -> None:

@@ -67,14 +67,16 @@ class Detector(Actor):
         records; the account's own rates when an address is configured, else the tier-0 rate (stated as
         the fee's source). Nothing trades in observe mode, so a failure only means the worst-case fee."""
         base, _ = exchange_urls(self.cfg)
+        rest = RestClient(base, timeout_s=self.cfg.exchange.request_timeout_ms / 1000)
         try:
-            raw = fetch_raw_terms(RestClient(base, timeout_s=self.cfg.exchange.request_timeout_ms / 1000), dex,
-                                  account_address(self.cfg) or None)
-            terms.update(build_terms(raw, dex, coins, clock.time_ns() // 1_000_000))
-            self.log.info("market_terms", taker_fee_bps={m.coin: round(m.taker_fee_bps, 4) for m in terms.terms.markets}
-                          if terms.terms is not None else {})
+            read = build_terms(fetch_raw_terms(rest, dex, account_address(self.cfg) or None), dex, coins,
+                               clock.time_ns() // 1_000_000)
         except (RestError, TermsError) as e:
             self.log.warning("market_terms_unavailable", error=str(e)[:300], fee="worst case")
+            return
+        terms.update(read)
+        self.log.info("market_terms", taker_fee_bps={m.coin: round(m.taker_fee_bps, 4) for m in read.markets},
+                      source=sorted({m.fee_source for m in read.markets}))
 
     def _blocked_reason(self) -> str:
         return (self.entry.blocked_reason(self.hardstop.latched)

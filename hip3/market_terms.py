@@ -101,7 +101,8 @@ class MarketTermsParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     at_cap_max_age_s: Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)] = 90.0
     # After the exchange refused an entry for the open-interest cap, no entry in that market for this long.
     cap_refusal_block_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 30_000
-    # A fill whose fee differs from the model by more than this fraction is reported (once per market).
+    # A fill whose fee differs from the model by more than this fraction is reported (WARNING, at most once
+    # per market between two full reads).
     fee_mismatch_tolerance: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.25
 
     def __post_init__(self) -> None:

@@ -10,9 +10,9 @@ The decisions (how answers become ``MarketTerms``, what a failure means) are ``h
 * A failed read keeps the last good terms (published again with ``error``) and is retried after 1 s,
   doubling up to the read's interval; consumers stop entries once the last success is too old.
 * Published on ``positions`` with state key ``terms`` (late joiners get it) on every read.
-* Every fill is checked against the model (``fee_mismatch``): a divergence is logged at WARNING once
-  per market and counted, so the first live session shows whether the model matches what the exchange
-  charged.
+* Every fill is checked against the model (``fee_mismatch``): a divergence is logged at WARNING (at most
+  once per market between two full reads) and counted, so the first live session shows whether the
+  model matches what the exchange charged.
 """
 
 from __future__ import annotations
@@ -63,8 +63,7 @@ class TermsPoller:
         self._job = RestJob(f"hip3:{actor.name}:terms")
         self._next_full_ms = 0
         self._next_caps_ms = 0
-        self._failures = 0
-        self._failing = False
+        self._failures = {"full": 0, "caps": 0}  # failed reads in a row, per kind
         self._mismatch_reported: set[str] = set()
         actor.add_reader(self._job.fd, self._on_results)
         actor.every(_TICK_MS, self._tick, first_in_ms=0)
@@ -104,30 +103,30 @@ class TermsPoller:
                     self.terms = apply_at_cap(self.terms, res.value, self._dex, now_ms)
             except TermsError as e:
                 error = str(e)
+        failures = self._failures[res.tag]
         if error:
-            self._failures += 1
+            self._failures[res.tag] = failures + 1
             interval_s = p.refresh_interval_s if res.tag == "full" else p.at_cap_refresh_interval_s
-            delay_ms = min(int(interval_s * 1000), _RETRY_BASE_MS * 2 ** min(self._failures - 1, 10))
+            delay_ms = min(int(interval_s * 1000), _RETRY_BASE_MS * 2 ** min(failures, 10))
             if res.tag == "full":
                 self._next_full_ms = now_ms + delay_ms
             else:
                 self._next_caps_ms = now_ms + delay_ms
             self._actor.count("terms_read_failed")
-            if not self._failing:  # one WARNING per outage, not per retry
+            if failures == 0:  # one WARNING per outage, not per retry
                 self._actor.log.warning("market_terms_read_failed", read=res.tag, error=error[:300], retry_ms=delay_ms)
-            self._failing = True
             last = self.terms or MarketTerms(fees_ms=0, caps_ms=0, user_cross_rate=0.0, user_add_rate=0.0,
                                              referral_discount=0.0, dex_oi_cap_usd=0.0, dex_oi_usd=0.0, markets=())
-            self.terms = msgspec.structs.replace(last, error=f"{res.tag} read failed: {error[:200]}")
+            # Without the read's kind: the text shows in READY details, which are logged when they change.
+            self.terms = msgspec.structs.replace(last, error=f"read failed: {error[:200]}")
         else:
-            self._failures = 0
+            self._failures[res.tag] = 0
             if res.tag == "full":
                 self._next_full_ms = now_ms + int(p.refresh_interval_s * 1000)
             self._next_caps_ms = now_ms + int(p.at_cap_refresh_interval_s * 1000)
             self._actor.count(f"terms_read_{res.tag}")
-            if self._failing or res.tag == "full":
-                self._log_terms(recovered=self._failing)
-            self._failing = False
+            if failures or res.tag == "full":
+                self._log_terms(recovered=failures > 0)
         assert self.terms is not None
         at_cap = sum(1 for m in self.terms.markets if m.at_oi_cap)
         self._actor.stats["markets_at_oi_cap"] = at_cap

@@ -6,6 +6,7 @@ stops entries when the terms can no longer be read."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,8 +16,18 @@ import msgspec
 import pytest
 from eth_account import Account
 
+from hip3.bus import Bus
+from hip3.hyperliquid.rest import RestClient
 from hip3.hyperliquid.wire import round_price
-from hip3.messages import MarketTerms, OrderFilled, OrderRejected, OrderSubmitted, PositionClosed, PositionSnapshot
+from hip3.messages import (
+    MarketTerms,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    PositionClosed,
+    PositionSnapshot,
+    UserFill,
+)
 from hip3.runtime.inproc import InprocRun, inproc_graph
 from hip3.secrets import SigningKey
 from hip3.sim.app import SimServer
@@ -90,8 +101,6 @@ def g(run_dir: Path, quiet_sim: SimServer, paper_key: str) -> Iterator[G]:
         feed = FakeFeed(cfg, quiet_sim, context=run.context)
         feed.feed_state()
         cap = Capture(cfg, ["exec", "positions"], context=run.context)
-        from hip3.bus import Bus
-
         tbus = Bus(cfg, "detector", context=run.context, run_dir=cfg.run_path)
         graph = G(run, feed, cap, tbus.pusher("intents"), quiet_sim, run_dir)
         try:
@@ -166,3 +175,25 @@ def test_entries_stop_when_the_terms_cannot_be_read(g: G) -> None:
     again = entry(g.sim, GOLD, is_buy=True)
     assert g.intents.send(again)
     assert g.wait(lambda: g.submitted(again.intent_id) is not None, 5)
+
+
+def test_a_fill_charged_off_the_model_is_reported(g: G) -> None:
+    """The deployer triples GOLD's fee scale between two full reads: the next fill costs 27 bps while the
+    model still says 9, and the tracker reports it (WARNING once, a counter in status)."""
+    g.sim.set_terms(deployer_fee_scale={GOLD: 3.0})
+    opened = entry(g.sim, GOLD, is_buy=True, usd=20.0)
+    assert g.intents.send(opened)
+    assert g.wait(lambda: g.held(GOLD) == opened.sz)
+    # The test's feed forwards the exchange's userFills stream (what the real feed does).
+    account = next(iter(g.sim.state()["accounts"]))
+    for f in RestClient(g.sim.url).user_fills(account):
+        g.feed.user.publish(UserFill(coin=f["coin"], px=Decimal(f["px"]), sz=Decimal(f["sz"]), is_buy=f["side"] == "B",
+                                     time_ms=f["time"], oid=f["oid"], tid=f["tid"], cloid=f.get("cloid"),
+                                     fee=Decimal(f["fee"]), closed_pnl=Decimal(f["closedPnl"]), crossed=f["crossed"],
+                                     is_snapshot=False, recv_ns=time.monotonic_ns()))
+
+    def mismatches() -> int:
+        return int(g.run.call(lambda s: s.slots["position_tracker"].stats.get("fee_model_mismatch", 0)))
+
+    assert g.wait(lambda: mismatches() == 1, 5)
+    assert g.wait(lambda: g.term(GOLD).taker_fee_bps == pytest.approx(27.0), 8)  # the next full read

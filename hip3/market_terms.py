@@ -78,8 +78,14 @@ UNVERIFIED: dict[str, object] = {
     "dex_total_oi_measure": "sum(openInterest * markPx)",
     # At the cap the exchange also refuses orders priced more aggressively than the oracle; whether
     # reduce-only orders are included is not documented. Assumed yes: flattens are priced no more
-    # aggressively than the oracle while the market is at its cap (``clamp_to_oracle``).
+    # aggressively than the oracle while the market is at its cap (``clamp_to_oracle``); the simulator
+    # refuses them the same way.
     "too_aggressive_applies_to_reduce_only": True,
+    # An opening order that would take the open interest past the cap (not at it yet): the simulator
+    # refuses it whole with the cap's text; the exchange may fill it up to the cap instead.
+    "order_past_cap_refused_whole": True,
+    # The deployer scale's upper bound the fee model accepts (hip3.hyperliquid.fees.MAX_DEPLOYER_FEE_SCALE,
+    # 10): "0.0".."3.0" per the docs, up to 10 in growth mode per a third-party SDK.
 }
 _WORST_SCALE: Decimal = UNVERIFIED["worst_case_deployer_fee_scale"]  # type: ignore[assignment]
 # The stated worst case: tier-0 base rate (the highest), no discount, the largest deployer scale.

@@ -10,7 +10,8 @@
   increase open interest while open interest is capped"), and so is any order priced more aggressively
   than the oracle ("... while at open interest cap"; whether the exchange applies that to reduce-only
   orders is [UNVERIFIED], modelled as yes). An opening order that would take the open interest past the
-  cap is refused with the first text too [UNVERIFIED: the exchange may fill up to the cap]. Markets in
+  cap is refused with the first text too [UNVERIFIED: the exchange may fill up to the cap]. Both
+  assumptions are switches in ``hip3.market_terms.UNVERIFIED``, shared with hip3's own logic. Markets in
   ``oi.increase_too_quickly`` refuse opening orders with the rate rule's text.
 * Reported like the exchange: ``perpDexLimits`` (``coinToOiCap``, ``totalOiCap``), ``perpsAtOpenInterestCap``
   (full ``dex:COIN`` names), ``perpDexs.assetToStreamingOiCap`` and ``openInterest`` in the asset contexts.
@@ -25,6 +26,7 @@ import msgspec
 
 from hip3.hyperliquid.errors import ERR_OI_CAP, ERR_OI_INCREASE, ERR_TOO_AGGRESSIVE_AT_OI_CAP
 from hip3.hyperliquid.fees import FeeRates, hip3_fee_rates
+from hip3.market_terms import UNVERIFIED
 from hip3.sim.accounts import dstr
 from hip3.sim.params import FeeParams, OiParams
 
@@ -100,12 +102,13 @@ class SimTerms:
             if at_cap:
                 return ERR_OI_CAP
             add = self._ntl(m, opening_lots)
-            if (self._ntl(m, self.oi_lots(m)) + add > _d(self.cap_usd(m.coin))
+            if UNVERIFIED["order_past_cap_refused_whole"] and (
+                    self._ntl(m, self.oi_lots(m)) + add > _d(self.cap_usd(m.coin))
                     or self.dex_oi_usd() + add > _d(self.oi.total_cap_usd)):
                 return ERR_OI_CAP
             return None
         oracle = m.model.oracle_px
-        if at_cap and (px > oracle if is_buy else px < oracle):
+        if at_cap and UNVERIFIED["too_aggressive_applies_to_reduce_only"] and (px > oracle if is_buy else px < oracle):
             return ERR_TOO_AGGRESSIVE_AT_OI_CAP
         return None
 

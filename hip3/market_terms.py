@@ -74,8 +74,8 @@ UNVERIFIED: dict[str, object] = {
     "at_cap_names_may_be_bare": True,
     # The dex's total notional cap (perpDexLimits.totalOiCap) is compared with the sum of
     # openInterest x markPx over the dex's universe (metaAndAssetCtxs); reached, every market counts as
-    # at its cap.
-    "dex_total_oi_measure": "sum(openInterest * markPx)",
+    # at its cap (whether the exchange then lists every market in perpsAtOpenInterestCap is not known).
+    "dex_total_cap_caps_every_market": True,
     # At the cap the exchange also refuses orders priced more aggressively than the oracle; whether
     # reduce-only orders are included is not documented. Assumed yes: flattens are priced no more
     # aggressively than the oracle while the market is at its cap (``clamp_to_oracle``); the simulator
@@ -88,6 +88,7 @@ UNVERIFIED: dict[str, object] = {
     # 10): "0.0".."3.0" per the docs, up to 10 in growth mode per a third-party SDK.
 }
 _WORST_SCALE: Decimal = UNVERIFIED["worst_case_deployer_fee_scale"]  # type: ignore[assignment]
+_SCALE_PRECEDENCE: tuple[str, ...] = UNVERIFIED["scale_precedence"]  # type: ignore[assignment]
 # The stated worst case: tier-0 base rate (the highest), no discount, the largest deployer scale.
 WORST_CASE_TAKER_BPS = float(hip3_fee_rates(TIER0_USER_CROSS_RATE, TIER0_USER_ADD_RATE,
                                             deployer_fee_scale=_WORST_SCALE).taker_bps)
@@ -97,8 +98,8 @@ class MarketTermsParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     """``[market_terms]``: how often fees and open-interest caps are read from the exchange, and when
     entries stop because the last read is too old (the position tracker reads them; fail closed)."""
 
-    # userFees, perpDexs, metaAndAssetCtxs and perpDexLimits (fees and caps change rarely; 4 reads of
-    # weight 20 of the IP's 1200 a minute).
+    # userFees, perpDexs, metaAndAssetCtxs, perpDexLimits and perpsAtOpenInterestCap: fees and caps
+    # change rarely (5 reads of weight 20 each time, against the IP's 1200 a minute).
     refresh_interval_s: Annotated[float, msgspec.Meta(ge=5.0, le=3600.0)] = 120.0
     # perpsAtOpenInterestCap: which markets are at their cap now (weight 20).
     at_cap_refresh_interval_s: Annotated[float, msgspec.Meta(ge=1.0, le=600.0)] = 15.0
@@ -153,7 +154,14 @@ def _at_cap_set(at_cap: Any, dex: str) -> set[str]:
         return set()
     if not isinstance(at_cap, list):
         raise TermsError(f"perpsAtOpenInterestCap is not an array: {str(at_cap)[:120]}")
-    return {_coin_name(c, dex, "perpsAtOpenInterestCap") for c in at_cap}
+    names = {_coin_name(c, dex, "perpsAtOpenInterestCap") for c in at_cap}
+    if not UNVERIFIED["at_cap_names_may_be_bare"]:
+        names &= {c for c in at_cap if isinstance(c, str)}
+    return names
+
+
+def _dex_full(total_cap: float, dex_oi: float) -> bool:
+    return bool(UNVERIFIED["dex_total_cap_caps_every_market"]) and total_cap > 0.0 and dex_oi >= total_cap
 
 
 def _user_rates(user_fees: Any) -> tuple[Decimal, Decimal, Decimal, str]:
@@ -238,7 +246,7 @@ def build_terms(raw: RawTerms, dex: str, coins: Sequence[str], now_ms: int) -> M
         name = _coin_name(entry.get("name"), dex, "metaAndAssetCtxs universe")
         by_name[name] = (entry, ctx)
         dex_oi += _oi_usd(ctx, name)
-    dex_full = total_cap > 0.0 and dex_oi >= total_cap
+    dex_full = _dex_full(total_cap, dex_oi)
     growth_value = UNVERIFIED["growth_mode_value"]
     out: list[MarketTerm] = []
     for coin in coins:
@@ -246,13 +254,15 @@ def build_terms(raw: RawTerms, dex: str, coins: Sequence[str], now_ms: int) -> M
         if found is None:
             raise TermsError(f"metaAndAssetCtxs(dex={dex}) has no market {coin!r}")
         entry, ctx = found
-        meta_scale = entry.get("deployerFeeScale")
-        if meta_scale is not None:
-            scale, scale_source = _dec(meta_scale, f"{coin}.deployerFeeScale"), "meta"
-        elif dex_scale is not None:
-            scale, scale_source = dex_scale, "perpDexs"
-        else:
-            scale, scale_source = _WORST_SCALE, "worst_case"
+        meta_raw = entry.get("deployerFeeScale")
+        reported = {"meta": None if meta_raw is None else _dec(meta_raw, f"{coin}.deployerFeeScale"),
+                    "perpDexs": dex_scale}
+        scale, scale_source = _WORST_SCALE, "worst_case"
+        for where in _SCALE_PRECEDENCE:
+            found_scale = reported.get(where)
+            if found_scale is not None:
+                scale, scale_source = found_scale, where
+                break
         growth = entry.get("growthMode") == growth_value
         try:
             rates = hip3_fee_rates(cross, add, referral_discount=ref, deployer_fee_scale=scale, growth_mode=growth)
@@ -271,7 +281,7 @@ def build_terms(raw: RawTerms, dex: str, coins: Sequence[str], now_ms: int) -> M
 def apply_at_cap(terms: MarketTerms, at_cap: Any, dex: str, now_ms: int) -> MarketTerms:
     """A fresh "at cap" list applied to the last full read. Raises ``TermsError`` on a malformed list."""
     listed = _at_cap_set(at_cap, dex)
-    dex_full = terms.dex_oi_cap_usd > 0.0 and terms.dex_oi_usd >= terms.dex_oi_cap_usd
+    dex_full = _dex_full(terms.dex_oi_cap_usd, terms.dex_oi_usd)
     markets = tuple(msgspec.structs.replace(m, at_oi_cap=m.coin in listed or dex_full) for m in terms.markets)
     return msgspec.structs.replace(terms, markets=markets, caps_ms=now_ms, error="")
 

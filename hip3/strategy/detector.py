@@ -133,9 +133,9 @@ class SideResult:
 
 
 def base_threshold_bps(p: DetectorParams, override_bps: float | None, round_trip_fee_bps: float) -> float:
-    """§5.1 step 1: the round-trip taker fee (entry and exit legs, from the exchange's terms) + slippage +
-    min edge; a market's configured threshold replaces that sum but never goes below the round-trip fee
-    (an edge that does not pay both legs' fees is a loss)."""
+    """The threshold's base: the round-trip taker fee (entry and exit legs, from the exchange's terms)
+    + slippage + min edge; a market's configured threshold replaces that sum but never goes below the
+    round-trip fee (an edge that does not pay both legs' fees is a loss)."""
     if override_bps is not None:
         return max(override_bps, round_trip_fee_bps)
     return round_trip_fee_bps + p.slippage_bps + p.min_edge_bps

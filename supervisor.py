@@ -274,7 +274,11 @@ def cmd_status(cfg: Config, as_json: bool) -> int:
 # The counters worth a glance in the table (every counter is in --json).
 _TABLE_STATS = ("seq_gaps", "bad_messages", "conn_id", "disconnects", "stale_markets", "bad_frames", "signals",
                 "intents", "intents_dropped", "flattens", "orders_sent", "added_latency_p50_us", "positions_closed",
-                "resyncs", "journal_rows", "journal_malformed", "journal_errors", "journal_dropped")
+                "resyncs", "journal_rows", "journal_malformed", "journal_errors", "journal_dropped",
+                # market terms: age of the last fee read (s; -1 never), markets at their open-interest cap,
+                # failed reads, fills whose fee the model did not predict, entries held back by them
+                "terms_fees_age_s", "markets_at_oi_cap", "terms_read_failed", "fee_model_mismatch",
+                "entry_blocked_terms", "entry_blocked_oi_cap")
 
 
 def format_status(status: dict[str, Any]) -> str:

@@ -53,11 +53,13 @@ from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import cancel_action, order_action, order_wire, schedule_cancel_action
 from hip3.hyperliquid.ws import ConnState, WsBudgetError, WsClient, WsNotConnected
+from hip3.market_terms import TermsView
 from hip3.messages import (
     AssetCtx,
     EntryIntent,
     FlattenIntent,
     HardStopState,
+    MarketTerms,
     Message,
     Msg,
     OrderRejected,
@@ -166,7 +168,8 @@ class Executor(Actor):
         }
         self.specs = {s.coin: s for s in specs.values()}
         journal = SentIntentJournal(self.run_dir, now_ms=_now_ms(), retention_ms=self.params.sent_journal_retention_ms)
-        self.core = ExecutionCore(self.params, cfg.risk, cfg.soft_gates, self.specs, journal)
+        self.core = ExecutionCore(self.params, cfg.risk, cfg.soft_gates, self.specs, journal,
+                                  terms=TermsView(cfg.market_terms, self.specs))
         self.flattener = HardStopFlattener(cfg.risk, self.specs)
         self.snapshot: PositionSnapshot | None = None
         self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
@@ -329,7 +332,7 @@ class Executor(Actor):
             self.count(f"entry_{verdict.outcome}:{verdict.reason}")
             self._publish(events)
         elif isinstance(msg, FlattenIntent):
-            verdict = self.core.submit_flatten(msg, now_ns=recv_ns)
+            verdict = self.core.submit_flatten(msg, now_ns=recv_ns, now_ms=_now_ms())
             if verdict.accepted:
                 self.stages.add("stage_flatten_checks", clock.monotonic_ns() - recv_ns)
                 self._recv_ns[msg.intent_id] = (recv_ns, msg.created_ns)
@@ -361,6 +364,7 @@ class Executor(Actor):
         if isinstance(msg, AssetCtx):
             if msg.oracle_px > 0 and msg.coin in self.specs:
                 self.core.oracles[msg.coin] = msg.oracle_px  # the slippage trigger's reference
+                self.core.terms.on_ctx(msg.coin, msg.open_interest, msg.mark_px)  # live open interest
             if msg.mark_px > 0 and msg.coin in self.specs:
                 gates = self.core.gates
                 first = gates.mark(msg.coin) is None
@@ -380,6 +384,8 @@ class Executor(Actor):
         elif isinstance(msg, PositionClosed):
             self.core.on_position_closed(msg, _now_ms())
             self._check_hardstop_request()
+        elif isinstance(msg, MarketTerms):
+            self.core.terms.update(msg)
 
     # ------------------------------------------------------------------ sending
 
@@ -564,7 +570,7 @@ class Executor(Actor):
         step = self.flattener.step(snapshot=self.snapshot, marks=self.core.gates.marks,
                                    inflight_posts=self.core.scheduler.inflight, now_ns=clock.monotonic_ns())
         if step.cancels or step.orders:
-            self.core.submit_hardstop(step)
+            self.core.submit_hardstop(step, _now_ms())
             self.count("hardstop_attempts")
         for problem in step.problems:
             self.alert("critical", f"hard stop: {problem}")
@@ -605,6 +611,7 @@ class Executor(Actor):
         self.stats["dropped_unmatched"] = self.core.dropped_unmatched
         self.stats["statuses_unmatched"] = self.core.tracker.unmatched
         self.stats["schedule_cancel_armed_until_s"] = self._armed_until_ms // 1000
+        self.stats.update(self.core.terms.summary(_now_ms()))
 
 
 if __name__ == "__main__":

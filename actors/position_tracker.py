@@ -59,6 +59,7 @@ from hip3.positions import BookResult, ExchangePosition, PositionBook
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
+from hip3.runtime.terms_poller import TermsPoller
 
 __all__ = ["PositionTracker", "RestSnapshot", "open_orders_from_rest", "positions_from_rest"]
 
@@ -129,6 +130,10 @@ class PositionTracker(Actor):
         self._worker = threading.Thread(target=self._rest_worker, name="hip3:position_tracker:rest", daemon=True)
         self._worker.start()
         self.add_reader(self._wake_r, self._on_rest_results)
+        # Fees and open-interest caps: their own job and worker thread (hip3.runtime.terms_poller).
+        terms_rest = RestClient(base, timeout_s=cfg.exchange.request_timeout_ms / 1000)
+        self._terms = TermsPoller(self, self.positions, terms_rest, self.dex, self.account,
+                                  [m.coin for m in cfg.markets], cfg.market_terms)
 
         self._sync_pending = False
         self._sync_wanted = True
@@ -150,6 +155,7 @@ class PositionTracker(Actor):
     def teardown(self) -> None:
         if not getattr(self, "_setup_done", False):
             return
+        self._terms.close()
         self._requests.put(None)
         self._worker.join(timeout=2.0)
         os.close(self._wake_r)
@@ -183,7 +189,8 @@ class PositionTracker(Actor):
 
     def busy(self) -> bool:
         """A REST sync is in flight in the worker thread (a replay steps this actor alone until done)."""
-        return bool(getattr(self, "_sync_pending", False))
+        terms = getattr(self, "_terms", None)
+        return bool(getattr(self, "_sync_pending", False)) or (terms is not None and terms.busy())
 
     def request_resync(self, why: str) -> None:
         """Ask for a REST sync as soon as none is running."""
@@ -268,6 +275,7 @@ class PositionTracker(Actor):
             self._emit(book.on_order_filled(msg, now_ms))
         elif isinstance(msg, UserFill):
             self._emit(book.on_user_fill(msg, now_ms))
+            self._terms.on_fill(msg)
         elif isinstance(msg, OrderUpdate):
             book.on_order_update(msg)
         elif isinstance(msg, OrderSubmitted):

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
+from hip3.market_terms import MarketTermsParams
 from hip3.strategy.params import DetectorParams, ExitParams, GateParams, OracleTrackerParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -170,6 +171,8 @@ class Config(_Section, frozen=True):
     risk: RiskParams = RiskParams()
     soft_gates: SoftGateParams = SoftGateParams()
     positions: PositionParams = PositionParams()
+    # Fees and open-interest caps read from the exchange (hip3.market_terms).
+    market_terms: MarketTermsParams = MarketTermsParams()
     recorder: RecorderConfig = RecorderConfig()
     # The simulator's own settings (hip3.sim.params.SimParams), validated by the simulator.
     sim: dict[str, object] = {}

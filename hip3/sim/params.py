@@ -93,6 +93,43 @@ class ModelParams(_P, frozen=True):
     size_jitter: Prob = 0.2
 
 
+class FeeParams(_P, frozen=True):
+    """The fee inputs the simulator charges from and serves (``userFees``, ``meta``, ``perpDexs``).
+
+    A fill costs ``hip3.hyperliquid.fees.hip3_fee_rates`` of these (the exchange's formula): tier 0, scale
+    1.0 and no growth mode by default, i.e. taker 0.090 % and maker 0.030 %.
+    """
+
+    user_cross_rate: Annotated[float, msgspec.Meta(ge=0.0, le=0.01)] = 0.00045
+    user_add_rate: Annotated[float, msgspec.Meta(ge=-0.01, le=0.01)] = 0.00015
+    referral_discount: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)] = 0.0
+    # The dex-level scale (perpDexs ``deployerFeeScale``) and per-market ones (meta ``deployerFeeScale``).
+    dex_deployer_fee_scale: Annotated[float, msgspec.Meta(ge=0.0, lt=10.0)] = 1.0
+    deployer_fee_scale: dict[str, Annotated[float, msgspec.Meta(ge=0.0, lt=10.0)]] = {}
+    # Markets in growth mode (meta ``growthMode: "enabled"``).
+    growth_mode: tuple[str, ...] = ()
+    # Whether meta reports the per-market scale (False: only perpDexs does, as older answers did).
+    meta_reports_scale: bool = True
+    # Whether perpDexs reports the dex-level scale.
+    perp_dexs_reports_scale: bool = True
+
+
+class OiParams(_P, frozen=True):
+    """Open-interest caps (notional, USD) the simulator enforces and reports like the exchange
+    (``perpDexLimits``, ``perpsAtOpenInterestCap``, ``perpDexs.assetToStreamingOiCap``, the refusal texts).
+
+    Open interest = other traders' (``other_oi_usd`` at the start price, in base units) + the sum of every
+    account's absolute position, valued at the mark.
+    """
+
+    cap_usd: Annotated[float, msgspec.Meta(gt=0.0)] = 50_000_000.0  # every market's cap unless overridden
+    caps_usd: dict[str, Annotated[float, msgspec.Meta(gt=0.0)]] = {}
+    total_cap_usd: Annotated[float, msgspec.Meta(gt=0.0)] = 1_000_000_000.0
+    other_oi_usd: dict[str, Annotated[float, msgspec.Meta(ge=0.0)]] = {}
+    # Markets whose opening orders are refused "Order would increase open interest too quickly".
+    increase_too_quickly: tuple[str, ...] = ()
+
+
 class FaultParams(_P, frozen=True):
     """Initial fault-injection state (all off). The same switches exist at run time."""
 
@@ -119,8 +156,8 @@ class SimParams(_P, frozen=True):
     validator_markets: tuple[MarketSpec, ...] = DEFAULT_VALIDATOR_MARKETS
     model: ModelParams = ModelParams()
     faults: FaultParams = FaultParams()
-    taker_fee_rate: Annotated[float, msgspec.Meta(ge=0)] = 0.0009
-    maker_fee_rate: float = 0.0003
+    fees: FeeParams = FeeParams()
+    oi: OiParams = OiParams()
     min_notional_usd: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     # [UNVERIFIED] band behind "Order price too far from oracle": |px/oracle - 1| must be <= this.
     oracle_band: Annotated[float, msgspec.Meta(gt=0)] = 0.95
@@ -167,3 +204,11 @@ class SimParams(_P, frozen=True):
             raise SimParamsError("sim config error: `model.jump_max_bps` < `model.jump_min_bps`")
         if self.model.touch_max_usd < self.model.touch_min_usd:
             raise SimParamsError("sim config error: `model.touch_max_usd` < `model.touch_min_usd`")
+        known = set(names)
+        for key, coins in (("fees.deployer_fee_scale", self.fees.deployer_fee_scale),
+                           ("fees.growth_mode", self.fees.growth_mode), ("oi.caps_usd", self.oi.caps_usd),
+                           ("oi.other_oi_usd", self.oi.other_oi_usd),
+                           ("oi.increase_too_quickly", self.oi.increase_too_quickly)):
+            unknown = [c for c in coins if c not in known]
+            if unknown:
+                raise SimParamsError(f"sim config error: unknown markets {unknown} - at `$.{key}`")

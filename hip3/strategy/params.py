@@ -97,8 +97,10 @@ class GateParams(_Params, frozen=True):
 class DetectorParams(_Params, frozen=True):
     """§5 dislocation detector, §5.3 sizing, §5.4 confidence, §5.6 correlation, §6.1 checks, §15 followups."""
 
-    # 5.1 threshold base = taker_fee_bps (already the effective HIP-3 fee: 2× base) + slippage + min edge.
-    taker_fee_bps: NonNegFloat = 4.0
+    # 5.1 threshold base = the round-trip taker fee (2 x this account's fee on the market, read from the
+    # exchange: hip3.market_terms) + slippage + min edge. ``taker_fee_bps`` is gone (a constant 4 bps
+    # against a real HIP-3 taker fee of 9+ bps): setting it stops the start with that reason.
+    taker_fee_bps: float | None = None
     slippage_bps: NonNegFloat = 2.0
     min_edge_bps: NonNegFloat = 5.0
     # Adaptive floor: T0 = max(base, spread EWMA (per market) × multiplier).
@@ -155,6 +157,10 @@ class DetectorParams(_Params, frozen=True):
     observe_followups_ms: tuple[PosMs, ...] = (1000, 3000, 5000)
 
     def __post_init__(self) -> None:
+        if self.taker_fee_bps is not None:
+            raise ValueError(
+                "detector.taker_fee_bps is no longer used: the fee in the threshold comes from the exchange "
+                "(userFees, the market's deployer fee scale and growth mode; see [market_terms]); remove it")
         _check_windows((self.market_open_window_utc, self.us_active_window_utc))
         if self.normal_book_notional_usd <= self.min_book_notional_usd:
             raise ValueError("normal_book_notional_usd must be > min_book_notional_usd")

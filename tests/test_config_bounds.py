@@ -204,7 +204,8 @@ def test_the_walk_finds_every_kind_of_numeric_key() -> None:
     names = {_name(p) for p, _ in NUMERIC_KEYS}
     # one of each shape: top-level section, nested section, list of tables, list of numbers, [sim]
     for expected in ("supervisor.heartbeat_timeout_ms", "exits.time_stop.slippage_bps", "markets[].threshold_bps",
-                     "detector.observe_followups_ms[]", "sim.model.jump_prob", "sim.markets[].start_px"):
+                     "detector.observe_followups_ms[]", "sim.model.jump_prob", "sim.markets[].start_px",
+                     "risk.daily_loss_cap_usd"):
         assert expected in names
     assert len(names) == len(NUMERIC_KEYS) > 150
 
@@ -257,6 +258,7 @@ MIN = 'mode = "paper"\n[[markets]]\ncoin = "xyz:GOLD"\n'
         ("[executor]\nmax_notional_per_market_usd = 1e12\n", "executor.max_notional_per_market_usd", "<= 10000000"),
         ("[detector]\nmax_notional_usd = inf\n", "detector.max_notional_usd", "<= 10000000"),
         ("[risk]\nmax_loss_usd = inf\n", "risk.max_loss_usd", "<= 10000000"),
+        ("[risk]\ndaily_loss_cap_usd = 1e9\n", "risk.daily_loss_cap_usd", "<= 10000000"),
         ("[risk]\nmax_consecutive_failures = 100000\n", "risk.max_consecutive_failures", "<= 1000"),
         # A restart limit that can never trip: 100 restarts with up to 1 s of backoff take > 60 s.
         ("[supervisor]\nmax_restarts = 100\nrestart_backoff_max_ms = 1000\nrestart_period_s = 60\n",

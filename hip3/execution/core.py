@@ -112,6 +112,10 @@ class ExecutionCore:
             return Verdict("rejected", "InvalidIntentId", "", intent.intent_id, intent.coin, intent.sz), []
         if self._duplicate(intent.intent_id):
             return Verdict("rejected", "DuplicateIntent", "", intent.intent_id, intent.coin, intent.sz), []
+        # The day's loss reached its cap, or the saved loss limits were unusable: no entry, latched or not.
+        blocked = None if self.hard_stop_latched else self.risk.entry_block(now_ms)
+        if blocked is not None:
+            return Verdict("rejected", blocked[0], blocked[1], intent.intent_id, intent.coin, intent.sz), []
         verdict = self.gates.evaluate(
             intent,
             snapshot=snapshot,
@@ -305,7 +309,7 @@ class ExecutionCore:
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
         self.gates.filled.on_position_closed(closed.coin)
         self.soft.on_position_closed(closed, now_ms)
-        reason = self.risk.on_position_closed(closed)
+        reason = self.risk.on_position_closed(closed, now_ms)
         if reason is not None:
             self._hardstop_request = self._hardstop_request or reason
 

@@ -158,6 +158,12 @@ class RiskParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # While latched, waiting this long for a synced position view (the flatten works from it) raises an
     # alert (a HardStopProgress with ``alert``), repeated every ``flatten_slow_interval_ms``; it keeps waiting.
     flatten_unsynced_alert_ms: Annotated[int, msgspec.Meta(gt=0, le=600_000)] = 10000
+    # Daily loss cap: realised PnL net of fees since 00:00 UTC at or below minus this latches the hard
+    # stop, and entries stay refused until the next UTC day, even after the operator resets the latch
+    # (raise the cap to trade on). Unrealised PnL does not count: see ``hip3.execution.risk``. The
+    # day's tally, like every other loss limit's state, survives an executor restart
+    # (``hip3.execution.risk_state``).
+    daily_loss_cap_usd: PosUsd = 100.0
 
 
 class HourlyDrawdownParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -81,6 +81,7 @@ max_total_notional_usd = 400.0
 # streak or an injected rejection burst must not latch the stop and hide what the faults do.
 max_consecutive_failures = 1000
 max_loss_usd = 100000.0
+daily_loss_cap_usd = 100000.0
 max_rejections_per_bucket = 100000
 [exits.time_stop]
 threshold_ms = 6000

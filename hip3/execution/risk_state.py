@@ -1,0 +1,369 @@
+"""The loss limits' state, kept on disk so that a restarted executor starts where the crashed one stopped.
+
+Incident this guards against: the risk monitor's and the soft gates' state (realised loss, losses in a
+row, flatten failures, rejections this hour, the hourly drawdown, the tilt guard's cooldown, re-entry
+delays...) lived only in the executor's memory. A crash and the supervisor's automatic restart re-armed
+every loss limit, so a bot losing money and crashing could go on losing for ever.
+
+Which record is authoritative: this file, written by the executor itself, the process that enforces the
+limits. The recorder's SQLite journal is off the hot path: it may lag by its commit interval, may be down
+or restarting, and it records what the bus carried, not what the executor counted. The sent-intent
+journal knows orders, not their outcomes. So the executor persists exactly the state it acts on:
+
+* when: at the end of the loop turn in which a limit's state changed (a close, a counted rejection, a
+  flatten failure, a burst signal, a latch epoch), after any frame of that turn was written: never on
+  the order send path. A SIGKILL after that turn loses nothing;
+* how: the JSON (with a CRC-32 of its body) goes to a temporary file that is renamed over the old one:
+  a reader sees the old state or the new one, never a mix. The fsync of the file and of the directory
+  follows a few milliseconds later from a timer (as the sent-intent journal does): a host crash inside
+  that window can leave a torn file, which the next start refuses (below), never a silently older one;
+* what a restart does: every limit continues from the saved state. A hard-stop reason the monitor had
+  fired is requested again if the latch is not set (the request may have died with the process); an
+  operator reset that happened while the executor was down (a newer latch epoch) resets the limits as a
+  live reset would; a hard-stop flatten in progress keeps its attempt count, so a crash-looping executor
+  still reaches the slow cadence and its alert.
+
+Fails closed: a state file that cannot be read, does not decode, fails its checksum or holds impossible
+values, or a missing file in a run directory where an executor has run before (its sent-intent journal
+exists), is one clear line: entries are refused and the hard stop is requested. The file is left in
+place. Only the operator's reset of the hard stop starts the limits from zero, and moves the bad file
+aside (``risk_state.json.unusable-<ms>``). A state that cannot be written (full disk, read-only
+directory) requests the hard stop too, and is retried every second.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from hip3.execution.journal import FILE_NAME as SENT_JOURNAL_FILE
+
+if TYPE_CHECKING:
+    from hip3.execution.hardstop import HardStopFlattener
+    from hip3.execution.risk import RiskMonitor
+    from hip3.execution.soft_gates import SoftGates
+    from hip3.messages import HardStopState
+
+__all__ = [
+    "STATE_FILE",
+    "RiskKeeper",
+    "RiskMonitorState",
+    "RiskState",
+    "RiskStateError",
+    "RiskStateStore",
+    "SoftGatesState",
+]
+
+STATE_FILE = "risk_state.json"
+SCHEMA = 1
+_MAX_FILE_BYTES = 4 * 1024 * 1024  # far above any real state (a few KiB); a bigger file is not ours
+
+
+class _S(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class RiskMonitorState(_S, frozen=True):
+    """``hip3.execution.risk.RiskMonitor``: the hard-stop triggers."""
+
+    reason: str | None = None  # the trigger that fired (first wins) since the last reset
+    realized_usd: Decimal = Decimal(0)  # net of fees, since the last reset
+    consecutive_losses: int = 0
+    flatten_failures: int = 0
+    rejection_bucket: int = -1
+    rejections_in_bucket: int = 0
+    slippage_streak: int = 0
+    day: int = -1  # UTC day (epoch ms // 86_400_000) of ``daily_realized_usd``
+    daily_realized_usd: Decimal = Decimal(0)
+
+
+class SoftGatesState(_S, frozen=True):
+    """``hip3.execution.soft_gates.SoftGates``: the entry-throttling gates (times are epoch ms)."""
+
+    dd_window_start_ms: int | None = None
+    dd_sum_usd: Decimal = Decimal(0)
+    close_times_ms: tuple[int, ...] = ()
+    corr_until_ms: int = 0
+    burst_times_ms: dict[str, tuple[int, ...]] = {}
+    burst_until_ms: dict[str, int] = {}
+    losses_in_row: int = 0
+    tilt_until_ms: int = 0
+    last_close_ms: dict[str, int] = {}
+    outcomes: dict[str, tuple[Decimal, ...]] = {}
+    disabled_since_ms: dict[str, int] = {}
+
+
+class RiskState(_S, frozen=True):
+    """Everything a restarted executor needs to arm its limits where the last one stopped."""
+
+    schema: int
+    saved_ms: int
+    hardstop_epoch: int  # the latch epoch this executor had applied when it saved
+    hardstop_latched: bool
+    risk: RiskMonitorState
+    soft: SoftGatesState
+    flatten_epoch: int = 0  # the hard-stop flatten in progress (epoch, attempts), 0 if none
+    flatten_attempts: int = 0
+
+
+class _File(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    crc32: int
+    state: msgspec.Raw
+
+
+class RiskStateError(Exception):
+    """The saved state cannot be used. ``str(e)`` is one line naming the file and the reason."""
+
+
+def _decimals_ok(state: RiskState) -> bool:
+    values = [state.risk.realized_usd, state.risk.daily_realized_usd, state.soft.dd_sum_usd]
+    values += [d for ds in state.soft.outcomes.values() for d in ds]
+    return all(d.is_finite() for d in values)
+
+
+def _ints_ok(state: RiskState) -> bool:
+    r = state.risk
+    return min(r.consecutive_losses, r.flatten_failures, r.rejections_in_bucket, r.slippage_streak,
+               state.soft.losses_in_row, state.flatten_attempts, state.hardstop_epoch) >= 0
+
+
+def _reset_since(saved_epoch: int, now: HardStopState) -> bool:
+    """Did an operator reset happen after ``saved_epoch``? Every latch and every reset is one epoch, and
+    they alternate: a newer epoch that is not latched is a reset, and a latched one two or more epochs on
+    had a reset in between."""
+    return now.epoch > saved_epoch and (not now.latched or now.epoch >= saved_epoch + 2)
+
+
+class RiskStateStore:
+    """The file: atomic replace (temporary file + rename), fsync later, strict load."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(run_dir) / STATE_FILE
+        # An executor has run in this directory before if its sent-intent journal exists (every executor
+        # creates it at start): then a missing state file was lost, not never written. Checked here,
+        # before this executor creates the journal.
+        self.earlier_executor = (Path(run_dir) / SENT_JOURNAL_FILE).exists()
+        self._unsynced_fd: int | None = None
+
+    def load(self) -> RiskState | None:
+        """The saved state; None if there is none and none is expected. Raises ``RiskStateError``."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read(_MAX_FILE_BYTES + 1)
+        except FileNotFoundError:
+            if self.earlier_executor:
+                raise RiskStateError(f"risk state {self.path} is missing, but an executor ran in this run "
+                                     f"directory before ({SENT_JOURNAL_FILE} exists)") from None
+            return None
+        except OSError as e:
+            raise RiskStateError(f"risk state {self.path} cannot be read: {e.strerror or e}") from None
+        if len(data) > _MAX_FILE_BYTES:
+            raise RiskStateError(f"risk state {self.path} is larger than {_MAX_FILE_BYTES} bytes")
+        try:
+            outer = msgspec.json.decode(data, type=_File)
+            if zlib.crc32(outer.state) != outer.crc32:
+                raise RiskStateError(f"risk state {self.path} fails its checksum (torn or altered)")
+            state = msgspec.json.decode(outer.state, type=RiskState)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise RiskStateError(f"risk state {self.path} does not decode: {str(e)[:200]}") from None
+        if state.schema != SCHEMA:
+            raise RiskStateError(f"risk state {self.path} has schema {state.schema}, this executor reads {SCHEMA}")
+        if not _decimals_ok(state) or not _ints_ok(state):
+            raise RiskStateError(f"risk state {self.path} holds impossible values (non-finite or negative)")
+        return state
+
+    def write(self, state: RiskState) -> None:
+        """Replace the file atomically (visible to a restarted process at once, even after SIGKILL); the
+        fsync (host-crash durability) is ``sync``'s. Raises ``OSError``."""
+        body = msgspec.json.encode(state)
+        data = b'{"crc32":%d,"state":%s}\n' % (zlib.crc32(body), body)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        old, self._unsynced_fd = self._unsynced_fd, fd
+        if old is not None:
+            os.close(old)  # that inode was replaced: the new one's fsync covers what matters
+
+    def sync(self) -> None:
+        """fsync the last written file and the directory (no-op if nothing is pending). Raises ``OSError``."""
+        fd, self._unsynced_fd = self._unsynced_fd, None
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def set_aside(self, now_ms: int) -> Path | None:
+        """Move an unusable file out of the way (kept for a post-mortem); None if there was none."""
+        target = self.path.with_name(f"{self.path.name}.unusable-{now_ms}")
+        try:
+            os.replace(self.path, target)
+        except FileNotFoundError:
+            return None
+        return target
+
+    def close(self) -> None:
+        fd, self._unsynced_fd = self._unsynced_fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class RiskKeeper:
+    """Ties the executor's limits (monitor, soft gates, hard-stop flattener) to the store.
+
+    ``schedule`` is called once when the state changes from saved to unsaved: the executor defers a
+    ``save`` to the end of the loop turn with it. Every public method returns a hard-stop reason to
+    request (once per cause), or None."""
+
+    def __init__(self, store: RiskStateStore, risk: RiskMonitor, soft: SoftGates,
+                 flattener: HardStopFlattener | None = None, schedule: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.risk = risk
+        self.soft = soft
+        self.flattener = flattener
+        self._schedule = schedule
+        self._dirty = False
+        self._epoch = 0
+        self._latched = False
+        self._saved_flatten = (0, 0)
+        self._pending_flatten: tuple[int, int] | None = None  # restored (epoch, attempts) of a flatten
+        self._write_failed = False
+        self.unusable: str | None = None  # why the saved state could not be used (until an operator reset)
+        self.saves = 0
+        risk.on_change = soft.on_change = self.changed
+
+    def changed(self) -> None:
+        """A limit's state changed: save it at the end of this loop turn."""
+        if not self._dirty:
+            self._dirty = True
+            if self._schedule is not None:
+                self._schedule()
+
+    # ------------------------------------------------------------------ start
+
+    def restore(self, hardstop: HardStopState, now_ms: int) -> str | None:
+        """Load the saved state into the limits (call once, before the first event). Returns a hard-stop
+        reason: the state is unusable, or a trigger fired before the restart and the latch is not set."""
+        self._epoch, self._latched = hardstop.epoch, hardstop.latched
+        try:
+            state = self.store.load()
+        except RiskStateError as e:
+            self.unusable = str(e)
+            self.risk.unusable = self.unusable
+            return (f"{e}: the loss limits cannot continue where they stopped; entries refused until the "
+                    "operator resets the hard stop, which starts them from zero")
+        if state is None:  # the first executor in this run directory: write the empty state at once
+            self.changed()
+            return self.save(now_ms)
+        self.risk.restore(state.risk)
+        self.soft.restore(state.soft)
+        if state.flatten_epoch:
+            self._pending_flatten = (state.flatten_epoch, state.flatten_attempts)
+        self._saved_flatten = (state.flatten_epoch, state.flatten_attempts)
+        if _reset_since(state.hardstop_epoch, hardstop):
+            # The operator reset the latch while this executor was down: what a reset does live.
+            self.risk.reset()
+            self.changed()
+            return None
+        if hardstop.epoch != state.hardstop_epoch:
+            self.changed()  # save the epoch this executor starts from
+        if self.risk.reason is not None and not hardstop.latched:
+            # Fired, saved, then died before the supervisor latched (the request died with the process).
+            return f"{self.risk.reason} (requested again after an executor restart)"
+        return None
+
+    def summary(self) -> dict[str, object]:
+        """The restored figures, for the executor's start-up log line."""
+        r = self.risk
+        return {"file": str(self.store.path), "unusable": self.unusable or "", "reason": r.reason or "",
+                "realized_usd": str(r.realized_usd), "daily_realized_usd": str(r.daily_realized_usd),
+                "consecutive_losses": r.consecutive_losses, "flatten_failures": r.flatten_failures,
+                "hardstop_epoch": self._epoch}
+
+    # ------------------------------------------------------------------ running
+
+    def note_hardstop(self, state: HardStopState, now_ms: int) -> None:
+        """Every latch state the executor applies (after the flattener started, before its first step)."""
+        self._epoch, self._latched = state.epoch, state.latched
+        pending, self._pending_flatten = self._pending_flatten, None
+        fl = self.flattener
+        if pending is not None and fl is not None and state.latched and fl.epoch == pending[0]:
+            fl.attempts = max(fl.attempts, pending[1])  # keep counting towards the slow cadence and alert
+        if not state.latched:
+            self._write_failed = False  # still failing after the reset: request the stop again
+            if self.unusable is not None:  # the operator's reset: start from zero, keep the bad file
+                self.store.set_aside(now_ms)
+                self.unusable = None
+                self.risk.unusable = None
+                self.risk.restore(RiskMonitorState())
+                self.soft.restore(SoftGatesState())
+        self.changed()
+
+    def _flatten_progress(self) -> tuple[int, int]:
+        fl = self.flattener
+        return (fl.epoch, fl.attempts) if fl is not None and fl.active else (0, 0)
+
+    def export(self, now_ms: int) -> RiskState:
+        epoch, attempts = self._flatten_progress()
+        return RiskState(schema=SCHEMA, saved_ms=now_ms, hardstop_epoch=self._epoch,
+                         hardstop_latched=self._latched, risk=self.risk.export(), soft=self.soft.export(),
+                         flatten_epoch=epoch, flatten_attempts=attempts)
+
+    def save(self, now_ms: int) -> str | None:
+        """Write the state if it changed (called at the end of the turn, and every second as a retry and
+        for the flattener's attempts). Returns a hard-stop reason the first time a write fails."""
+        if self.unusable is not None:
+            return None  # the unusable file stays as it is until the operator's reset
+        flatten = self._flatten_progress()
+        if not self._dirty and flatten == self._saved_flatten:
+            return None
+        state = self.export(now_ms)
+        try:
+            self.store.write(state)
+        except OSError as e:
+            if self._write_failed:
+                return None
+            self._write_failed = True
+            return (f"risk state {self.store.path} cannot be written: {e.strerror or e}: the loss limits "
+                    "would not survive a restart")
+        self._dirty = False
+        self._write_failed = False
+        self._saved_flatten = flatten
+        self.saves += 1
+        return None
+
+    def sync(self) -> str | None:
+        """fsync what ``save`` wrote (off the send path, from a timer)."""
+        try:
+            self.store.sync()
+        except OSError as e:
+            return f"risk state {self.store.path} cannot be synced to disk: {e.strerror or e}"
+        return None
+
+    def close(self, now_ms: int) -> None:
+        """At a clean stop: the last state, synced."""
+        try:
+            self.save(now_ms)
+            self.store.sync()
+        except OSError:
+            pass  # already reported by save/sync; a clean stop must not raise
+        self.store.close()

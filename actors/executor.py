@@ -56,6 +56,7 @@ from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import cancel_action, order_action, order_wire, schedule_cancel_action
 from hip3.hyperliquid.ws import ConnState, WsBudgetError, WsClient, WsNotConnected
+from hip3.journal_db import JOURNAL_FILE
 from hip3.messages import (
     AssetCtx,
     EntryIntent,
@@ -192,6 +193,9 @@ class Executor(Actor):
         # by every bbo (on two vCPUs each extra wake-up delays the order path).
         self.subscriber(["md"], self.on_message, only=(AssetCtx,))
         self.subscriber(["positions", "user"], self.on_message)
+        missed, problem = self.risk_keeper.catch_up(self.run_dir / JOURNAL_FILE, self.core.on_position_closed)
+        if missed or problem:  # closes published while no executor ran, from the recorder's journal
+            self.log.warning("risk_state_catch_up", missed_closes=missed, problem=problem or "")
 
         _, ws_url = exchange_urls(cfg)
         # The WS-level post timeout is a backstop: the scheduler's expiry (post_timeout_ms) decides first.
@@ -214,6 +218,7 @@ class Executor(Actor):
         self._setup_done = True
         if restore_problem is not None:
             self.raise_hardstop(restore_problem)
+        self._check_hardstop_request()  # a limit tripped by a close it missed
         self.log.info("executor_configured", signer=self._signer.address, vault=self._vault or "",
                       mainnet=self._is_mainnet, markets=sorted(self.specs), ws_url=ws_url)
         if self.hardstop.latched:

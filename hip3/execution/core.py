@@ -308,6 +308,8 @@ class ExecutionCore:
 
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
         self.gates.filled.on_position_closed(closed.coin)
+        if not self.risk.first_count(closed):
+            return  # counted already (read back from the recorder's journal at start, see risk_catchup)
         self.soft.on_position_closed(closed, now_ms)
         reason = self.risk.on_position_closed(closed, now_ms)
         if reason is not None:

@@ -30,10 +30,12 @@ called after every change so that it is saved.
 from __future__ import annotations
 
 import datetime as _dt
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 
 from hip3.execution.params import RiskParams
+from hip3.execution.risk_catchup import close_key
 from hip3.execution.risk_state import RiskMonitorState
 from hip3.execution.soft_gates import net_pnl_usd
 from hip3.messages import OrderRejected, PositionClosed
@@ -41,6 +43,7 @@ from hip3.messages import OrderRejected, PositionClosed
 __all__ = ["MS_PER_DAY", "RiskMonitor"]
 
 MS_PER_DAY = 86_400_000
+_RECENT_CLOSES = 256  # keys remembered: far more closes than the caps allow in the catch-up's lookback
 
 
 def _utc_date(day: int) -> str:
@@ -70,6 +73,7 @@ class RiskMonitor:
         # Set when the saved state could not be used: entries are refused until the operator's reset.
         self.unusable: str | None = None
         self.on_change: Callable[[], None] = _nothing
+        self._recent_closes: deque[str] = deque(maxlen=_RECENT_CLOSES)
 
     def reset(self) -> None:
         """Operator reset of the hard stop: every trigger is armed again. The reason, the loss,
@@ -90,7 +94,7 @@ class RiskMonitor:
             reason=self.reason, realized_usd=self.realized_usd, consecutive_losses=self.consecutive_losses,
             flatten_failures=self.flatten_failures, rejection_bucket=self._bucket,
             rejections_in_bucket=self.rejections_in_bucket, slippage_streak=self.slippage_streak, day=self.day,
-            daily_realized_usd=self.daily_realized_usd)
+            daily_realized_usd=self.daily_realized_usd, recent_closes=tuple(self._recent_closes))
 
     def restore(self, st: RiskMonitorState) -> None:
         """Continue from a saved state (an executor restart)."""
@@ -103,7 +107,24 @@ class RiskMonitor:
         self.slippage_streak = st.slippage_streak
         self.day = st.day
         self.daily_realized_usd = st.daily_realized_usd
+        self._recent_closes = deque(st.recent_closes, maxlen=_RECENT_CLOSES)
         self.on_change()
+
+    def counted(self, key: str) -> bool:
+        """Was the close with this ``close_key`` counted already (here or before a restart)?"""
+        return key in self._recent_closes
+
+    def first_count(self, closed: PositionClosed) -> bool:
+        """True the first time a close is seen (then it is remembered); False for the same close again (read
+        back from the recorder's journal at start and also delivered on the bus). A close without a time
+        cannot be keyed: it always counts."""
+        if closed.closed_ms <= 0:
+            return True
+        key = close_key(closed)
+        if key in self._recent_closes:
+            return False
+        self._recent_closes.append(key)
+        return True
 
     def _fire(self, reason: str) -> str | None:
         if self.reason is not None:

@@ -43,12 +43,13 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from hip3.execution.journal import FILE_NAME as SENT_JOURNAL_FILE
+from hip3.execution.risk_catchup import LOOKBACK_MS, CatchUpError, missed_closes
 
 if TYPE_CHECKING:
     from hip3.execution.hardstop import HardStopFlattener
     from hip3.execution.risk import RiskMonitor
     from hip3.execution.soft_gates import SoftGates
-    from hip3.messages import HardStopState
+    from hip3.messages import HardStopState, PositionClosed
 
 __all__ = [
     "STATE_FILE",
@@ -81,6 +82,7 @@ class RiskMonitorState(_S, frozen=True):
     slippage_streak: int = 0
     day: int = -1  # UTC day (epoch ms // 86_400_000) of ``daily_realized_usd``
     daily_realized_usd: Decimal = Decimal(0)
+    recent_closes: tuple[str, ...] = ()  # keys (``close_key``) of the last closes counted, oldest first
 
 
 class SoftGatesState(_S, frozen=True):
@@ -248,6 +250,7 @@ class RiskKeeper:
         self._pending_flatten: tuple[int, int] | None = None  # restored (epoch, attempts) of a flatten
         self._write_failed = False
         self.unusable: str | None = None  # why the saved state could not be used (until an operator reset)
+        self._restored_saved_ms: int | None = None  # when the state restored at start was saved
         self.saves = 0
         risk.on_change = soft.on_change = self.changed
 
@@ -276,6 +279,7 @@ class RiskKeeper:
             return self.save(now_ms)
         self.risk.restore(state.risk)
         self.soft.restore(state.soft)
+        self._restored_saved_ms = state.saved_ms
         if state.flatten_epoch:
             self._pending_flatten = (state.flatten_epoch, state.flatten_attempts)
         self._saved_flatten = (state.flatten_epoch, state.flatten_attempts)
@@ -298,6 +302,20 @@ class RiskKeeper:
                 "realized_usd": str(r.realized_usd), "daily_realized_usd": str(r.daily_realized_usd),
                 "consecutive_losses": r.consecutive_losses, "flatten_failures": r.flatten_failures,
                 "hardstop_epoch": self._epoch}
+
+    def catch_up(self, db_path: Path, apply: Callable[[PositionClosed, int], None]) -> tuple[int, str | None]:
+        """Count the closes published while no executor ran, read from the recorder's journal at
+        ``db_path`` (``hip3.execution.risk_catchup``; call after subscribing to the closes). Returns how
+        many were applied (``apply(close, close.closed_ms)``) and a one-line problem, if any."""
+        if self._restored_saved_ms is None:
+            return 0, None  # nothing restored: a first start, or an unusable state (entries refused)
+        try:
+            missed = missed_closes(db_path, self._restored_saved_ms - LOOKBACK_MS, self.risk.counted)
+        except CatchUpError as e:
+            return 0, str(e)
+        for closed in missed:
+            apply(closed, closed.closed_ms)
+        return len(missed), None
 
     # ------------------------------------------------------------------ running
 

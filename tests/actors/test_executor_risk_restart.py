@@ -61,12 +61,15 @@ class RiskHarness(Harness):
             elif isinstance(m, HardStopRequest) and m.source == "executor":
                 self.requests.append(m)
 
-    def close(self, pnl: str, fees: str = "0") -> None:
+    def close(self, pnl: str, fees: str = "0") -> PositionClosed:
         """A position closed at a loss, as the position tracker reports it."""
         now_ms = int(time.time() * 1000)
-        self.positions.publish(PositionClosed(
+        closed = PositionClosed(
             coin="xyz:GOLD", is_long=True, size=Decimal(1), entry_px=Decimal(100), exit_px=Decimal(99),
-            pnl_usd=Decimal(pnl), fees_usd=Decimal(fees), hold_ms=1000, exit_reason="time_stop", closed_ms=now_ms))
+            pnl_usd=Decimal(pnl), fees_usd=Decimal(fees), hold_ms=1000, exit_reason="time_stop", closed_ms=now_ms)
+        self.positions.publish(closed)
+        time.sleep(0.002)  # distinct close times, as distinct closes have
+        return closed
 
     def saved(self) -> RiskState | None:
         try:
@@ -161,3 +164,25 @@ def test_a_damaged_risk_state_fails_closed_in_a_real_executor(make: Callable[[st
     h.close("-1")
     time.sleep(0.3)
     assert path.read_bytes() == damaged  # never overwritten with a state started from zero
+
+
+def test_losses_booked_while_the_executor_was_down_count_from_the_recorders_journal(
+        make: Callable[[str], RiskHarness], run_dir: Path) -> None:
+    """An IOC flatten sent just before the crash fills after it: its close reaches no executor on the bus,
+    but the recorder journals it, and the restarted executor counts it (once)."""
+    from hip3.journal_db import JOURNAL_FILE, JournalWriter
+
+    h = make("max_consecutive_failures = 3\nmax_loss_usd = 1000.0\ndaily_loss_cap_usd = 1000.0")
+    recorder = JournalWriter(run_dir / JOURNAL_FILE)
+    h.start()
+    for _ in range(2):
+        assert recorder.add(h.close("-1"))
+    assert wait(lambda: (s := h.saved()) is not None and s.risk.consecutive_losses == 2, 10, h.tick)
+    h.kill()
+    for _ in range(2):  # published while no executor runs: only the recorder gets them
+        assert recorder.add(h.close("-1"))
+    recorder.flush()
+    recorder.close()
+    h.start()
+    assert wait(lambda: h.requested("consecutive_losses: 4 > 3"), 10, h.tick), [r.reason for r in h.requests]
+    assert wait(lambda: (s := h.saved()) is not None and s.risk.realized_usd == Decimal(-4), 10, h.tick), h.saved()

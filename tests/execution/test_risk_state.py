@@ -403,3 +403,60 @@ def test_a_state_that_cannot_be_written_requests_the_stop_once_and_retries(tmp_p
     assert x.end_of_turn() is None  # asked once; retried every second meanwhile
     (tmp_path / STATE_FILE).rmdir()
     assert x.end_of_turn() is None and RiskStateStore(tmp_path).load() is not None  # written at last
+
+
+# ----------------------------------------------------------------------------- closes missed while down
+
+
+def _journal(path: Path, *closes: object) -> None:
+    """The recorder's journal holding ``closes`` (written by the recorder's own writer)."""
+    from hip3.journal_db import JournalWriter
+
+    w = JournalWriter(path)
+    for c in closes:
+        assert w.add(c)  # type: ignore[arg-type]
+    w.flush()
+    w.close()
+
+
+def _close(pnl: str, closed_ms: int, coin: str = GOLD, size: str = "1.50") -> object:
+    return msgspec.structs.replace(closed(coin=coin, pnl=pnl), closed_ms=closed_ms, size=Decimal(size))
+
+
+def test_closes_published_while_the_executor_was_down_count_once(tmp_path: Path) -> None:
+    from hip3.journal_db import JOURNAL_FILE
+
+    params = RiskParams(max_consecutive_failures=3, max_loss_usd=1000.0, daily_loss_cap_usd=1000.0)
+    a, b, c, d = (_close("-1", T + i * 1000) for i in range(4))
+    store = RiskStateStore(tmp_path)  # before the sent-intent journal, as the executor does
+    core = ExecutionCore(ExecutorParams(), params, SoftGateParams(), SPECS,
+                         SentIntentJournal(tmp_path, now_ms=T, retention_ms=600_000))
+    keeper = RiskKeeper(store, core.risk, core.soft)
+    keeper.restore(unlatched(), T)
+    for x in (a, b):
+        core.on_position_closed(x, T)  # type: ignore[arg-type]
+    keeper.save(T + 1500)
+    # killed; c and d were published to nobody, but the recorder kept them (and a and b)
+    _journal(tmp_path / JOURNAL_FILE, a, b, c, d)
+    store2 = RiskStateStore(tmp_path)
+    core2 = ExecutionCore(ExecutorParams(), params, SoftGateParams(), SPECS,
+                          SentIntentJournal(tmp_path, now_ms=T + 5000, retention_ms=600_000))
+    keeper2 = RiskKeeper(store2, core2.risk, core2.soft)
+    assert keeper2.restore(unlatched(), T + 5000) is None
+    assert keeper2.catch_up(tmp_path / JOURNAL_FILE, core2.on_position_closed) == (2, None)
+    assert (core2.take_hardstop_request() or "").startswith("consecutive_losses: 4 > 3")
+    assert core2.risk.realized_usd == Decimal(-4)
+    core2.on_position_closed(d, T + 6000)  # type: ignore[arg-type]  # the bus delivered d after all
+    assert core2.risk.realized_usd == Decimal(-4) and core2.risk.consecutive_losses == 4
+
+
+def test_a_journal_that_cannot_be_read_is_one_line_and_nothing_counted(tmp_path: Path) -> None:
+    x = Executor(tmp_path)
+    x.end_of_turn()
+    y = Executor(tmp_path)
+    applied: list[object] = []
+    assert y.keeper.catch_up(tmp_path / "none.sqlite", lambda c, t: applied.append(c)) == (0, None)
+    (tmp_path / "bad.sqlite").write_bytes(b"not a database at all" * 100)
+    n, problem = y.keeper.catch_up(tmp_path / "bad.sqlite", lambda c, t: applied.append(c))
+    assert n == 0 and problem is not None and "cannot be read" in problem and "\n" not in problem
+    assert not applied

@@ -174,7 +174,7 @@ class Executor(Actor):
         self.risk_keeper = RiskKeeper(risk_store, self.core.risk, self.core.soft, self.flattener,
                                       schedule=lambda: self.defer(self._save_risk))
         restore_problem = self.risk_keeper.restore(self.hardstop, _now_ms())
-        self.log.info("risk_state_restored", **self.risk_keeper.summary())
+        (self.log.warning if risk_store.note else self.log.info)("risk_state_restored", **self.risk_keeper.summary())
         self.snapshot: PositionSnapshot | None = None
         self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
         # Per-stage send-path timings (gates, wire, sign, journal, write), reported with the stats.

@@ -13,22 +13,26 @@ journal knows orders, not their outcomes. So the executor persists exactly the s
 * when: at the end of the loop turn in which a limit's state changed (a close, a counted rejection, a
   flatten failure, a burst signal, a latch epoch), after any frame of that turn was written: never on
   the order send path. A SIGKILL after that turn loses nothing;
-* how: the JSON (with a CRC-32 of its body) goes to a temporary file that is renamed over the old one:
-  a reader sees the old state or the new one, never a mix. The fsync of the file and of the directory
-  follows a few milliseconds later from a timer (as the sent-intent journal does): a host crash inside
-  that window can leave a torn file, which the next start refuses (below), never a silently older one;
+* how: two slot files (``risk_state.json.a`` / ``.b``) written in turn, in place, each with a sequence
+  number, a CRC-32 and its length: a save overwrites the older slot, so the newest complete save always
+  survives a write cut short. The fdatasync follows a few milliseconds later from a timer (as the
+  sent-intent journal's fsync does). A save costs about 25 us of the loop (p99 about 0.1 ms), where the
+  usual temporary file and rename cost about 210 us (p99 3.7 ms) on this ext4 (``python -m
+  bench.risk_state``, indicative);
 * what a restart does: every limit continues from the saved state. A hard-stop reason the monitor had
   fired is requested again if the latch is not set (the request may have died with the process); an
   operator reset that happened while the executor was down (a newer latch epoch) resets the limits as a
   live reset would; a hard-stop flatten in progress keeps its attempt count, so a crash-looping executor
   still reaches the slow cadence and its alert.
 
-Fails closed: a state file that cannot be read, does not decode, fails its checksum or holds impossible
-values, or a missing file in a run directory where an executor has run before (its sent-intent journal
-exists), is one clear line: entries are refused and the hard stop is requested. The file is left in
-place. Only the operator's reset of the hard stop starts the limits from zero, and moves the bad file
-aside (``risk_state.json.unusable-<ms>``). A state that cannot be written (full disk, read-only
-directory) requests the hard stop too, and is retried every second.
+Fails closed: when no slot can be used (unreadable, torn, altered, impossible values, another schema),
+or none exists in a run directory where an executor has run before (its sent-intent journal exists), the
+executor says so in one line, refuses entries and requests the hard stop. The files are left in place.
+Only the operator's reset of the hard stop starts the limits from zero, and moves the bad files aside
+(``.unusable-<ms>``). One slot that fails its checks while the other is valid is what a write cut short
+leaves: the executor continues from the other (one save older; the closes of the lost save come back from
+the recorder's journal, ``hip3.execution.risk_catchup``) and says so in a warning line. A state that cannot
+be written (full disk, read-only directory) requests the hard stop too, and is retried every second.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ __all__ = [
 STATE_FILE = "risk_state.json"
 SCHEMA = 1
 _MAX_FILE_BYTES = 4 * 1024 * 1024  # far above any real state (a few KiB); a bigger file is not ours
+_MAGIC = b"hip3-risk-state"
 
 
 class _S(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -114,11 +119,6 @@ class RiskState(_S, frozen=True):
     flatten_attempts: int = 0
 
 
-class _File(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    crc32: int
-    state: msgspec.Raw
-
-
 class RiskStateError(Exception):
     """The saved state cannot be used. ``str(e)`` is one line naming the file and the reason."""
 
@@ -143,37 +143,66 @@ def _reset_since(saved_epoch: int, now: HardStopState) -> bool:
 
 
 class RiskStateStore:
-    """The file: atomic replace (temporary file + rename), fsync later, strict load."""
+    """Two slot files written in turn, in place: each save overwrites the older one (``pwrite`` of a header
+    with sequence number, CRC-32 and length, then the JSON), so the newest complete save always survives a
+    write cut short (a SIGKILL between two pages of the write, a host crash before the fsync). Load takes the
+    valid slot with the highest sequence number; a slot that fails its checks while the other is valid is
+    reported (``note``), as the torn write it almost certainly is. A new file and a rename per save cost
+    about 210 us of the executor's loop on ext4 here, the in-place save about 25 us (``bench.risk_state``)."""
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(run_dir) / STATE_FILE
+        self.dir = Path(run_dir)
+        self.paths = (self.dir / f"{STATE_FILE}.a", self.dir / f"{STATE_FILE}.b")
+        self.path = self.dir / f"{STATE_FILE}.{{a,b}}"  # for messages
         # An executor has run in this directory before if its sent-intent journal exists (every executor
-        # creates it at start): then a missing state file was lost, not never written. Checked here,
-        # before this executor creates the journal.
-        self.earlier_executor = (Path(run_dir) / SENT_JOURNAL_FILE).exists()
-        self._unsynced_fd: int | None = None
+        # creates it at start): then a missing state was lost, not never written. Checked here, before
+        # this executor creates the journal.
+        self.earlier_executor = (self.dir / SENT_JOURNAL_FILE).exists()
+        self.seq = 0  # of the newest save (loaded or written)
+        self.note = ""  # a slot that failed its checks at load while the other was used
+        self._fds: list[int | None] = [None, None]
+        self._unsynced: set[int] = set()
+        self._created = False  # a slot file was created: the directory needs an fsync
 
-    def load(self) -> RiskState | None:
-        """The saved state; None if there is none and none is expected. Raises ``RiskStateError``."""
+    def _read(self, path: Path) -> tuple[int, RiskState] | str | None:
+        """(seq, state) of a valid slot; None if there is no file; else why it is not valid."""
         try:
-            with open(self.path, "rb") as f:
+            with open(path, "rb") as f:
                 data = f.read(_MAX_FILE_BYTES + 1)
         except FileNotFoundError:
-            if self.earlier_executor:
-                raise RiskStateError(f"risk state {self.path} is missing, but an executor ran in this run "
-                                     f"directory before ({SENT_JOURNAL_FILE} exists)") from None
             return None
         except OSError as e:
-            raise RiskStateError(f"risk state {self.path} cannot be read: {e.strerror or e}") from None
+            return f"cannot be read: {e.strerror or e}"
         if len(data) > _MAX_FILE_BYTES:
-            raise RiskStateError(f"risk state {self.path} is larger than {_MAX_FILE_BYTES} bytes")
+            return f"is larger than {_MAX_FILE_BYTES} bytes"
+        head, sep, rest = data.partition(b"\n")
+        parts = head.split(b" ")
+        if not sep or len(parts) != 4 or parts[0] != _MAGIC or not all(p.isdigit() for p in parts[1:]):
+            return "does not decode: no valid header"
+        seq, crc, length = (int(p) for p in parts[1:])
+        body = rest[:length]
+        if len(body) != length or zlib.crc32(body) != crc:
+            return "fails its checksum (torn or altered)"
         try:
-            outer = msgspec.json.decode(data, type=_File)
-            if zlib.crc32(outer.state) != outer.crc32:
-                raise RiskStateError(f"risk state {self.path} fails its checksum (torn or altered)")
-            state = msgspec.json.decode(outer.state, type=RiskState)
+            return seq, msgspec.json.decode(body, type=RiskState)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise RiskStateError(f"risk state {self.path} does not decode: {str(e)[:200]}") from None
+            return f"does not decode: {str(e)[:200]}"
+
+    def load(self) -> RiskState | None:
+        """The newest valid save; None if there is none and none is expected. Raises ``RiskStateError``."""
+        found = [(path, self._read(path)) for path in self.paths]
+        valid = [r for _, r in found if isinstance(r, tuple)]
+        bad = [(path, r) for path, r in found if isinstance(r, str)]
+        if not valid:
+            if bad:
+                raise RiskStateError("; ".join(f"risk state {path} {why}" for path, why in bad))
+            if self.earlier_executor:
+                raise RiskStateError(f"risk state {self.path} is missing, but an executor ran in this run "
+                                     f"directory before ({SENT_JOURNAL_FILE} exists)")
+            return None
+        self.seq, state = max(valid, key=lambda r: r[0])
+        if bad:
+            self.note = f"risk state {bad[0][0]} {bad[0][1]}: continuing from save {self.seq} in the other slot"
         if state.schema != SCHEMA:
             raise RiskStateError(f"risk state {self.path} has schema {state.schema}, this executor reads {SCHEMA}")
         if not _decimals_ok(state) or not _ints_ok(state):
@@ -181,52 +210,57 @@ class RiskStateStore:
         return state
 
     def write(self, state: RiskState) -> None:
-        """Replace the file atomically (visible to a restarted process at once, even after SIGKILL); the
-        fsync (host-crash durability) is ``sync``'s. Raises ``OSError``."""
+        """Overwrite the older slot in place (visible to a restarted process at once, even after SIGKILL);
+        the fsync (host-crash durability) is ``sync``'s. Raises ``OSError``."""
+        seq = self.seq + 1
         body = msgspec.json.encode(state)
-        data = b'{"crc32":%d,"state":%s}\n' % (zlib.crc32(body), body)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.close(fd)
-            raise
-        old, self._unsynced_fd = self._unsynced_fd, fd
-        if old is not None:
-            os.close(old)  # that inode was replaced: the new one's fsync covers what matters
+        data = b"%s %d %d %d\n%s\n" % (_MAGIC, seq, zlib.crc32(body), len(body), body)
+        slot = seq % 2
+        fd = self._fds[slot]
+        if fd is None:
+            path = self.paths[slot]
+            self._created = self._created or not path.exists()
+            fd = self._fds[slot] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        view, offset = memoryview(data), 0
+        while offset < len(data):  # a regular file takes it whole unless the disk is full (then it raises)
+            offset += os.pwrite(fd, view[offset:], offset)
+        self.seq = seq
+        self._unsynced.add(slot)
 
     def sync(self) -> None:
-        """fsync the last written file and the directory (no-op if nothing is pending). Raises ``OSError``."""
-        fd, self._unsynced_fd = self._unsynced_fd, None
-        if fd is None:
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        """fsync what ``write`` wrote (and the directory once a slot file was created). Raises ``OSError``."""
+        while self._unsynced:
+            fd = self._fds[self._unsynced.pop()]
+            if fd is not None:
+                os.fdatasync(fd)
+        if self._created:
+            self._created = False
+            dfd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
 
-    def set_aside(self, now_ms: int) -> Path | None:
-        """Move an unusable file out of the way (kept for a post-mortem); None if there was none."""
-        target = self.path.with_name(f"{self.path.name}.unusable-{now_ms}")
-        try:
-            os.replace(self.path, target)
-        except FileNotFoundError:
-            return None
-        return target
+    def set_aside(self, now_ms: int) -> list[Path]:
+        """Move unusable slot files out of the way (kept for a post-mortem); the ones moved."""
+        self.close()
+        moved = []
+        for path in self.paths:
+            target = path.with_name(f"{path.name}.unusable-{now_ms}")
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                continue
+            moved.append(target)
+        self.seq = 0
+        return moved
 
     def close(self) -> None:
-        fd, self._unsynced_fd = self._unsynced_fd, None
-        if fd is not None:
-            os.close(fd)
+        for i, fd in enumerate(self._fds):
+            if fd is not None:
+                os.close(fd)
+                self._fds[i] = None
+        self._unsynced.clear()
 
 
 class RiskKeeper:
@@ -298,7 +332,8 @@ class RiskKeeper:
     def summary(self) -> dict[str, object]:
         """The restored figures, for the executor's start-up log line."""
         r = self.risk
-        return {"file": str(self.store.path), "unusable": self.unusable or "", "reason": r.reason or "",
+        return {"file": str(self.store.path), "unusable": self.unusable or "", "note": self.store.note,
+                "seq": self.store.seq, "reason": r.reason or "",
                 "realized_usd": str(r.realized_usd), "daily_realized_usd": str(r.daily_realized_usd),
                 "consecutive_losses": r.consecutive_losses, "flatten_failures": r.flatten_failures,
                 "hardstop_epoch": self._epoch}

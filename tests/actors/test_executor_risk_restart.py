@@ -152,18 +152,19 @@ def test_a_damaged_risk_state_fails_closed_in_a_real_executor(make: Callable[[st
     h.close("-5")
     assert wait(lambda: (s := h.saved()) is not None and s.risk.realized_usd == Decimal(-5), 10, h.tick)
     h.kill()
-    path = run_dir / STATE_FILE
-    damaged = path.read_bytes()[:-30]  # torn, as a host crash between write and fsync could leave it
-    path.write_bytes(damaged)
+    slots = [run_dir / f"{STATE_FILE}.a", run_dir / f"{STATE_FILE}.b"]
+    damaged = [p.read_bytes()[:-30] for p in slots]  # both torn: no save left to continue from
+    for p, d in zip(slots, damaged, strict=True):
+        p.write_bytes(d)
     h.start()  # READY all the same: a hard-stop flatten needs this executor
-    assert wait(lambda: h.requested(f"risk state {path} does not decode"), 10, h.tick), h.requests
+    assert wait(lambda: h.requested(f"risk state {slots[0]} fails its checksum"), 10, h.tick), h.requests
     text = h.requests[-1].reason
     assert "\n" not in text and "entries refused until the operator resets the hard stop" in text
     assert h.intents.send(entry(h.sim, "xyz:GOLD", is_buy=True))
     assert wait(lambda: h.stats().get("entry_rejected:RiskStateUnusable", 0) == 1, 10, h.tick), h.stats()
     h.close("-1")
     time.sleep(0.3)
-    assert path.read_bytes() == damaged  # never overwritten with a state started from zero
+    assert [p.read_bytes() for p in slots] == damaged  # never overwritten with a state started from zero
 
 
 def test_losses_booked_while_the_executor_was_down_count_from_the_recorders_journal(

@@ -171,18 +171,33 @@ def test_a_change_is_saved_once_at_the_end_of_the_turn(tmp_path: Path) -> None:
     assert x.scheduled == base + 1
 
 
-def test_a_write_is_atomic_a_torn_temporary_file_is_ignored(tmp_path: Path) -> None:
+def _slots(run_dir: Path) -> list[Path]:
+    return [run_dir / f"{STATE_FILE}.a", run_dir / f"{STATE_FILE}.b"]
+
+
+def _newest(run_dir: Path) -> Path:
+    return max((p for p in _slots(run_dir) if p.exists()), key=lambda p: int(p.read_bytes().split()[1]))
+
+
+def test_a_save_cut_short_leaves_the_previous_save_and_says_so(tmp_path: Path) -> None:
+    """Saves alternate between two slots written in place: a write cut short (SIGKILL between its pages, a
+    host crash before the fsync) tears the newest slot only, and the other still holds the save before."""
     x = Executor(tmp_path)
     x.risk.on_position_closed(loss("-5"), T)
     x.end_of_turn()
-    good = (tmp_path / STATE_FILE).read_bytes()
-    (tmp_path / f".{STATE_FILE}.tmp").write_bytes(good[: len(good) // 2])  # killed mid-write of the next one
-    assert Executor(tmp_path).risk.realized_usd == Decimal(-5)  # the last complete state, never a mix
     x.risk.on_position_closed(loss("-1"), T)
     x.end_of_turn()
     x.keeper.sync()
-    assert not (tmp_path / f".{STATE_FILE}.tmp").exists()  # replaced whole, then renamed
     assert Executor(tmp_path).risk.realized_usd == Decimal(-6)
+    newest = _newest(tmp_path)
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2] + b"\x00" * (len(data) - len(data) // 2))  # the tail never came
+    y = Executor(tmp_path)
+    assert y.problem is None and y.risk.realized_usd == Decimal(-5)  # one save older, never zero
+    assert "fails its checksum" in y.store.note and "continuing from save" in y.store.note
+    y.risk.on_position_closed(loss("-2"), T)
+    y.end_of_turn()  # overwrites the older slot, keeps the good one
+    assert Executor(tmp_path).risk.realized_usd == Decimal(-7)
 
 
 # ----------------------------------------------------------------------------- the hard stop across a restart
@@ -296,45 +311,50 @@ def test_core_refuses_entries_after_the_daily_cap_until_midnight(tmp_path: Path)
 # ----------------------------------------------------------------------------- fails closed
 
 
-def _saved(tmp_path: Path) -> bytes:
+def _saved(tmp_path: Path) -> list[Path]:
+    """Two saves (both slots written): the first a fresh start, the second with a loss of 5."""
     x = Executor(tmp_path)
     x.risk.on_position_closed(loss("-5"), T)
     x.end_of_turn()
-    return (tmp_path / STATE_FILE).read_bytes()
+    x.keeper.close(T)
+    return [p for p in _slots(tmp_path) if p.exists()]
 
 
 def _flip_a_digit(data: bytes) -> bytes:
-    i = data.index(b'"realized_usd":"-5"') + len(b'"realized_usd":"-')
-    return data[:i] + b"4" + data[i + 1:]
+    i = data.index(b'"consecutive_losses":') + len(b'"consecutive_losses":')
+    return data[:i] + b"7" + data[i + 1:]
 
 
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
-        (lambda d: d[: len(d) // 2], "does not decode"),  # torn
-        (lambda d: b"", "does not decode"),
-        (lambda d: b"\x00" * 64, "does not decode"),
+        (lambda d: d[: len(d) // 2], "fails its checksum"),  # torn
+        (lambda d: b"", "no valid header"),
+        (lambda d: b"\x00" * 64, "no valid header"),
         (_flip_a_digit, "fails its checksum"),  # decodes, but is not what was written
         (lambda d: d.replace(b'"schema":1', b'"schema":2'), "fails its checksum"),
     ],
 )
-def test_a_damaged_state_file_fails_closed(tmp_path: Path, damage: Callable[[bytes], bytes], expected: str) -> None:
-    path = tmp_path / STATE_FILE
-    path.write_bytes(damage(_saved(tmp_path)))
+def test_a_damaged_state_fails_closed(tmp_path: Path, damage: Callable[[bytes], bytes], expected: str) -> None:
+    slots = _saved(tmp_path)
+    assert len(slots) == 2
+    for path in slots:
+        path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(RiskStateError) as e:
         RiskStateStore(tmp_path).load()
-    assert expected in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+    assert expected in str(e.value) and str(slots[0]) in str(e.value) and "\n" not in str(e.value)
 
 
 def _rewrite(path: Path, edit: Callable[[dict[str, object]], None]) -> None:
-    """A file with a valid checksum but the given content (the store's own format)."""
+    """A slot with a valid header and checksum but the given content (the store's own format)."""
     import zlib
 
-    outer = json.loads(path.read_bytes())
-    state = outer["state"]
+    head, _, rest = path.read_bytes().partition(b"\n")
+    magic, seq, _, length = head.split(b" ")
+    state = json.loads(rest[: int(length)])
     edit(state)
     body = msgspec.json.encode(state)
-    path.write_bytes(b'{"crc32":%d,"state":%s}' % (zlib.crc32(body), body))
+    path.write_bytes(b"%s %s %d %d\n%s\n" % (magic, seq, zlib.crc32(body), len(body), body))
 
 
 @pytest.mark.parametrize(
@@ -343,20 +363,20 @@ def _rewrite(path: Path, edit: Callable[[dict[str, object]], None]) -> None:
         (lambda s: s.__setitem__("schema", 99), "schema 99"),
         (lambda s: s["risk"].__setitem__("realized_usd", "NaN"), "impossible values"),  # type: ignore[index]
         (lambda s: s["risk"].__setitem__("consecutive_losses", -3), "impossible values"),  # type: ignore[index]
-        (lambda s: s.__setitem__("surprise", 1), "does not decode"),
     ],
 )
 def test_a_state_with_impossible_content_fails_closed(tmp_path: Path, edit: Callable[[dict[str, object]], None],
                                                       expected: str) -> None:
     _saved(tmp_path)
-    _rewrite(tmp_path / STATE_FILE, edit)
+    _rewrite(_newest(tmp_path), edit)  # checksummed, so not a torn write: refused, not skipped
     with pytest.raises(RiskStateError) as e:
         RiskStateStore(tmp_path).load()
     assert expected in str(e.value)
 
 
 def test_unreadable_or_missing_state_fails_closed(tmp_path: Path) -> None:
-    (tmp_path / "a" / STATE_FILE).mkdir(parents=True)  # a directory where the file should be
+    for slot in _slots(tmp_path / "a"):
+        slot.mkdir(parents=True)  # directories where the files should be
     with pytest.raises(RiskStateError, match="cannot be read"):
         RiskStateStore(tmp_path / "a").load()
     # No file, but an executor ran here before (its sent-intent journal exists): lost, not new.
@@ -366,43 +386,52 @@ def test_unreadable_or_missing_state_fails_closed(tmp_path: Path) -> None:
         RiskStateStore(tmp_path / "b").load()
     assert RiskStateStore(tmp_path / "c").load() is None  # a new run directory: nothing expected
     if os.geteuid() != 0:  # root reads anything
-        _saved(tmp_path / "d")
-        (tmp_path / "d" / STATE_FILE).chmod(0)
+        for slot in _saved(tmp_path / "d"):
+            slot.chmod(0)
         with pytest.raises(RiskStateError, match="cannot be read"):
             RiskStateStore(tmp_path / "d").load()
 
 
 def test_an_unusable_state_refuses_entries_requests_the_stop_and_waits_for_the_reset(tmp_path: Path) -> None:
-    path = tmp_path / STATE_FILE
-    bad = _saved(tmp_path)[:40]
-    path.write_bytes(bad)
+    slots = _saved(tmp_path)
+    bad = [p.read_bytes()[:40] for p in slots]
+    for p, b in zip(slots, bad, strict=True):
+        p.write_bytes(b)
     x = Executor(tmp_path, unlatched(2))
-    assert x.problem is not None and "does not decode" in x.problem and "entries refused" in x.problem
+    assert x.problem is not None and "fails its checksum" in x.problem and "entries refused" in x.problem
     assert "\n" not in x.problem
     assert (x.risk.entry_block(T) or ("", ""))[0] == "RiskStateUnusable"
     x.risk.on_position_closed(loss("-1"), T)
-    assert x.end_of_turn() is None and path.read_bytes() == bad  # never overwritten before the reset
+    assert x.end_of_turn() is None and [p.read_bytes() for p in slots] == bad  # never overwritten before the reset
     again = Executor(tmp_path, unlatched(2))  # another restart: still refused, never from zero
     assert again.problem is not None and again.risk.entry_block(T) is not None
     again.keeper.note_hardstop(latched(3), T)
-    assert path.read_bytes() == bad
-    again.keeper.note_hardstop(unlatched(4), T)  # the operator's reset: from zero, the bad file kept aside
+    assert [p.read_bytes() for p in slots] == bad
+    again.keeper.note_hardstop(unlatched(4), T)  # the operator's reset: from zero, the bad files kept aside
     assert again.risk.entry_block(T) is None and again.risk.realized_usd == 0
     assert again.end_of_turn() is None
-    assert [p.read_bytes() for p in tmp_path.glob(f"{STATE_FILE}.unusable-*")] == [bad]
+    assert sorted(p.read_bytes() for p in tmp_path.glob(f"{STATE_FILE}.?.unusable-*")) == sorted(bad)
     assert Executor(tmp_path, unlatched(4)).problem is None
 
 
-def test_a_state_that_cannot_be_written_requests_the_stop_once_and_retries(tmp_path: Path) -> None:
+def test_a_state_that_cannot_be_written_requests_the_stop_once_and_retries(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import hip3.execution.risk_state as rs
+
     x = Executor(tmp_path)
     x.risk.on_position_closed(loss("-1"), T)
-    (tmp_path / STATE_FILE).unlink()
-    (tmp_path / STATE_FILE).mkdir()  # os.replace onto a directory fails like a full disk would
+    real = rs.os.pwrite
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rs.os, "pwrite", full_disk)
     problem = x.end_of_turn()
-    assert problem is not None and "cannot be written" in problem and "\n" not in problem
+    assert problem is not None and "cannot be written: No space left on device" in problem and "\n" not in problem
     assert x.end_of_turn() is None  # asked once; retried every second meanwhile
-    (tmp_path / STATE_FILE).rmdir()
+    monkeypatch.setattr(rs.os, "pwrite", real)
     assert x.end_of_turn() is None and RiskStateStore(tmp_path).load() is not None  # written at last
+    assert Executor(tmp_path).risk.realized_usd == Decimal(-1)
 
 
 # ----------------------------------------------------------------------------- closes missed while down

@@ -3,12 +3,14 @@
 Owned by the execution work (issue 6): every parameter with the Rust original's *seed default* value
 (never its prod value), units in the names. Unknown keys are refused (``forbid_unknown_fields``) and
 ranges are checked at decode time (``msgspec.Meta``), so a misspelt or nonsensical value stops the start.
+Every number has an upper bound as well (``hip3.bounds``): an infinite or absurd cap, limit or interval
+would switch its mechanism off without a word.
 
 TOML layout::
 
     [executor]              # ExecutorParams: §6.2 caps, §6.3 batching, signing expiry, dead man's switch,
                             # the order-entry connection's reconnect backoff
-    [risk]                  # RiskParams: §11 hard-stop triggers and the §8.4 flatten cadence
+    [risk]                  # RiskParams: §11 hard-stop triggers, the daily loss cap, the §8.4 flatten cadence
     [soft_gates.hourly_drawdown]          # SoftGateParams: §12, one sub-table per gate,
     [soft_gates.correlation_cooldown]     # each with its own ``enabled`` flag (all off by default)
     [soft_gates.burst]

@@ -249,8 +249,8 @@ class RiskStateStore:
             target = path.with_name(f"{path.name}.unusable-{now_ms}")
             try:
                 os.replace(path, target)
-            except FileNotFoundError:
-                continue
+            except OSError:
+                continue  # none, or it cannot be moved: the next save overwrites it, or fails and says so
             moved.append(target)
         self.seq = 0
         return moved
@@ -283,6 +283,7 @@ class RiskKeeper:
         self._saved_flatten = (0, 0)
         self._pending_flatten: tuple[int, int] | None = None  # restored (epoch, attempts) of a flatten
         self._write_failed = False
+        self._sync_failed = False
         self.unusable: str | None = None  # why the saved state could not be used (until an operator reset)
         self._restored_saved_ms: int | None = None  # when the state restored at start was saved
         self.saves = 0
@@ -363,7 +364,7 @@ class RiskKeeper:
             fl.attempts = max(fl.attempts, pending[1])  # keep counting towards the slow cadence and alert
         if not state.latched:
             self._write_failed = False  # still failing after the reset: request the stop again
-            if self.unusable is not None:  # the operator's reset: start from zero, keep the bad file
+            if self.unusable is not None:  # the operator's reset: start from zero, keep the bad files
                 self.store.set_aside(now_ms)
                 self.unusable = None
                 self.risk.unusable = None
@@ -409,7 +410,11 @@ class RiskKeeper:
         try:
             self.store.sync()
         except OSError as e:
+            if self._sync_failed:
+                return None
+            self._sync_failed = True
             return f"risk state {self.store.path} cannot be synced to disk: {e.strerror or e}"
+        self._sync_failed = False
         return None
 
     def close(self, now_ms: int) -> None:

@@ -112,7 +112,7 @@ level = "info"
 heartbeat_interval_ms = 100
 [executor]
 max_notional_per_market_usd = 1000000.0
-max_total_notional_usd = 100000000.0
+max_total_notional_usd = 10000000.0
 max_concurrent_positions = 1000
 action_budget_orders = 1000000
 {extra}

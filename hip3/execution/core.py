@@ -125,7 +125,9 @@ class ExecutionCore:
         if self._duplicate(intent.intent_id):
             return Verdict("rejected", "DuplicateIntent", "", intent.intent_id, intent.coin, intent.sz), []
         if not self.hard_stop_latched:  # (the gates name the hard stop first)
-            block = self.terms.entry_block(intent.coin, now_ms)
+            # The day's loss reached its cap, or the saved loss limits were unusable; then the market terms
+            # (fees unknown or stale, open interest at its cap).
+            block = self.risk.entry_block(now_ms) or self.terms.entry_block(intent.coin, now_ms)
             if block is not None:
                 return Verdict("rejected", block[0], block[1], intent.intent_id, intent.coin, intent.sz), []
         verdict = self.gates.evaluate(
@@ -334,8 +336,10 @@ class ExecutionCore:
 
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
         self.gates.filled.on_position_closed(closed.coin)
+        if not self.risk.first_count(closed):
+            return  # counted already (read back from the recorder's journal at start, see risk_catchup)
         self.soft.on_position_closed(closed, now_ms)
-        reason = self.risk.on_position_closed(closed)
+        reason = self.risk.on_position_closed(closed, now_ms)
         if reason is not None:
             self._hardstop_request = self._hardstop_request or reason
 

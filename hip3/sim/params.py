@@ -13,9 +13,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-NonNeg = Annotated[int, msgspec.Meta(ge=0)]
-Positive = Annotated[int, msgspec.Meta(gt=0)]
+from hip3.bounds import MAX_BPS, MAX_FLOAT, MAX_USD
+
+# Bounded above too (``hip3.bounds``): every number of the bot's config, ``[sim]`` included, is finite
+# and in range, so a typo fails the start with the key named instead of a simulator that hangs or dies.
+NonNeg = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+Positive = Annotated[int, msgspec.Meta(gt=0, le=1_000_000_000)]
 Prob = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Bps = Annotated[float, msgspec.Meta(ge=0, le=MAX_BPS)]
 
 
 class SimParamsError(ValueError):
@@ -31,10 +36,10 @@ class MarketSpec(_P, frozen=True):
 
     name: str
     sz_decimals: Annotated[int, msgspec.Meta(ge=0, le=5)]
-    start_px: Annotated[float, msgspec.Meta(gt=0)]
-    max_leverage: Annotated[int, msgspec.Meta(ge=1)] = 10
+    start_px: Annotated[float, msgspec.Meta(gt=0, le=MAX_FLOAT)]
+    max_leverage: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     # Per-oracle-update volatility of the random walk, bps (one standard deviation).
-    vol_bps: Annotated[float, msgspec.Meta(ge=0)] = 3.0
+    vol_bps: Bps = 3.0
 
 
 # Meta universe order is deliberately NOT alphabetical (lesson B13: never sort the universe).
@@ -79,14 +84,14 @@ class ModelParams(_P, frozen=True):
     tick_ms: Positive = 50
     oracle_interval_ms: Positive = 3000
     jump_prob: Prob = 0.02
-    jump_min_bps: Annotated[float, msgspec.Meta(ge=0)] = 30.0
-    jump_max_bps: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    jump_min_bps: Bps = 30.0
+    jump_max_bps: Bps = 120.0
     maker_lag_ms: NonNeg = 800
-    spread_bps: Annotated[float, msgspec.Meta(gt=0)] = 6.0
+    spread_bps: Annotated[float, msgspec.Meta(gt=0, le=MAX_BPS)] = 6.0
     levels: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
-    level_step_bps: Annotated[float, msgspec.Meta(gt=0)] = 4.0
-    touch_min_usd: Annotated[float, msgspec.Meta(gt=0)] = 500.0
-    touch_max_usd: Annotated[float, msgspec.Meta(gt=0)] = 20000.0
+    level_step_bps: Annotated[float, msgspec.Meta(gt=0, le=MAX_BPS)] = 4.0
+    touch_min_usd: Annotated[float, msgspec.Meta(gt=0, le=MAX_USD)] = 500.0
+    touch_max_usd: Annotated[float, msgspec.Meta(gt=0, le=MAX_USD)] = 20000.0
     # Makers re-post consumed liquidity (at their current, possibly stale, reference) this often.
     refresh_ms: Positive = 1000
     # Size jitter on every refresh, so the bbo changes between oracle updates.
@@ -147,7 +152,7 @@ class SimParams(_P, frozen=True):
     """Everything the simulator can be told. Decode with ``from_dict`` / ``from_toml``."""
 
     host: str = "127.0.0.1"
-    port: NonNeg = 0
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     dex: str = "xyz"
     # Signature source the sim accepts: False = testnet "b" (what the SDK signs for any base URL that is not
     # exactly https://api.hyperliquid.xyz, hence for the sim), True = mainnet "a".
@@ -158,10 +163,10 @@ class SimParams(_P, frozen=True):
     faults: FaultParams = FaultParams()
     fees: FeeParams = FeeParams()
     oi: OiParams = OiParams()
-    min_notional_usd: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    min_notional_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_USD)] = 10.0
     # [UNVERIFIED] band behind "Order price too far from oracle": |px/oracle - 1| must be <= this.
-    oracle_band: Annotated[float, msgspec.Meta(gt=0)] = 0.95
-    default_leverage: Annotated[int, msgspec.Meta(ge=1)] = 10
+    oracle_band: Annotated[float, msgspec.Meta(gt=0, le=1.0)] = 0.95
+    default_leverage: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     # Status for an ALO order that rests: "resting" ({"resting":{"oid"}}, docs) or "success" (bare, [OBS]).
     alo_status: Literal["resting", "success"] = "resting"
     # Minimum spacing of l2Book pushes per market (the exchange: about 500 ms).
@@ -201,9 +206,9 @@ class SimParams(_P, frozen=True):
         if not self.markets:
             raise SimParamsError("sim config error: `markets` is empty")
         if self.model.jump_max_bps < self.model.jump_min_bps:
-            raise SimParamsError("sim config error: `model.jump_max_bps` < `model.jump_min_bps`")
+            raise SimParamsError("sim config error: must be >= model.jump_min_bps - at `$.model.jump_max_bps`")
         if self.model.touch_max_usd < self.model.touch_min_usd:
-            raise SimParamsError("sim config error: `model.touch_max_usd` < `model.touch_min_usd`")
+            raise SimParamsError("sim config error: must be >= model.touch_min_usd - at `$.model.touch_max_usd`")
         known = set(names)
         for key, coins in (("fees.deployer_fee_scale", self.fees.deployer_fee_scale),
                            ("fees.growth_mode", self.fees.growth_mode), ("oi.caps_usd", self.oi.caps_usd),

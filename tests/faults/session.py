@@ -54,7 +54,9 @@ heartbeat_interval_ms = 100
 heartbeat_timeout_ms = 3000
 ready_timeout_ms = 20000
 restart_backoff_initial_ms = 50
-restart_backoff_max_ms = 1000
+# 100 restarts at most 500 ms apart fit in the 60 s period (a restart limit that can never trip is
+# refused at load).
+restart_backoff_max_ms = 500
 max_restarts = {max_restarts}
 restart_period_s = 60.0
 hardstop_rebroadcast_ms = 300
@@ -77,8 +79,9 @@ max_total_notional_usd = 400.0
 [risk]
 # The loss and rejection triggers are tested on their own (tests/execution); here a random walk's losing
 # streak or an injected rejection burst must not latch the stop and hide what the faults do.
-max_consecutive_failures = 100000
+max_consecutive_failures = 1000
 max_loss_usd = 100000.0
+daily_loss_cap_usd = 100000.0
 max_rejections_per_bucket = 100000
 [exits.time_stop]
 threshold_ms = 6000

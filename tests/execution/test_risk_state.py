@@ -32,6 +32,7 @@ from hip3.execution.risk_state import STATE_FILE, RiskKeeper, RiskStateError, Ri
 from hip3.execution.soft_gates import SoftGates
 from hip3.messages import HardStopState, OrderRejected
 from tests.execution.helpers import GOLD, SILVER, SPECS, closed, entry, pos, snap
+from tests.terms_helpers import known_terms
 
 DAY0 = 20_000 * MS_PER_DAY  # 2024-10-04 00:00 UTC
 T = DAY0 + 10 * 3_600_000  # 10:00 UTC
@@ -294,7 +295,7 @@ def test_daily_cap_crosses_a_restart_and_the_day_rolls_over_across_one(tmp_path:
 
 def test_core_refuses_entries_after_the_daily_cap_until_midnight(tmp_path: Path) -> None:
     core = ExecutionCore(ExecutorParams(), RiskParams(daily_loss_cap_usd=20.0), SoftGateParams(), SPECS,
-                         SentIntentJournal(tmp_path, now_ms=T, retention_ms=600_000))
+                         SentIntentJournal(tmp_path, now_ms=T, retention_ms=600_000), terms=known_terms(SPECS))
     core.gates.set_mark(GOLD, 10.0)
     core.on_position_closed(loss("-25"), T)
     assert (core.take_hardstop_request() or "").startswith("daily_loss")

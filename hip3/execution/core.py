@@ -56,6 +56,7 @@ from hip3.messages import (
     PositionClosed,
     PositionSnapshot,
 )
+from hip3.ownership import HIP3
 
 __all__ = ["ExecutionCore"]
 
@@ -304,6 +305,8 @@ class ExecutionCore:
 
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
         self.gates.filled.on_position_closed(closed.coin)
+        if closed.owner != HIP3:  # an operator's trade (hip3.ownership): not hip3's losses or cooldowns
+            return
         self.soft.on_position_closed(closed, now_ms)
         reason = self.risk.on_position_closed(closed)
         if reason is not None:

@@ -121,6 +121,11 @@ def open_orders_from_rest(rows: list[RestOpenOrder], assets: dict[str, int]) -> 
     ]
 
 
+def _nets(book: PositionBook) -> dict[str, Decimal]:
+    """Signed size per coin (a resync that changes one corrected the book: a fill reached no stream)."""
+    return {p.coin: p.size if p.is_long else -p.size for p in book.snapshot().positions}
+
+
 class PositionTracker(Actor):
     name = "position_tracker"
 
@@ -132,6 +137,7 @@ class PositionTracker(Actor):
                                "HIP3_ACCOUNT_ADDRESS)")
         registry = load_registry(cfg, self.log)
         self.dex = registry.dex
+        self._dex_prefix = f"{self.dex}:"
         self.assets = {s.coin: s.asset for s in registry.specs}
         self.book = PositionBook(self.assets)
         self.ownership = PositionOwnership([m.coin for m in cfg.markets], cfg.positions.manual_positions,
@@ -265,7 +271,7 @@ class PositionTracker(Actor):
         self._failures = 0
         now_ms = clock.time_ns() // 1_000_000
         rows = positions_from_rest(snap.dex_state)
-        before = self.book.snapshot().positions
+        before = _nets(self.book)
         res = self.book.apply_rest_positions(rows, now_ms, requested_ms=snap.requested_ms)
         self._apply_ownership(snap, res, rows, before)
         if res.unknown:
@@ -298,7 +304,7 @@ class PositionTracker(Actor):
     # ------------------------------------------------------------------ events
 
     def _apply_ownership(self, snap: RestSnapshot, res: BookResult, rows: list[ExchangePosition],
-                         before: tuple[object, ...]) -> None:
+                         before: dict[str, Decimal]) -> None:
         """After a resync: clamp and (with a history) rebuild hip3's part of each position; a sync that had
         to correct the book asks for the history next time (a fill reached neither stream)."""
         history = None
@@ -316,8 +322,9 @@ class PositionTracker(Actor):
         if uncovered:
             self.log.info("ownership_uncovered", coins=uncovered,
                           effect="the exchange's history does not reach the fill that opened these; the ledger stands")
-        if history is None and self.book.snapshot().positions != before:
+        if history is None and _nets(self.book) != before:
             self._history_wanted = True
+            self.request_resync("the resync corrected a position: whose was the fill it missed")
         if snap.l1_state is not None:
             self.ownership.set_others(positions_from_rest(snap.l1_state))
 
@@ -331,7 +338,7 @@ class PositionTracker(Actor):
         if isinstance(msg, OrderFilled):
             self._emit(self._owned(book.on_order_filled(msg, now_ms), now_ms))
         elif isinstance(msg, UserFill):
-            if msg.coin not in self.assets:
+            if msg.coin not in self.assets and not msg.coin.startswith(self._dex_prefix):
                 self.count("fills_other_dex")  # never in this dex's clearinghouseState: not this book's
                 return
             self._emit(self._owned(book.on_user_fill(msg, now_ms), now_ms))

@@ -52,7 +52,9 @@ _ZERO = Decimal(0)
 # * it includes the builder dex's fills (``coin`` = "dex:COIN"): observed on the WebSocket userFills
 #   stream, assumed for REST (no ``dex`` parameter exists);
 # * each fill carries ``startPosition``, the coin's signed position before it (observed on the stream);
-# * within one millisecond, a larger ``tid`` is a later fill (fills are ordered by (time, tid)).
+# * within one millisecond, a larger ``tid`` is a later fill (fills are ordered by (time, tid));
+# * each row carries the order's ``cloid`` when it had one (the JS SDK's schema says so; the Python SDK
+#   passes rows through untyped): a history without any hip3 fill never lowers hip3's part (``rebuild``).
 HISTORY_REQUEST_TYPE = "userFills"
 
 
@@ -161,6 +163,9 @@ class OwnershipLedger:
         by_coin: dict[str, list[HistoryFill]] = {}
         for f in history:
             by_coin.setdefault(f.coin, []).append(f)
+        # A history without a single fill of hip3's may not lower hip3's part: were the rows ever to come
+        # without their cloid, every restart would otherwise hand hip3's positions to the operator.
+        may_lower = any(f.is_own for f in history)
         changes: list[tuple[str, Decimal, Decimal]] = []
         uncovered: list[str] = []
         for coin, net in sorted(rest_nets.items()):
@@ -172,6 +177,9 @@ class OwnershipLedger:
                 continue
             old = self.own(coin)
             new = clamp_own(rebuilt, self._net.get(coin, net))
+            if abs(new) < abs(old) and not may_lower:
+                uncovered.append(coin)
+                continue
             if new != old:
                 self._set(coin, new)
                 changes.append((coin, old, new))

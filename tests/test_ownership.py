@@ -261,3 +261,19 @@ def test_outside_positions_are_reported_once_on_appearance_and_once_when_gone(tm
     assert o.transitions(o.view(unsynced)) == ([], [])  # a restarting tracker's empty book is not a close
     gone = o.transitions(split(_snap(version=4), {}, CONFIGURED, "leave"))
     assert gone[0] == [] and [p.coin for p in gone[1]] == ["xyz:HOOD"]
+
+
+def test_a_history_without_any_hip3_fill_never_lowers_hips_part(tmp_path: Path) -> None:
+    """Were the exchange's rows to lack their cloid, a rebuild would call every position manual: hip3's
+    part may only be lowered by a history that shows hip3's own fills somewhere."""
+    o, book = _ledger_book(tmp_path)
+    book.apply_rest_positions([], 0)
+    _apply_fill(o, book, OWN, "1", 10)
+    rows = [ExchangePosition(coin="xyz:GOLD", szi=D(1), entry_px=D(100))]
+    no_cloids, _ = parse_history([_fill("xyz:GOLD", "1", "0", 10, 10, None)])
+    assert o.on_resync(book.apply_rest_positions(rows, 100), book, rows, no_cloids, 50) == ([], ["xyz:GOLD"])
+    assert o.ledger.own("xyz:GOLD") == 1
+    # The same episode, while the history shows one of hip3's fills elsewhere: the history wins.
+    other, _ = parse_history([_fill("xyz:GOLD", "1", "0", 10, 10, None), _fill("xyz:SILVER", "1", "0", 9, 9, OWN)])
+    assert o.on_resync(book.apply_rest_positions(rows, 200), book, rows, other, 150) == (
+        [("xyz:GOLD", D(1), D(0))], [])

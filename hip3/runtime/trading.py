@@ -29,7 +29,10 @@ class TradingStats:
         self.exit_fills = 0
         self.closes: list[PositionClosed] = []
         self.exit_reasons: Counter[str] = Counter()
-        self.outside_closes = 0  # closes of positions hip3 did not own (hip3.ownership): not hip3's trades
+        # Closes of positions hip3 did not own (hip3.ownership): not hip3's trades. The tracker's realised
+        # PnL is the account's and includes theirs; their sum is shown apart so it can be told.
+        self.outside_closes = 0
+        self.outside_pnl_usd = Decimal(0)
         self.snapshot: PositionSnapshot | None = None
         self.t2t_us: dict[str, deque[float]] = {"entry": deque(maxlen=_KEEP), "exit": deque(maxlen=_KEEP)}
 
@@ -47,6 +50,7 @@ class TradingStats:
         elif isinstance(msg, PositionClosed):
             if msg.owner != HIP3:
                 self.outside_closes += 1
+                self.outside_pnl_usd += msg.pnl_usd
                 return
             self.closes.append(msg)
             del self.closes[:-_KEEP]
@@ -82,6 +86,7 @@ class TradingStats:
             "outside_positions": outside,
             "outside_orders": 0 if snap is None else len(snap.outside_orders),
             "outside_closes": self.outside_closes,
+            "outside_pnl_usd": float(self.outside_pnl_usd),
             "realized_pnl_usd": float(snap.realized_pnl_usd) if snap is not None else float(closed_pnl),
             "fees_usd": float(snap.fees_usd) if snap is not None else 0.0,
             "trades": len(self.closes),
@@ -110,6 +115,8 @@ def format_trading(t: dict[str, Any]) -> list[str]:
     ]
     outside = t.get("outside_positions") or []
     if outside or t.get("outside_orders"):
-        lines.append(f"not hip3's: {len(outside)} positions, {t.get('outside_orders', 0)} open orders")
+        lines.append(f"not hip3's: {len(outside)} positions, {t.get('outside_orders', 0)} open orders; "
+                     f"{t.get('outside_closes', 0)} closed (PnL {t.get('outside_pnl_usd', 0.0):+.4f} USD, in the "
+                     "realised PnL above)")
         lines.extend(f"  {p['coin']} {p['side']} {p['size']:g} @ {p['entry_px']:g}: {p['action']}" for p in outside)
     return lines

@@ -5,6 +5,7 @@ positions are shown as unconfigured and its fills never enter the dex book, and 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -49,8 +50,10 @@ class WithHistory(ScriptedRest):
 
 
 @pytest.fixture
-def tracked(run_dir: Path, sim_server: SimServer,
-            paper_key: str) -> Iterator[tuple[Any, WithHistory, Capture, FakeFeed]]:
+def tracked(run_dir: Path, sim_server: SimServer, paper_key: str,
+            request: pytest.FixtureRequest) -> Iterator[tuple[Any, WithHistory, Capture, FakeFeed]]:
+    if getattr(request, "param", "") == "ledger is a directory":
+        (run_dir / "ownership.json").mkdir(parents=True)
     rest = WithHistory()
     rest.states = [ch(("xyz:GOLD", "2"), ("xyz:SILVER", "-3"))]
     # GOLD: hip3 opened 1.5 (a fill whose post response reached no tracker), the operator added 0.5.
@@ -103,3 +106,21 @@ def test_first_sync_rebuilds_from_history_and_shows_the_validator_dex(
                 feed.pump)
     last = _last(cap)
     assert last is not None and last.version == version and all(p.coin != "BTC" for p in last.positions)
+
+
+@pytest.mark.parametrize("tracked", ["ledger is a directory"], indirect=True)
+def test_an_unusable_ledger_is_one_alert_and_the_history_still_decides(
+        tracked: tuple[Any, WithHistory, Capture, FakeFeed]) -> None:
+    run, _rest, cap, _feed = tracked
+    assert wait(lambda: _last(cap) is not None, 10)
+    snap = _last(cap)
+    assert snap is not None and [(p.coin, p.owner) for p in snap.positions] == [("xyz:GOLD", "hip3")]
+    assert wait(lambda: run.call(lambda s: s.slots["position_tracker"].ready), 5)
+
+    def alerts() -> list[str]:
+        return [a["text"] for a in run.call(lambda s: list(s.alerts)) if "ownership ledger" in a["text"]]
+
+    # One for the read at start, one for the first failed write; not one per snapshot.
+    assert wait(lambda: len(alerts()) == 2, 5), alerts()
+    time.sleep(0.5)
+    assert len(alerts()) == 2 and "cannot read" in alerts()[0] and "cannot write" in alerts()[1], alerts()

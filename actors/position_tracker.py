@@ -403,7 +403,7 @@ class PositionTracker(Actor):
 
     def _report_outside(self, view: PositionSnapshot) -> None:
         """Each outside position once when it appears (a warning and an alert) and once when it goes."""
-        appeared, gone = self.ownership.transitions(view)
+        appeared, gone = self.ownership.transitions(view, clock.time_ns() // 1_000_000)
         for p in appeared:
             self.count("outside_positions_seen")
             self.log.warning("outside_position", coin=p.coin, owner=p.owner, side="long" if p.is_long else "short",

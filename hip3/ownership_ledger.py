@@ -46,6 +46,10 @@ __all__ = ["FILE_NAME", "HistoryFill", "OwnershipLedger", "PositionOwnership", "
 FILE_NAME = "ownership.json"
 _VERSION = 1
 _ZERO = Decimal(0)
+# A part that a REST resync added (no fill seen) shows as manual at once (the safe side) but is reported
+# (logged, alerted) only once a fill history has looked at it, or after this long: the history sync asked
+# for right after usually shows it was hip3's (a fill in a reconnect window), and the alert would be false.
+UNCONFIRMED_REPORT_MS = 10_000
 
 # What the rebuild assumes of REST ``{"type": "userFills", "user": U}``, in one place ([UNVERIFIED] until a
 # live session confirms it; if one is wrong the chain check fails and the ledger's value stands):
@@ -117,6 +121,7 @@ class OwnershipLedger:
         self._own: dict[str, Decimal] = {}
         self._net: dict[str, Decimal] = {}
         self._fill_ms: dict[str, int] = {}  # coin -> local time of its last live fill (epoch ms)
+        self._unconfirmed: dict[str, int] = {}  # coin -> since when a resync grew it with no fill seen (ms)
         self.dirty = False
 
     @property
@@ -125,6 +130,11 @@ class OwnershipLedger:
 
     def own(self, coin: str) -> Decimal:
         return self._own.get(coin, _ZERO)
+
+    def confirmed(self, coin: str, now_ms: int) -> bool:
+        """False while a resync grew ``coin`` with no fill seen and no history has looked at it yet."""
+        since = self._unconfirmed.get(coin)
+        return since is None or now_ms - since >= UNCONFIRMED_REPORT_MS
 
     def _set(self, coin: str, own: Decimal) -> None:
         if own == 0:
@@ -145,11 +155,15 @@ class OwnershipLedger:
             self.dirty = True
         self._fill_ms[coin] = now_ms
 
-    def on_book(self, nets: Mapping[str, Decimal]) -> None:
+    def on_book(self, nets: Mapping[str, Decimal], now_ms: int = 0) -> None:
         """After a REST resync: the book's signed position per coin it holds (absent = flat). ``own`` is
         only clamped here, never raised: a resync cannot say whose a change was."""
         for coin in list(self._own):
             self._set(coin, clamp_own(self._own[coin], nets.get(coin, _ZERO)))
+        for coin, net in nets.items():
+            before = self._net.get(coin, _ZERO)
+            if net != 0 and (abs(net) > abs(before) or (net > 0) != (before > 0)):
+                self._unconfirmed.setdefault(coin, now_ms)
         new = {c: n for c, n in nets.items() if n != 0}
         if new != self._net:
             self._net = new
@@ -171,6 +185,7 @@ class OwnershipLedger:
         for coin, net in sorted(rest_nets.items()):
             if net == 0 or self._fill_ms.get(coin, -1) >= requested_ms:
                 continue
+            self._unconfirmed.pop(coin, None)
             rebuilt = rebuild_own(by_coin.get(coin, ()), net)
             if rebuilt is None:
                 uncovered.append(coin)
@@ -275,7 +290,7 @@ class PositionOwnership:
         """After ``book.apply_rest_positions``: closes tagged, ``own`` clamped to the book, then rebuilt from
         the history when there is one. Returns the rebuild's (changes, uncovered coins)."""
         self._tag(res)
-        self.ledger.on_book(_signed_positions(book))
+        self.ledger.on_book(_signed_positions(book), requested_ms)
         if history is None:
             return [], []
         rest_nets: dict[str, Decimal] = {}
@@ -293,12 +308,14 @@ class PositionOwnership:
     def view(self, snap: PositionSnapshot) -> PositionSnapshot:
         return split(snap, self.ledger.own_by_coin, self.configured, self.policy, self.others)
 
-    def transitions(self, view: PositionSnapshot) -> tuple[list[Position], list[Position]]:
+    def transitions(self, view: PositionSnapshot, now_ms: int) -> tuple[list[Position], list[Position]]:
         """Outside positions that appeared and that went away since the last synced view (by coin and
-        owner; a size change is neither). Unsynced views are skipped: they may be partial."""
+        owner; a size change is neither). Unsynced views are skipped: they may be partial. A manual part
+        a resync added is reported once confirmed (``UNCONFIRMED_REPORT_MS``)."""
         if not view.synced:
             return [], []
-        now = {(p.coin, p.owner): p for p in view.outside}
+        now = {(p.coin, p.owner): p for p in view.outside
+               if p.owner != MANUAL or self.ledger.confirmed(p.coin, now_ms)}
         appeared = [p for k, p in now.items() if k not in self._reported]
         gone = [p for k, p in self._reported.items() if k not in now]
         self._reported = now

@@ -339,8 +339,7 @@ class ExecutorGates:
         # 2 (READY) is the caller's; positions must at least be synced (latent 19)
         if snapshot is None or not snapshot.synced:
             return _verdict("rejected", "PositionsNotSynced", iid, coin, sz)
-        # A position hip3 leaves alone in this market (hip3.ownership). Positions hip3 does not manage
-        # are not in ``snapshot.positions``: they never count in the caps below.
+        # hip3.ownership: a position hip3 leaves alone blocks its market (and is not in the caps below)
         if (manual := blocking_position(snapshot, coin)) is not None:
             return _verdict("skipped", "ManualPositionOpen", iid, coin, sz, f"{manual.size} held outside hip3")
         self.filled.observe(snapshot)

@@ -208,8 +208,8 @@ def test_leave_hard_stop_flattens_hips_own_part_and_leaves_the_operators(g: G) -
     g.manual_gtc("xyz:NVDA", False)
     assert g.enter("xyz:TSLA")[0] == "filled"
     extra = g.manual_ioc("xyz:TSLA", True, 25)
-    assert g.wait(lambda: set(_owners(g.snapshot())) == {UNCONFIGURED, "xyz:SILVER", "xyz:TSLA"}
-                  and len(g.snapshot().outside_orders) == 2, 10), g.snapshot()
+    assert g.wait(lambda: _held(g.snapshot()) == {UNCONFIGURED, "xyz:SILVER", "xyz:TSLA"}
+                  and len(g.snapshot().open_orders + getattr(g.snapshot(), "outside_orders", ())) == 2, 10)
     g.feed.pump(force=True)
     g.run.call(lambda s: s.hardstop("test", "test"))
     assert g.wait(lambda: any(p.done for p in g.cap.of(HardStopProgress)), 20), g.cap.of(HardStopProgress)

@@ -126,8 +126,21 @@ class FeedParams(_Section, frozen=True):
 
 
 class PositionParams(_Section, frozen=True):
+    """The position tracker (``actors/position_tracker.py``) and what hip3 does with positions it did not
+    open (``hip3.ownership``; README "Positions opened outside hip3").
+
+    ``manual_positions``: a position opened outside hip3 (by hand, another tool, or already there when
+    hip3 started) on a *configured* market. ``"leave"`` (default): hip3 never sends an exit, a hard-stop
+    flatten or a cancel for it or its orders, and blocks its own entries in that market while it exists
+    (``status`` shows it and why). ``"adopt"``: hip3 manages it as its own: its exits close it, the hard
+    stop flattens it, it counts in the caps. hip3's own part of a position (fills of orders hip3 sent) is
+    always hip3's, in both modes. A position on a market that is not configured is never touched and
+    never blocks the configured markets.
+    """
+
     resync_interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600.0)] = 60.0
     snapshot_interval_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 500
+    manual_positions: Literal["leave", "adopt"] = "leave"
 
 
 class RecorderConfig(_Section, frozen=True):

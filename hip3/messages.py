@@ -270,6 +270,10 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     opened_ms: int
     entry_edge_bps: float = 0.0
     entry_cloid: str | None = None
+    # Whose it is (``hip3.ownership``): "hip3" (hip3's own fills), "adopted" (opened outside hip3 on a
+    # configured market, managed by hip3: ``manual_positions = "adopt"``), "manual" (opened outside hip3
+    # on a configured market and left alone), "unconfigured" (a market hip3 does not trade).
+    owner: str = "hip3"
 
 
 class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -303,6 +307,11 @@ class PositionSnapshot(Msg, frozen=True, tag="pos"):
     fees_usd: Decimal
     pending_flatten: tuple[str, ...] = ()  # coins with a reduce-only order in flight
     feed_conn_id: int = 0
+    # What hip3 does not manage (``hip3.ownership``): ``positions`` and ``open_orders`` above hold only
+    # what hip3's exits and hard stop act on; these are the account's other positions (owner "manual" or
+    # "unconfigured") and orders, shown to the operator and never exited, flattened or cancelled by hip3.
+    outside: tuple[Position, ...] = ()
+    outside_orders: tuple[OpenOrder, ...] = ()
 
 
 class PositionClosed(Msg, frozen=True, tag="pclose"):
@@ -318,6 +327,9 @@ class PositionClosed(Msg, frozen=True, tag="pclose"):
     hold_ms: int
     exit_reason: str
     closed_ms: int
+    # The position's owner before it closed (``Position.owner``): only "hip3" closes feed hip3's loss
+    # limits and entry throttles, and count as hip3's trades in the status.
+    owner: str = "hip3"
 
 
 # --------------------------------------------------------------------------------------------------

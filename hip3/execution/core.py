@@ -65,6 +65,7 @@ from hip3.messages import (
     PositionClosed,
     PositionSnapshot,
 )
+from hip3.ownership import HIP3
 
 __all__ = ["ExecutionCore"]
 
@@ -336,6 +337,8 @@ class ExecutionCore:
 
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
         self.gates.filled.on_position_closed(closed.coin)
+        if closed.owner != HIP3:  # an operator's trade (hip3.ownership): not hip3's losses or cooldowns
+            return
         if not self.risk.first_count(closed):
             return  # counted already (read back from the recorder's journal at start, see risk_catchup)
         self.soft.on_position_closed(closed, now_ms)

@@ -44,7 +44,9 @@ from tests.conftest import stop_process
 from tests.security.helpers import SimProcess
 
 D = Decimal
-QUIET_SIM = "[sim.model]\njump_prob = 0.0\noracle_interval_ms = 1000\n"
+# The address request budget far beyond the 10,000 orders this harness sends (none fills: no volume
+# earns the account more); the budget itself is tested in tests/actors/test_admission.py.
+QUIET_SIM = "[sim]\nrequest_budget_initial = 10000000\n[sim.model]\njump_prob = 0.0\noracle_interval_ms = 1000\n"
 
 
 def _config(run_dir: Path, sim: SimProcess, account: str, markets: list[str]) -> tuple[Config, Path]:

@@ -255,6 +255,9 @@ def format_status(status: dict[str, Any]) -> str:
             out.append(f"{a['name']:<17} {a['pid'] or '-':>7} {a['state']:<9} {'yes' if a['ready'] else 'no':<5} "
                        f"{a['restarts']:>8} {hb:>9}  {stats}")
         out.append(f"sequence gaps: {status.get('seq_gaps', 0)}")
+        from hip3.execution.limits_status import limits_lines
+
+        out.extend(limits_lines(next((a.get("stats") or {} for a in status["actors"] if a["name"] == "executor"), {})))
     if status.get("trading"):
         from hip3.runtime.trading import format_trading
 

@@ -20,7 +20,10 @@ A thin loop over ``hip3.positions.PositionBook``:
   later arrives on the stream). The sync right at the reconnect still runs (a fresh view for the exit
   watcher and the hard-stop flatten even if the acks are slow) but does not resume entries.
 * REST calls block, so they run in one worker thread; results come back through a pipe whose read end
-  sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded).
+  sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded). The
+  same thread runs small periodic reads (``hip3.runtime.rest_job``): the account's request budget
+  (``userRateLimit``) every ``executor.request_budget_poll_ms``, published as ``RequestBudgetReading``
+  (state ``request_budget``) for the executor's admission.
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
   trade on an empty book (lesson 19).
 
@@ -53,11 +56,13 @@ from hip3.messages import (
     OrderRejected,
     OrderSubmitted,
     OrderUpdate,
+    RequestBudgetReading,
     UserFill,
 )
 from hip3.positions import BookResult, ExchangePosition, PositionBook
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
+from hip3.runtime.rest_job import RestJob, request_budget_job
 from hip3.runtime.runner import standalone_main
 
 __all__ = ["PositionTracker", "RestSnapshot", "open_orders_from_rest", "positions_from_rest"]
@@ -122,8 +127,8 @@ class PositionTracker(Actor):
 
         base, _ = exchange_urls(cfg)
         self._rest = RestClient(base, timeout_s=cfg.exchange.request_timeout_ms / 1000, info_retries=1)
-        self._requests: queue.Queue[int | None] = queue.Queue()
-        self._results: deque[RestSnapshot] = deque()
+        self._requests: queue.Queue[int | RestJob | None] = queue.Queue()
+        self._results: deque[RestSnapshot | RestJob] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._worker = threading.Thread(target=self._rest_worker, name="hip3:position_tracker:rest", daemon=True)
@@ -146,6 +151,8 @@ class PositionTracker(Actor):
         self._setup_done = True
         self.every(cfg.positions.snapshot_interval_ms, self._publish_periodic)
         self.every(50, self._maybe_sync, first_in_ms=0)
+        self._budget_read_pending = False
+        self.every(cfg.executor.request_budget_poll_ms, self._read_request_budget, first_in_ms=0)
 
     def teardown(self) -> None:
         if not getattr(self, "_setup_done", False):
@@ -163,6 +170,11 @@ class PositionTracker(Actor):
             requested_ms = self._requests.get()
             if requested_ms is None:
                 return
+            if isinstance(requested_ms, RestJob):
+                requested_ms.run()
+                self._results.append(requested_ms)
+                self._wake()
+                continue
             snap = RestSnapshot(requested_ms=requested_ms)
             try:
                 snap.dex_state = self._rest.clearinghouse_state(self.account, self.dex)
@@ -176,10 +188,13 @@ class PositionTracker(Actor):
             except Exception as e:  # never let the worker die silently
                 snap.error = f"unexpected: {e!r}"
             self._results.append(snap)
-            try:
-                os.write(self._wake_w, b"x")
-            except OSError:
-                return
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # closed at teardown: the worker's next get() is the None that ends it
 
     def busy(self) -> bool:
         """A REST sync is in flight in the worker thread (a replay steps this actor alone until done)."""
@@ -212,7 +227,25 @@ class PositionTracker(Actor):
         except BlockingIOError:
             pass
         while self._results:
-            self._apply_sync(self._results.popleft())
+            r = self._results.popleft()
+            if isinstance(r, RestJob):
+                r.finish()
+            else:
+                self._apply_sync(r)
+
+    def _read_request_budget(self) -> None:
+        if not self._budget_read_pending:
+            self._budget_read_pending = True
+            self._requests.put(request_budget_job(self._rest, self.account, clock.time_ns() // 1_000_000,
+                                                  self._on_request_budget))
+
+    def _on_request_budget(self, reading: RequestBudgetReading | None, error: str | None) -> None:
+        self._budget_read_pending = False
+        if reading is None:
+            self.count("request_budget_read_failed")
+            self.log.warning("request_budget_read_failed", error=error or "")
+            return
+        self.positions.publish(reading, state_key="request_budget")
 
     def _apply_sync(self, snap: RestSnapshot) -> None:
         self._sync_pending = False

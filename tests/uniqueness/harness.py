@@ -40,6 +40,7 @@ from hip3.messages import (
     PositionSnapshot,
     Ready,
 )
+from tests.actors.helpers import budget_reading
 from tests.conftest import stop_process
 from tests.security.helpers import SimProcess
 
@@ -105,6 +106,7 @@ class Harness:
         self.positions = self.pt.publisher("positions")
         self.positions.publish(PositionSnapshot(version=1, synced=True, positions=(), open_orders=(),
                                                 realized_pnl_usd=D(0), fees_usd=D(0)), state_key="positions")
+        self.positions.publish(budget_reading(), state_key="request_budget")
         st = FeedState(state="connected", conn_id=1, market_data_ready=True, user_ready=True, since_ns=1)
         self.md.publish(st, state_key="feed")
         self.user.publish(st, state_key="feed")

@@ -197,8 +197,8 @@ class PositionTracker(Actor):
             pass  # closed at teardown: the worker's next get() is the None that ends it
 
     def busy(self) -> bool:
-        """A REST sync is in flight in the worker thread (a replay steps this actor alone until done)."""
-        return bool(getattr(self, "_sync_pending", False))
+        """A REST sync or read is in flight in the worker thread (a replay steps this actor alone until done)."""
+        return bool(getattr(self, "_sync_pending", False) or getattr(self, "_budget_read_pending", False))
 
     def request_resync(self, why: str) -> None:
         """Ask for a REST sync as soon as none is running."""

@@ -20,8 +20,8 @@ Every entry is an IOC 2 % away from the mark: it passes every gate, is signed an
 answers with a benign "could not immediately match" rejection (no position ever opens, so the caps and
 the risk triggers never engage). Phases:
 
-1. **idle path** → ``added_latency_median_us`` (p90, p99): ``LAT_N`` intents, one every ``LAT_GAP_S``
-   (5 ms), pushed from this process. Nothing is in flight when each arrives, so each is gated, signed,
+1. **idle path** → ``added_latency_median_us`` (p90, p99): ``LAT_N`` (150) intents, one every
+   ``LAT_GAP_S`` (5 ms), pushed from this process (300 before the entry posts were paced). Nothing is in flight when each arrives, so each is gated, signed,
    journalled and written at once. The latency is measured INSIDE the executor: its intake handler
    receives the decoded intent → the WebSocket frame with the signed order was handed to the kernel. It
    is read from the executor's heartbeat stats after this phase only, with the per-stage breakdown.
@@ -81,7 +81,9 @@ KEY = "0x" + "5a" * 32
 N_MARKETS = 100
 N_PROBE_MARKETS = 10  # the last ones: flatten probes only, never an entry
 PX = 100.0
-LAT_N = 300
+# Within the entry posts' token bucket (``entry_posts_burst``, 200): 200 intents/s for longer would be
+# paced at the WebSocket budget's rate, and the idle path would measure the wait for a token.
+LAT_N = 150
 LAT_GAP_S = 0.005
 RATES = (1000, 2500, 5000, 10000)
 STEP_S = 1.5

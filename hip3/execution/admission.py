@@ -379,7 +379,7 @@ class Admission:
         """Levels for the heartbeat (``status`` and the metrics)."""
         b = self.budget
         out = {"request_budget_known": int(b.known), "request_budget_reserve": self.reserve,
-               "entry_post_tokens": int(self.pacer.tokens)}
+               "post_tokens": int(self.pacer.tokens)}
         if b.known:
             out.update(request_budget_used=b.used, request_budget_cap=b.cap, request_budget_cancel_cap=b.cancel_cap,
                        request_budget_cum_vlm_usd=int(b.cum_vlm_usd),

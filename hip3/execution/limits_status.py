@@ -13,7 +13,7 @@ __all__ = ["GAUGE_STATS", "limits_lines", "switch_state_name"]
 # Executor stats that are levels, not counts (the metrics export them as gauges).
 GAUGE_STATS = frozenset({
     "request_budget_known", "request_budget_used", "request_budget_cap", "request_budget_cancel_cap",
-    "request_budget_reserve", "request_budget_cum_vlm_usd", "request_budget_read_age_s", "entry_post_tokens",
+    "request_budget_reserve", "request_budget_cum_vlm_usd", "request_budget_read_age_s", "post_tokens",
     "schedule_cancel_state", "schedule_cancel_required_usd",
 })
 _NAMES = {code: name for name, code in STATE_CODES.items()}

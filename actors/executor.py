@@ -525,7 +525,7 @@ class Executor(Actor):
         budget = self.core.admission.budget
         budget.resolve(1, _now_ms())
         if not ok:
-            budget.on_rate_limit_error(error, 1)
+            budget.on_rate_limit_error(error, 1, clock.monotonic_ns())
         self.count("schedule_cancel_armed" if ok else "schedule_cancel_failed")
         self._note(self.switch.on_answer(ok, error, until_ms, _now_ms()))
 

@@ -21,10 +21,11 @@ answers with a benign "could not immediately match" rejection (no position ever 
 the risk triggers never engage). Phases:
 
 1. **idle path** → ``added_latency_median_us`` (p90, p99): ``LAT_N`` (150) intents, one every
-   ``LAT_GAP_S`` (5 ms), pushed from this process (300 before the entry posts were paced). Nothing is in flight when each arrives, so each is gated, signed,
-   journalled and written at once. The latency is measured INSIDE the executor: its intake handler
-   receives the decoded intent → the WebSocket frame with the signed order was handed to the kernel. It
-   is read from the executor's heartbeat stats after this phase only, with the per-stage breakdown.
+   ``LAT_GAP_S`` (5 ms), pushed from this process (300 before the entry posts were paced). Nothing is
+   in flight when each arrives, so each is gated, signed, journalled and written at once. The latency is
+   measured INSIDE the executor: its intake handler receives the decoded intent → the WebSocket frame
+   with the signed order was handed to the kernel. It is read from the executor's heartbeat stats after
+   this phase only, with the per-stage breakdown.
 2. **load sweep** → one step per offered rate in ``RATES`` (1,000 / 2,500 / 5,000 / 10,000 intents/s),
    each for ``STEP_S`` seconds, in one run against the same executor, round robin over the entry
    markets. ``sent_per_s`` is the step's entry orders written (``OrderSubmitted``, attributed to the step

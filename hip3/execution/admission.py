@@ -103,13 +103,15 @@ class RequestBudget:
         self._base = base
         return True
 
-    def on_rate_limit_error(self, text: str, n: int) -> bool:
+    def on_rate_limit_error(self, text: str, n: int, now_ns: int) -> bool:
         """"Too many cumulative requests sent (A > B)" for a request of ``n`` (already ``resolve``d): the
-        exchange's count is A − n and its cap B now. False if the text is not that refusal."""
+        exchange's count is A − n and its cap B now, and its one-per-10-s allowance was not free (the next
+        is waited for from now). False if the text is not that refusal."""
         parsed = parse_rate_limit_error(text)
         if parsed is None:
             return False
         would_be, cap = parsed
+        self._throttled_ns = max(self._throttled_ns, now_ns)
         self.known = True
         self._used_read = max(0, would_be - n)
         self._cap = cap
@@ -122,7 +124,7 @@ class RequestBudget:
         """``n`` requests were written (``throttled``: over the budget, the one-per-10-s allowance)."""
         self._sent += n
         if throttled:
-            self._throttled_ns = now_ns
+            self._throttled_ns = max(self._throttled_ns, now_ns)
 
     def resolve(self, n: int, now_ms: int) -> None:
         """A post of ``n`` requests was answered (or timed out) at wall time ``now_ms``."""
@@ -328,12 +330,6 @@ class Admission:
 
     def on_reading(self, reading: RequestBudgetReading) -> bool:
         return self.budget.on_reading(reading)
-
-    def on_refused(self, error: str, n: int, now_ns: int) -> int:
-        """A whole action of ``n`` requests refused: back off (returns the pause in ms); a rate-limit
-        refusal also tells the budget where the exchange's count stands."""
-        self.budget.on_rate_limit_error(error, n)
-        return self.backoff.on_refused(now_ns)
 
     def on_accepted(self) -> None:
         self.backoff.on_accepted()

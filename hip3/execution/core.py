@@ -305,7 +305,7 @@ class ExecutionCore:
         if whole_error is not None:
             log.warning("whole-request error for post %s: %s", post_id, whole_error)
             if is_rate_limit_error(whole_error):
-                self.admission.budget.on_rate_limit_error(whole_error, len(batch))  # where the count stands
+                self.admission.budget.on_rate_limit_error(whole_error, len(batch), recv_ns)  # where it stands
                 # The account's request budget, not the orders: nothing executed, no rejection or flatten
                 # failure is counted and reduce-only orders keep their requeue budget (the actor backs off).
                 return self._cleanup(batch, f"exchange: {whole_error}", recv_ns, now_ms, benign=True, spend=False)

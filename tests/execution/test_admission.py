@@ -79,12 +79,13 @@ def test_budget_is_the_reading_plus_what_it_may_not_hold_yet() -> None:
 
 def test_a_rate_limit_refusal_says_where_the_exchanges_count_stands() -> None:
     b = RequestBudget()
-    assert not b.on_rate_limit_error("Simulated rejection", 1)
+    assert not b.on_rate_limit_error("Simulated rejection", 1, 0)
     b.charge(4, 0, throttled=False)
     b.charge(1, 0, throttled=False)  # another post, still in flight
     b.resolve(4, NOW_MS)  # the refused one
-    assert b.on_rate_limit_error(rate_limit_error(97_460, 97_456, "87457.46"), 4)
+    assert b.on_rate_limit_error(rate_limit_error(97_460, 97_456, "87457.46"), 4, 5 * S)
     assert b.known and b.used == 97_457 and b.cap == 97_456 and b.room_orders() == -1
+    assert not b.allowance_free(14 * S) and b.allowance_free(15 * S)  # the exchange's slot was not free
 
 
 def test_entries_stop_at_the_reserve_flattens_and_cancels_keep_going(tmp_path: Path) -> None:

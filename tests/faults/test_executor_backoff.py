@@ -12,6 +12,7 @@ from hip3.hyperliquid.errors import rate_limit_error
 from hip3.hyperliquid.frames import PostResponse
 from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
 from hip3.messages import OrderRejected
+from tests.actors.helpers import budget_reading
 from tests.actors.test_executor_pump import NOW_MS, ScriptedWs, executor, published
 from tests.execution.helpers import GOLD, SILVER, entry, flatten, snap
 
@@ -51,8 +52,10 @@ def test_refused_action_pauses_sending_drops_entries_and_refuses_intents(tmp_pat
     for i in range(20):
         ex._on_order_response(_refused(100 + i, "Simulated rejection"))
     assert backoff.until_ns - time.monotonic_ns() <= _BACKOFF_MAX_MS * 1_000_000
-    # The pause over, the flatten goes out; an accepted action resets the count.
+    # The pause over and a fresh read of the budget (the rate-limit answer said it was used up: until
+    # then one request every 10 s), the flatten goes out; an accepted action resets the count.
     backoff.until_ns = 0
+    ex.core.admission.on_reading(budget_reading(cap=20_000, used=10_000))
     ex._pump()
     assert ws.posts == 2
     ok = ExchangeResponse(ok=True, response_type="order", statuses=(OrderStatus(kind="error", text="x"),))

@@ -303,6 +303,9 @@ def format_status(status: dict[str, Any]) -> str:
             if not a["ready"] and a.get("ready_detail"):
                 out.append(f"{'':<17} why not READY: {a['ready_detail']}")
         out.append(f"sequence gaps: {status.get('seq_gaps', 0)}")
+        from hip3.execution.limits_status import limits_lines
+
+        out.extend(limits_lines(next((a.get("stats") or {} for a in status["actors"] if a["name"] == "executor"), {})))
     if status.get("trading"):
         from hip3.runtime.trading import format_trading
 

@@ -18,13 +18,18 @@ A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardSto
   is fsynced 5 ms after a frame, by a timer (every line was written before its frame). If the transport refuses a
   post (not connected, over its budget) the batch is requeued without spending the requeue budget (new
   orders are dropped) and the pump stops until the next tick or a reconnect: no requeue storm.
+* admission (``hip3.execution.admission``, through the core): what each post may carry (the address
+  request budget with a reserve for flattens and cancels, entry posts paced within the WebSocket's
+  2,000 messages a minute); entries shed at intake before the gates (summarised once a second, not logged
+  one by one); intents are read in batches and the batch's flattens handled before its entries.
 * exchange refusals: after a whole action refused (rate limit or any whole-request error) nothing is
   posted for 0.5 s, doubling to 10 s until an action is accepted; queued entries are dropped and entry
   intents refused meanwhile (``_back_off``).
 * loss limits: their state is saved at the end of every turn that changed it (``RiskKeeper``), so a
   restarted executor continues every limit, the daily loss cap included, where the last one stopped.
-* dead man's switch: ``scheduleCancel(now + schedule_cancel_after_ms)`` when READY and every
-  ``schedule_cancel_rearm_ms`` while READY.
+* dead man's switch (``hip3.execution.deadman``): ``scheduleCancel(now + schedule_cancel_after_ms)`` when
+  READY and every ``schedule_cancel_rearm_ms`` while READY, unless the exchange refused it (lifetime
+  volume too low, or its daily trigger limit): then once at WARNING and in the stats, not re-armed.
 * hard stop: latched → ``set_hard_stop`` (queued entries dropped), ``HardStopFlattener.start``, then a
   ``step`` on every snapshot/response and on a short timer: cancel every open order by oid, flatten every
   position reduce-only IOC at mark ± slippage, until the tracker's view shows no position and no open
@@ -43,16 +48,18 @@ import msgspec
 
 from hip3 import clock
 from hip3.config import exchange_urls
+from hip3.execution.admission import LogBudget
 from hip3.execution.batch import Batch
 from hip3.execution.core import ExecutionCore
+from hip3.execution.deadman import DeadMansSwitch, Note
 from hip3.execution.gates import MarketSpec, Verdict
 from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.journal import SentIntentJournal
-from hip3.execution.latency import LatencySamples
+from hip3.execution.latency import LatencySamples, latency_stats
+from hip3.execution.orders import post_response_body
 from hip3.execution.risk_state import RiskKeeper, RiskStateStore
 from hip3.hyperliquid.frames import PostResponse
 from hip3.hyperliquid.nonce import NonceError, NonceManager
-from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import cancel_action, order_action, order_wire, schedule_cancel_action
 from hip3.hyperliquid.ws import ConnState, WsBudgetError, WsClient, WsNotConnected
@@ -71,21 +78,19 @@ from hip3.messages import (
     OrderUpdate,
     PositionClosed,
     PositionSnapshot,
+    RequestBudgetReading,
 )
 from hip3.runtime.actor import Actor, ActorStartError, Timer
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.secrets import check_signer, executor_key
 
-__all__ = ["Executor", "ExecutorStartError", "post_response_body"]
+__all__ = ["Executor", "ExecutorStartError"]
 
 _HARDSTOP_TICK_MS = 100
 _WS_TICK_MS = 100
 _LATENCY_SAMPLES = 4096
-# After a whole action refused by the exchange (rate limit or any whole-request error): no post for
-# this long, doubling per refusal in a row up to the maximum; the next accepted action resets it.
-_BACKOFF_BASE_MS = 500
-_BACKOFF_MAX_MS = 10_000
+_INTAKE_BATCH = 256  # intents read per loop turn (its flattens are handled before its entries)
 _STAGE_SAMPLES = 1024
 # Signing nonces spent by a send are replaced this long after it (off the send path, after its events
 # and log lines), a few per turn (each ~40 µs of this loop) until the pool is full again.
@@ -106,36 +111,8 @@ def _now_ms() -> int:
     return clock.time_ns() // 1_000_000
 
 
-def _status_dict(st: OrderStatus) -> object:
-    if st.kind == "filled":
-        return {"filled": {"totalSz": str(st.total_sz), "avgPx": str(st.avg_px), "oid": st.oid}}
-    if st.kind == "resting":
-        return {"resting": {"oid": st.oid}}
-    if st.kind == "error":
-        return {"error": st.text or ""}
-    if st.kind == "string":
-        return st.text or ""
-    return {"unknown": st.text}
-
-
-def post_response_body(resp: PostResponse) -> object:
-    """The WS ``data.response`` object the core parses, rebuilt from the client's typed ``PostResponse``."""
-    if resp.type == "action" and resp.exchange is not None:
-        ex: ExchangeResponse = resp.exchange
-        if not ex.ok:
-            return {"type": "action", "payload": {"status": "err", "response": ex.error or "request failed"}}
-        statuses = [_status_dict(s) for s in ex.statuses]
-        inner = {"type": ex.response_type or "order", "data": {"statuses": statuses}}
-        return {"type": "action", "payload": {"status": "ok", "response": inner}}
-    return {"type": "error", "payload": resp.error or f"post answered with type {resp.type!r}"}
-
-
 class Executor(Actor):
     name = "executor"
-    # Exchange backoff (see _back_off): no post before this monotonic time; refusals in a row. Class
-    # defaults, so that an instance built without setup (the pump tests) has them too.
-    _refused_until_ns = 0
-    _refusals = 0
     _down_since_ns = 0  # the order-entry connection is down since (monotonic ns; 0: up)
     _nonce_problem: str | None = None  # why no nonce can be signed now (the READY detail), or None
 
@@ -188,14 +165,15 @@ class Executor(Actor):
         self.stages = LatencySamples(_STAGE_SAMPLES)
         # intent id -> (receipt time, creation time): latency samples and tick-to-trade stages
         self._recv_ns: dict[str, tuple[int, int]] = {}
-        self._armed_until_ms = 0
-        self._last_rearm_ns = 0
+        self.switch = DeadMansSwitch(self.params.schedule_cancel_after_ms)
+        self._verdict_log = LogBudget(self.params.verdict_log_lines_per_s)
         # Set when the transport refused a post (not connected / over budget): no sending until the next
         # tick or a reconnect, instead of taking the requeued batch straight back.
         self._pump_paused = False
 
         self.exec = self.publisher("exec")
-        self.puller("intents", self.on_intent)
+        self._intents = self.bus.puller("intents")
+        self.on_batch(self._intents, self._on_intents)
         # From market data only the marks (AssetCtx): filtered at the feed, so the executor is not woken
         # by every bbo (on two vCPUs each extra wake-up delays the order path).
         self.subscriber(["md"], self.on_message, only=(AssetCtx,))
@@ -255,7 +233,7 @@ class Executor(Actor):
             self.add_reader(fd, self._on_ws_readable)
             self._ws_fd = fd
         if state != "connected":
-            self._armed_until_ms = 0
+            self.switch.on_disconnected()
         else:
             self._pump_paused = False
         if state == "disconnected":
@@ -320,6 +298,17 @@ class Executor(Actor):
 
     # ------------------------------------------------------------------ intake
 
+    def _on_intents(self) -> None:
+        """A batch of intents: its flattens first, then its entries (a flood of entries never holds a
+        flatten back for more than one batch)."""
+        msgs = list(self._intents.drain(_INTAKE_BATCH))
+        for m in msgs:
+            if isinstance(m, FlattenIntent):
+                self.on_intent(m)
+        for m in msgs:
+            if not isinstance(m, FlattenIntent):
+                self.on_intent(m)
+
     def on_intent(self, msg: Message) -> None:
         """Gate the intent and, if accepted, send it at once (when the scheduler allows); the verdict's
         INFO line, the counters and the events come AFTER the frame is written (issue 6: a JSON log line
@@ -329,14 +318,14 @@ class Executor(Actor):
             if not self.ready:
                 self.count("entry_intents")
                 self.count("entry_rejected_not_ready")
-                self.log.info("verdict", line=f"verdict rejected reason=NotReady coin={msg.coin} "
-                              f"intent={msg.intent_id} sz={msg.sz} {self.ready_detail}")
+                if self._verdict_log.allow("NotReady", recv_ns):
+                    self.log.info("verdict", line=f"verdict rejected reason=NotReady coin={msg.coin} "
+                                  f"intent={msg.intent_id} sz={msg.sz} {self.ready_detail}")
                 return
-            if recv_ns < self._refused_until_ns:
+            shed = self.core.shed_entry(msg, recv_ns)
+            if shed:  # counted by reason, summarised once a second (``_publish_stats``)
                 self.count("entry_intents")
-                self.count("entry_rejected_exchange_backoff")
-                self.log.info("verdict", line=f"verdict rejected reason=ExchangeBackoff coin={msg.coin} "
-                              f"intent={msg.intent_id} sz={msg.sz}")
+                self.count(f"entry_shed:{shed}")
                 return
             verdict, events = self.core.submit_entry(
                 msg, snapshot=self.snapshot, now_ns=recv_ns, now_ms=_now_ms(), balance_usd=None
@@ -371,8 +360,9 @@ class Executor(Actor):
 
     def _log_verdict(self, verdict: Verdict) -> None:
         """INFO (lesson B38), at the end of the loop turn: the next intent of the same burst (a second
-        exit) is gated and sent first."""
-        self.defer(lambda: self.log.info("verdict", line=verdict.log_line()))
+        exit) is gated and sent first. At most ``verdict_log_lines_per_s``; the rest summarised."""
+        if self._verdict_log.allow(verdict.reason, clock.monotonic_ns()):
+            self.defer(lambda: self.log.info("verdict", line=verdict.log_line()))
 
     def _trim_recv(self) -> None:
         if len(self._recv_ns) > 20_000:
@@ -405,6 +395,9 @@ class Executor(Actor):
             self._check_hardstop_request()
         elif isinstance(msg, MarketTerms):
             self.core.terms.update(msg)
+        elif isinstance(msg, RequestBudgetReading) and self.core.on_budget_reading(msg):
+            self._note(self.switch.on_volume(msg.cum_vlm_usd))
+            self._pump()
 
     # ------------------------------------------------------------------ sending
 
@@ -441,7 +434,8 @@ class Executor(Actor):
     def _can_send(self) -> bool:
         # Checked before a batch is taken and signed: no nonce is spent and nothing is requeued while
         # the connection is down or the outbound budget (2000/min, 100 in flight) is used up.
-        return not self._pump_paused and self.ws.can_post() and clock.monotonic_ns() >= self._refused_until_ns
+        return (not self._pump_paused and self.ws.can_post()
+                and not self.core.admission.backoff.blocked(clock.monotonic_ns()))
 
     def _sign_payload(self, action: dict[str, object], now_ms: int) -> dict[str, Any]:
         nonce = self._nonces.next(now_ms)
@@ -526,7 +520,7 @@ class Executor(Actor):
         events = self.core.on_post_response(resp.id, post_response_body(resp), clock.monotonic_ns(), _now_ms())
         ex = resp.exchange
         if resp.type == "action" and ex is not None and ex.ok:
-            self._refusals = 0
+            self.core.admission.on_accepted()
         elif resp.type in ("action", "error"):
             # Before anything below pumps the requeued orders again.
             self._back_off((ex.error if ex is not None else resp.error) or f"post answered {resp.type}")
@@ -542,14 +536,13 @@ class Executor(Actor):
         queues. Found by the fault tests: a rate-limited or refusing exchange got about 60 posts a second,
         each refusal answered by an immediate retry, and the flattens' requeue budget was gone in
         milliseconds (flatten failures, hard stop)."""
-        self._refusals += 1
-        delay_ms = min(_BACKOFF_MAX_MS, _BACKOFF_BASE_MS * 2 ** min(self._refusals - 1, 16))
         now_ns = clock.monotonic_ns()
-        self._refused_until_ns = now_ns + delay_ms * 1_000_000
+        backoff = self.core.admission.backoff
+        delay_ms = backoff.on_refused(now_ns)
         self._publish(self.core.drop_queued_entries("dropped: exchange backoff", now_ns))
         self.count("exchange_backoffs")
-        self.log.warning("exchange_backoff", error=error[:200], delay_ms=delay_ms, refusals=self._refusals)
-        self._pump_timer.wake_by(self._refused_until_ns)
+        self.log.warning("exchange_backoff", error=error[:200], delay_ms=delay_ms, refusals=backoff.refusals)
+        self._pump_timer.wake_by(backoff.until_ns)
 
     # ------------------------------------------------------------------ dead man's switch
 
@@ -557,23 +550,35 @@ class Executor(Actor):
         if not self.ready or self.ws.state != "connected":
             return
         now_ms = _now_ms()
-        until = now_ms + self.params.schedule_cancel_after_ms
+        until = self.switch.want(now_ms)
+        if until is None or not self.core.admission.may_send_other(clock.monotonic_ns()):
+            return
+        self.switch.on_sent()
         try:
             payload = self._sign_payload(schedule_cancel_action(until), now_ms)
             self.ws.post("action", payload, lambda r: self._on_schedule_cancel_response(r, until))
         except (WsNotConnected, WsBudgetError, NonceError, ValueError) as e:
+            self.switch.on_not_sent()
             self.count("schedule_cancel_failed")
             self.log.warning("schedule_cancel_failed", error=str(e))
+            return
+        self.core.admission.on_other_sent(clock.monotonic_ns())
 
     def _on_schedule_cancel_response(self, resp: PostResponse, until_ms: int) -> None:
+        """Never a hard-stop matter: a refused switch is reported (once), not counted as a rejection."""
         ex = resp.exchange
-        if resp.type == "action" and ex is not None and ex.ok:
-            self._armed_until_ms = until_ms
-            self.count("schedule_cancel_armed")
-        else:
-            self.count("schedule_cancel_failed")
-            self.log.warning("schedule_cancel_refused", type=resp.type,
-                             error=(ex.error if ex is not None else resp.error) or "")
+        ok = resp.type == "action" and ex is not None and ex.ok
+        error = "" if ok else (ex.error if ex is not None else resp.error) or f"post answered {resp.type}"
+        budget = self.core.admission.budget
+        budget.resolve(1, _now_ms())
+        if not ok:
+            budget.on_rate_limit_error(error, 1, clock.monotonic_ns())
+        self.count("schedule_cancel_armed" if ok else "schedule_cancel_failed")
+        self._note(self.switch.on_answer(ok, error, until_ms, _now_ms()))
+
+    def _note(self, note: Note | None) -> None:
+        if note is not None:
+            (self.log.warning if note.warning else self.log.info)(note.event, detail=note.detail)
 
     # ------------------------------------------------------------------ hard stop
 
@@ -629,20 +634,22 @@ class Executor(Actor):
             pub(ev)
 
     def _publish_stats(self) -> None:
-        lat = sorted(self.latencies_ns)
-        if lat:
-            self.stats["added_latency_p50_us"] = lat[len(lat) // 2] // 1000
-            self.stats["added_latency_p90_us"] = lat[len(lat) * 9 // 10] // 1000
-            self.stats["added_latency_p99_us"] = lat[len(lat) * 99 // 100] // 1000
-            self.stats["added_latency_max_us"] = lat[-1] // 1000
-            self.stats["added_latency_samples"] = len(lat)
+        self.stats.update(latency_stats("added_latency", self.latencies_ns))
         self.stats.update(self.stages.summary())
         self.stats["inflight_posts"] = self.core.scheduler.inflight
         self.stats["sign_nonces_pooled"] = self._signer.pooled
         self.stats["dropped_unmatched"] = self.core.dropped_unmatched
         self.stats["statuses_unmatched"] = self.core.tracker.unmatched
-        self.stats["schedule_cancel_armed_until_s"] = self._armed_until_ms // 1000
         self.stats.update(self.core.terms.summary(_now_ms()))
+        self.stats.update(self.switch.stats())
+        self.stats.update(self.core.admission.stats(_now_ms()))
+        # Once a second: entries shed and verdict lines held back, counted by reason; a change in whether
+        # the request budget lets entries through (one line per change, never one per intent).
+        for note in self.core.admission.take_notes():
+            self._note(note)
+        held = self._verdict_log.take_suppressed()
+        if held:
+            self.log.info("verdicts_not_logged", counts=held)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,11 @@ A thin loop over ``hip3.positions.PositionBook``:
   later arrives on the stream). The sync right at the reconnect still runs (a fresh view for the exit
   watcher and the hard-stop flatten even if the acks are slow) but does not resume entries.
 * REST calls block, so they run in one worker thread; results come back through a pipe whose read end
-  sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded).
+  sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded). Two
+  small periodic reads run as their own jobs, each on its own worker thread (``hip3.runtime.rest_job``):
+  the market terms (``hip3.runtime.terms_poller``) and the account's request budget (``userRateLimit``
+  every ``executor.request_budget_poll_ms``, ``hip3.runtime.budget_poller``, published as state
+  ``request_budget`` for the executor's admission).
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
   trade on an empty book (lesson 19).
 * Ownership (``hip3.ownership``, ``hip3.ownership_ledger``): every applied fill and resync also updates
@@ -71,6 +75,7 @@ from hip3.ownership_ledger import FILE_NAME as OWNERSHIP_FILE
 from hip3.ownership_ledger import PositionOwnership, parse_history
 from hip3.positions import BookResult, ExchangePosition, PositionBook
 from hip3.runtime.actor import Actor
+from hip3.runtime.budget_poller import BudgetPoller
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.runtime.terms_poller import TermsPoller
@@ -166,6 +171,10 @@ class PositionTracker(Actor):
         terms_rest = RestClient(base, timeout_s=cfg.exchange.request_timeout_ms / 1000)
         self._terms = TermsPoller(self, self.positions, terms_rest, self.dex, self.account,
                                   [m.coin for m in cfg.markets], cfg.market_terms)
+        # The address request budget for the executor's admission: its own job too (budget_poller).
+        budget_rest = RestClient(base, timeout_s=cfg.exchange.request_timeout_ms / 1000)
+        self._budget = BudgetPoller(self, self.positions, budget_rest, self.account,
+                                    cfg.executor.request_budget_poll_ms)
 
         self._sync_pending = False
         self._sync_wanted = True
@@ -188,6 +197,7 @@ class PositionTracker(Actor):
         if not getattr(self, "_setup_done", False):
             return
         self._terms.close()
+        self._budget.close()
         self._requests.put(None)
         self._worker.join(timeout=2.0)
         os.close(self._wake_r)
@@ -220,15 +230,18 @@ class PositionTracker(Actor):
             except Exception as e:  # never let the worker die silently
                 snap.error = f"unexpected: {e!r}"
             self._results.append(snap)
-            try:
-                os.write(self._wake_w, b"x")
-            except OSError:
-                return
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # closed at teardown: the worker's next get() is the None that ends it
 
     def busy(self) -> bool:
-        """A REST sync is in flight in the worker thread (a replay steps this actor alone until done)."""
-        terms = getattr(self, "_terms", None)
-        return bool(getattr(self, "_sync_pending", False)) or (terms is not None and terms.busy())
+        """A REST sync or read is in flight in a worker thread (a replay steps this actor alone until done)."""
+        return bool(getattr(self, "_sync_pending", False)) or any(
+            job is not None and job.busy() for job in (getattr(self, "_terms", None), getattr(self, "_budget", None)))
 
     def request_resync(self, why: str) -> None:
         """Ask for a REST sync as soon as none is running."""

@@ -1,47 +1,51 @@
-"""Benchmark: the executor's added latency on the idle path, and its throughput under load (issue 6).
+"""Benchmark: the executor's added latency on the idle path, and what it sends when offered more than it can.
 
 Setup (all on loopback, ipc bus):
 
 * the simulator as its own process (``python -m hip3.sim``) with ``N_MARKETS`` synthetic markets (the
   executor's gates allow one pending entry per market, so concurrency needs markets) and a slow model;
+  its address request budget is set far beyond the run (a real account earns it by trading; this one
+  never fills);
 * the executor actor as its own process (``python -m actors.executor``), paper mode, the key in its
   environment; caps raised for the bench (``[executor]`` below): notional caps, max positions and the
   per-second action budget;
-* this process plays the other actors: a positions publisher (one synced, empty snapshot), an md publisher
-  (marks), the supervisor's inbox (READY and the executor's stats) and an ``exec`` subscriber;
-* a pusher process (PUSH on ``intents``) feeding entry intents with fresh ids and ``valid_until`` 2 s ahead.
+* this process plays the other actors: a positions publisher (one synced, empty snapshot, and the
+  account's request budget as the position tracker would read it), an md publisher (marks), the
+  supervisor's inbox (READY and the executor's stats), an ``exec`` subscriber, and the exit watcher's
+  flatten intents (probes);
+* a pusher process per load step (PUSH on ``intents``) feeding entry intents with fresh ids and
+  ``valid_until`` 2 s ahead.
 
-Every intent is an IOC 2 % away from the mark: it passes every gate, is signed and posted, and the
-simulator answers with a benign "could not immediately match" rejection (no position ever opens, so the
-caps and the risk triggers never engage). Two phases, measured separately:
+Every entry is an IOC 2 % away from the mark: it passes every gate, is signed and posted, and the simulator
+answers with a benign "could not immediately match" rejection (no position ever opens, so the caps and
+the risk triggers never engage). Phases:
 
-1. **idle path** → ``added_latency_median_us`` (p90, p99): ``LAT_N`` intents, one every ``LAT_GAP_S``
-   (5 ms), pushed from this process. Nothing is in flight when each arrives (the simulator answers in
-   about 1 ms), so each is gated, signed, journalled and written at once. The latency is measured INSIDE
-   the executor: ``time.monotonic_ns()`` when its intake handler receives the decoded intent → right after
-   the WebSocket frame carrying the signed order was handed to the kernel (``sendall`` returned). It
-   excludes the ZeroMQ hop into the executor and the network. It is read from the executor's heartbeat
-   stats after this phase only, with the per-stage breakdown (``stage_gates``: receipt → verdict;
-   ``stage_wire``: order action built; ``stage_sign``: nonce + signature; ``stage_journal``: sent-intent
-   journal line written; ``stage_write``: JSON envelope + frame + ``sendall``).
-2. **load** → ``intents_per_s``: the pusher process pushes ``RATE`` intents/s for ``SECONDS``, round
-   robin over the markets; ``intents_per_s`` is the number of orders written per second between the
-   first and the last ``OrderSubmitted`` of the phase (seen on ``exec``). Under load the scheduler
-   batches (``batch_interval_ms``), so the per-order latency of this phase is reported separately.
+1. **idle path** → ``added_latency_median_us`` (p90, p99): ``LAT_N`` (150) intents, one every
+   ``LAT_GAP_S`` (5 ms), pushed from this process (300 before the entry posts were paced). Nothing is
+   in flight when each arrives, so each is gated, signed, journalled and written at once. The latency is
+   measured INSIDE the executor: its intake handler receives the decoded intent → the WebSocket frame
+   with the signed order was handed to the kernel. It is read from the executor's heartbeat stats after
+   this phase only, with the per-stage breakdown.
+2. **load sweep** → one step per offered rate in ``RATES`` (1,000 / 2,500 / 5,000 / 10,000 intents/s),
+   each for ``STEP_S`` seconds, in one run against the same executor, round robin over the entry
+   markets. ``sent_per_s`` is the step's entry orders written (``OrderSubmitted``, attributed to the step
+   by intent id) divided by the time its intents were pushed over; ``cpu_pct`` the executor's CPU over
+   the step. Meanwhile this process pushes one flatten every ``PROBE_EVERY_S`` on the probe markets (no
+   position: the simulator answers "reduce only would increase", benign): ``flatten_added_us`` is the
+   executor's receipt → frame written for them, the proof that flattens go first under overload.
 
-Every pushed intent is accounted for: dropped by the PUSH socket (high-water mark / no peer), refused by
-the executor with its gate's reason code (``entry_<outcome>:<reason>`` counters), or accepted and then
-either written (``OrderSubmitted``), failed to send (``OrderRejected`` "send_failed: ..."), or was still
-queued when its validity ran out (``OrderRejected`` "expired before sending": the WebSocket budget of 2000
-messages per minute can run out under this load). ``unaccounted`` must be 0.
+Every pushed entry is accounted for, per step: dropped by the PUSH socket (high-water mark / no peer),
+refused or shed by the executor with its reason code (``entry_<outcome>:<reason>`` counters), or accepted
+and then either written (``OrderSubmitted``) or dropped unsent with its ``OrderRejected`` reason (expired
+in the queue, exchange backoff, send failure). ``unaccounted`` must be 0.
 
 The simulator runs with ``SCHED_BATCH`` unless ``--sim-normal``: it stands in for a REMOTE exchange. On
 two vCPUs the kernel otherwise wakes it on the executor's CPU from inside the executor's ``send`` (a sync
 socket wakeup) and lets it preempt the executor there, so ``stage_write`` would include the simulator's
-own handling of the order (about 200 µs) — time the real exchange never spends on our CPU. ``--sim-normal``
-shows that figure. ``--no-sign-pool`` runs the whole bench a second time with ``sign_nonce_pool = 0``
-(RFC 6979 signing for every order): the same run's baseline for the nonce pool. Last line: JSON (the
-default configuration's figures).
+own handling of the order (about 200 µs) — time the real exchange never spends on our CPU.
+``--no-sign-pool`` runs the whole bench a second time with ``sign_nonce_pool = 0`` (RFC 6979 signing for
+every order): the same run's baseline for the nonce pool. Last line: JSON (the default configuration's
+figures; ``sent_per_s_by_offered`` and ``unaccounted`` are the sweep's headline).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -64,6 +69,7 @@ from hip3.hyperliquid.signing import Signer
 from hip3.messages import (
     AssetCtx,
     EntryIntent,
+    FlattenIntent,
     Heartbeat,
     MarketTerm,
     MarketTerms,
@@ -71,17 +77,24 @@ from hip3.messages import (
     OrderSubmitted,
     PositionSnapshot,
     Ready,
+    RequestBudgetReading,
 )
 
 KEY = "0x" + "5a" * 32
 N_MARKETS = 100
+N_PROBE_MARKETS = 10  # the last ones: flatten probes only, never an entry
 PX = 100.0
-LAT_N = 300
+# Within the entry posts' token bucket (``entry_posts_burst``, 200): 200 intents/s for longer would be
+# paced at the WebSocket budget's rate, and the idle path would measure the wait for a token.
+LAT_N = 150
 LAT_GAP_S = 0.005
-RATE = 10000
-SECONDS = 1.5  # the WsClient budget (2000 messages per rolling minute, protocol §9.1) caps a longer run
+RATES = (1000, 2500, 5000, 10000)
+STEP_S = 1.5
+PROBE_EVERY_S = 0.1
+SETTLE_S = 2.5  # after a step: past the last intent's validity (2 s) and the tick that drops it
 STAGES = ("stage_gates", "stage_wire", "stage_sign", "stage_journal", "stage_write")
 ROOT = Path(__file__).resolve().parents[1]
+BUDGET = 10**12  # requests: far beyond any run (the simulator's initial buffer and the reading's cap)
 
 
 def _coins() -> list[str]:
@@ -89,8 +102,8 @@ def _coins() -> list[str]:
 
 
 def sim_toml() -> str:
-    out = "[sim]\nl2_min_interval_ms = 500\n[sim.model]\ntick_ms = 200\noracle_interval_ms = 1000\n" \
-          "refresh_ms = 1000\nmaker_lag_ms = 400\n"
+    out = f"[sim]\nl2_min_interval_ms = 500\nrequest_budget_initial = {BUDGET}\n" \
+          "[sim.model]\ntick_ms = 200\noracle_interval_ms = 1000\nrefresh_ms = 1000\nmaker_lag_ms = 400\n"
     for c in _coins():
         out += f'[[sim.markets]]\nname = "{c}"\nsz_decimals = 2\nstart_px = {PX}\nvol_bps = 0.5\n'
     return out
@@ -129,16 +142,25 @@ def make_intent(i: int, coin: str, asset: int, prefix: str) -> EntryIntent:
                        edge_bps=10.0, signal_id="bench")
 
 
+def make_flatten(i: int, coin: str, asset: int, prefix: str) -> FlattenIntent:
+    now = time.monotonic_ns()
+    return FlattenIntent(intent_id=f"{prefix}{i}", coin=coin, asset=asset, is_buy=True, px=Decimal("101"),
+                         sz=Decimal("0.2"), reduce_only=True, valid_until_ns=now + 2_000_000_000,
+                         origin_recv_ns=now, created_ns=now, reason="bench_probe")
+
+
 def pusher(cfg_text: str, run_dir: str, assets: dict[str, int], rate: int, seconds: float, prefix: str,
-           out: Any) -> None:
-    """The pusher process: ``rate`` intents/s in 1 ms slices, round-robin over the markets. Puts
-    ``(pushed, dropped)`` on ``out`` (a drop: the PUSH socket refused, high-water mark or no peer)."""
+           out: Any, started: Any) -> None:
+    """The pusher process: ``rate`` intents/s in 1 ms slices, round-robin over the markets. Sets
+    ``started`` when the first intent goes; puts ``(pushed, dropped, elapsed_s)`` on ``out`` (a drop: the
+    PUSH socket refused, high-water mark or no peer)."""
     cfg = parse_config(cfg_text, "bench.toml")
     bus = Bus(cfg, "detector", run_dir=Path(run_dir))
     push = bus.pusher("intents")
     time.sleep(0.3)
     coins = list(assets)
     i = 0
+    started.set()
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
         due = int(elapsed * rate)
@@ -147,12 +169,16 @@ def pusher(cfg_text: str, run_dir: str, assets: dict[str, int], rate: int, secon
             push.send(make_intent(i, coin, assets[coin], prefix))
             i += 1
         time.sleep(0.001)
-    out.put((i, push.dropped))
+    out.put((i, push.dropped, time.monotonic() - start))
     bus.close()
 
 
+def _prefix(intent_id: str) -> str:
+    return intent_id.split("_", 1)[0] + "_" if "_" in intent_id else ""
+
+
 class Side:
-    """This process's sockets: md, positions, inbox, exec."""
+    """This process's sockets: md, positions, inbox, exec, and a pusher for the flatten probes."""
 
     def __init__(self, cfg_text: str, run_dir: Path, assets: dict[str, int]) -> None:
         cfg = parse_config(cfg_text, "bench.toml")
@@ -164,16 +190,25 @@ class Side:
         self.pos = self.pt.publisher("positions")
         self.pos.publish(PositionSnapshot(version=1, synced=True, positions=(), open_orders=(),
                                           realized_pnl_usd=Decimal(0), fees_usd=Decimal(0)), state_key="positions")
+        self.pos.publish(RequestBudgetReading(cum_vlm_usd=Decimal(0), n_requests_used=0, n_requests_cap=BUDGET,
+                                              n_requests_surplus=0, requested_ms=int(time.time() * 1000)),
+                         state_key="request_budget")
         self.sup = Bus(cfg, "supervisor", run_dir=run_dir)
         self.inbox = self.sup.puller("inbox")
         self.obs = Bus(cfg, "recorder", run_dir=run_dir)
         self.exec = self.obs.subscriber(["exec"])
         self.det = Bus(cfg, "detector", run_dir=run_dir)
         self.push = self.det.pusher("intents")
+        self.exw = Bus(cfg, "exit_watcher", run_dir=run_dir)
+        self.probe_push = self.exw.pusher("intents")
         self.ready = False
         self.stats: dict[str, int] = {}
         self.submitted: list[int] = []  # sent_ns of entry orders
+        self.sent_by_prefix: Counter[str] = Counter()
+        self.sent_ids: set[str] = set()
+        self.flatten_added_us: dict[str, list[float]] = {}
         self.rejected: dict[str, int] = {}  # OrderRejected by reason
+        self.unsent: dict[str, Counter[str]] = {}  # prefix -> reason -> accepted entries dropped unsent
 
     def pump(self) -> None:
         self.md.on_subscription()
@@ -185,10 +220,18 @@ class Side:
                 self.stats = dict(m.stats)
         for m in self.exec.drain(100_000):
             if isinstance(m, OrderSubmitted):
-                self.submitted.append(m.sent_ns)
+                p = _prefix(m.intent_id)
+                if m.kind == "entry":
+                    self.submitted.append(m.sent_ns)
+                    self.sent_by_prefix[p] += 1
+                    self.sent_ids.add(m.intent_id)
+                elif m.intent_recv_ns:
+                    self.flatten_added_us.setdefault(p, []).append((m.sent_ns - m.intent_recv_ns) / 1000)
             elif isinstance(m, OrderRejected):
                 key = m.reason[:40] if m.reason.startswith(("exchange", "send_failed")) else m.reason.split(":")[0]
                 self.rejected[key] = self.rejected.get(key, 0) + 1
+                if not m.reduce_only and m.intent_id not in self.sent_ids:
+                    self.unsent.setdefault(_prefix(m.intent_id), Counter())[key] += 1
 
     def marks(self) -> None:
         now = time.monotonic_ns()
@@ -210,7 +253,7 @@ class Side:
             time.sleep(0.005)
 
     def close(self) -> None:
-        for b in (self.feed, self.pt, self.sup, self.obs, self.det):
+        for b in (self.feed, self.pt, self.sup, self.obs, self.det, self.exw):
             b.close()
 
 
@@ -224,7 +267,89 @@ def _stages(stats: dict[str, int]) -> dict[str, int]:
             if f"{st}_{q}_us" in stats}
 
 
-def run(extra: str = "", label: str = "", sim_batch: bool = True, rate: int = RATE) -> dict[str, object]:
+def _cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (from /proc)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 1)
+
+
+def _step(side: Side, ex_pid: int, cfg_text: str, run_dir: Path, rate: int, k: int, step_s: float
+          ) -> dict[str, Any]:
+    """One load step at ``rate`` intents/s offered; returns its accounting."""
+    entry_assets = dict(list(side.assets.items())[:N_MARKETS - N_PROBE_MARKETS])
+    probe_coins = list(side.assets)[N_MARKETS - N_PROBE_MARKETS:]
+    prefix, probe_prefix = f"s{k}_", f"f{k}_"
+    side.idle(0.3)
+    stats0 = dict(side.stats)
+    posts0 = stats0.get("posts", 0)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    started = ctx.Event()
+    proc = ctx.Process(target=pusher, args=(cfg_text, str(run_dir), entry_assets, rate, step_s, prefix, out,
+                                            started))
+    proc.start()
+    cpu0 = t0 = None
+    n_probe = 0
+    next_probe = next_marks = 0.0
+    t_end = time.monotonic() + step_s + 15
+    while proc.is_alive() and time.monotonic() < t_end:
+        side.pump()
+        now = time.monotonic()
+        if t0 is None and started.is_set():
+            cpu0, t0 = _cpu_s(ex_pid), now
+        if t0 is not None and now >= next_probe and now - t0 < step_s:
+            coin = probe_coins[n_probe % len(probe_coins)]
+            side.probe_push.send(make_flatten(n_probe, coin, side.assets[coin], probe_prefix))
+            n_probe += 1
+            next_probe = now + PROBE_EVERY_S
+        if now >= next_marks:
+            side.marks()
+            next_marks = now + 0.5
+        time.sleep(0.002)
+    cpu1, t1 = _cpu_s(ex_pid), time.monotonic()
+    pushed, dropped, elapsed = out.get(timeout=5)
+    proc.join(5)
+    side.idle(SETTLE_S)
+    stats1 = dict(side.stats)
+    verdicts = _delta(stats1, stats0, "entry_")
+    received = verdicts.pop("entry_intents", 0)
+    refused = {k2.split("_", 1)[1]: v for k2, v in verdicts.items()
+               if ":" in k2 and not k2.startswith("entry_accepted")}
+    sent = side.sent_by_prefix[prefix]
+    unsent = dict(side.unsent.get(prefix, Counter()))
+    lat = side.flatten_added_us.get(probe_prefix, [])
+    return {
+        "offered_per_s": rate,
+        "pushed": pushed,
+        "pushed_per_s": round(pushed / elapsed) if elapsed else 0,
+        "dropped_at_push": dropped,
+        "received": received,
+        "refused": refused,
+        "accepted": verdicts.get("entry_accepted", 0),
+        "sent": sent,
+        "sent_per_s": round(sent / elapsed) if elapsed else 0,
+        "dropped_unsent": unsent,
+        "unaccounted": pushed - dropped - sum(refused.values()) - sent - sum(unsent.values()),
+        "posts": stats1.get("posts", 0) - posts0,
+        "posts_per_s": round((stats1.get("posts", 0) - posts0) / elapsed, 1) if elapsed else 0,
+        "cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1) if cpu0 is not None and t0 is not None else None,
+        "flatten_probes": n_probe,
+        "flatten_sent": len(lat),
+        "flatten_added_p50_us": _pct(lat, 0.5),
+        "flatten_added_max_us": max(lat) if lat else None,
+    }
+
+
+def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[int, ...] = RATES,
+        step_s: float = STEP_S) -> dict[str, object]:
     signer = Signer(KEY)
     tmp = Path(tempfile.mkdtemp(prefix="h3bx", dir="/tmp"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -264,85 +389,46 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rate: int = RA
         stats0 = dict(side.stats)
 
         # Phase 1: the idle path, one intent at a time.
-        coins = list(assets)
+        coins = list(assets)[:N_MARKETS - N_PROBE_MARKETS]
         n0 = len(side.submitted)
-        rej0 = dict(side.rejected)
         drop0 = side.push.dropped
         for i in range(LAT_N):
             coin = coins[i % len(coins)]
-            side.push.send(make_intent(i, coin, assets[coin], "lat"))
+            side.push.send(make_intent(i, coin, assets[coin], "lat_"))
             side.idle(LAT_GAP_S)
         side.idle(1.5)  # the executor publishes its stats every second; heartbeats carry them
         idle_stats = dict(side.stats)
-        idle_sent = len(side.submitted) - n0
         idle_acct = {
             "pushed": LAT_N,
             "dropped_at_push": side.push.dropped - drop0,
             "received": idle_stats.get("entry_intents", 0) - stats0.get("entry_intents", 0),
             "verdicts": _delta(idle_stats, stats0, "entry_"),
-            "sent": idle_sent,
-            "order_rejections": _delta(side.rejected, rej0, ""),
+            "sent": len(side.submitted) - n0,
         }
 
-        # Phase 2: load from the pusher process.
-        n1 = len(side.submitted)
-        rej1 = dict(side.rejected)
-        ctx = mp.get_context("spawn")
-        out = ctx.Queue()
-        proc = ctx.Process(target=pusher, args=(cfg_text, str(run_dir), assets, rate, SECONDS, "ld", out))
-        proc.start()
-        t_end = time.monotonic() + SECONDS + 10
-        while proc.is_alive() and time.monotonic() < t_end:
-            side.idle(0.1)
-            side.marks()
-        pushed, dropped = out.get(timeout=5)
-        proc.join(5)
-        side.idle(2.5)  # past the last intent's validity (2 s) and the tick that drops it (100 ms)
-        load = side.submitted[n1:]
-        load_stats = dict(side.stats)
-        # Steady-state rate: sent orders between the first and the last send of the load phase.
-        span_s = (load[-1] - load[0]) / 1e9 if len(load) > 1 else 0.0
-        verdicts = _delta(load_stats, idle_stats, "entry_")
-        received = verdicts.pop("entry_intents", 0)
-        accepted = verdicts.get("entry_accepted", 0)
-        refused = {k.split("_", 1)[1]: v for k, v in verdicts.items()
-                   if ":" in k and not k.startswith("entry_accepted")}
-        rejections = _delta(side.rejected, rej1, "")
-        send_failed = sum(v for k, v in rejections.items() if k.startswith("send_failed"))
-        # Accepted, then still queued when the intent's validity ran out (the exchange's message budget
-        # of 2000 a minute can run out under this synthetic load): dropped, never sent late.
-        expired = sum(v for k, v in rejections.items() if k.startswith("expired"))
-        load_acct = {
-            "pushed": pushed,
-            "dropped_at_push": dropped,
-            "received": received,
-            "refused_by_gate": refused,
-            "accepted": accepted,
-            "sent": len(load),
-            "send_failed": send_failed,
-            "expired_in_queue": expired,
-            "unaccounted": pushed - dropped - sum(refused.values()) - len(load) - send_failed - expired,
-            "order_rejections": rejections,
-        }
-        result: dict[str, object] = {
+        # Phase 2: the load sweep, one pusher process per offered rate.
+        steps = [_step(side, ex.pid, cfg_text, run_dir, rate, k, step_s) for k, rate in enumerate(rates)]
+        at_2500 = next((s["sent_per_s"] for s in steps if s["offered_per_s"] == 2500), None)
+        above = [s["sent_per_s"] for s in steps if s["offered_per_s"] >= 2500]
+        return {
             "label": label or "default",
             "sim_sched": "batch" if sim_batch else "normal",
-            "intents_per_s": round(len(load) / span_s) if span_s else 0,
             "added_latency_median_us": idle_stats.get("added_latency_p50_us"),
             "added_latency_p90_us": idle_stats.get("added_latency_p90_us"),
             "added_latency_p99_us": idle_stats.get("added_latency_p99_us"),
             "added_latency_max_us": idle_stats.get("added_latency_max_us"),
             "idle_stages": _stages(idle_stats),
             "idle_accounting": idle_acct,
-            "load_offered_per_s": rate,
-            "load_accounting": load_acct,
-            "load_posts": load_stats.get("posts", 0) - idle_stats.get("posts", 0),
-            # the executor's last-4096 window, i.e. the load phase's orders (batched: not the idle path)
-            "load_latency_median_us": load_stats.get("added_latency_p50_us"),
-            "load_latency_p90_us": load_stats.get("added_latency_p90_us"),
+            "steps": steps,
+            "sent_per_s_by_offered": {str(s["offered_per_s"]): s["sent_per_s"] for s in steps},
+            "sent_per_s_at_2500": at_2500,
+            "min_sent_per_s_from_2500": min(above) if above else None,
+            "holds_2500_rate": bool(above) and at_2500 is not None and min(above) >= at_2500,
+            "unaccounted": sum(int(s["unaccounted"]) for s in steps),
+            "flatten_added_max_us": max((s["flatten_added_max_us"] or 0 for s in steps), default=None),
+            "step_s": step_s,
             "markets": N_MARKETS,
         }
-        return result
     finally:
         if ex is not None:
             ex.terminate()
@@ -358,9 +444,10 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rate: int = RA
 
 
 def main() -> None:
-    rate = RATE
-    if "--rate" in sys.argv:
-        rate = int(sys.argv[sys.argv.index("--rate") + 1])
+    rates: tuple[int, ...] = RATES
+    if "--rates" in sys.argv:
+        rates = tuple(int(x) for x in sys.argv[sys.argv.index("--rates") + 1].split(","))
+    step_s = float(sys.argv[sys.argv.index("--step-s") + 1]) if "--step-s" in sys.argv else STEP_S
     sim_batch = "--sim-normal" not in sys.argv
     variants = [("", "default (nonce pool, fsync 5 ms after the frame)")]
     if "--fsync-before" in sys.argv:
@@ -369,8 +456,16 @@ def main() -> None:
         variants.append(("sign_nonce_pool = 0", "no nonce pool (RFC 6979)"))
     results = []
     for extra, label in variants:
-        r = run(extra, label, sim_batch=sim_batch, rate=rate)
+        r = run(extra, label, sim_batch=sim_batch, rates=rates, step_s=step_s)
         results.append(r)
+        print(f"{label}: idle path added latency p50 {r['added_latency_median_us']} us, "
+              f"p90 {r['added_latency_p90_us']} us; steps of {step_s} s:")
+        for s in r["steps"]:  # type: ignore[attr-defined]
+            print(f"offered {s['offered_per_s']:>6}/s  pushed {s['pushed_per_s']:>6}/s  sent {s['sent_per_s']:>6}/s  "
+                  f"posts {s['posts']:>5} ({s['posts_per_s']}/s)  cpu {s['cpu_pct']}%  refused {s['refused']}  "
+                  f"unsent {s['dropped_unsent']}  unaccounted {s['unaccounted']}  flatten p50/max "
+                  f"{s['flatten_added_p50_us']}/{s['flatten_added_max_us']} us "
+                  f"({s['flatten_sent']}/{s['flatten_probes']})")
         print(json.dumps(r))
     print(json.dumps(results[0]))
 

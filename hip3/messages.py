@@ -376,6 +376,19 @@ class MarketTerms(Msg, frozen=True, tag="terms"):
     error: str = ""
 
 
+class RequestBudgetReading(Msg, frozen=True, tag="rlim"):
+    """The account's address-based request budget as the exchange reports it (``userRateLimit``), read by
+    the position tracker over REST and published on ``positions`` (state ``request_budget``). Every L1
+    action counts against it (a batch of n orders or cancels counts n); the executor adds what it sent
+    since ``requested_ms`` and keeps headroom for flattens and cancels (``hip3.execution.admission``)."""
+
+    cum_vlm_usd: Decimal  # lifetime traded volume: the budget grows by one request per USDC
+    n_requests_used: int
+    n_requests_cap: int
+    n_requests_surplus: int  # requests bought with reserveRequestWeight and not yet used
+    requested_ms: int  # wall-clock ms when the read was asked for (what the executor sent since is not in it)
+
+
 # --------------------------------------------------------------------------------------------------
 # Signals (detector -> recorder). Observe mode records these and sends nothing.
 # --------------------------------------------------------------------------------------------------
@@ -504,6 +517,7 @@ Message = (
     | Ready
     | Shutdown
     | Alert
+    | RequestBudgetReading
 )
 
 def wire_prefix(cls: type[Msg]) -> bytes:

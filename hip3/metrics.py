@@ -55,6 +55,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from hip3.execution.limits_status import GAUGE_STATS, switch_state_name
 from hip3.messages import Message, OrderSubmitted
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ EXECUTOR_ADDED_BUCKETS_S = (50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3,
 # Heartbeat stats that are levels, not counts.
 _GAUGE_NAMES = frozenset({
     "conn_id", "markets", "stale_markets", "open_positions", "positions", "positions_synced", "claims",
-})
+}) | GAUGE_STATS
 _GAUGE_SUFFIXES = ("_us", "_n", "_samples", "_until_s", "_pending")  # _pending: queue lengths and flags
 
 
@@ -267,6 +268,7 @@ class SnapshotCollector(Collector):
             yield CounterMetricFamily("hip3_exchange_restarts", "Restarts of the built-in exchange simulator.",
                                       value=snap.exchange_restarts)
         yield from self._trading(snap)
+        yield from self._exchange_limits(snap)
         yield from self._histograms(snap)
 
     def _actors(self, snap: MetricsSnapshot, now_ns: int) -> Iterator[Metric]:
@@ -327,6 +329,27 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("hip3_realized_pnl_usd", "Realised PnL of the account in USD (position tracker).",
                                 value=snap.realized_pnl_usd)
         yield GaugeMetricFamily("hip3_fees_usd", "Fees paid in USD (position tracker).", value=snap.fees_usd)
+
+    @staticmethod
+    def _exchange_limits(snap: MetricsSnapshot) -> Iterator[Metric]:
+        """The executor's view of the address request budget and the dead man's switch (its heartbeat)."""
+        ex = next((a for a in snap.actors if a.name == "executor"), None)
+        if ex is None or not ex.gauges:
+            return
+        g = ex.gauges
+        if g.get("request_budget_known"):
+            for key, name, doc in (
+                ("request_budget_used", "used", "Address requests used (the exchange's count at its last read "
+                 "plus what the executor sent since)."),
+                ("request_budget_cap", "cap", "Address request cap: 10,000 + 1 per USDC traded (+ reserved)."),
+                ("request_budget_cancel_cap", "cancel_cap", "The larger cap that cancels have."),
+                ("request_budget_reserve", "reserve", "Requests kept for flattens and cancels: entries stop at it."),
+            ):
+                yield GaugeMetricFamily(f"hip3_request_budget_{name}", doc, value=g.get(key, 0))
+        state = GaugeMetricFamily("hip3_dead_mans_switch", "1 for the dead man's switch's state (refused_*: the "
+                                  "exchange refuses it and it is not re-armed).", labels=["state"])
+        state.add_metric([switch_state_name(g)], 1)
+        yield state
 
     @staticmethod
     def _histograms(snap: MetricsSnapshot) -> Iterator[Metric]:

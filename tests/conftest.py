@@ -72,7 +72,10 @@ def sim_server(paper_key: str, run_dir: Path) -> Iterator[object]:
     from hip3.sim.app import SimServer
     from hip3.sim.params import ModelParams, SimParams
 
-    params = SimParams(model=ModelParams(tick_ms=20, oracle_interval_ms=300, refresh_ms=200, maker_lag_ms=400))
+    # The dead man's switch's volume gate is off here (the executor tests arm it); tests of the gate set
+    # their own simulator (tests/actors/test_admission.py).
+    params = SimParams(model=ModelParams(tick_ms=20, oracle_interval_ms=300, refresh_ms=200, maker_lag_ms=400),
+                       schedule_cancel_min_volume_usd=0.0)
     address = Account.from_key(paper_key).address.lower()
     server = SimServer(params, seed=11, funds={address: Decimal(100_000)},
                        order_log=str(run_dir / "orders.jsonl"))

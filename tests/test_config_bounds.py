@@ -117,6 +117,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("sim.faults.malformed_every", "zero"): _SIM,
     ("sim.faults.user_subscribe_delay_ms", "zero"): _SIM,
     ("sim.min_notional_usd", "zero"): _SIM,
+    ("sim.request_budget_initial", "zero"): "no initial request buffer (the budget is earned by volume alone); " + _SIM,
+    ("sim.schedule_cancel_min_volume_usd", "zero"): "the dead man's switch accepted from the first trade; " + _SIM,
+    ("sim.schedule_cancel_daily_limit", "zero"): "every scheduleCancel refused as over the day's limit; " + _SIM,
     ("market_terms.cap_refusal_block_ms", "zero"): "0 = rely on the exchange's at-cap list alone; its cap "
                                                    "refusals are benign and never count toward the hard stop",
     ("market_terms.fee_mismatch_tolerance", "zero"): "warn on any difference between a fill's fee and the model: "

@@ -60,6 +60,8 @@ def _samples() -> list[m.Msg]:
         m.Ready(actor="feed", pid=1, ready=True, detail="ok"),
         m.Shutdown(reason="bye"),
         m.Alert(level="critical", actor="executor", text="flatten incomplete"),
+        m.RequestBudgetReading(cum_vlm_usd=d("2854574.593578"), n_requests_used=2890, n_requests_cap=2864574,
+                               n_requests_surplus=0, requested_ms=1),
     ]
 
 

@@ -18,19 +18,39 @@ hip3's twist on timing: **send at once when idle, batch only under load**. When 
 ``next_batch`` returns whatever is queued immediately (no 20 ms tick on the idle path). While posts are in
 flight, it coalesces: it waits until ``batch_interval_ms`` passed since the last send or a full batch is
 queued. ``next_wakeup_ns`` tells the actor when to call again. Nothing here reads a clock.
+
+How many of each kind the next post may carry is the caller's admission (``BatchLimits``: the exchange's
+request budget, the pacing of entry posts; ``hip3.execution.admission``); without limits, everything
+queued may go.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
 from hip3.execution.params import ExecutorParams
 
-__all__ = ["Batch", "BatchScheduler", "EnqueueResult", "QueuedCancel", "QueuedOrder", "TimedOutPost"]
+__all__ = ["UNLIMITED", "Batch", "BatchLimits", "BatchScheduler", "EnqueueResult", "QueuedCancel", "QueuedOrder",
+           "TimedOutPost"]
+
+UNLIMITED = 1 << 40
+
+
+class BatchLimits(NamedTuple):
+    """How many of each kind the next post may carry. ``new`` counts for a batch without reduce-only orders:
+    each reduce-only order taken lowers it by one (they spend the same request budget, and the entries'
+    share is what is left above the flattens' reserve)."""
+
+    cancels: int = UNLIMITED
+    reduce_only: int = UNLIMITED
+    new: int = UNLIMITED
+
+
+NO_LIMITS = BatchLimits()
 
 
 class QueuedOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,44 +204,52 @@ class BatchScheduler:
     def _new_allowed(self) -> bool:
         return not self._hard_stop and len(self._inflight) < self.params.inflight_high_watermark
 
-    def _sendable(self) -> int:
-        n = len(self._cancels)
-        if n:
-            return n
-        return len(self._reduce) + (len(self._new) if self._new_allowed() else 0)
+    def _sendable(self, limits: BatchLimits) -> int:
+        if self._cancels and limits.cancels > 0:
+            return min(len(self._cancels), limits.cancels)
+        reduce_n = min(len(self._reduce), limits.reduce_only)
+        new_n = min(len(self._new), max(0, limits.new - reduce_n)) if self._new_allowed() else 0
+        return reduce_n + new_n
 
-    def next_wakeup_ns(self, now_ns: int) -> int | None:
+    def new_queued(self) -> int:
+        """New orders queued (whether or not they may go now)."""
+        return len(self._new)
+
+    def next_wakeup_ns(self, now_ns: int, limits: BatchLimits = NO_LIMITS) -> int | None:
         """When ``next_batch`` could next return something (``now_ns`` if at once), or None if nothing
         is queued. Posts in flight are also due for ``expire`` at their timeout."""
         deadlines = [f.sent_ns + self._timeout_ns for f in self._inflight.values()]
-        if self._sendable() and len(self._inflight) < self.params.inflight_limit:
+        if self._sendable(limits) and len(self._inflight) < self.params.inflight_limit:
             if not self._inflight or self._last_send_ns is None:
                 deadlines.append(now_ns)
             else:
                 deadlines.append(max(now_ns, self._last_send_ns + self._interval_ns))
         return min(deadlines) if deadlines else None
 
-    def next_batch(self, now_ns: int) -> Batch | None:
-        """Pop the next batch to send, or None (nothing sendable, in-flight limit, or coalescing)."""
+    def next_batch(self, now_ns: int, limits: BatchLimits = NO_LIMITS) -> Batch | None:
+        """Pop the next batch to send within ``limits``, or None (nothing sendable, in-flight limit, or
+        coalescing)."""
         if len(self._inflight) >= self.params.inflight_limit:
             return None
-        sendable = self._sendable()
+        sendable = self._sendable(limits)
         if not sendable:
             return None
         cap = self.params.max_batch_size
         last = self._last_send_ns
         if self._inflight and last is not None and now_ns - last < self._interval_ns and sendable < cap:
             return None  # coalesce while posts are in flight
-        if self._cancels:
-            cancels = [self._cancels.popleft() for _ in range(min(cap, len(self._cancels)))]
+        if self._cancels and limits.cancels > 0:
+            cancels = [self._cancels.popleft() for _ in range(min(cap, len(self._cancels), limits.cancels))]
             return Batch(kind="cancel", cancels=tuple(cancels))
         orders: list[QueuedOrder] = []
-        while self._reduce and len(orders) < cap:
+        reduce_cap = min(cap, limits.reduce_only)
+        while self._reduce and len(orders) < reduce_cap:
             o = self._reduce.popleft()
             self._reduce_coins.discard(o.coin)
             orders.append(o)
         if self._new_allowed():
-            while self._new and len(orders) < cap:
+            new_cap = min(cap, max(len(orders), limits.new))  # each reduce-only order lowers ``new`` by one
+            while self._new and len(orders) < new_cap:
                 o = self._new.popleft()
                 if 0 < o.valid_until_ns < now_ns:
                     self._expired.append(o)  # never sent late; ``drop_expired_new`` hands it back

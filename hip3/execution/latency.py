@@ -11,8 +11,19 @@ benchmark read the breakdown of the running process, not of a hot loop. Recordin
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
-__all__ = ["LatencySamples"]
+__all__ = ["LatencySamples", "latency_stats"]
+
+
+def latency_stats(name: str, samples_ns: Iterable[int]) -> dict[str, int]:
+    """``<name>_p50_us``/``_p90_us``/``_p99_us``/``_max_us`` and ``<name>_samples`` of ``samples_ns``."""
+    s = sorted(samples_ns)
+    n = len(s)
+    if not n:
+        return {}
+    return {f"{name}_p50_us": s[n // 2] // 1000, f"{name}_p90_us": s[n * 9 // 10] // 1000,
+            f"{name}_p99_us": s[n * 99 // 100] // 1000, f"{name}_max_us": s[-1] // 1000, f"{name}_samples": n}
 
 
 class LatencySamples:

@@ -29,6 +29,8 @@ import msgspec
 
 from hip3.execution.batch import Batch, QueuedOrder
 from hip3.hyperliquid.errors import is_benign_rejection, order_status_kind
+from hip3.hyperliquid.frames import PostResponse
+from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
 from hip3.messages import (
     Msg,
     OrderAcked,
@@ -39,7 +41,7 @@ from hip3.messages import (
     OrderUpdate,
 )
 
-__all__ = ["ManagedOrder", "OrderTracker", "parse_post_response"]
+__all__ = ["ManagedOrder", "OrderTracker", "parse_post_response", "post_response_body"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,30 @@ def parse_post_response(response: object) -> tuple[list[object], str | None]:
     if not isinstance(statuses, list):
         return [], f"malformed statuses: {data!r}"[:200]
     return statuses, None
+
+
+def _status_dict(st: OrderStatus) -> object:
+    if st.kind == "filled":
+        return {"filled": {"totalSz": str(st.total_sz), "avgPx": str(st.avg_px), "oid": st.oid}}
+    if st.kind == "resting":
+        return {"resting": {"oid": st.oid}}
+    if st.kind == "error":
+        return {"error": st.text or ""}
+    if st.kind == "string":
+        return st.text or ""
+    return {"unknown": st.text}
+
+
+def post_response_body(resp: PostResponse) -> object:
+    """The WS ``data.response`` object the core parses, rebuilt from the client's typed ``PostResponse``."""
+    if resp.type == "action" and resp.exchange is not None:
+        ex: ExchangeResponse = resp.exchange
+        if not ex.ok:
+            return {"type": "action", "payload": {"status": "err", "response": ex.error or "request failed"}}
+        statuses = [_status_dict(s) for s in ex.statuses]
+        inner = {"type": ex.response_type or "order", "data": {"statuses": statuses}}
+        return {"type": "action", "payload": {"status": "ok", "response": inner}}
+    return {"type": "error", "payload": resp.error or f"post answered with type {resp.type!r}"}
 
 
 def _dec(x: object) -> Decimal | None:

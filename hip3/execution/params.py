@@ -121,6 +121,31 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # path (2 ms after a send, two per loop turn); an empty pool falls back to RFC 6979. 0 turns it off.
     sign_nonce_pool: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 32
 
+    # ---- admission: what may leave now, by priority (hip3.execution.admission) ----
+    # The account's address request budget (``userRateLimit``: every order or cancel counts one, a batch of
+    # n counts n; it grows by one request per USDC traded; over it the exchange lets one request through
+    # every 10 s). Entries stop while fewer than this many requests would remain after them, so flattens
+    # and cancels always find room (cancels also have the exchange's larger cancel limit). Entries also
+    # wait for the first reading of the budget.
+    request_budget_reserve: Annotated[int, msgspec.Meta(ge=10, le=1_000_000)] = 500
+    # How often the position tracker reads ``userRateLimit`` (an /info request of weight 20 against the
+    # IP's 1,200 a minute); between reads the executor adds up its own actions.
+    request_budget_poll_ms: Annotated[int, msgspec.Meta(ge=1000, le=3_600_000)] = 30_000
+    # The exchange's WebSocket budget: 2,000 client messages per rolling minute per IP. Entry posts are
+    # paced by a token bucket holding this many posts (the idle path sends at once while it has tokens) ...
+    entry_posts_burst: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 200
+    # ... refilled so that every rolling minute keeps at least this many messages for flattens, cancels,
+    # the dead man's switch and pings. Under load, entries wait for a token and leave in fuller batches
+    # (at most ``max_batch_size`` per post) instead of using the minute up in a second.
+    priority_posts_reserve: Annotated[int, msgspec.Meta(ge=50, le=1500)] = 200
+    # An entry is refused at intake, before the gates ("Overloaded"), while this many accepted entries
+    # already wait for a post: more would only leave later, at staler prices.
+    entry_intake_queue_limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    # Verdict lines (one INFO line per verdict, lesson B38) per second at most; beyond that they are
+    # counted by reason and summarised once a second, so a flood of intents cannot turn into a flood of
+    # log writes. Entries shed at intake are always summarised, never logged one by one.
+    verdict_log_lines_per_s: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 200
+
     def __post_init__(self) -> None:
         if self.dynamic_sizing:
             raise ValueError(
@@ -135,6 +160,9 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("schedule_cancel_rearm_ms must be < schedule_cancel_after_ms")
         if self.reconnect_max_ms < self.reconnect_base_ms:
             raise ValueError("reconnect_max_ms must be >= reconnect_base_ms")
+        if self.entry_posts_burst + self.priority_posts_reserve > 1800:
+            raise ValueError("entry_posts_burst + priority_posts_reserve must be <= 1800 (the exchange allows 2,000 "
+                             "WebSocket messages a minute; entries need some of them to refill)")
 
 
 class RiskParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -15,6 +15,7 @@ The simulator emits these exact constants; the executor classifies with the func
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "ERR_PERP_MAX_POSITION",
     "ERR_RATE_LIMIT_PREFIX",
     "ERR_REDUCE_ONLY",
+    "ERR_SCHEDULE_CANCEL_DAILY_PREFIX",
+    "ERR_SCHEDULE_CANCEL_VOLUME_PREFIX",
     "ERR_TICK",
     "ERR_TOO_AGGRESSIVE_AT_OI_CAP",
     "ERR_USER_NOT_EXIST_PREFIX",
@@ -53,7 +56,11 @@ __all__ = [
     "is_rate_limit_error",
     "nonce_too_low_error",
     "order_status_kind",
+    "parse_rate_limit_error",
+    "parse_schedule_cancel_volume_error",
     "rate_limit_error",
+    "schedule_cancel_daily_error",
+    "schedule_cancel_volume_error",
 ]
 
 # ---- order-level errors (post-response `{"error": ...}` statuses), protocol §11 [DOCS] ----
@@ -82,6 +89,17 @@ _ERR_RATE_LIMIT_FMT = (
     "Too many cumulative requests sent ({used} > {cap}) for cumulative volume traded ${vlm}. "
     "Place taker orders to free up 1 request per USDC traded."
 )
+# The dead man's switch (``scheduleCancel`` with a time) is refused below a lifetime traded volume.
+# [OBS] verbatim in ccxt's hyperliquid, the nktkas SDK's tests and several bots' live logs (testnet and
+# mainnet, 2025-2026): "Cannot set scheduled cancel time until enough volume traded. Required: $1000000.
+# Traded: $373.47205." The traded figure is written without trailing zeros.
+ERR_SCHEDULE_CANCEL_VOLUME_PREFIX = "Cannot set scheduled cancel time until enough volume traded"
+_ERR_SCHEDULE_CANCEL_VOLUME_FMT = ERR_SCHEDULE_CANCEL_VOLUME_PREFIX + ". Required: ${required}. Traded: ${traded}."
+# At most 10 triggers per UTC day [DOCS]; the refusal's wording is known only by its start (a string table
+# read out of the node binary): "Too many scheduled cancels triggered for the day. Limit is ..."; the
+# rest of the sentence here is [UNVERIFIED]. Match by prefix.
+ERR_SCHEDULE_CANCEL_DAILY_PREFIX = "Too many scheduled cancels triggered for the day"
+_ERR_SCHEDULE_CANCEL_DAILY_FMT = ERR_SCHEDULE_CANCEL_DAILY_PREFIX + ". Limit is {limit}."
 # [OBS] protocol §8.
 ERR_INVALID_NONCE_DUPLICATE = "Invalid nonce: duplicate nonce"
 ERR_INVALID_NONCE_TOO_LOW = "Invalid nonce: nonce too low"
@@ -101,6 +119,43 @@ def bad_alo_px_error(bbo: str) -> str:
 
 def rate_limit_error(used: int, cap: int, vlm: str) -> str:
     return _ERR_RATE_LIMIT_FMT.format(used=used, cap=cap, vlm=vlm)
+
+
+def parse_rate_limit_error(text: str) -> tuple[int, int] | None:
+    """``(requests, cap)`` from "Too many cumulative requests sent (A > B) ...", or None. ``A`` is the count
+    the refused request would have reached, ``B`` the address's cap at that moment."""
+    if not is_rate_limit_error(text):
+        return None
+    try:
+        inner = text[text.index("(") + 1:text.index(")")]
+        a, b = inner.split(">")
+        return int(a.strip()), int(b.strip())
+    except ValueError:
+        return None
+
+
+def schedule_cancel_volume_error(required_usd: int, traded_usd: str) -> str:
+    return _ERR_SCHEDULE_CANCEL_VOLUME_FMT.format(required=required_usd, traded=traded_usd)
+
+
+def parse_schedule_cancel_volume_error(text: str) -> Decimal | None:
+    """The required lifetime volume (USD) named in the dead man's switch's volume refusal, or None (not
+    that refusal, or a wording this parser does not know)."""
+    if not isinstance(text, str) or not text.startswith(ERR_SCHEDULE_CANCEL_VOLUME_PREFIX):
+        return None
+    _, sep, rest = text.partition("Required: $")
+    if not sep:
+        return None
+    figure = rest.split()[0].rstrip(".") if rest.split() else ""
+    try:
+        value = Decimal(figure)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() and value >= 0 else None
+
+
+def schedule_cancel_daily_error(limit: int) -> str:
+    return _ERR_SCHEDULE_CANCEL_DAILY_FMT.format(limit=limit)
 
 
 def duplicate_nonce_error(nonce: int) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "RateLimited",
     "RestClient",
     "RestError",
+    "UserRateLimit",
 ]
 
 
@@ -125,9 +126,22 @@ class OpenOrder(msgspec.Struct, frozen=True, rename="camel"):
         _finite(self.limit_px, self.sz, self.orig_sz, self.trigger_px)
 
 
+class UserRateLimit(msgspec.Struct, frozen=True, rename="camel"):
+    """``userRateLimit``: the address's action request budget (protocol §9.2)."""
+
+    cum_vlm: Decimal
+    n_requests_used: int
+    n_requests_cap: int
+    n_requests_surplus: int = 0
+
+    def __post_init__(self) -> None:
+        _finite(self.cum_vlm)
+
+
 _ENC = msgspec.json.Encoder()
 _DEC_CH = msgspec.json.Decoder(ClearinghouseState)
 _DEC_OO = msgspec.json.Decoder(list[OpenOrder])
+_DEC_RL = msgspec.json.Decoder(UserRateLimit)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -260,6 +274,11 @@ class RestClient:
         out = self.info({"type": "perpsAtOpenInterestCap", "dex": dex})
         if not isinstance(out, list):
             raise RestError(f"perpsAtOpenInterestCap is not an array: {str(out)[:200]}")
+        return out
+
+    def user_rate_limit(self, user: str) -> UserRateLimit:
+        """The address's request budget: used, cap (10,000 + 1 per USDC traded) and lifetime volume."""
+        out: UserRateLimit = self._typed({"type": "userRateLimit", "user": user.lower()}, _DEC_RL)
         return out
 
     def user_fills(self, user: str, aggregate_by_time: bool = False) -> list[dict[str, Any]]:

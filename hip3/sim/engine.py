@@ -23,6 +23,7 @@ from hip3.sim import orders
 from hip3.sim.accounts import Account
 from hip3.sim.auth import Authority, NonceStore, recover_approve_agent, user_not_exist_error
 from hip3.sim.book import MAKER, Book, Order, fmt_units
+from hip3.sim.limits import AddressLimits, action_weight
 from hip3.sim.model import MarketModel, Model
 from hip3.sim.orderlog import OrderLog, reduce_only_flags
 from hip3.sim.params import MarketSpec, SimParams
@@ -138,6 +139,8 @@ class Engine:
         self.outbox = Outbox()
         self.terms = SimTerms(self, params.fees, params.oi)  # fees per fill, open-interest caps
         self.min_notional_micro = int(Decimal(repr(params.min_notional_usd)) * 1_000_000)
+        self.limits = AddressLimits(params.request_budget_initial, Decimal(repr(params.schedule_cancel_min_volume_usd)),
+                                    params.schedule_cancel_daily_limit)
         self._next_oid = 300_000_000_000
         self._next_tid = 690_000_000_000_000
         self._apply_quotes()
@@ -182,11 +185,20 @@ class Engine:
         self.now_ms = now_ms
         self.model.step(now_ms)
         self._apply_quotes()
+        self.fire_scheduled_cancels(now_ms)
+
+    def fire_scheduled_cancels(self, now_ms: int) -> bool:
+        """The dead man's switch: every account whose scheduled time passed loses its open orders, and the
+        trigger counts toward its daily limit. True if an order was cancelled."""
+        cancelled = False
         for acct in self.accounts.values():
             if acct.schedule_cancel_ms is not None and acct.schedule_cancel_ms <= now_ms:
                 acct.schedule_cancel_ms = None
+                self.limits.on_trigger(acct.address, now_ms)
                 for o in list(acct.open_orders.values()):
                     orders.cancel_order(self, acct, o, "scheduledCancel", now_ms)
+                    cancelled = True
+        return cancelled
 
     def _apply_quotes(self) -> None:
         changed = self.model.quotes_changed
@@ -238,10 +250,17 @@ class Engine:
         if expires is not None and expires < now_ms:
             # [UNVERIFIED] wording of the stale-expiresAfter rejection.
             return err(f"Action expired: expiresAfter {expires} < {now_ms}")
+        acct = self.accounts[account]
+        lerr = self.limits.charge(account, acct.cum_vlm, atype, action_weight(action), now_ms)
+        if lerr is not None:
+            self.order_log.write({"time_ms": now_ms, "nonce": nonce, "signer": signer, "account": account,
+                                  "action_type": atype, "cloids": [], "statuses": [], "status": "err",
+                                  "reduce_only": reduce_only_flags(action) if atype == "order" else [],
+                                  "refused": "request_budget"})
+            return err(lerr)
         nerr = self.nonces.check_and_use(signer, nonce, now_ms)
         if nerr is not None:
             return err(nerr)
-        acct = self.accounts[account]
         tx_hash = "0x" + hashlib.sha256(f"{signer}:{nonce}".encode()).hexdigest()
         cloids: list[str] = []
         statuses: list[Any] = []
@@ -318,6 +337,9 @@ class Engine:
         if t < now_ms + SCHEDULE_CANCEL_MIN_LEAD_MS:
             # [UNVERIFIED] wording; the rule (>= 5 s ahead) is documented.
             return err("Scheduled cancel time too early, must be at least 5 seconds after current time")
+        refusal = self.limits.schedule_cancel_refusal(acct.address, acct.cum_vlm, now_ms)
+        if refusal is not None:
+            return err(refusal)
         acct.schedule_cancel_ms = t
         return OK_DEFAULT
 

@@ -271,12 +271,7 @@ def handle_info(eng: Engine, body: Any, now_ms: int) -> Any:
     if t == "userFees":
         return eng.terms.user_fees()
     if t == "userRateLimit":
-        vlm = acct.cum_vlm if acct is not None else _ZERO
-        return {
-            "cumVlm": dstr(vlm.quantize(Decimal("1e-6"))),
-            "nRequestsUsed": 0,
-            "nRequestsCap": 10000 + int(vlm),
-        }
+        return eng.limits.rate_limit_info(user, acct.cum_vlm if acct is not None else _ZERO)
     if t == "activeAssetData":
         coin = body.get("coin")
         m = eng.by_coin.get(coin) if isinstance(coin, str) else None

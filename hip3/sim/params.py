@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from hip3.bounds import MAX_BPS, MAX_FLOAT, MAX_USD
+from hip3.bounds import MAX_BPS, MAX_COUNT, MAX_FLOAT, MAX_USD
 
 # Bounded above too (``hip3.bounds``): every number of the bot's config, ``[sim]`` included, is finite
 # and in range, so a typo fails the start with the key named instead of a simulator that hangs or dies.
@@ -174,6 +174,13 @@ class SimParams(_P, frozen=True):
     # Close a WebSocket whose unsent output exceeds this (a slow client), bytes.
     max_ws_buffer: Positive = 16 * 1024 * 1024
     nonce_window: Positive = 100
+    # The address request budget (hip3.sim.limits): requests every address starts with before it has
+    # traded (the exchange: 10,000; tests set a few to exhaust it quickly), plus one per USDC traded.
+    request_budget_initial: Annotated[int, msgspec.Meta(ge=0, le=10**12)] = 10_000
+    # The dead man's switch is refused below this lifetime volume (the exchange: $1,000,000, so a new
+    # account cannot arm it; 0 lets a paper session arm it) and after this many triggers in a UTC day.
+    schedule_cancel_min_volume_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_USD)] = 1_000_000.0
+    schedule_cancel_daily_limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 10
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimParams:

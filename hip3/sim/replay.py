@@ -34,7 +34,6 @@ from typing import Any
 import msgspec
 
 from hip3 import clock
-from hip3.sim import orders
 from hip3.sim.book import MAKER, Order
 from hip3.sim.engine import Engine, Market
 from hip3.sim.orderlog import OrderLog
@@ -170,14 +169,7 @@ class ReplayExchange:
         """The dead man's switch (``Engine.tick`` without the model)."""
         eng = self.engine
         eng.now_ms = now_ms
-        fired = False
-        for acct in eng.accounts.values():
-            if acct.schedule_cancel_ms is not None and acct.schedule_cancel_ms <= now_ms:
-                acct.schedule_cancel_ms = None
-                for o in list(acct.open_orders.values()):
-                    orders.cancel_order(eng, acct, o, "scheduledCancel", now_ms)
-                    fired = True
-        if fired:
+        if eng.fire_scheduled_cancels(now_ms):
             self.core.publish()
 
     def apply(self, frames: Sequence[bytes]) -> None:

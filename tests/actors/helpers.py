@@ -20,7 +20,7 @@ from hip3.config import Config
 from hip3.hyperliquid.rest import RestClient
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import floor_size, order_action, order_wire, round_price
-from hip3.messages import AssetCtx, EntryIntent, FeedState, FlattenIntent, Message, Msg
+from hip3.messages import AssetCtx, EntryIntent, FeedState, FlattenIntent, Message, Msg, RequestBudgetReading
 from hip3.sim.app import SimServer
 
 D = Decimal
@@ -38,6 +38,13 @@ max_notional_per_market_usd = 5000.0
 max_total_notional_usd = 20000.0
 max_concurrent_positions = 10
 """
+
+
+def budget_reading(cap: int = 1_000_000, used: int = 0) -> RequestBudgetReading:
+    """The account's request budget as the position tracker publishes it (for tests that play the
+    tracker: the executor refuses entries until it has one)."""
+    return RequestBudgetReading(cum_vlm_usd=D(0), n_requests_used=used, n_requests_cap=cap, n_requests_surplus=0,
+                                requested_ms=int(time.time() * 1000))
 
 
 def account_of(key: str) -> str:

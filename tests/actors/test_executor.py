@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from actors.executor import _BACKOFF_BASE_MS
 from hip3.bus import Bus
+from hip3.execution.admission import RefusalBackoff
 from hip3.messages import (
     OrderFilled,
     OrderRejected,
@@ -151,7 +151,7 @@ def test_whole_request_error_rejects_every_order_of_the_batch(graph: Graph) -> N
     rej = next(m for m in g.events_for(cloid) if isinstance(m, OrderRejected))
     assert not rej.benign and rej.reason == "exchange: Simulated rejection"
     g.sim.set_faults(reject_posts=False)
-    time.sleep(_BACKOFF_BASE_MS / 1000 + 0.1)  # the executor backs off after a refused action
+    time.sleep(RefusalBackoff().base_ms / 1000 + 0.1)  # the executor backs off after a refused action
     again = entry(g.sim, "xyz:GOLD")
     g.push(again)
     assert g.wait(lambda: g.submitted(again.intent_id) is not None)

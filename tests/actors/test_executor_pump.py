@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from actors.executor import Executor
+from hip3.execution.admission import LogBudget
 from hip3.execution.core import ExecutionCore
+from hip3.execution.deadman import DeadMansSwitch
 from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.journal import SentIntentJournal
 from hip3.execution.latency import LatencySamples
@@ -100,6 +102,8 @@ def executor(tmp_path: Path, ws: ScriptedWs, **params: Any) -> Executor:
     ex.stages = LatencySamples()
     ex.latencies_ns = deque()
     ex._recv_ns = {}
+    ex._verdict_log = LogBudget(ex.params.verdict_log_lines_per_s)
+    ex.switch = DeadMansSwitch(ex.params.schedule_cancel_after_ms)
     ex._pump_paused = False
     ex._pump_timer = Timer(60_000_000_000, lambda: None, time.monotonic_ns() + 60_000_000_000)
     ex._refill_timer = Timer(1_000_000_000, lambda: None, time.monotonic_ns() + 1_000_000_000)

@@ -20,7 +20,16 @@ from hip3.bus import Bus, prepare_run_dir
 from hip3.config import Config, parse_config
 from hip3.messages import EntryIntent, Heartbeat, OrderSubmitted, PositionSnapshot, Ready
 from hip3.sim.app import SimServer
-from tests.actors.helpers import Capture, FakeFeed, account_of, entry, order_log, passive_px, wait
+from tests.actors.helpers import (
+    Capture,
+    FakeFeed,
+    account_of,
+    budget_reading,
+    entry,
+    order_log,
+    passive_px,
+    wait,
+)
 from tests.conftest import stop_process
 from tests.terms_helpers import terms_msg
 
@@ -63,6 +72,7 @@ class Harness:
         self.positions.publish(PositionSnapshot(version=1, synced=True, positions=(), open_orders=(),
                                                 realized_pnl_usd=Decimal(0), fees_usd=Decimal(0)),
                                state_key="positions")
+        self.positions.publish(budget_reading(), state_key="request_budget")
         self.cap = Capture(cfg, ["exec"])
         self.det = Bus(cfg, "detector", run_dir=run_dir)
         self.intents = self.det.pusher("intents")

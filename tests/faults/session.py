@@ -76,6 +76,9 @@ expires_after_ms = 3000
 max_concurrent_positions = 6
 max_notional_per_market_usd = 60.0
 max_total_notional_usd = 400.0
+# The injected rate-limit fault answers "Too many cumulative requests sent (10001 > 10000)", which is not
+# the simulator's own count: the executor believes it (entries stop) until the next read of the budget.
+request_budget_poll_ms = 2000
 [risk]
 # The loss and rejection triggers are tested on their own (tests/execution); here a random walk's losing
 # streak or an injected rejection burst must not latch the stop and hide what the faults do.

@@ -28,8 +28,12 @@ def test_rate_limit_answer_is_benign_and_keeps_the_requeue_budget(tmp_path: Path
     submit(core, entry(GOLD))
     core.submit_flatten(flatten(SILVER), now_ns=0)
     for post_id in range(1, 6):  # many refusals in a row: never given up, never counted
-        b = send(core, post_id, now_ns=post_id * MS)
-        events = core.on_post_response(post_id, _refused(rate_limit_error(10_001, 10_000, "0.0")), 1, NOW_MS)
+        now = post_id * 11_000 * MS
+        b = send(core, post_id, now_ns=now)
+        events = core.on_post_response(post_id, _refused(rate_limit_error(10_001, 10_000, "0.0")), now + MS, NOW_MS)
+        # "(10001 > 10000)" for the first post's 2 orders leaves one request; from the second refusal on the
+        # count is at the cap, and the exchange lets one request through every 10 s: so does the core.
+        assert post_id == 1 or core.next_batch(now + 2 * MS) is None
         rej = [e for e in events if isinstance(e, OrderRejected)]
         assert all(e.benign for e in rej), rej
         assert [o.requeues for o in b.orders if o.reduce_only] == [0]

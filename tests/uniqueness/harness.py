@@ -40,12 +40,15 @@ from hip3.messages import (
     PositionSnapshot,
     Ready,
 )
+from tests.actors.helpers import budget_reading
 from tests.conftest import stop_process
 from tests.security.helpers import SimProcess
 from tests.terms_helpers import terms_msg
 
 D = Decimal
-QUIET_SIM = "[sim.model]\njump_prob = 0.0\noracle_interval_ms = 1000\n"
+# The address request budget far beyond the 10,000 orders this harness sends (none fills: no volume
+# earns the account more); the budget itself is tested in tests/actors/test_admission.py.
+QUIET_SIM = "[sim]\nrequest_budget_initial = 10000000\n[sim.model]\njump_prob = 0.0\noracle_interval_ms = 1000\n"
 
 
 def _config(run_dir: Path, sim: SimProcess, account: str, markets: list[str]) -> tuple[Config, Path]:
@@ -104,6 +107,7 @@ class Harness:
         self.positions = self.pt.publisher("positions")
         self.positions.publish(PositionSnapshot(version=1, synced=True, positions=(), open_orders=(),
                                                 realized_pnl_usd=D(0), fees_usd=D(0)), state_key="positions")
+        self.positions.publish(budget_reading(), state_key="request_budget")
         st = FeedState(state="connected", conn_id=1, market_data_ready=True, user_ready=True, since_ns=1)
         self.md.publish(st, state_key="feed")
         self.user.publish(st, state_key="feed")

@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hip3.collateral import CollateralParams
+from hip3.exchange_clock import ClockParams
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.strategy.params import DetectorParams, ExitParams, GateParams, OracleTrackerParams
 
@@ -171,6 +173,9 @@ class Config(_Section, frozen=True):
     soft_gates: SoftGateParams = SoftGateParams()
     positions: PositionParams = PositionParams()
     recorder: RecorderConfig = RecorderConfig()
+    # Collateral on the traded dex (entries refused while unfunded) and the exchange clock's bound.
+    collateral: CollateralParams = CollateralParams()
+    clock: ClockParams = ClockParams()
     # The simulator's own settings (hip3.sim.params.SimParams), validated by the simulator.
     sim: dict[str, object] = {}
 

@@ -14,6 +14,8 @@ Invariants held here (each tested in ``tests/execution/test_core.py``):
   not a failure: reduce-only orders and cancels are requeued without spending their requeue budget.
 * A filled entry keeps its market blocked until the position snapshot shows the fill
   (``FilledAwaitingSnapshot``), so a second entry cannot slip in during the bus round trip.
+* A reduce-only order refused as below the exchange's minimum value marks its position as dust
+  (``dust``, ``hip3.execution.dust``): the hard-stop flattener stops retrying it until it changes.
 
 The actor's loop, roughly::
 
@@ -37,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
 from hip3.execution.batch import Batch, BatchScheduler, QueuedOrder
+from hip3.execution.dust import DustBook
 from hip3.execution.gates import ExecutorGates, MarketSpec, Verdict, check_flatten
 from hip3.execution.hardstop import HardStopStep
 from hip3.execution.journal import SentIntentJournal, valid_id
@@ -87,11 +90,14 @@ class ExecutionCore:
         self.dropped_unmatched = 0
         self._snapshot: PositionSnapshot | None = None
         self.oracles: dict[str, float] = {}  # coin -> latest oracle price (the slippage trigger)
+        self.dust = DustBook()
 
     def on_snapshot(self, snapshot: PositionSnapshot) -> None:
         """Every position snapshot the executor receives (clears "filled, awaiting snapshot" blocks)."""
         self.gates.filled.observe(snapshot)
         self._snapshot = snapshot
+        if snapshot.synced:
+            self.dust.observe_all((p.coin, p.size) for p in snapshot.positions)
 
     # ------------------------------------------------------------------ intake
 
@@ -316,6 +322,10 @@ class ExecutionCore:
 
     # ------------------------------------------------------------------ internals
 
+    def _position_size(self, coin: str) -> Decimal | None:
+        snap = self._snapshot
+        return None if snap is None else next((p.size for p in snap.positions if p.coin == coin), None)
+
     def _position_open(self, coin: str) -> bool:
         """Does the latest snapshot hold a position in ``coin``? (No snapshot yet: assume it does.)"""
         snap = self._snapshot
@@ -343,6 +353,8 @@ class ExecutionCore:
             if isinstance(ev, OrderRejected):
                 o = self._recent.get(ev.cloid)
                 is_flatten = o is not None and o.kind in ("flatten", "hardstop")
+                if ev.reduce_only:
+                    self.dust.on_rejected(ev.coin, self._position_size(ev.coin), ev.reason)
                 reason = self.risk.on_order_rejected(ev, now_ms, is_flatten=is_flatten)
             elif isinstance(ev, OrderFilled) and not ev.reduce_only:
                 o = self._recent.get(ev.cloid)

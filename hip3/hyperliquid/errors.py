@@ -7,6 +7,10 @@ Guards against:
 * lesson B23: routine taker rejections (IOC found no liquidity, reduce-only would increase, below the $10
   minimum, zero size) counted toward the HardStop. ``is_benign_rejection`` names the benign ones.
 * Error strings carry suffixes such as `` asset=110027``: match by prefix / substring, never equality.
+* An insufficient-margin refusal (``Insufficient margin to place order.`` / ``perpMarginRejected``) says
+  the dex's collateral is short, not that the order was wrong: benign for the hard stop's rejection
+  trigger (an unfunded HIP-3 dex would otherwise latch it with every entry refused); entries stop on the
+  collateral check instead (``hip3.collateral``).
 
 The simulator emits these exact constants; the executor classifies with the functions below.
 """
@@ -45,6 +49,8 @@ __all__ = [
     "bad_alo_px_error",
     "duplicate_nonce_error",
     "is_benign_rejection",
+    "is_margin_rejection",
+    "is_min_value_rejection",
     "is_nonce_error",
     "is_rate_limit_error",
     "nonce_too_low_error",
@@ -117,16 +123,30 @@ def is_nonce_error(text: str) -> bool:
 
 # ---- order statuses (orderUpdates `status`), protocol §2.4 [DOCS] ----
 LIVE_STATUSES = frozenset({"open", "triggered"})
-BENIGN_STATUSES = frozenset({"iocCancelRejected", "reduceOnlyRejected", "minTradeNtlRejected"})
+BENIGN_STATUSES = frozenset({"iocCancelRejected", "reduceOnlyRejected", "minTradeNtlRejected",
+                             "perpMarginRejected"})
 # Substrings of benign error texts. Suffixes (" asset=110027") and a missing final period are tolerated.
 _BENIGN_SUBSTRINGS = (
     "could not immediately match",
     "Reduce only order would increase position",
     "Order has zero size",
     "Order must have minimum value of $10",
+    "Insufficient margin to place order",
 )
 
 OrderStatusKind = Literal["open", "filled", "cancelled", "rejected"]
+
+
+def is_margin_rejection(text_or_status: object) -> bool:
+    """The dex's collateral is short (post-response text, ``OrderRejected.reason`` or orderUpdates status)."""
+    return isinstance(text_or_status, str) and (
+        "Insufficient margin to place order" in text_or_status or text_or_status.endswith("perpMarginRejected"))
+
+
+def is_min_value_rejection(text_or_status: object) -> bool:
+    """Refused as below the exchange's minimum order value ($10), whatever the suffix or the source."""
+    return isinstance(text_or_status, str) and (
+        "Order must have minimum value of $10" in text_or_status or text_or_status.endswith("minTradeNtlRejected"))
 
 
 def is_benign_rejection(text_or_status: object) -> bool:

@@ -1,0 +1,68 @@
+"""What the exchange needs before an entry can work, folded into one reason: collateral and clock.
+
+Two facts about the account's situation at the exchange, not about hip3's processes, decide whether an
+entry may be sent:
+
+* the traded HIP-3 dex has usable collateral (``hip3.collateral``; from the position tracker's
+  ``PositionSnapshot.collateral``): an unfunded dex refuses every entry with a margin error;
+* the host's clock is within ``[clock] max_skew_ms`` of the exchange's (``hip3.exchange_clock``; from the
+  feed's ``ExchangeClock``): beyond it hip3's time-based decisions and the exchange's checks disagree.
+
+Both are entry conditions, never READY conditions of an actor: an actor that is doing its job stays READY
+(the supervisor would otherwise restart it until its restart limit latched the hard stop), and exits,
+flattens and the hard stop never wait for them. The detector folds this into ``EntryReadiness`` (its
+status line says why entries are blocked); the executor checks it again before gating an entry.
+"""
+
+from __future__ import annotations
+
+from hip3.collateral import CollateralParams, collateral_problem
+from hip3.exchange_clock import ClockParams, ExchangeTime, skew_problem
+from hip3.messages import DexCollateral, ExchangeClock, PositionSnapshot
+
+__all__ = ["EntryConditions"]
+
+
+class EntryConditions:
+    """Folds the latest ``PositionSnapshot.collateral`` and ``ExchangeClock`` into ``problem()``."""
+
+    __slots__ = ("_problem", "clock", "clock_params", "collateral", "collateral_params", "refuse_unknown", "time")
+
+    def __init__(self, collateral: CollateralParams, clock: ClockParams, *, refuse_unknown: bool = True) -> None:
+        """``refuse_unknown=False`` (the executor's second check): a collateral not read yet or a clock not
+        measured yet is not a refusal there; only a known problem is. The detector, the first check and
+        the source of every entry, refuses both until they are known."""
+        self.collateral_params = collateral
+        self.clock_params = clock
+        self.refuse_unknown = refuse_unknown
+        self.collateral: DexCollateral | None = None
+        self.clock: ExchangeClock | None = None
+        self.time = ExchangeTime()  # the exchange's time from the monotonic clock (the executor signs with it)
+        self._problem = self._evaluate()
+
+    def on_snapshot(self, snap: PositionSnapshot) -> None:
+        if snap.collateral is not None and snap.collateral != self.collateral:
+            self.collateral = snap.collateral
+            self._problem = self._evaluate()
+
+    def on_clock(self, msg: ExchangeClock) -> None:
+        self.clock = msg
+        self.time.on_clock(msg)
+        self._problem = self._evaluate()
+
+    def clock_problem(self) -> str:
+        if self.clock is None:
+            if not self.refuse_unknown:
+                return ""
+            return "the exchange's clock is not measured yet (no exchange timestamp received)"
+        return skew_problem(self.clock.skew_ms, self.clock_params.max_skew_ms)
+
+    def _evaluate(self) -> str:
+        if self.collateral is None and not self.refuse_unknown:
+            return self.clock_problem()
+        return collateral_problem(self.collateral, self.collateral_params) or self.clock_problem()
+
+    def problem(self) -> str:
+        """"" when entries may go; else the one reason (collateral first: it is the operator's to fix).
+        Evaluated when a snapshot or clock message changes it, so this is free on the detector's path."""
+        return self._problem

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from hip3.hyperliquid.rules import REDUCE_ONLY_MIN_VALUE, ReduceOnlyMinValue
+
 NonNeg = Annotated[int, msgspec.Meta(ge=0)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 Prob = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
@@ -132,6 +134,17 @@ class SimParams(_P, frozen=True):
     # Close a WebSocket whose unsent output exceeds this (a slow client), bytes.
     max_ws_buffer: Positive = 16 * 1024 * 1024
     nonce_window: Positive = 100
+    # The simulated exchange's clock = the host's + this (ms): every timestamp it emits and every time
+    # check it makes (nonce window, expiresAfter, scheduleCancel) use it. Tests of a skewed host.
+    clock_offset_ms: Annotated[int, msgspec.Meta(ge=-86_400_000, le=86_400_000)] = 0
+    # Where ``--fund`` and the ``fund`` command credit USDC: the builder dex ("dex", so a paper session
+    # trades at once) or the validator perp dex ("perp": where a real deposit lands; the builder dex then
+    # refuses orders with "Insufficient margin to place order." until a sendAsset moves USDC there).
+    funds_on: Literal["dex", "perp"] = "dex"
+    # A reduce-only order below ``min_notional_usd``: refused ("enforced"), accepted when it closes the
+    # whole position ("exempt_full_close") or always accepted ("exempt"). Default: hip3's [UNVERIFIED]
+    # reading of the exchange (``hip3.hyperliquid.rules``).
+    reduce_only_min_value: ReduceOnlyMinValue = REDUCE_ONLY_MIN_VALUE
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimParams:

@@ -7,6 +7,7 @@
     python supervisor.py reset-hardstop [--config FILE]
     python supervisor.py report [--since TIME] [--json] [--config FILE]
     python supervisor.py replay FILE [--speed max|X] [--json] [--run-dir DIR] [--config FILE]
+    python supervisor.py fund-dex [--usd N] [--yes] [--config FILE]
 
 The config is ``--config``, else ``$HIP3_CONFIG``, else ``configs/default.toml`` (paper mode against the
 built-in simulator). Commands reach the running supervisor over the ``ctl`` socket in the run
@@ -255,6 +256,7 @@ def format_status(status: dict[str, Any]) -> str:
             out.append(f"{a['name']:<17} {a['pid'] or '-':>7} {a['state']:<9} {'yes' if a['ready'] else 'no':<5} "
                        f"{a['restarts']:>8} {hb:>9}  {stats}")
         out.append(f"sequence gaps: {status.get('seq_gaps', 0)}")
+    out.extend(_format_conditions(status))
     if status.get("trading"):
         from hip3.runtime.trading import format_trading
 
@@ -262,6 +264,33 @@ def format_status(status: dict[str, Any]) -> str:
     if status.get("metrics"):
         out.append(f"metrics   {status['metrics']['url']}")
     return "\n".join(out)
+
+
+def _format_conditions(status: dict[str, Any]) -> list[str]:
+    """Entries allowed or why not, the dex's collateral, the clock, the hard stop's flatten and dust, alerts."""
+    out: list[str] = []
+    entries = status.get("entries")
+    if entries:
+        out.append("entries   " + ("allowed" if entries["allowed"] else f"BLOCKED: {entries['reason']}"))
+    c = status.get("collateral")
+    if c:
+        state = "NOT USABLE: entries refused (see above)" if c["problem"] else "ok"
+        out.append(f"collateral dex {c['dex']!r}: withdrawable {c['withdrawable']} USDC (accountValue "
+                   f"{c['account_value']}, margin used {c['margin_used']}; perp balance {c['perp_withdrawable']}): "
+                   f"{state}")
+    clk = status.get("clock")
+    if clk and clk.get("skew_ms") is not None:
+        out.append(f"clock     exchange - host {clk['skew_ms']:+d} ms (bound {clk['max_skew_ms']} ms)")
+    flatten = (status.get("hard_stop") or {}).get("flatten")
+    if flatten:
+        state = "done" if flatten["done"] else f"{flatten['positions']} positions, {flatten['open_orders']} orders left"
+        out.append(f"flatten   {state} after {flatten['attempts']} attempts")
+        if flatten.get("dust"):
+            out.append(f"dust      {', '.join(flatten['dust'])}: the exchange refuses to close them (below its $10 "
+                       "minimum order value); close them by hand")
+    for a in (status.get("alerts") or [])[-3:]:
+        out.append(f"alert     [{a['level']}] {a['actor']}: {a['text']}")
+    return out
 
 
 def cmd_stop(cfg: Config) -> int:
@@ -328,6 +357,55 @@ def cmd_report(cfg: Config, since: str | None, as_json: bool) -> int:
     return 0
 
 
+def cmd_fund_dex(cfg: Config, usd: str | None, yes: bool) -> int:
+    """Move USDC from the perp balance to the traded HIP-3 dex: one user-signed sendAsset, only when run.
+
+    Paper mode: through the running supervisor (it alone holds the session's key). Otherwise the account's
+    own key must be in HIP3_PRIVATE_KEY / HIP3_KEYSTORE for this command (an API wallet cannot move funds);
+    on mainnet ``--yes`` is required."""
+    from hip3.funding import FundingError, move_to_dex, parse_amount, resolve_dex
+
+    try:
+        amount = parse_amount(usd, cfg.collateral.transfer_usd)
+    except FundingError as e:
+        raise CliError(str(e)) from None
+    if cfg.exchange.network == "sim":
+        if _lock_holder(cfg.run_path) is None:
+            raise CliError("paper mode: start hip3 first (the supervisor holds the simulated account's key)")
+        reply = request(cfg, {"cmd": "fund-dex", "usd": str(amount)}, timeout_ms=10_000)
+        if not reply.get("ok"):
+            raise CliError(str(reply.get("error")))
+        print(reply["line"])
+        return 0
+    from hip3.hyperliquid.rest import RestClient
+    from hip3.secrets import SecretError, load_signing_key
+
+    account = cfg.exchange.account_address.lower()
+    if not account:
+        raise CliError("fund-dex needs exchange.account_address (the account whose dex to fund)")
+    if cfg.exchange.vault_address:
+        raise CliError("fund-dex does not move funds for a sub-account or vault (exchange.vault_address): use the app")
+    if cfg.exchange.network == "mainnet" and not yes:
+        raise CliError(f"this moves {amount} USDC of real money on mainnet: add --yes")
+    try:
+        key = load_signing_key()
+    except SecretError as e:
+        raise CliError(str(e)) from None
+    if key is None:
+        raise CliError("fund-dex needs the account's own key in HIP3_PRIVATE_KEY or HIP3_KEYSTORE (+ password)")
+    from hip3.config import exchange_urls
+
+    rest = RestClient(exchange_urls(cfg)[0], timeout_s=cfg.exchange.request_timeout_ms / 1000)
+    try:
+        dex = resolve_dex(rest, cfg.exchange.dex_pattern)
+        res = move_to_dex(rest, key, account, dex, amount, is_mainnet=cfg.exchange.network == "mainnet",
+                          nonce_ms=time.time_ns() // 1_000_000)
+    except FundingError as e:
+        raise CliError(str(e)) from None
+    print(res.line())
+    return 0
+
+
 def cmd_replay(cfg: Config, path: str, speed: str, as_json: bool, run_dir: str | None) -> int:
     """Replay a recording (``feed.record_path``) through the actor graph against the matching engine."""
     from hip3.replay.driver import cli
@@ -355,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     p_replay.add_argument("--speed", default="max", help="'max' (default) or a factor (1 = the recorded pace)")
     p_replay.add_argument("--run-dir", help="the replay's run directory (default: <run_dir>/replays/<file>-<time>)")
     p_replay.add_argument("--json", action="store_true")
+    p_fund = sub.add_parser("fund-dex", help="move USDC from the perp balance to the traded HIP-3 dex (sendAsset)")
+    p_fund.add_argument("--usd", help="the amount (default: [collateral] transfer_usd)")
+    p_fund.add_argument("--yes", action="store_true", help="required on mainnet: real money moves")
     for p in sub.choices.values():
         p.add_argument("--config", help="config file (default: $HIP3_CONFIG or configs/default.toml)")
     args = parser.parse_args(argv)
@@ -376,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(cfg, args.since, args.json)
         if args.command == "replay":
             return cmd_replay(cfg, args.file, args.speed, args.json, args.run_dir)
+        if args.command == "fund-dex":
+            return cmd_fund_dex(cfg, args.usd, args.yes)
         return cmd_reset(cfg)
     except (ConfigError, CliError, BusError) as e:
         print(f"error: {e}", file=sys.stderr)

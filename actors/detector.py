@@ -19,15 +19,19 @@ import sys
 from hip3 import clock
 from hip3.bus import Pusher
 from hip3.config import MarketConfig
-from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, Message, PositionSnapshot
+from hip3.entry_conditions import EntryConditions
+from hip3.messages import AssetCtx, Bbo, EntryIntent, ExchangeClock, FeedState, Message, PositionSnapshot
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.strategy.detector_core import DetectorCore
-from hip3.strategy.entry_readiness import EntryReadiness
+from hip3.strategy.entry_readiness import ENTRIES_BLOCKED_PREFIX, EntryReadiness, reason_key
 
 FOLLOWUP_MS = 100  # due followups are published from this timer
 STATS_MS = 1000
+# A blocked reason whose numbers only moved (the measured clock offset, a balance) refreshes the status
+# detail at most this often, without a log line.
+DETAIL_REFRESH_S = 30.0
 
 
 class Detector(Actor):
@@ -45,7 +49,8 @@ class Detector(Actor):
             assets={c: s.asset for c, s in specs.items()},
             id_prefix=f"d{os.getpid()}-{clock.time_ns() // 1_000_000}",
         )
-        self.entry = EntryReadiness(trading=self.trading)
+        self.entry = EntryReadiness(trading=self.trading,
+                                    conditions=EntryConditions(cfg.collateral, cfg.clock))
         self.signals = self.publisher("signals")
         self.intents: Pusher | None = self.bus.pusher("intents") if self.trading else None
         self.md = self.bus.subscriber(["md", "positions"])
@@ -53,6 +58,7 @@ class Detector(Actor):
         self.every(FOLLOWUP_MS, self._on_followups)
         self.every(STATS_MS, self._on_stats)
         self._blocked = self.entry.blocked_reason(self.hardstop.latched)
+        self._detail_at = clock.monotonic()
         self.set_ready(True, self._ready_detail())
 
     # ---- hot path: one evaluation per drained batch -------------------------------------------------
@@ -96,6 +102,8 @@ class Detector(Actor):
             self.core.on_feed_state(msg)
         elif isinstance(msg, PositionSnapshot):
             self.entry.on_positions(msg)
+        elif isinstance(msg, ExchangeClock):
+            self.entry.on_clock(msg)
 
     def _push(self, intent: EntryIntent) -> bool:
         assert self.intents is not None  # intents exist only in trading modes
@@ -110,8 +118,15 @@ class Detector(Actor):
             self.log.warning("intent_not_sent", intent_id=intent.intent_id, why="no executor connected")
 
     def _on_readiness_change(self, blocked: str) -> None:
+        same_kind = bool(blocked) and reason_key(blocked) == reason_key(self._blocked)
         self._blocked = blocked
-        if blocked:
+        now = clock.monotonic()
+        if same_kind and now - self._detail_at < DETAIL_REFRESH_S:
+            return  # only a number moved: no log line, the status detail follows within DETAIL_REFRESH_S
+        self._detail_at = now
+        if same_kind:
+            pass
+        elif blocked:
             self.log.info("entries_blocked", reason=blocked)
         else:
             self.log.info("entries_allowed")
@@ -120,7 +135,7 @@ class Detector(Actor):
     def _ready_detail(self) -> str:
         if not self.trading:
             return f"observing {len(self.core.book.markets)} markets"
-        return f"entries blocked: {self._blocked}" if self._blocked else "entries allowed"
+        return f"{ENTRIES_BLOCKED_PREFIX}{self._blocked}" if self._blocked else "entries allowed"
 
     # ---- timers -------------------------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardSto
   intents refused meanwhile (``_back_off``).
 * dead man's switch: ``scheduleCancel(now + schedule_cancel_after_ms)`` when READY and every
   ``schedule_cancel_rearm_ms`` while READY.
+* nonces, ``expiresAfter`` and ``scheduleCancel`` are signed in the exchange's time (the feed's
+  ``ExchangeClock``); entries are refused on ``hip3.entry_conditions`` (dex collateral, clock skew).
 * hard stop: latched → ``set_hard_stop`` (queued entries dropped), ``HardStopFlattener.start``, then a
   ``step`` on every snapshot/response and on a short timer: cancel every open order by oid, flatten every
   position reduce-only IOC at mark ± slippage, until the tracker's view shows no position and no open
@@ -41,6 +43,7 @@ import msgspec
 
 from hip3 import clock
 from hip3.config import exchange_urls
+from hip3.entry_conditions import EntryConditions
 from hip3.execution.batch import Batch
 from hip3.execution.core import ExecutionCore
 from hip3.execution.gates import MarketSpec, Verdict
@@ -56,6 +59,7 @@ from hip3.hyperliquid.ws import ConnState, WsBudgetError, WsClient, WsNotConnect
 from hip3.messages import (
     AssetCtx,
     EntryIntent,
+    ExchangeClock,
     FlattenIntent,
     HardStopState,
     Message,
@@ -131,6 +135,7 @@ class Executor(Actor):
     _refused_until_ns = 0
     _refusals = 0
     _down_since_ns = 0  # the order-entry connection is down since (monotonic ns; 0: up)
+    conditions: EntryConditions | None = None  # dex collateral and the exchange's clock (set in setup)
 
     # ------------------------------------------------------------------ setup
 
@@ -163,8 +168,9 @@ class Executor(Actor):
         self.specs = {s.coin: s for s in specs.values()}
         journal = SentIntentJournal(self.run_dir, now_ms=_now_ms(), retention_ms=self.params.sent_journal_retention_ms)
         self.core = ExecutionCore(self.params, cfg.risk, cfg.soft_gates, self.specs, journal)
-        self.flattener = HardStopFlattener(cfg.risk, self.specs)
+        self.flattener = HardStopFlattener(cfg.risk, self.specs, dust=self.core.dust)
         self.snapshot: PositionSnapshot | None = None
+        self.conditions = EntryConditions(cfg.collateral, cfg.clock, refuse_unknown=False)
         self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
         # Per-stage send-path timings (gates, wire, sign, journal, write), reported with the stats.
         self.stages = LatencySamples(_STAGE_SAMPLES)
@@ -180,7 +186,7 @@ class Executor(Actor):
         self.puller("intents", self.on_intent)
         # From market data only the marks (AssetCtx): filtered at the feed, so the executor is not woken
         # by every bbo (on two vCPUs each extra wake-up delays the order path).
-        self.subscriber(["md"], self.on_message, only=(AssetCtx,))
+        self.subscriber(["md"], self.on_message, only=(AssetCtx, ExchangeClock))
         self.subscriber(["positions", "user"], self.on_message)
 
         _, ws_url = exchange_urls(cfg)
@@ -276,6 +282,7 @@ class Executor(Actor):
         # Entries that could not leave in time (the exchange's message budget, the in-flight limit).
         self._publish(self.core.drop_expired_entries(now_ns))
         self._check_hardstop_request()
+        self._follow_exchange_clock()
         self._pump_paused = False
         self._pump()
         try:  # keep the nonce ceiling's fsync off the send path (hip3.hyperliquid.nonce)
@@ -292,11 +299,13 @@ class Executor(Actor):
         before the send cost about 65 µs of the idle path)."""
         recv_ns = clock.monotonic_ns()
         if isinstance(msg, EntryIntent):
-            if not self.ready:
+            problem = self.conditions.problem() if self.conditions is not None else ""
+            if not self.ready or problem:
+                why = ("NotReady", self.ready_detail) if not self.ready else ("EntryConditions", problem)
                 self.count("entry_intents")
-                self.count("entry_rejected_not_ready")
-                self.log.info("verdict", line=f"verdict rejected reason=NotReady coin={msg.coin} "
-                              f"intent={msg.intent_id} sz={msg.sz} {self.ready_detail}")
+                self.count("entry_rejected_not_ready" if not self.ready else "entry_rejected_conditions")
+                self.log.info("verdict", line=f"verdict rejected reason={why[0]} coin={msg.coin} "
+                              f"intent={msg.intent_id} sz={msg.sz} {why[1]}")
                 return
             if recv_ns < self._refused_until_ns:
                 self.count("entry_intents")
@@ -355,8 +364,13 @@ class Executor(Actor):
                 gates.set_mark(msg.coin, msg.mark_px)
                 if first:  # a level for status and tests: an entry in a market without a mark is refused
                     self.stats["marks_known_n"] = len(gates.marks)
+        elif isinstance(msg, ExchangeClock) and self.conditions is not None:
+            self.conditions.on_clock(msg)
+            self._follow_exchange_clock()
         elif isinstance(msg, PositionSnapshot):
             self.snapshot = msg
+            if self.conditions is not None:
+                self.conditions.on_snapshot(msg)
             self.core.on_snapshot(msg)
             self._update_ready()
             if self.flattener.active:
@@ -406,9 +420,19 @@ class Executor(Actor):
         # the connection is down or the outbound budget (2000/min, 100 in flight) is used up.
         return not self._pump_paused and self.ws.can_post() and clock.monotonic_ns() >= self._refused_until_ns
 
+    def _follow_exchange_clock(self) -> None:
+        """The nonce manager's server offset is the measured skew, evaluated now (a step of the host's wall
+        clock is followed at the next tick); ``_sign_payload`` adds it to ``expiresAfter`` too."""
+        c = self.conditions
+        skew = c.time.skew_ms(clock.monotonic_ns(), clock.time_ns()) if c is not None else None
+        if skew is not None and skew != self._nonces.server_offset_ms:
+            self._nonces.set_server_offset(skew)
+            self.stats["signing_offset_ms"] = skew
+
     def _sign_payload(self, action: dict[str, object], now_ms: int) -> dict[str, Any]:
         nonce = self._nonces.next(now_ms)
-        expires = now_ms + self.params.expires_after_ms
+        # The exchange refuses an action once its own time passes expiresAfter: its time, not ours.
+        expires = now_ms + self._nonces.server_offset_ms + self.params.expires_after_ms
         sig = self._signer.sign_action(action, self._vault, nonce, self._is_mainnet, expires)
         payload: dict[str, Any] = {"action": action, "nonce": nonce, "signature": sig, "expiresAfter": expires}
         if self._vault is not None:
@@ -510,7 +534,7 @@ class Executor(Actor):
         if not self.ready or self.ws.state != "connected":
             return
         now_ms = _now_ms()
-        until = now_ms + self.params.schedule_cancel_after_ms
+        until = now_ms + self._nonces.server_offset_ms + self.params.schedule_cancel_after_ms
         try:
             payload = self._sign_payload(schedule_cancel_action(until), now_ms)
             self.ws.post("action", payload, lambda r: self._on_schedule_cancel_response(r, until))
@@ -578,6 +602,9 @@ class Executor(Actor):
         pub = self.exec.publish
         for ev in events:
             pub(ev)
+        if self.core.dust.new:  # a close refused below the exchange's minimum: said once, not retried
+            for line in self.core.dust.take_new():
+                self.alert("warning", f"dust: {line}")
 
     def _publish_stats(self) -> None:
         lat = sorted(self.latencies_ns)
@@ -593,6 +620,7 @@ class Executor(Actor):
         self.stats["dropped_unmatched"] = self.core.dropped_unmatched
         self.stats["statuses_unmatched"] = self.core.tracker.unmatched
         self.stats["schedule_cancel_armed_until_s"] = self._armed_until_ms // 1000
+        self.stats["dust_positions"] = len(self.core.dust.stuck())
 
 
 if __name__ == "__main__":

@@ -27,11 +27,13 @@ from hip3.hardstop import Latch
 from hip3.logs import Log
 from hip3.messages import (
     Alert,
+    DexCollateral,
     HardStopAck,
     HardStopProgress,
     HardStopRequest,
     Heartbeat,
     Message,
+    PositionSnapshot,
     Ready,
     Shutdown,
 )
@@ -76,6 +78,26 @@ class Slot:
     stats: dict[str, int] = field(default_factory=dict)
 
 
+def entry_conditions_view(cfg: Config, detector: Slot | None, feed: Slot | None,
+                          collateral: DexCollateral | None) -> dict[str, Any]:
+    """What ``status`` shows before (and while) trading: may entries go, and the exchange's preconditions
+    (the dex's collateral, the host's clock against the exchange's)."""
+    from hip3.collateral import collateral_problem
+    from hip3.strategy.entry_readiness import ENTRIES_BLOCKED_PREFIX
+
+    entries = None
+    if detector is not None:
+        detail = detector.ready_detail if detector.ready else f"detector not READY ({detector.ready_detail})"
+        allowed = detector.ready and detail == "entries allowed"
+        entries = {"allowed": allowed, "reason": "" if allowed else detail.removeprefix(ENTRIES_BLOCKED_PREFIX)}
+    coll = None
+    if collateral is not None:
+        coll = {**msgspec.to_builtins(collateral), "problem": collateral_problem(collateral, cfg.collateral)}
+    skew = feed.stats.get("clock_skew_ms") if feed is not None else None
+    return {"entries": entries, "collateral": coll,
+            "clock": {"skew_ms": skew, "max_skew_ms": cfg.clock.max_skew_ms}}
+
+
 class Supervisor:
     """One supervisor per run directory (the CLI holds the lock; see ``supervisor.py``)."""
 
@@ -118,6 +140,7 @@ class Supervisor:
         self.started_at = time.time()
         self.hardstop_progress: HardStopProgress | None = None
         self.alerts: list[dict[str, Any]] = []
+        self.collateral: DexCollateral | None = None  # the traded dex's, from the tracker's snapshots
         self._last_rebroadcast = 0
         self._broadcast_latch()
 
@@ -300,6 +323,7 @@ class Supervisor:
             "actors": actors,
             "seq_gaps": sum(s.stats.get("seq_gaps", 0) for s in self.slots.values()),
             "alerts": self.alerts[-10:],
+            **entry_conditions_view(self.cfg, self.slots.get("detector"), self.slots.get("feed"), self.collateral),
             "trading": self.trading.as_dict(),
             "exchange": None if self.exchange is None else {
                 "kind": "simulator", "url": self.exchange.url, "account": self.exchange.key.address,
@@ -322,7 +346,25 @@ class Supervisor:
         if cmd == "stop":
             self.stopping = True
             return {"ok": True}
+        if cmd == "fund-dex":
+            return self._fund_dex(req.get("usd"))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _fund_dex(self, usd: object) -> dict[str, Any]:
+        """Paper mode: the operator's explicit transfer to the dex, signed with the session's key (only
+        the supervisor holds it). Live mode runs ``fund-dex`` with the account's key instead."""
+        from hip3.funding import FundingError, parse_amount
+
+        if self.exchange is None:
+            return {"ok": False, "error": "the supervisor funds the dex in paper mode only; on the real exchange "
+                                          "run `python supervisor.py fund-dex` with the account's own key"}
+        try:
+            line = self.exchange.fund_dex(parse_amount(None if usd is None else str(usd),
+                                                       self.cfg.collateral.transfer_usd))
+        except FundingError as e:
+            return {"ok": False, "error": str(e)}
+        self.log.warning("dex_funded_by_operator", line=line)
+        return {"ok": True, "line": line}
 
     def _on_ctl(self) -> None:
         while True:
@@ -362,6 +404,8 @@ class Supervisor:
             elif target is self.trading_sub.sock:
                 for msg in self.trading_sub.drain():
                     self.trading.on_message(msg)
+                    if isinstance(msg, PositionSnapshot) and msg.collateral is not None:
+                        self.collateral = msg.collateral
                     if self.metrics is not None:
                         self.metrics.on_message(msg)
             # A sentinel fired: the exit is picked up by _check_actors below.

@@ -25,7 +25,7 @@ from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.strategy.detector_core import DetectorCore
-from hip3.strategy.entry_readiness import ENTRIES_BLOCKED_PREFIX, EntryReadiness, reason_key
+from hip3.strategy.entry_readiness import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX, EntryReadiness, reason_key
 
 FOLLOWUP_MS = 100  # due followups are published from this timer
 STATS_MS = 1000
@@ -125,7 +125,7 @@ class Detector(Actor):
             return  # only a number moved: no log line, the status detail follows within DETAIL_REFRESH_S
         self._detail_at = now
         if same_kind:
-            pass
+            pass  # the refreshed detail below is enough
         elif blocked:
             self.log.info("entries_blocked", reason=blocked)
         else:
@@ -135,7 +135,7 @@ class Detector(Actor):
     def _ready_detail(self) -> str:
         if not self.trading:
             return f"observing {len(self.core.book.markets)} markets"
-        return f"{ENTRIES_BLOCKED_PREFIX}{self._blocked}" if self._blocked else "entries allowed"
+        return f"{ENTRIES_BLOCKED_PREFIX}{self._blocked}" if self._blocked else ENTRIES_ALLOWED
 
     # ---- timers -------------------------------------------------------------------------------------
 

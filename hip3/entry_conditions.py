@@ -16,11 +16,19 @@ status line says why entries are blocked); the executor checks it again before g
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from hip3.collateral import CollateralParams, collateral_problem
 from hip3.exchange_clock import ClockParams, ExchangeTime, skew_problem
 from hip3.messages import DexCollateral, ExchangeClock, PositionSnapshot
 
-__all__ = ["EntryConditions"]
+__all__ = ["ENTRIES_ALLOWED", "ENTRIES_BLOCKED_PREFIX", "EntryConditions", "status_view"]
+
+# The detector's READY detail: this when entries may go, else the prefix and the reason (``status``).
+ENTRIES_ALLOWED = "entries allowed"
+ENTRIES_BLOCKED_PREFIX = "entries blocked: "
 
 
 class EntryConditions:
@@ -66,3 +74,20 @@ class EntryConditions:
         """"" when entries may go; else the one reason (collateral first: it is the operator's to fix).
         Evaluated when a snapshot or clock message changes it, so this is free on the detector's path."""
         return self._problem
+
+
+def status_view(collateral_params: CollateralParams, clock_params: ClockParams, detector: tuple[bool, str] | None,
+                skew_ms: int | None, collateral: DexCollateral | None) -> dict[str, Any]:
+    """What ``status`` shows before and while trading: may entries go (the detector's READY and detail),
+    the dex's collateral and the clock's offset against their bounds."""
+    entries = None
+    if detector is not None:
+        ready, detail = detector
+        allowed = ready and detail == ENTRIES_ALLOWED
+        reason = detail.removeprefix(ENTRIES_BLOCKED_PREFIX) if ready else f"detector not READY ({detail})"
+        entries = {"allowed": allowed, "reason": "" if allowed else reason}
+    coll = None
+    if collateral is not None:
+        coll = {**msgspec.to_builtins(collateral), "problem": collateral_problem(collateral, collateral_params)}
+    return {"entries": entries, "collateral": coll,
+            "clock": {"skew_ms": skew_ms, "max_skew_ms": clock_params.max_skew_ms}}

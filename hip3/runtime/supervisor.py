@@ -23,6 +23,7 @@ import zmq
 
 from hip3.bus import Bus
 from hip3.config import Config
+from hip3.entry_conditions import status_view
 from hip3.hardstop import Latch
 from hip3.logs import Log
 from hip3.messages import (
@@ -76,26 +77,6 @@ class Slot:
     acked_epoch: int = -1
     acked_ns: int = 0
     stats: dict[str, int] = field(default_factory=dict)
-
-
-def entry_conditions_view(cfg: Config, detector: Slot | None, feed: Slot | None,
-                          collateral: DexCollateral | None) -> dict[str, Any]:
-    """What ``status`` shows before (and while) trading: may entries go, and the exchange's preconditions
-    (the dex's collateral, the host's clock against the exchange's)."""
-    from hip3.collateral import collateral_problem
-    from hip3.strategy.entry_readiness import ENTRIES_BLOCKED_PREFIX
-
-    entries = None
-    if detector is not None:
-        detail = detector.ready_detail if detector.ready else f"detector not READY ({detector.ready_detail})"
-        allowed = detector.ready and detail == "entries allowed"
-        entries = {"allowed": allowed, "reason": "" if allowed else detail.removeprefix(ENTRIES_BLOCKED_PREFIX)}
-    coll = None
-    if collateral is not None:
-        coll = {**msgspec.to_builtins(collateral), "problem": collateral_problem(collateral, cfg.collateral)}
-    skew = feed.stats.get("clock_skew_ms") if feed is not None else None
-    return {"entries": entries, "collateral": coll,
-            "clock": {"skew_ms": skew, "max_skew_ms": cfg.clock.max_skew_ms}}
 
 
 class Supervisor:
@@ -323,7 +304,7 @@ class Supervisor:
             "actors": actors,
             "seq_gaps": sum(s.stats.get("seq_gaps", 0) for s in self.slots.values()),
             "alerts": self.alerts[-10:],
-            **entry_conditions_view(self.cfg, self.slots.get("detector"), self.slots.get("feed"), self.collateral),
+            **self._entry_conditions(),
             "trading": self.trading.as_dict(),
             "exchange": None if self.exchange is None else {
                 "kind": "simulator", "url": self.exchange.url, "account": self.exchange.key.address,
@@ -331,6 +312,11 @@ class Supervisor:
                 "pid": self.exchange.proc.pid if self.exchange.proc is not None else None},
             "metrics": None if self.metrics is None else {"url": self.metrics.url},
         }
+
+    def _entry_conditions(self) -> dict[str, Any]:
+        det, feed = self.slots.get("detector"), self.slots.get("feed")
+        return status_view(self.cfg.collateral, self.cfg.clock, None if det is None else (det.ready, det.ready_detail),
+                           feed.stats.get("clock_skew_ms") if feed is not None else None, self.collateral)
 
     def handle_command(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import re
 
-from hip3.entry_conditions import EntryConditions
+from hip3.entry_conditions import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX, EntryConditions
 from hip3.messages import ExchangeClock, FeedState, PositionSnapshot
 
-__all__ = ["ENTRIES_BLOCKED_PREFIX", "EntryReadiness", "reason_key"]
+__all__ = ["ENTRIES_ALLOWED", "ENTRIES_BLOCKED_PREFIX", "EntryReadiness", "reason_key"]
 
-# The detector's READY detail starts with this when entries are blocked (``status`` shows the reason).
-ENTRIES_BLOCKED_PREFIX = "entries blocked: "
 _NUMBER = re.compile(r"[-+]?\d[\d.]*")
 
 

@@ -130,7 +130,7 @@ class Feed(Actor):
 
     def _on_readable(self) -> None:
         self.ws.poll_read_market(self.core.on_frames)  # published per recv, as decoded
-        if not self._clock_published:
+        if not self._clock_published and self.core.clock.samples:
             self._publish_clock()  # the first estimate at once: entries wait for it
         if self._recorder is not None:
             self._take_recorded()  # after the frames were published

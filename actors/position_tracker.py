@@ -282,8 +282,7 @@ class PositionTracker(Actor):
         if not changed:
             return
         if problem:
-            self.log.warning("dex_unfunded", dex=c.dex, line=problem)
-            self.alert("warning", f"entries refused: {problem}")
+            self.alert("warning", f"entries refused: {problem}")  # the one WARNING line (and status)
         else:
             self.log.info("dex_funded", dex=c.dex, withdrawable=str(c.withdrawable))
         if self.ready:

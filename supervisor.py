@@ -256,7 +256,9 @@ def format_status(status: dict[str, Any]) -> str:
             out.append(f"{a['name']:<17} {a['pid'] or '-':>7} {a['state']:<9} {'yes' if a['ready'] else 'no':<5} "
                        f"{a['restarts']:>8} {hb:>9}  {stats}")
         out.append(f"sequence gaps: {status.get('seq_gaps', 0)}")
-    out.extend(_format_conditions(status))
+    from hip3.entry_conditions import format_status_lines
+
+    out.extend(format_status_lines(status))
     if status.get("trading"):
         from hip3.runtime.trading import format_trading
 
@@ -264,33 +266,6 @@ def format_status(status: dict[str, Any]) -> str:
     if status.get("metrics"):
         out.append(f"metrics   {status['metrics']['url']}")
     return "\n".join(out)
-
-
-def _format_conditions(status: dict[str, Any]) -> list[str]:
-    """Entries allowed or why not, the dex's collateral, the clock, the hard stop's flatten and dust, alerts."""
-    out: list[str] = []
-    entries = status.get("entries")
-    if entries:
-        out.append("entries   " + ("allowed" if entries["allowed"] else f"BLOCKED: {entries['reason']}"))
-    c = status.get("collateral")
-    if c:
-        state = "NOT USABLE: entries refused (see above)" if c["problem"] else "ok"
-        out.append(f"collateral dex {c['dex']!r}: withdrawable {c['withdrawable']} USDC (accountValue "
-                   f"{c['account_value']}, margin used {c['margin_used']}; perp balance {c['perp_withdrawable']}): "
-                   f"{state}")
-    clk = status.get("clock")
-    if clk and clk.get("skew_ms") is not None:
-        out.append(f"clock     exchange - host {clk['skew_ms']:+d} ms (bound {clk['max_skew_ms']} ms)")
-    flatten = (status.get("hard_stop") or {}).get("flatten")
-    if flatten:
-        state = "done" if flatten["done"] else f"{flatten['positions']} positions, {flatten['open_orders']} orders left"
-        out.append(f"flatten   {state} after {flatten['attempts']} attempts")
-        if flatten.get("dust"):
-            out.append(f"dust      {', '.join(flatten['dust'])}: the exchange refuses to close them (below its $10 "
-                       "minimum order value); close them by hand")
-    for a in (status.get("alerts") or [])[-3:]:
-        out.append(f"alert     [{a['level']}] {a['actor']}: {a['text']}")
-    return out
 
 
 def cmd_stop(cfg: Config) -> int:
@@ -363,7 +338,7 @@ def cmd_fund_dex(cfg: Config, usd: str | None, yes: bool) -> int:
     Paper mode: through the running supervisor (it alone holds the session's key). Otherwise the account's
     own key must be in HIP3_PRIVATE_KEY / HIP3_KEYSTORE for this command (an API wallet cannot move funds);
     on mainnet ``--yes`` is required."""
-    from hip3.funding import FundingError, move_to_dex, parse_amount, resolve_dex
+    from hip3.funding import FundingError, fund_with_own_key, parse_amount
 
     try:
         amount = parse_amount(usd, cfg.collateral.transfer_usd)
@@ -377,32 +352,10 @@ def cmd_fund_dex(cfg: Config, usd: str | None, yes: bool) -> int:
             raise CliError(str(reply.get("error")))
         print(reply["line"])
         return 0
-    from hip3.hyperliquid.rest import RestClient
-    from hip3.secrets import SecretError, load_signing_key
-
-    account = cfg.exchange.account_address.lower()
-    if not account:
-        raise CliError("fund-dex needs exchange.account_address (the account whose dex to fund)")
-    if cfg.exchange.vault_address:
-        raise CliError("fund-dex does not move funds for a sub-account or vault (exchange.vault_address): use the app")
-    if cfg.exchange.network == "mainnet" and not yes:
-        raise CliError(f"this moves {amount} USDC of real money on mainnet: add --yes")
     try:
-        key = load_signing_key()
-    except SecretError as e:
-        raise CliError(str(e)) from None
-    if key is None:
-        raise CliError("fund-dex needs the account's own key in HIP3_PRIVATE_KEY or HIP3_KEYSTORE (+ password)")
-    from hip3.config import exchange_urls
-
-    rest = RestClient(exchange_urls(cfg)[0], timeout_s=cfg.exchange.request_timeout_ms / 1000)
-    try:
-        dex = resolve_dex(rest, cfg.exchange.dex_pattern)
-        res = move_to_dex(rest, key, account, dex, amount, is_mainnet=cfg.exchange.network == "mainnet",
-                          nonce_ms=time.time_ns() // 1_000_000)
+        print(fund_with_own_key(cfg, amount, yes))
     except FundingError as e:
         raise CliError(str(e)) from None
-    print(res.line())
     return 0
 
 

@@ -24,7 +24,7 @@ from hip3.collateral import CollateralParams, collateral_problem
 from hip3.exchange_clock import ClockParams, ExchangeTime, skew_problem
 from hip3.messages import DexCollateral, ExchangeClock, PositionSnapshot
 
-__all__ = ["ENTRIES_ALLOWED", "ENTRIES_BLOCKED_PREFIX", "EntryConditions", "status_view"]
+__all__ = ["ENTRIES_ALLOWED", "ENTRIES_BLOCKED_PREFIX", "EntryConditions", "format_status_lines", "status_view"]
 
 # The detector's READY detail: this when entries may go, else the prefix and the reason (``status``).
 ENTRIES_ALLOWED = "entries allowed"
@@ -91,3 +91,30 @@ def status_view(collateral_params: CollateralParams, clock_params: ClockParams, 
         coll = {**msgspec.to_builtins(collateral), "problem": collateral_problem(collateral, collateral_params)}
     return {"entries": entries, "collateral": coll,
             "clock": {"skew_ms": skew_ms, "max_skew_ms": clock_params.max_skew_ms}}
+
+
+def format_status_lines(status: dict[str, Any]) -> list[str]:
+    """Entries allowed or why not, the dex's collateral, the clock, the hard stop's flatten and dust, alerts."""
+    out: list[str] = []
+    entries = status.get("entries")
+    if entries:
+        out.append("entries   " + ("allowed" if entries["allowed"] else f"BLOCKED: {entries['reason']}"))
+    c = status.get("collateral")
+    if c:
+        state = "NOT USABLE: entries refused (see above)" if c["problem"] else "ok"
+        out.append(f"collateral dex {c['dex']!r}: withdrawable {c['withdrawable']} USDC (accountValue "
+                   f"{c['account_value']}, margin used {c['margin_used']}; perp balance {c['perp_withdrawable']}): "
+                   f"{state}")
+    clk = status.get("clock")
+    if clk and clk.get("skew_ms") is not None:
+        out.append(f"clock     exchange - host {clk['skew_ms']:+d} ms (bound {clk['max_skew_ms']} ms)")
+    flatten = (status.get("hard_stop") or {}).get("flatten")
+    if flatten:
+        state = "done" if flatten["done"] else f"{flatten['positions']} positions, {flatten['open_orders']} orders left"
+        out.append(f"flatten   {state} after {flatten['attempts']} attempts")
+        if flatten.get("dust"):
+            out.append(f"dust      {', '.join(flatten['dust'])}: the exchange refuses to close them (below its $10 "
+                       "minimum order value); close them by hand")
+    for a in (status.get("alerts") or [])[-3:]:
+        out.append(f"alert     [{a['level']}] {a['actor']}: {a['text']}")
+    return out

@@ -14,18 +14,21 @@ request. It reads the dex's collateral before and after, to show what moved.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal, InvalidOperation
 
 import msgspec
 
 from hip3.collateral import collateral_from_states, describe
+from hip3.config import Config, exchange_urls
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
 from hip3.hyperliquid.rest import RestClient, RestError
 from hip3.hyperliquid.user_signed import SEND_ASSET_PRIMARY, SEND_ASSET_TYPES, send_asset_action, sign_user_signed
 from hip3.messages import DexCollateral
-from hip3.secrets import SigningKey
+from hip3.secrets import SecretError, SigningKey, load_signing_key
 
-__all__ = ["FundResult", "FundingError", "move_to_dex", "parse_amount", "read_collateral", "resolve_dex"]
+__all__ = ["FundResult", "FundingError", "fund_with_own_key", "move_to_dex", "parse_amount", "read_collateral",
+           "resolve_dex"]
 
 
 class FundingError(Exception):
@@ -105,3 +108,27 @@ def move_to_dex(rest: RestClient, key: SigningKey, account: str, dex: str, amoun
     except FundingError:
         after = None
     return FundResult(dex=dex, amount=amount, before=before, after=after)
+
+
+def fund_with_own_key(cfg: Config, amount: Decimal, yes: bool) -> str:
+    """``fund-dex`` on the real exchange: the account's own key from ``HIP3_PRIVATE_KEY`` /
+    ``HIP3_KEYSTORE`` (for this command only), ``--yes`` on mainnet. The result line, or FundingError."""
+    account = cfg.exchange.account_address.lower()
+    if not account:
+        raise FundingError("fund-dex needs exchange.account_address (the account whose dex to fund)")
+    if cfg.exchange.vault_address:
+        raise FundingError("fund-dex does not move funds for a sub-account or vault (exchange.vault_address): "
+                           "use the app")
+    mainnet = cfg.exchange.network == "mainnet"
+    if mainnet and not yes:
+        raise FundingError(f"this moves {amount} USDC of real money on mainnet: add --yes")
+    try:
+        key = load_signing_key()
+    except SecretError as e:
+        raise FundingError(str(e)) from None
+    if key is None:
+        raise FundingError("fund-dex needs the account's own key in HIP3_PRIVATE_KEY or HIP3_KEYSTORE (+ password)")
+    rest = RestClient(exchange_urls(cfg)[0], timeout_s=cfg.exchange.request_timeout_ms / 1000)
+    dex = resolve_dex(rest, cfg.exchange.dex_pattern)
+    res = move_to_dex(rest, key, account, dex, amount, is_mainnet=mainnet, nonce_ms=time.time_ns() // 1_000_000)
+    return res.line()

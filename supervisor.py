@@ -7,6 +7,7 @@
     python supervisor.py reset-hardstop [--config FILE]
     python supervisor.py report [--since TIME] [--json] [--config FILE]
     python supervisor.py replay FILE [--speed max|X] [--json] [--run-dir DIR] [--config FILE]
+    python supervisor.py fund-dex [--usd N] [--yes] [--config FILE]
 
 The config is ``--config``, else ``$HIP3_CONFIG``, else ``configs/default.toml`` (paper mode against the
 built-in simulator). Commands reach the running supervisor over the ``ctl`` socket in the run
@@ -306,6 +307,9 @@ def format_status(status: dict[str, Any]) -> str:
         from hip3.execution.limits_status import limits_lines
 
         out.extend(limits_lines(next((a.get("stats") or {} for a in status["actors"] if a["name"] == "executor"), {})))
+    from hip3.entry_conditions import format_status_lines
+
+    out.extend(format_status_lines(status))
     if status.get("trading"):
         from hip3.runtime.trading import format_trading
 
@@ -395,6 +399,33 @@ def cmd_report(cfg: Config, since: str | None, as_json: bool) -> int:
     return 0
 
 
+def cmd_fund_dex(cfg: Config, usd: str | None, yes: bool) -> int:
+    """Move USDC from the perp balance to the traded HIP-3 dex: one user-signed sendAsset, only when run.
+
+    Paper mode: through the running supervisor (it alone holds the session's key). Otherwise the account's
+    own key must be in HIP3_PRIVATE_KEY / HIP3_KEYSTORE for this command (an API wallet cannot move funds);
+    on mainnet ``--yes`` is required."""
+    from hip3.funding import FundingError, fund_with_own_key, parse_amount
+
+    try:
+        amount = parse_amount(usd, cfg.collateral.transfer_usd)
+    except FundingError as e:
+        raise CliError(str(e)) from None
+    if cfg.exchange.network == "sim":
+        if _lock_holder(cfg.run_path) is None:
+            raise CliError("paper mode: start hip3 first (the supervisor holds the simulated account's key)")
+        reply = request(cfg, {"cmd": "fund-dex", "usd": str(amount)}, timeout_ms=10_000)
+        if not reply.get("ok"):
+            raise CliError(str(reply.get("error")))
+        print(reply["line"])
+        return 0
+    try:
+        print(fund_with_own_key(cfg, amount, yes))
+    except FundingError as e:
+        raise CliError(str(e)) from None
+    return 0
+
+
 def cmd_replay(cfg: Config, path: str, speed: str, as_json: bool, run_dir: str | None) -> int:
     """Replay a recording (``feed.record_path``) through the actor graph against the matching engine."""
     from hip3.replay.driver import cli
@@ -422,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     p_replay.add_argument("--speed", default="max", help="'max' (default) or a factor (1 = the recorded pace)")
     p_replay.add_argument("--run-dir", help="the replay's run directory (default: <run_dir>/replays/<file>-<time>)")
     p_replay.add_argument("--json", action="store_true")
+    p_fund = sub.add_parser("fund-dex", help="move USDC from the perp balance to the traded HIP-3 dex (sendAsset)")
+    p_fund.add_argument("--usd", help="the amount (default: [collateral] transfer_usd)")
+    p_fund.add_argument("--yes", action="store_true", help="required on mainnet: real money moves")
     for p in sub.choices.values():
         p.add_argument("--config", help="config file (default: $HIP3_CONFIG or configs/default.toml)")
     args = parser.parse_args(argv)
@@ -443,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(cfg, args.since, args.json)
         if args.command == "replay":
             return cmd_replay(cfg, args.file, args.speed, args.json, args.run_dir)
+        if args.command == "fund-dex":
+            return cmd_fund_dex(cfg, args.usd, args.yes)
         return cmd_reset(cfg)
     except (ConfigError, CliError, BusError) as e:
         print(f"error: {e}", file=sys.stderr)

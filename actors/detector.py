@@ -19,18 +19,22 @@ import sys
 from hip3 import clock
 from hip3.bus import Pusher
 from hip3.config import MarketConfig, account_address, exchange_urls
+from hip3.entry_conditions import EntryConditions
 from hip3.hyperliquid.rest import RestClient, RestError
 from hip3.market_terms import TermsError, TermsView, build_terms
-from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, MarketTerms, Message, PositionSnapshot
+from hip3.messages import AssetCtx, Bbo, EntryIntent, ExchangeClock, FeedState, MarketTerms, Message, PositionSnapshot
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.runtime.terms_poller import fetch_raw_terms
 from hip3.strategy.detector_core import DetectorCore
-from hip3.strategy.entry_readiness import EntryReadiness
+from hip3.strategy.entry_readiness import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX, EntryReadiness, reason_key
 
 FOLLOWUP_MS = 100  # due followups are published from this timer
 STATS_MS = 1000
+# A blocked reason whose numbers only moved (the measured clock offset, a balance) refreshes the status
+# detail at most this often, without a log line.
+DETAIL_REFRESH_S = 30.0
 
 
 class Detector(Actor):
@@ -52,7 +56,8 @@ class Detector(Actor):
             id_prefix=f"d{os.getpid()}-{clock.time_ns() // 1_000_000}",
             terms=terms,
         )
-        self.entry = EntryReadiness(trading=self.trading)
+        self.entry = EntryReadiness(trading=self.trading,
+                                    conditions=EntryConditions(cfg.collateral, cfg.clock))
         self.signals = self.publisher("signals")
         self.intents: Pusher | None = self.bus.pusher("intents") if self.trading else None
         self.md = self.bus.subscriber(["md", "positions"])
@@ -60,6 +65,7 @@ class Detector(Actor):
         self.every(FOLLOWUP_MS, self._on_followups)
         self.every(STATS_MS, self._on_stats)
         self._blocked = self._blocked_reason()
+        self._detail_at = clock.monotonic()
         self.set_ready(True, self._ready_detail())
 
     def _load_terms_once(self, terms: TermsView, dex: str, coins: list[str]) -> None:
@@ -125,6 +131,8 @@ class Detector(Actor):
             self.entry.on_positions(msg)
         elif isinstance(msg, MarketTerms):
             self.core.on_terms(msg)
+        elif isinstance(msg, ExchangeClock):
+            self.entry.on_clock(msg)
 
     def _push(self, intent: EntryIntent) -> bool:
         assert self.intents is not None  # intents exist only in trading modes
@@ -139,8 +147,15 @@ class Detector(Actor):
             self.log.warning("intent_not_sent", intent_id=intent.intent_id, why="no executor connected")
 
     def _on_readiness_change(self, blocked: str) -> None:
+        same_kind = bool(blocked) and reason_key(blocked) == reason_key(self._blocked)
         self._blocked = blocked
-        if blocked:
+        now = clock.monotonic()
+        if same_kind and now - self._detail_at < DETAIL_REFRESH_S:
+            return  # only a number moved: no log line, the status detail follows within DETAIL_REFRESH_S
+        self._detail_at = now
+        if same_kind:
+            pass  # the refreshed detail below is enough
+        elif blocked:
             self.log.info("entries_blocked", reason=blocked)
         else:
             self.log.info("entries_allowed")
@@ -149,7 +164,7 @@ class Detector(Actor):
     def _ready_detail(self) -> str:
         if not self.trading:
             return f"observing {len(self.core.book.markets)} markets"
-        return f"entries blocked: {self._blocked}" if self._blocked else "entries allowed"
+        return f"{ENTRIES_BLOCKED_PREFIX}{self._blocked}" if self._blocked else ENTRIES_ALLOWED
 
     # ---- timers -------------------------------------------------------------------------------------
 

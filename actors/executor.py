@@ -30,6 +30,8 @@ A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardSto
 * dead man's switch (``hip3.execution.deadman``): ``scheduleCancel(now + schedule_cancel_after_ms)`` when
   READY and every ``schedule_cancel_rearm_ms`` while READY, unless the exchange refused it (lifetime
   volume too low, or its daily trigger limit): then once at WARNING and in the stats, not re-armed.
+* nonces, ``expiresAfter`` and ``scheduleCancel`` are signed in the exchange's time (the feed's
+  ``ExchangeClock``); entries are refused on ``hip3.entry_conditions`` (dex collateral, clock skew).
 * hard stop: latched → ``set_hard_stop`` (queued entries dropped), ``HardStopFlattener.start``, then a
   ``step`` on every snapshot/response and on a short timer: cancel every open order by oid, flatten every
   position reduce-only IOC at mark ± slippage, until the tracker's view shows no position and no open
@@ -48,6 +50,7 @@ import msgspec
 
 from hip3 import clock
 from hip3.config import exchange_urls
+from hip3.entry_conditions import EntryConditions
 from hip3.execution.admission import LogBudget
 from hip3.execution.batch import Batch
 from hip3.execution.core import ExecutionCore
@@ -68,6 +71,7 @@ from hip3.market_terms import TermsView
 from hip3.messages import (
     AssetCtx,
     EntryIntent,
+    ExchangeClock,
     FlattenIntent,
     HardStopState,
     MarketTerms,
@@ -115,6 +119,7 @@ class Executor(Actor):
     name = "executor"
     _down_since_ns = 0  # the order-entry connection is down since (monotonic ns; 0: up)
     _nonce_problem: str | None = None  # why no nonce can be signed now (the READY detail), or None
+    conditions: EntryConditions | None = None  # dex collateral and the exchange's clock (set in setup)
 
     # ------------------------------------------------------------------ setup
 
@@ -152,7 +157,7 @@ class Executor(Actor):
         journal = SentIntentJournal(self.run_dir, now_ms=_now_ms(), retention_ms=self.params.sent_journal_retention_ms)
         self.core = ExecutionCore(self.params, cfg.risk, cfg.soft_gates, self.specs, journal,
                                   terms=TermsView(cfg.market_terms, self.specs))
-        self.flattener = HardStopFlattener(cfg.risk, self.specs)
+        self.flattener = HardStopFlattener(cfg.risk, self.specs, dust=self.core.dust)
         # The loss limits continue where the last executor stopped (saved at the end of every turn that
         # changed them, off the send path); an unusable saved state refuses entries and asks for the stop.
         self.risk_keeper = RiskKeeper(risk_store, self.core.risk, self.core.soft, self.flattener,
@@ -160,6 +165,7 @@ class Executor(Actor):
         restore_problem = self.risk_keeper.restore(self.hardstop, _now_ms())
         (self.log.warning if risk_store.note else self.log.info)("risk_state_restored", **self.risk_keeper.summary())
         self.snapshot: PositionSnapshot | None = None
+        self.conditions = EntryConditions(cfg.collateral, cfg.clock, refuse_unknown=False)
         self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
         # Per-stage send-path timings (gates, wire, sign, journal, write), reported with the stats.
         self.stages = LatencySamples(_STAGE_SAMPLES)
@@ -176,7 +182,7 @@ class Executor(Actor):
         self.on_batch(self._intents, self._on_intents)
         # From market data only the marks (AssetCtx): filtered at the feed, so the executor is not woken
         # by every bbo (on two vCPUs each extra wake-up delays the order path).
-        self.subscriber(["md"], self.on_message, only=(AssetCtx,))
+        self.subscriber(["md"], self.on_message, only=(AssetCtx, ExchangeClock))
         self.subscriber(["positions", "user"], self.on_message)
         missed, problem = self.risk_keeper.catch_up(self.run_dir / JOURNAL_FILE, self.core.on_position_closed)
         if missed or problem:  # closes published while no executor ran, from the recorder's journal
@@ -286,6 +292,7 @@ class Executor(Actor):
         # Entries that could not leave in time (the exchange's message budget, the in-flight limit).
         self._publish(self.core.drop_expired_entries(now_ns))
         self._check_hardstop_request()
+        self._follow_exchange_clock()
         self._pump_paused = False
         self._pump()
         if (self._nonces.problem(_now_ms()) is None) != (self._nonce_problem is None):
@@ -315,12 +322,14 @@ class Executor(Actor):
         before the send cost about 65 µs of the idle path)."""
         recv_ns = clock.monotonic_ns()
         if isinstance(msg, EntryIntent):
-            if not self.ready:
+            problem = self.conditions.problem() if self.conditions is not None else ""
+            if not self.ready or problem:
+                why = ("NotReady", self.ready_detail) if not self.ready else ("EntryConditions", problem)
                 self.count("entry_intents")
-                self.count("entry_rejected_not_ready")
-                if self._verdict_log.allow("NotReady", recv_ns):
-                    self.log.info("verdict", line=f"verdict rejected reason=NotReady coin={msg.coin} "
-                                  f"intent={msg.intent_id} sz={msg.sz} {self.ready_detail}")
+                self.count("entry_rejected_not_ready" if not self.ready else "entry_rejected_conditions")
+                if self._verdict_log.allow(why[0], recv_ns):
+                    self.log.info("verdict", line=f"verdict rejected reason={why[0]} coin={msg.coin} "
+                                  f"intent={msg.intent_id} sz={msg.sz} {why[1]}")
                 return
             shed = self.core.shed_entry(msg, recv_ns)
             if shed:  # counted by reason, summarised once a second (``_publish_stats``)
@@ -380,8 +389,13 @@ class Executor(Actor):
                 gates.set_mark(msg.coin, msg.mark_px)
                 if first:  # a level for status and tests: an entry in a market without a mark is refused
                     self.stats["marks_known_n"] = len(gates.marks)
+        elif isinstance(msg, ExchangeClock) and self.conditions is not None:
+            self.conditions.on_clock(msg)
+            self._follow_exchange_clock()
         elif isinstance(msg, PositionSnapshot):
             self.snapshot = msg
+            if self.conditions is not None:
+                self.conditions.on_snapshot(msg)
             self.core.on_snapshot(msg)
             self._update_ready()
             if self.flattener.active:
@@ -437,9 +451,19 @@ class Executor(Actor):
         return (not self._pump_paused and self.ws.can_post()
                 and not self.core.admission.backoff.blocked(clock.monotonic_ns()))
 
+    def _follow_exchange_clock(self) -> None:
+        """The nonce manager's server offset is the measured skew, evaluated now (a step of the host's wall
+        clock is followed at the next tick); ``_sign_payload`` adds it to ``expiresAfter`` too."""
+        c = self.conditions
+        skew = c.time.skew_ms(clock.monotonic_ns(), clock.time_ns()) if c is not None else None
+        if skew is not None and skew != self._nonces.server_offset_ms:
+            self._nonces.set_server_offset(skew)
+            self.stats["signing_offset_ms"] = skew
+
     def _sign_payload(self, action: dict[str, object], now_ms: int) -> dict[str, Any]:
         nonce = self._nonces.next(now_ms)
-        expires = now_ms + self.params.expires_after_ms
+        # The exchange refuses an action once its own time passes expiresAfter: its time, not ours.
+        expires = now_ms + self._nonces.server_offset_ms + self.params.expires_after_ms
         sig = self._signer.sign_action(action, self._vault, nonce, self._is_mainnet, expires)
         payload: dict[str, Any] = {"action": action, "nonce": nonce, "signature": sig, "expiresAfter": expires}
         if self._vault is not None:
@@ -550,7 +574,7 @@ class Executor(Actor):
         if not self.ready or self.ws.state != "connected":
             return
         now_ms = _now_ms()
-        until = self.switch.want(now_ms)
+        until = self.switch.want(now_ms + self._nonces.server_offset_ms)  # the exchange's time
         if until is None or not self.core.admission.may_send_other(clock.monotonic_ns()):
             return
         self.switch.on_sent()
@@ -574,7 +598,7 @@ class Executor(Actor):
         if not ok:
             budget.on_rate_limit_error(error, 1, clock.monotonic_ns())
         self.count("schedule_cancel_armed" if ok else "schedule_cancel_failed")
-        self._note(self.switch.on_answer(ok, error, until_ms, _now_ms()))
+        self._note(self.switch.on_answer(ok, error, until_ms, _now_ms() + self._nonces.server_offset_ms))
 
     def _note(self, note: Note | None) -> None:
         if note is not None:
@@ -632,6 +656,9 @@ class Executor(Actor):
         pub = self.exec.publish
         for ev in events:
             pub(ev)
+        if self.core.dust.new:  # a close refused below the exchange's minimum: said once, not retried
+            for line in self.core.dust.take_new():
+                self.alert("warning", f"dust: {line}")
 
     def _publish_stats(self) -> None:
         self.stats.update(latency_stats("added_latency", self.latencies_ns))
@@ -650,6 +677,7 @@ class Executor(Actor):
         held = self._verdict_log.take_suppressed()
         if held:
             self.log.info("verdicts_not_logged", counts=held)
+        self.stats["dust_positions"] = len(self.core.dust.stuck())
 
 
 if __name__ == "__main__":

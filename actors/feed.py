@@ -9,6 +9,9 @@ account's user events.
   (from the tracker's ``PositionSnapshot`` on ``positions``) first.
 * READY, freshness and dispatch are decided in ``hip3.feed.FeedCore``; ``FeedState`` is published on
   every change and every ``STATE_MS``. On a disconnect READY drops at once.
+* ``ExchangeClock`` (state key ``clock`` on ``md``): the exchange's clock estimated from the frames'
+  timestamps (``hip3.exchange_clock``), published at the first sample and every ``STATE_MS``; the
+  executor signs with it, the detector refuses entries beyond ``[clock] max_skew_ms``.
 * Error and malformed frames are counted (heartbeat stats) and logged at most every ``LOG_EVERY_S``.
 
 Run alone for debugging: `python -m actors.feed --config configs/default.toml`.
@@ -60,6 +63,8 @@ class Feed(Actor):
             reconnect_max_s=fp.reconnect_max_ms / 1000,
             on_state=self._on_ws_state,
         )
+        self.core.clock.set_reference(clock.monotonic_ns(), clock.time_ns())
+        self._clock_published = False
         self._fd = -1
         self._state: ConnState = "disconnected"
         self._since_ns = clock.monotonic_ns()
@@ -125,6 +130,8 @@ class Feed(Actor):
 
     def _on_readable(self) -> None:
         self.ws.poll_read_market(self.core.on_frames)  # published per recv, as decoded
+        if not self._clock_published and self.core.clock.samples:
+            self._publish_clock()  # the first estimate at once: entries wait for it
         if self._recorder is not None:
             self._take_recorded()  # after the frames were published
         if not self.ready or self.ws.fileno() != self._fd:
@@ -173,6 +180,15 @@ class Feed(Actor):
         else:
             self.set_ready(False, self.core.not_ready_reason(self.ws.is_acked))
 
+    def _publish_clock(self) -> None:
+        now_mono, now_wall = clock.monotonic_ns(), clock.time_ns()
+        msg = self.core.clock.message(now_mono, now_wall)
+        if msg is None:
+            return
+        self._clock_published = True
+        self.md.publish(msg, state_key="clock")
+        self.stats["clock_skew_ms"] = msg.skew_ms
+
     def _publish_state(self) -> None:
         msg = self.core.state(self._state, self._md_ready, self._user_ready, self._since_ns)
         self.md.publish(msg, state_key="feed")
@@ -194,6 +210,8 @@ class Feed(Actor):
 
     def _on_periodic(self) -> None:
         self._publish_state()
+        self.core.clock.set_reference(clock.monotonic_ns(), clock.time_ns())
+        self._publish_clock()
         if self._recorder is not None:
             self._recorder.flush()
             self.stats["recorded_frames"] = self._recorder.frames

@@ -25,6 +25,11 @@ A thin loop over ``hip3.positions.PositionBook``:
   the market terms (``hip3.runtime.terms_poller``) and the account's request budget (``userRateLimit``
   every ``executor.request_budget_poll_ms``, ``hip3.runtime.budget_poller``, published as state
   ``request_budget`` for the executor's admission).
+* The dex's collateral (``hip3.collateral``) from the sync's clearinghouseState answers, on every snapshot
+  (``PositionSnapshot.collateral``); an unfunded dex is said once (WARNING + alert, naming the dex, the
+  balance and how to fund it) and re-read every ``collateral.recheck_unfunded_s`` until funded. It is
+  an entry condition (the detector and the executor refuse entries), never a READY condition: the
+  tracker is doing its job, and exits must keep working.
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
   trade on an empty book (lesson 19).
 * Ownership (``hip3.ownership``, ``hip3.ownership_ledger``): every applied fill and resync also updates
@@ -52,11 +57,14 @@ from typing import Any
 import msgspec
 
 from hip3 import clock
+from hip3.collateral import collateral_from_states, collateral_problem
 from hip3.config import account_address, exchange_urls
+from hip3.hyperliquid.errors import is_margin_rejection
 from hip3.hyperliquid.rest import ClearinghouseState, RestClient, RestError
 from hip3.hyperliquid.rest import OpenOrder as RestOpenOrder
 from hip3.messages import (
     Alert,
+    DexCollateral,
     FeedState,
     HardStopState,
     Message,
@@ -189,6 +197,8 @@ class PositionTracker(Actor):
         self._sync_conn_id = 0
         self._synced_conn_id = 0
         self._published_version = -1
+        self.collateral: DexCollateral | None = None
+        self._collateral_problem = ""
         self._setup_done = True
         self.every(cfg.positions.snapshot_interval_ms, self._publish_periodic)
         self.every(50, self._maybe_sync, first_in_ms=0)
@@ -256,6 +266,8 @@ class PositionTracker(Actor):
             interval_ms = min(interval_ms, _HARDSTOP_RESYNC_MS)
         if self.book.needs_resync:
             self._sync_wanted = True
+        if self._collateral_problem:  # unfunded: look again soon (a transfer is seen in seconds)
+            interval_ms = min(interval_ms, self.cfg.collateral.recheck_unfunded_s * 1000)
         if not self._sync_wanted and self.book.synced and now - self._last_sync_ns >= interval_ms * 1e6:
             self._sync_wanted = True
         if self._sync_wanted and not self._sync_pending and now >= self._next_sync_ns:
@@ -315,11 +327,32 @@ class PositionTracker(Actor):
         dex = snap.dex_state.margin_summary
         if dex is not None:
             self.book.set_balance(l1.account_value if l1 is not None else Decimal(0), dex.account_value)
+        self._on_collateral(collateral_from_states(self.dex, snap.dex_state, snap.l1_state))
         self.count("resyncs")
         self._emit(res)
         if self.book.synced and not self.ready:
-            self.set_ready(True, "REST synced")
+            self.set_ready(True, self._ready_detail())
         self._publish_snapshot(force=True)
+
+    def _on_collateral(self, c: DexCollateral) -> None:
+        """Keep the dex's collateral for the snapshots; say it once when it becomes (un)usable."""
+        self.collateral = c
+        problem = collateral_problem(c, self.cfg.collateral)
+        self.stats["collateral_free_usd"] = int(c.withdrawable)
+        changed = bool(problem) != bool(self._collateral_problem)
+        self._collateral_problem = problem
+        if not changed:
+            return
+        if problem:
+            self.alert("warning", f"entries refused: {problem}")  # the one WARNING line (and status)
+        else:
+            self.log.info("dex_funded", dex=c.dex, withdrawable=str(c.withdrawable))
+        if self.ready:
+            self.set_ready(True, self._ready_detail())
+
+    def _ready_detail(self) -> str:
+        problem = self._collateral_problem
+        return "REST synced" + (f"; entries refused: {problem}" if problem else "")
 
     # ------------------------------------------------------------------ events
 
@@ -371,6 +404,8 @@ class PositionTracker(Actor):
             book.on_order_acked(msg)
         elif isinstance(msg, OrderRejected):
             book.on_order_rejected(msg)
+            if is_margin_rejection(msg.reason):  # the dex's collateral changed: see it now, not in a minute
+                self.request_resync("an order was refused for insufficient margin")
         elif isinstance(msg, OrderCancelled):
             book.on_order_cancelled(msg)
         elif isinstance(msg, FeedState):
@@ -416,7 +451,10 @@ class PositionTracker(Actor):
         if not force and self.book.version == self._published_version:
             return
         self._published_version = self.book.version
-        view = self.ownership.view(self.book.snapshot(self._synced_conn_id))
+        snap = self.book.snapshot(self._synced_conn_id)
+        if self.collateral is not None:
+            snap = msgspec.structs.replace(snap, collateral=self.collateral)
+        view = self.ownership.view(snap)
         self.positions.publish(view, state_key="positions")
         self._report_outside(view)
         if self.ownership.ledger.dirty:

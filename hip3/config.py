@@ -20,7 +20,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from hip3.bounds import MAX_BPS, MAX_DURATION_MS
+from hip3.collateral import CollateralParams
 from hip3.config_safety import problems as safety_problems
+from hip3.exchange_clock import ClockParams
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.market_terms import MarketTermsParams
 from hip3.strategy.params import DetectorParams, ExitParams, GateParams, OracleTrackerParams
@@ -198,6 +200,9 @@ class Config(_Section, frozen=True):
     # Fees and open-interest caps read from the exchange (hip3.market_terms).
     market_terms: MarketTermsParams = MarketTermsParams()
     recorder: RecorderConfig = RecorderConfig()
+    # Collateral on the traded dex (entries refused while unfunded) and the exchange clock's bound.
+    collateral: CollateralParams = CollateralParams()
+    clock: ClockParams = ClockParams()
     # The simulator's own settings (hip3.sim.params.SimParams), validated by the simulator.
     sim: dict[str, object] = {}
 

@@ -19,6 +19,9 @@ publish functions and the frames ``WsClient.poll_read_market()`` returns.
   seconds, and without a ctx a market is not evaluated).
 * Freshness is by receive time (B02): a market channel with nothing for ``stall_timeout_ms`` (counted
   from the connect for one that never sent anything) is stale. Transitions are reported (B03).
+* The exchange's clock (``hip3.exchange_clock``): the newest bbo of each receive burst, and every live
+  order update and fill, give a sample (the exchange's timestamp against the frame's receive time);
+  ``clock`` holds the estimate, the actor publishes it as ``ExchangeClock``.
 * A frame for a coin that was not subscribed is counted and dropped; a user frame for another user too.
   Malformed frames never get here (the ``FrameDecoder`` counts them); crossed books and one-sided books
   are published as they are (a missing side is 0.0): the consumers' market state refuses to evaluate
@@ -30,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from hip3.exchange_clock import ClockOffsetEstimator
 from hip3.hyperliquid.frames import (
     ErrorFrame,
     OrderUpdatesFrame,
@@ -40,6 +44,10 @@ from hip3.hyperliquid.frames import (
 from hip3.messages import AssetCtx, Bbo, FeedState, Msg
 
 __all__ = ["FeedCore"]
+
+# Clock samples from market data: at most one per this long (a busy feed gets hundreds of bursts a second;
+# a 2 s bucket still gets ~400 samples).
+CLOCK_SAMPLE_NS = 5_000_000
 
 Publish = Callable[[Msg], None]
 PublishState = Callable[[Msg, str], None]
@@ -80,6 +88,8 @@ class FeedCore:
         self.stale: set[tuple[str, str]] = set()  # (coin, "bbo" | "ctx")
         self.hot: frozenset[str] = frozenset()  # published first in a burst (``set_hot``)
         self.last_error = ""
+        self.clock = ClockOffsetEstimator()
+        self._clock_next_ns = 0  # the next burst that gives a clock sample (at most one per CLOCK_SAMPLE_NS)
         self.n_bbo = 0
         self.n_ctx = 0
         self.counts: dict[str, int] = {
@@ -139,6 +149,7 @@ class FeedCore:
         ctx_ns = self._ctx_ns
         bbo_key = self._bbo_key
         ctx_key = self._ctx_key
+        clock_bbo = None
         for msg, recv_ns in frames:
             kind = type(msg)
             if kind is Bbo:
@@ -147,6 +158,7 @@ class FeedCore:
                     bbo_ns[msg.coin] = recv_ns  # type: ignore[attr-defined]
                     self.n_bbo += 1
                     md(msg, key)  # type: ignore[arg-type]
+                    clock_bbo = msg
                 else:
                     self.counts["unknown_coin"] += 1
             elif kind is AssetCtx:
@@ -159,12 +171,17 @@ class FeedCore:
                     self.counts["unknown_coin"] += 1
             else:
                 self._other(msg, recv_ns)
+        if clock_bbo is not None and clock_bbo.recv_ns >= self._clock_next_ns:  # type: ignore[attr-defined]
+            # One clock sample per burst, at most one per CLOCK_SAMPLE_NS, after the frames went out.
+            self._clock_next_ns = clock_bbo.recv_ns + CLOCK_SAMPLE_NS  # type: ignore[attr-defined]
+            self.clock.add(clock_bbo.exch_ms, clock_bbo.recv_ns)  # type: ignore[attr-defined]
 
     def _other(self, frame: object, recv_ns: int) -> None:
         if isinstance(frame, OrderUpdatesFrame):
             for upd in order_update_msgs(frame, recv_ns):
                 self.counts["order_updates"] += 1
                 self._user(upd)
+                self.clock.add(upd.status_ms, recv_ns)
         elif isinstance(frame, UserFillsFrame):
             if frame.data.user.lower() != self.user:
                 self.counts["foreign_user"] += 1
@@ -173,6 +190,8 @@ class FeedCore:
             for fill in user_fill_msgs(frame, recv_ns):
                 self.counts[key] += 1
                 self._user(fill)  # snapshot fills flagged: the tracker never applies them (B21)
+                if not fill.is_snapshot:  # a snapshot's fills are old: valid bounds, but useless
+                    self.clock.add(fill.time_ms, recv_ns)
         elif isinstance(frame, ErrorFrame):
             self.counts["error_frames"] += 1
             self.last_error = frame.data[:300]
@@ -238,4 +257,6 @@ class FeedCore:
         out["ctx"] = self.n_ctx
         out["stale_markets"] = len({coin for coin, _ in self.stale})
         out["markets"] = len(self.markets)
+        out["clock_samples"] = self.clock.samples
+        out["clock_rejected"] = self.clock.rejected
         return out

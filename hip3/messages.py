@@ -75,6 +75,21 @@ class FeedState(Msg, frozen=True, tag="feed"):
     since_ns: int
 
 
+class ExchangeClock(Msg, frozen=True, tag="xclk"):
+    """The feed's estimate of the exchange's clock (``hip3.exchange_clock``): a state stream on ``md``.
+
+    ``offset_mono_ms`` = exchange ms minus ``time.monotonic_ns() // 1e6`` (comparable across processes on
+    one host): the executor signs with ``monotonic + offset``. ``skew_ms`` = exchange minus the feed
+    host's wall clock when published (positive: the host is behind). ``samples``: exchange timestamps
+    folded in so far; ``last_sample_age_ms``: since the newest one.
+    """
+
+    offset_mono_ms: int
+    skew_ms: int
+    samples: int
+    last_sample_age_ms: int
+
+
 # --------------------------------------------------------------------------------------------------
 # Account events from the exchange's user streams (feed -> position_tracker, executor, recorder).
 # Never dropped silently.
@@ -289,6 +304,25 @@ class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
     reduce_only: bool
 
 
+class DexCollateral(msgspec.Struct, frozen=True, kw_only=True):
+    """The account's collateral on the traded HIP-3 dex, from the tracker's last REST sync.
+
+    Each HIP-3 dex margins separately: USDC on the validator perp dex ("") does not back an order on the
+    builder dex until it is moved there (``sendAsset``) or the account's dex abstraction pulls it. From
+    ``clearinghouseState`` with the dex: ``account_value`` (marginSummary.accountValue), ``withdrawable``
+    (free collateral), ``margin_used`` (marginSummary.totalMarginUsed); ``perp_withdrawable`` is the
+    validator perp dex's withdrawable (where a deposit lands; -1 when that read failed); ``time_ms`` the
+    answer's exchange time (0 if absent). ``hip3.collateral`` decides whether entries may use it.
+    """
+
+    dex: str
+    account_value: Decimal
+    withdrawable: Decimal
+    margin_used: Decimal
+    perp_withdrawable: Decimal
+    time_ms: int = 0
+
+
 class PositionSnapshot(Msg, frozen=True, tag="pos"):
     """The whole book: published on every change and periodically, so late joiners catch up.
 
@@ -312,6 +346,8 @@ class PositionSnapshot(Msg, frozen=True, tag="pos"):
     # "unconfigured") and orders, shown to the operator and never exited, flattened or cancelled by hip3.
     outside: tuple[Position, ...] = ()
     outside_orders: tuple[OpenOrder, ...] = ()
+    # The dex's collateral as of the last REST sync (None: not read yet, or an older tracker).
+    collateral: DexCollateral | None = None
 
 
 class PositionClosed(Msg, frozen=True, tag="pclose"):
@@ -453,7 +489,7 @@ class HardStopAck(Msg, frozen=True, tag="hsack"):
 
 
 class HardStopProgress(Msg, frozen=True, tag="hsprog"):
-    """The executor's flatten sequence: ``done`` once positions and open orders are both zero."""
+    """The executor's flatten sequence: ``done`` once positions (``dust`` aside) and open orders are zero."""
 
     epoch: int
     positions: int
@@ -461,6 +497,9 @@ class HardStopProgress(Msg, frozen=True, tag="hsprog"):
     attempts: int
     done: bool
     alert: bool
+    # Positions left open because the exchange refuses their close as below its minimum order value
+    # ("xyz:GOLD 0.002"): "done" then means nothing more can be done, and a person must close them.
+    dust: tuple[str, ...] = ()
 
 
 class Heartbeat(Msg, frozen=True, tag="hb"):
@@ -494,6 +533,7 @@ Message = (
     Bbo
     | AssetCtx
     | FeedState
+    | ExchangeClock
     | OrderUpdate
     | UserFill
     | EntryIntent

@@ -82,6 +82,8 @@ EXECUTOR_ADDED_BUCKETS_S = (50e-6, 100e-6, 250e-6, 500e-6, 750e-6, 1e-3, 1.5e-3,
 # Heartbeat stats that are levels, not counts.
 _GAUGE_NAMES = frozenset({
     "conn_id", "markets", "stale_markets", "open_positions", "positions", "positions_synced", "claims",
+    # The exchange's preconditions: the measured clock offset, the dex's free collateral, dust positions.
+    "clock_skew_ms", "signing_offset_ms", "collateral_free_usd", "dust_positions",
 }) | GAUGE_STATS
 _GAUGE_SUFFIXES = ("_us", "_n", "_samples", "_until_s", "_pending")  # _pending: queue lengths and flags
 

@@ -117,6 +117,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("sim.faults.malformed_every", "zero"): _SIM,
     ("sim.faults.user_subscribe_delay_ms", "zero"): _SIM,
     ("sim.min_notional_usd", "zero"): _SIM,
+    ("collateral.transfer_usd", "zero"): "documented 0 = off: fund-dex moves nothing unless an amount is given",
+    ("sim.clock_offset_ms", "zero"): "the simulated exchange's clock equals the host's (the default); " + _SIM,
+    ("sim.clock_offset_ms", "negative"): "the simulated exchange's clock behind the host's (tests of a host "
+                                         "ahead); " + _SIM,
     ("sim.request_budget_initial", "zero"): "no initial request buffer (the budget is earned by volume alone); " + _SIM,
     ("sim.schedule_cancel_min_volume_usd", "zero"): "the dead man's switch accepted from the first trade; " + _SIM,
     ("sim.schedule_cancel_daily_limit", "zero"): "every scheduleCancel refused as over the day's limit; " + _SIM,

@@ -40,7 +40,9 @@ def _samples() -> list[m.Msg]:
         m.Fill(coin="xyz:GOLD", cloid=None, oid=1, tid=0, is_buy=True, px=d("1"), sz=d("1"), fee=d("0"),
                source="post", time_ms=1, recv_ns=1),
         m.PositionSnapshot(version=1, synced=True, positions=(pos,), open_orders=(oo,),
-                           realized_pnl_usd=d("-1.25"), fees_usd=d("0.5")),
+                           realized_pnl_usd=d("-1.25"), fees_usd=d("0.5"),
+                           collateral=m.DexCollateral(dex="xyz", account_value=d("100.5"), withdrawable=d("90"),
+                                                      margin_used=d("10.5"), perp_withdrawable=d("-1"), time_ms=7)),
         m.PositionClosed(coin="xyz:GOLD", is_long=True, size=d("1"), entry_px=d("1"), exit_px=d("2"),
                          pnl_usd=d("1"), fees_usd=d("0"), hold_ms=5, exit_reason="time_stop", closed_ms=1),
         m.MarketTerms(fees_ms=1, caps_ms=2, user_cross_rate=0.00045, user_add_rate=0.00015, referral_discount=0.0,
@@ -62,6 +64,7 @@ def _samples() -> list[m.Msg]:
         m.Alert(level="critical", actor="executor", text="flatten incomplete"),
         m.RequestBudgetReading(cum_vlm_usd=d("2854574.593578"), n_requests_used=2890, n_requests_cap=2864574,
                                n_requests_surplus=0, requested_ms=1),
+        m.ExchangeClock(offset_mono_ms=-5, skew_ms=10_012, samples=3, last_sample_age_ms=40),
     ]
 
 

@@ -121,6 +121,9 @@ def _snapshot(**over: Any) -> MetricsSnapshot:
     ("added_latency_samples", True), ("inflight_posts", True), ("conn_id", True), ("open_positions", True),
     ("positions", True), ("stale_markets", True), ("schedule_cancel_armed_until_s", True), ("claims", True),
     ("resync_pending", True), ("journal_pending", True), ("ext_pending_expired", False),
+    # levels that go down (a negative clock offset, a balance): a counter would be made monotonic
+    ("clock_skew_ms", True), ("signing_offset_ms", True), ("collateral_free_usd", True), ("dust_positions", True),
+    ("clock_rejected", False), ("entry_rejected_conditions", False),
 ])
 def test_stat_classification(stat: str, gauge: bool) -> None:
     assert is_gauge(stat) is gauge

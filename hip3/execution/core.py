@@ -23,6 +23,8 @@ Invariants held here (each tested in ``tests/execution/test_core.py``):
 * What leaves, and when, is admitted by ``Admission`` (``hip3.execution.admission``): the address request
   budget with a reserve for flattens and cancels, the pacing of entry posts within the WebSocket message
   budget, the backoff after a refused action; ``shed_entry`` refuses an entry at intake before the gates.
+* A reduce-only order refused as below the exchange's minimum value marks its position as dust
+  (``dust``, ``hip3.execution.dust``): the hard-stop flattener stops retrying it until it changes.
 
 The actor's loop, roughly::
 
@@ -50,6 +52,7 @@ import msgspec
 
 from hip3.execution.admission import Admission
 from hip3.execution.batch import Batch, BatchScheduler, QueuedOrder
+from hip3.execution.dust import DustBook
 from hip3.execution.gates import ExecutorGates, MarketSpec, Verdict, check_flatten
 from hip3.execution.hardstop import HardStopStep
 from hip3.execution.journal import SentIntentJournal, valid_id
@@ -107,11 +110,14 @@ class ExecutionCore:
         self.oracles: dict[str, float] = {}  # coin -> latest oracle price (the slippage trigger)
         # The exchange's fees and open-interest caps; none known (the default) refuses every entry.
         self.terms = terms if terms is not None else TermsView(MarketTermsParams(), self.specs)
+        self.dust = DustBook()
 
     def on_snapshot(self, snapshot: PositionSnapshot) -> None:
         """Every position snapshot the executor receives (clears "filled, awaiting snapshot" blocks)."""
         self.gates.filled.observe(snapshot)
         self._snapshot = snapshot
+        if snapshot.synced:
+            self.dust.observe_all((p.coin, p.size) for p in snapshot.positions)
 
     # ------------------------------------------------------------------ intake
 
@@ -394,6 +400,10 @@ class ExecutionCore:
 
     # ------------------------------------------------------------------ internals
 
+    def _position_size(self, coin: str) -> Decimal | None:
+        snap = self._snapshot
+        return None if snap is None else next((p.size for p in snap.positions if p.coin == coin), None)
+
     def _position_open(self, coin: str) -> bool:
         """Does the latest snapshot hold a position in ``coin``? (No snapshot yet: assume it does.)"""
         snap = self._snapshot
@@ -423,6 +433,8 @@ class ExecutionCore:
                 is_flatten = o is not None and o.kind in ("flatten", "hardstop")
                 if ev.reason.startswith("exchange:") and is_oi_cap_rejection(ev.reason):
                     self.terms.on_cap_refusal(ev.coin, now_ms)  # before the next poll says so
+                if ev.reduce_only:
+                    self.dust.on_rejected(ev.coin, self._position_size(ev.coin), ev.reason)
                 reason = self.risk.on_order_rejected(ev, now_ms, is_flatten=is_flatten)
             elif isinstance(ev, OrderFilled) and not ev.reduce_only:
                 o = self._recent.get(ev.cloid)

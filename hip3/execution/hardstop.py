@@ -15,6 +15,9 @@ Guards against:
 * declaring victory on a stale view: "done" needs a zero view, nothing in flight, and that quiet state to
   have lasted ``flatten_fast_interval_ms`` since the last attempt or non-zero observation; and "done"
   reverts if a position or order shows up again (a late fill).
+* spinning on dust: a position whose close the exchange refused as below its minimum order value
+  (``DustBook``) is not retried while its size is unchanged; the sequence ends "done" with it listed in
+  ``HardStopProgress.dust`` and ``alert`` set (a person must close it), a defined end instead of a loop.
 
 Output per step: cancels and flatten orders to enqueue, plus a ``HardStopProgress`` when there is news.
 """
@@ -27,6 +30,7 @@ from decimal import Decimal
 import msgspec
 
 from hip3.execution.batch import QueuedCancel, QueuedOrder
+from hip3.execution.dust import DustBook
 from hip3.execution.gates import MarketSpec
 from hip3.execution.params import RiskParams
 from hip3.hyperliquid.wire import floor_size, new_cloid, round_price
@@ -48,9 +52,11 @@ class HardStopFlattener:
         params: RiskParams,
         specs: Mapping[str, MarketSpec],
         make_cloid: Callable[[], str] = new_cloid,
+        dust: DustBook | None = None,
     ) -> None:
         self.params = params
         self.specs = dict(specs)
+        self.dust = dust if dust is not None else DustBook()
         self._make_cloid = make_cloid
         self.epoch = 0
         self.active = False
@@ -80,14 +86,15 @@ class HardStopFlattener:
         self.done = False
         self._unsynced_since_ns = None
 
-    def _progress(self, n_pos: int, n_oo: int) -> HardStopProgress:
+    def _progress(self, n_pos: int, n_oo: int, dust: tuple[str, ...] = ()) -> HardStopProgress:
         return HardStopProgress(
             epoch=self.epoch,
             positions=n_pos,
             open_orders=n_oo,
             attempts=self.attempts,
             done=self.done,
-            alert=not self.done and self.attempts >= self.params.flatten_fast_attempts,
+            alert=bool(dust) or (not self.done and self.attempts >= self.params.flatten_fast_attempts),
+            dust=dust,
         )
 
     def _wait_for_sync(self, snapshot: PositionSnapshot | None, now_ns: int) -> HardStopStep:
@@ -124,7 +131,8 @@ class HardStopFlattener:
         if snapshot is None or not snapshot.synced:
             return self._wait_for_sync(snapshot, now_ns)
         self._unsynced_since_ns = None
-        n_pos, n_oo = len(snapshot.positions), len(snapshot.open_orders)
+        positions = [p for p in snapshot.positions if not self.dust.is_stuck(p.coin)]
+        n_pos, n_oo = len(positions), len(snapshot.open_orders)
         if n_pos or n_oo or inflight_posts:
             self._quiet_since_ns = max(self._quiet_since_ns, now_ns)
             if self.done:  # something reappeared (a late fill): resume
@@ -133,7 +141,8 @@ class HardStopFlattener:
         elif not self.done:
             if now_ns - self._quiet_since_ns >= self._fast_ns or self.attempts == 0:
                 self.done = True
-                return HardStopStep(progress=self._progress(0, 0))
+                dust = self.dust.describe() if len(positions) < len(snapshot.positions) else ()
+                return HardStopStep(progress=self._progress(0, 0, dust))
             return HardStopStep()
         else:
             return HardStopStep()
@@ -145,7 +154,7 @@ class HardStopFlattener:
         orders: list[QueuedOrder] = []
         problems: list[str] = []
         self.attempts += 1
-        for p in snapshot.positions:
+        for p in positions:
             spec, mark = self.specs.get(p.coin), marks.get(p.coin)
             if spec is None or mark is None or mark <= 0:
                 problems.append(

@@ -9,6 +9,10 @@ Guards against:
 * the open-interest cap of builder-deployed markets counted toward the HardStop: the exchange's
   refusals at the cap (``is_oi_cap_rejection``) are the market's state, benign for the hard stop.
 * Error strings carry suffixes such as `` asset=110027``: match by prefix / substring, never equality.
+* An insufficient-margin refusal (``Insufficient margin to place order.`` / ``perpMarginRejected``) says
+  the dex's collateral is short, not that the order was wrong: benign for the hard stop's rejection
+  trigger (an unfunded HIP-3 dex would otherwise latch it with every entry refused); entries stop on the
+  collateral check instead (``hip3.collateral``).
 
 The simulator emits these exact constants; the executor classifies with the functions below.
 """
@@ -51,6 +55,8 @@ __all__ = [
     "bad_alo_px_error",
     "duplicate_nonce_error",
     "is_benign_rejection",
+    "is_margin_rejection",
+    "is_min_value_rejection",
     "is_nonce_error",
     "is_oi_cap_rejection",
     "is_rate_limit_error",
@@ -176,13 +182,15 @@ def is_nonce_error(text: str) -> bool:
 
 # ---- order statuses (orderUpdates `status`), protocol §2.4 [DOCS] ----
 LIVE_STATUSES = frozenset({"open", "triggered"})
-BENIGN_STATUSES = frozenset({"iocCancelRejected", "reduceOnlyRejected", "minTradeNtlRejected"})
+BENIGN_STATUSES = frozenset({"iocCancelRejected", "reduceOnlyRejected", "minTradeNtlRejected",
+                             "perpMarginRejected"})
 # Substrings of benign error texts. Suffixes (" asset=110027") and a missing final period are tolerated.
 _BENIGN_SUBSTRINGS = (
     "could not immediately match",
     "Reduce only order would increase position",
     "Order has zero size",
     "Order must have minimum value of $10",
+    "Insufficient margin to place order",
 )
 
 # The exchange refuses an order because of a market's open-interest cap (builder-deployed markets):
@@ -209,6 +217,18 @@ def is_oi_cap_rejection(text_or_status: object) -> bool:
     if not isinstance(text_or_status, str):
         return False
     return text_or_status in OI_CAP_STATUSES or any(sub in text_or_status for sub in _OI_CAP_SUBSTRINGS)
+
+
+def is_margin_rejection(text_or_status: object) -> bool:
+    """The dex's collateral is short (post-response text, ``OrderRejected.reason`` or orderUpdates status)."""
+    return isinstance(text_or_status, str) and (
+        "Insufficient margin to place order" in text_or_status or text_or_status.endswith("perpMarginRejected"))
+
+
+def is_min_value_rejection(text_or_status: object) -> bool:
+    """Refused as below the exchange's minimum order value ($10), whatever the suffix or the source."""
+    return isinstance(text_or_status, str) and (
+        "Order must have minimum value of $10" in text_or_status or text_or_status.endswith("minTradeNtlRejected"))
 
 
 def is_benign_rejection(text_or_status: object) -> bool:

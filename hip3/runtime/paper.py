@@ -6,6 +6,9 @@ key made for this session (a paper session never uses a real key, whatever the e
 Actors learn the simulator's address and the account from ``HIP3_EXCHANGE_URL`` and
 ``HIP3_ACCOUNT_ADDRESS``, which are set before any actor starts; only the executor gets the key.
 
+``fund-dex`` in paper mode (``python supervisor.py fund-dex``) comes here through the supervisor, which
+alone holds the session's key: the same signed ``sendAsset`` as on the real exchange (``hip3.funding``).
+
 If the simulator dies it is restarted on the same port with a fresh state (a paper exchange has no
 durable state), and the event is logged as critical: positions at the "exchange" are gone, and the
 position tracker's resync will show it.
@@ -101,6 +104,18 @@ class PaperExchange:
             time.sleep(0.05)
         self.stop()
         raise PaperExchangeError(f"the simulator did not report READY within {timeout_s:g} s")
+
+    def fund_dex(self, amount: Decimal) -> str:
+        """Move ``amount`` USDC from the paper account's perp balance to the traded dex (a signed
+        ``sendAsset``); the result line. ``FundingError`` if refused."""
+        from hip3.funding import move_to_dex, resolve_dex
+        from hip3.hyperliquid.rest import RestClient
+
+        rest = RestClient(self.url, timeout_s=3.0, info_retries=0)
+        dex = resolve_dex(rest, self.cfg.exchange.dex_pattern)
+        res = move_to_dex(rest, self.key, self.key.address, dex, amount, is_mainnet=False,
+                          nonce_ms=time.time_ns() // 1_000_000)
+        return res.line()
 
     def check(self) -> None:
         """Restart the simulator if it died (called from the supervisor's loop)."""

@@ -26,15 +26,18 @@ import zmq
 
 from hip3.bus import Bus
 from hip3.config import Config
+from hip3.entry_conditions import status_view
 from hip3.hardstop import Latch, LatchFileError
 from hip3.logs import Log
 from hip3.messages import (
     Alert,
+    DexCollateral,
     HardStopAck,
     HardStopProgress,
     HardStopRequest,
     Heartbeat,
     Message,
+    PositionSnapshot,
     Ready,
     Shutdown,
 )
@@ -108,6 +111,7 @@ class Supervisor:
         self.started_at = time.time()
         self.hardstop_progress: HardStopProgress | None = None
         self.alerts: list[dict[str, Any]] = []
+        self.collateral: DexCollateral | None = None  # the traded dex's, from the tracker's snapshots
         self._last_rebroadcast = 0
         self._broadcast_latch()
 
@@ -329,6 +333,7 @@ class Supervisor:
             "actors": actors,
             "seq_gaps": sum(s.stats.get("seq_gaps", 0) for s in self.slots.values()),
             "alerts": self.alerts[-10:],
+            **self._entry_conditions(),
             "trading": self.trading.as_dict(),
             "exchange": None if self.exchange is None else {
                 "kind": "simulator", "url": self.exchange.url, "account": self.exchange.key.address,
@@ -341,6 +346,11 @@ class Supervisor:
         """Whether the latch file holds the current state, and if not, why (for status and replies)."""
         return {"persisted": self.latch.persisted, "persist_error": self.latch.persist_error,
                 "path": str(self.latch.path), "failed_writes": self.latch.failed_writes}
+
+    def _entry_conditions(self) -> dict[str, Any]:
+        det, feed = self.slots.get("detector"), self.slots.get("feed")
+        return status_view(self.cfg.collateral, self.cfg.clock, None if det is None else (det.ready, det.ready_detail),
+                           feed.stats.get("clock_skew_ms") if feed is not None else None, self.collateral)
 
     def handle_command(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")
@@ -361,7 +371,25 @@ class Supervisor:
         if cmd == "stop":
             self.stopping = True
             return {"ok": True}
+        if cmd == "fund-dex":
+            return self._fund_dex(req.get("usd"))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _fund_dex(self, usd: object) -> dict[str, Any]:
+        """Paper mode: the operator's explicit transfer to the dex, signed with the session's key (only
+        the supervisor holds it). Live mode runs ``fund-dex`` with the account's key instead."""
+        from hip3.funding import FundingError, parse_amount
+
+        if self.exchange is None:
+            return {"ok": False, "error": "the supervisor funds the dex in paper mode only; on the real exchange "
+                                          "run `python supervisor.py fund-dex` with the account's own key"}
+        try:
+            line = self.exchange.fund_dex(parse_amount(None if usd is None else str(usd),
+                                                       self.cfg.collateral.transfer_usd))
+        except FundingError as e:
+            return {"ok": False, "error": str(e)}
+        self.log.warning("dex_funded_by_operator", line=line)
+        return {"ok": True, "line": line}
 
     def _on_ctl(self) -> None:
         while True:
@@ -401,6 +429,8 @@ class Supervisor:
             elif target is self.trading_sub.sock:
                 for msg in self.trading_sub.drain():
                     self.trading.on_message(msg)
+                    if isinstance(msg, PositionSnapshot) and msg.collateral is not None:
+                        self.collateral = msg.collateral
                     if self.metrics is not None:
                         self.metrics.on_message(msg)
             # A sentinel fired: the exit is picked up by _check_actors below.

@@ -20,8 +20,10 @@ machine), ``info`` (/info answers), ``faults``, ``orderlog``, ``transport`` (HTT
 ``server`` (requests and publishing), ``app`` (SimServer and the control commands), ``terms`` (fees per
 fill from the exchange's formula, open-interest caps and their refusals).
 
-Deliberate simplifications: one USDC balance per account backs all markets (reported by
-``clearinghouseState`` with the builder dex; the validator dex shows no positions and no collateral,
-and its markets are not tradable); no funding payments, liquidations or trigger orders; signature
-source is one flavour per simulator (default testnet "b", what the SDK signs for a non-mainnet URL).
+A balance per perp dex: the builder dex's collateral backs its markets; the validator perp dex ("")
+holds USDC only (its markets are not tradable); ``sendAsset`` (user-signed, signature checked) moves it
+between them; ``SimParams.funds_on`` says where ``--fund`` credits. ``SimParams.clock_offset_ms`` sets the
+exchange's clock apart from the host's. Deliberate simplifications: no funding payments, liquidations,
+trigger orders; signature source is one flavour per simulator (default testnet "b", what the
+SDK signs for a non-mainnet URL).
 """

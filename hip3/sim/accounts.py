@@ -5,10 +5,12 @@ fills; a closing fill books ``closedPnl`` (fee excluded); fees are charged per f
 (2 × the base tier-0 fees by default: taker 0.09 %, maker 0.03 %); ``dir`` is the exchange's display
 string ("Open Long", "Close Short", "Long > Short", ...); ``userFills`` is newest first.
 
-Simplification (documented in hip3.sim.__init__): one USDC balance per account backs every market
-(like an account with dex abstraction). ``clearinghouseState`` with the builder dex reports that
-collateral and the HIP-3 positions; without a dex it reports the validator dex, where the simulator
-trades nothing, so its positions are empty and its account value is 0.
+A balance per perp dex, as on the exchange (each HIP-3 dex margins separately): ``balance`` is the USDC
+collateral on the builder dex, which backs its markets and books their PnL and fees; ``perp_balance`` is
+the validator perp dex's ("", where a real deposit lands), where the simulator trades nothing. Orders on
+the builder dex see only ``balance`` (an unfunded dex refuses them: ``Insufficient margin to place
+order.``); ``sendAsset`` moves USDC between the two (``hip3.sim.transfers``). ``clearinghouseState``
+with the builder dex reports ``balance`` and the HIP-3 positions; without a dex, ``perp_balance``.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ class Position:
 class Account:
     """One master account (or sub-account / vault)."""
 
-    def __init__(self, address: str, balance: Decimal) -> None:
+    def __init__(self, address: str, balance: Decimal, perp_balance: Decimal = _ZERO) -> None:
         self.address = address
-        self.balance = balance
+        self.balance = balance  # collateral on the builder dex
+        self.perp_balance = perp_balance  # on the validator perp dex ("")
         self.positions: dict[int, Position] = {}
         self.open_orders: dict[int, Order] = {}
         self.fills: list[dict[str, Any]] = []  # oldest first; the info call reverses

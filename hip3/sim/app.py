@@ -33,7 +33,8 @@ from hip3.sim.transport import Conn
 log = logging.getLogger("hip3.sim")
 
 COMMANDS = {
-    "fund": "{address, usd}: create or top up an account",
+    "fund": "{address, usd, on?}: create or top up an account, on the builder dex (on=\"dex\") or the "
+            "validator perp dex (\"perp\"); default SimParams.funds_on",
     "approve_agent": "{master, agent}: let agent sign for master",
     "set_oracle": "{coin, px, lag_ms?}: set an oracle now (makers follow after lag_ms, default the model lag)",
     "jump": "{coin, bps}: force an oracle jump of bps (signed) now: a scripted dislocation",
@@ -70,12 +71,14 @@ class SimServer:
     ) -> None:
         self.params = params or SimParams()
         self.seed = seed
-        self.clock = clock
+        offset = self.params.clock_offset_ms
+        # The exchange's clock is the host's + clock_offset_ms: every timestamp and time check uses it.
+        self.clock: Callable[[], int] = clock if not offset else (lambda: clock() + offset)
         self.order_log = OrderLog(order_log)
-        self.engine = Engine(self.params, seed, clock(), self.order_log)
+        self.engine = Engine(self.params, seed, self.clock(), self.order_log)
         for addr, usd in (funds or {}).items():
             self.engine.fund(addr, usd)
-        self.core = SimCore(self.params, self.engine, clock)
+        self.core = SimCore(self.params, self.engine, self.clock)
         self.core.control = self.apply
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,8 +189,11 @@ class SimServer:
                 usd = Decimal(str(cmd.get("usd")))
             except InvalidOperation:
                 raise ValueError("usd must be a number") from None
-            acct = eng.fund(_addr(cmd.get("address"), "address"), usd)
-            return {"ok": True, "balance": str(acct.balance)}
+            on = cmd.get("on")
+            if on not in (None, "dex", "perp"):
+                raise ValueError("on must be \"dex\" or \"perp\"")
+            acct = eng.fund(_addr(cmd.get("address"), "address"), usd, on)
+            return {"ok": True, "balance": str(acct.balance), "perp_balance": str(acct.perp_balance)}
         if name == "approve_agent":
             eng.auth.approve(_addr(cmd.get("master"), "master"), _addr(cmd.get("agent"), "agent"))
             return {"ok": True}
@@ -234,6 +240,7 @@ class SimServer:
         accounts = {
             a.address: {
                 "balance": str(a.balance),
+                "perp_balance": str(a.perp_balance),
                 "open_orders": len(a.open_orders),
                 "fills": len(a.fills),
                 "positions": {
@@ -252,11 +259,12 @@ class SimServer:
             "connections": len(self.core.conns),
             "frames_sent": self.core.frames_sent,
             "actions_logged": self.order_log.count,
+            "clock_ms": self.clock(),
         }
 
     # ---- convenience wrappers -------------------------------------------------------------------
-    def fund(self, address: str, usd: float | Decimal) -> None:
-        self.control({"cmd": "fund", "address": address, "usd": str(usd)})
+    def fund(self, address: str, usd: float | Decimal, on: str | None = None) -> None:
+        self.control({"cmd": "fund", "address": address, "usd": str(usd), "on": on})
 
     def approve_agent(self, master: str, agent: str) -> None:
         self.control({"cmd": "approve_agent", "master": master, "agent": agent})

@@ -19,7 +19,7 @@ from typing import Any
 from hip3.hyperliquid.assets import asset_id
 from hip3.hyperliquid.errors import ERR_MUST_DEPOSIT
 from hip3.hyperliquid.signing import recover_l1_signer
-from hip3.sim import orders
+from hip3.sim import orders, transfers
 from hip3.sim.accounts import Account
 from hip3.sim.auth import Authority, NonceStore, recover_approve_agent, user_not_exist_error
 from hip3.sim.book import MAKER, Book, Order, fmt_units
@@ -155,13 +155,17 @@ class Engine:
         return self._next_tid
 
     # ---- operator controls --------------------------------------------------------------------
-    def fund(self, address: str, usd: Decimal) -> Account:
-        """Create (or top up) a funded account."""
+    def fund(self, address: str, usd: Decimal, on: str | None = None) -> Account:
+        """Create (or top up) a funded account: on the builder dex (``on="dex"``) or the validator perp
+        dex (``"perp"``); default ``SimParams.funds_on``."""
         addr = address.lower()
         acct = self.accounts.get(addr)
         if acct is None:
             acct = self.accounts[addr] = Account(addr, Decimal(0))
-        acct.balance += usd
+        if (on or self.p.funds_on) == "perp":
+            acct.perp_balance += usd
+        else:
+            acct.balance += usd
         return acct
 
     def market(self, coin: str) -> Market:
@@ -239,6 +243,8 @@ class Engine:
         atype: str = action["type"]
         if atype == "approveAgent":
             return self._approve_agent(action, nonce, sig, now_ms)
+        if atype == "sendAsset":
+            return transfers.send_asset(self, action, nonce, sig, now_ms)
         try:
             signer = recover_l1_signer(action, vault, nonce, sig, self.p.is_mainnet, expires)
         except ValueError as e:
@@ -291,6 +297,7 @@ class Engine:
                 "statuses": statuses,
                 "status": resp["status"],
                 "reduce_only": reduce_only_flags(action) if atype == "order" else [],
+                "expires_after": expires,
             }
         )
         return resp

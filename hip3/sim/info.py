@@ -117,6 +117,8 @@ def l2_book(eng: Engine, m: Market, now_ms: int) -> dict[str, Any]:
 def clearinghouse_state(eng: Engine, acct: Account | None, dex: str, now_ms: int) -> dict[str, Any]:
     positions: list[dict[str, Any]] = []
     acct_value = ntl_total = margin_total = _ZERO
+    if acct is not None and dex == "":
+        acct_value = acct.perp_balance  # the validator perp dex: collateral only, nothing traded there
     if acct is not None and dex == eng.p.dex:
         acct_value = acct.balance
         for asset, pos in acct.positions.items():

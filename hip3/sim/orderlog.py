@@ -3,7 +3,9 @@
 Tests and the e2e harness read it to detect duplicated or lost orders (the executor must never send an
 intent twice, and every sent order must arrive). Fields: ``time_ms``, ``nonce``, ``signer``, ``account``,
 ``action_type``, ``cloids`` (possibly empty), ``statuses`` (the per-order / per-cancel statuses, or []),
-``status``, ``reduce_only`` (one flag per order of an ``order`` action, else []).
+``status``, ``reduce_only`` (one flag per order of an ``order`` action, else []), ``expires_after`` (the
+envelope's, or null; ``time_ms`` is the exchange's clock when the action was applied); a ``sendAsset``
+adds ``transfer``.
 
 An action answered by an injected fault (``reject_posts``, ``rate_limit_actions``) never reaches the
 engine; it is logged too, with ``status: "fault"``, ``fault`` naming the switch, ``signer``/``account``

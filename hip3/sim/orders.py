@@ -1,17 +1,16 @@
 """Order placement and cancels: the exchange's per-order validation, then price-time matching.
 
-Validation, in this order, each with the exchange's error text (protocol §6.3, §11):
-size lots (``Order has zero size`` / invalid size), price (``Price must be divisible by tick size.``),
-oracle band (``Order price too far from oracle``, band [UNVERIFIED], ``SimParams.oracle_band``), minimum
-notional at the limit price (``Order must have minimum value of $10.``, reduce-only not exempt
-[UNVERIFIED]), reduce-only (``Reduce only order would increase position.``; a reduce-only order larger
-than the position is cut to it), ALO crossing (``Post only order would have immediately matched, bbo
-was <bid>@<ask>.``, format after "was" [UNVERIFIED]), the open-interest cap (``hip3.sim.terms``: ``Order
-would increase open interest while open interest is capped`` and the related texts), margin
-(``Insufficient margin to place order.``).
-Then the order matches against the book (maker quotes and other users' orders; self-trades expire the
-resting order), an IOC remainder is cancelled (no fill at all: ``Order could not immediately match
-against any resting orders. asset=<a>``), a GTC/ALO remainder rests.
+Validation, in this order, each with the exchange's error text (protocol §6.3, §11): size lots (``Order has
+zero size`` / invalid size), price (``Price must be divisible by tick size.``), oracle band (``Order price too
+far from oracle``, band [UNVERIFIED], ``SimParams.oracle_band``), minimum notional at the limit price (``Order
+must have minimum value of $10.``; a reduce-only order below it per ``SimParams.reduce_only_min_value``,
+[UNVERIFIED]), reduce-only (``Reduce only order would increase position.``; a reduce-only order larger than
+the position is cut to it), ALO crossing (``Post only order would have immediately matched, bbo was
+<bid>@<ask>.``, format after "was" [UNVERIFIED]), the open-interest cap (``hip3.sim.terms``: ``Order would
+increase open interest while open interest is capped`` and the related texts), margin (``Insufficient margin
+to place order.``). Then the order matches against the book (maker quotes and other users' orders;
+self-trades expire the resting order), an IOC remainder is cancelled (no fill at all: ``Order could not
+immediately match against any resting orders. asset=<a>``), a GTC/ALO remainder rests.
 """
 
 from __future__ import annotations
@@ -83,8 +82,9 @@ def place_orders(
     return {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}, cloids, statuses
 
 
-def _available_margin(eng: Engine, acct: Account) -> Decimal:
-    """Collateral + unrealised PnL - margin of positions - margin reserved by resting orders."""
+def available_margin(eng: Engine, acct: Account) -> Decimal:
+    """Collateral on the builder dex + unrealised PnL - margin of positions - margin reserved by resting
+    orders. Only the builder dex's own balance counts (the perp balance does not back these markets)."""
     avail = acct.balance
     for asset, pos in acct.positions.items():
         if pos.szi:
@@ -138,10 +138,10 @@ def _place_one(
     oracle = m.model.oracle_px
     if abs(px - oracle) > oracle * eng.p.oracle_band:
         return {"error": ERR_ORACLE}
-    if px * lots < eng.min_notional_micro:
-        return {"error": ERR_MIN_TRADE_NTL}
     pos = acct.positions.get(a)
     szi = pos.szi if pos is not None else 0
+    if px * lots < eng.min_notional_micro and not _min_value_exempt(eng, reduce_only, is_buy, lots, szi):
+        return {"error": ERR_MIN_TRADE_NTL}
     if reduce_only:
         if szi == 0 or (szi > 0) == is_buy:
             return {"error": ERR_REDUCE_ONLY}
@@ -158,7 +158,7 @@ def _place_one(
         return {"error": oi_error}
     if opening and not reduce_only:
         need = Decimal(px * opening).scaleb(-6) / eng.leverage_of(acct, m)
-        if need > _available_margin(eng, acct):
+        if need > available_margin(eng, acct):
             return {"error": ERR_PERP_MARGIN}
     order = Order(eng.new_oid(), acct.address, a, is_buy, px, lots, now_ms, tif, cloid, reduce_only)
     fills, self_cancels = book.match(is_buy, px, lots, acct.address)
@@ -200,6 +200,15 @@ def _place_one(
     if tif == "Alo" and eng.p.alo_status == "success":
         return "success"
     return {"resting": {"oid": order.oid}}
+
+
+def _min_value_exempt(eng: Engine, reduce_only: bool, is_buy: bool, lots: int, szi: int) -> bool:
+    """A reduce-only order below the minimum value (``SimParams.reduce_only_min_value``, [UNVERIFIED]
+    rule in ``hip3.hyperliquid.rules``): exempt always, only when it closes the whole position, or never."""
+    rule = eng.p.reduce_only_min_value
+    if not reduce_only or rule == "enforced" or szi == 0 or (szi > 0) == is_buy:
+        return False
+    return rule == "exempt" or lots >= abs(szi)
 
 
 def _filled(m: Market, lots: int, ntl: int, oid: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from hip3.bounds import MAX_BPS, MAX_COUNT, MAX_FLOAT, MAX_USD
+from hip3.hyperliquid.rules import REDUCE_ONLY_MIN_VALUE, ReduceOnlyMinValue
 
 # Bounded above too (``hip3.bounds``): every number of the bot's config, ``[sim]`` included, is finite
 # and in range, so a typo fails the start with the key named instead of a simulator that hangs or dies.
@@ -181,6 +182,17 @@ class SimParams(_P, frozen=True):
     # account cannot arm it; 0 lets a paper session arm it) and after this many triggers in a UTC day.
     schedule_cancel_min_volume_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_USD)] = 1_000_000.0
     schedule_cancel_daily_limit: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 10
+    # The simulated exchange's clock = the host's + this (ms): every timestamp it emits and every time
+    # check it makes (nonce window, expiresAfter, scheduleCancel) use it. Tests of a skewed host.
+    clock_offset_ms: Annotated[int, msgspec.Meta(ge=-86_400_000, le=86_400_000)] = 0
+    # Where ``--fund`` and the ``fund`` command credit USDC: the builder dex ("dex", so a paper session
+    # trades at once) or the validator perp dex ("perp": where a real deposit lands; the builder dex then
+    # refuses orders with "Insufficient margin to place order." until a sendAsset moves USDC there).
+    funds_on: Literal["dex", "perp"] = "dex"
+    # A reduce-only order below ``min_notional_usd``: refused ("enforced"), accepted when it closes the
+    # whole position ("exempt_full_close") or always accepted ("exempt"). Default: hip3's [UNVERIFIED]
+    # reading of the exchange (``hip3.hyperliquid.rules``).
+    reduce_only_min_value: ReduceOnlyMinValue = REDUCE_ONLY_MIN_VALUE
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimParams:

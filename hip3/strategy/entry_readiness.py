@@ -13,20 +13,35 @@ It replaced "``synced=False`` then ``synced=True``", which blocked entries for g
 resync overtook the feed's new connection on the bus, or when a restarted tracker synced before it first
 published (found by the fault tests: the detector waited for a resync that had already happened). A
 snapshot without ``feed_conn_id`` (0: an older tracker) still uses that order.
+
+Last, the exchange's own preconditions (``hip3.entry_conditions``): usable collateral on the dex and the
+host's clock within bound, each refusing with one line that says what to do.
 """
 
 from __future__ import annotations
 
-from hip3.messages import FeedState, PositionSnapshot
+import re
 
-__all__ = ["EntryReadiness"]
+from hip3.entry_conditions import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX, EntryConditions
+from hip3.messages import ExchangeClock, FeedState, PositionSnapshot
+
+__all__ = ["ENTRIES_ALLOWED", "ENTRIES_BLOCKED_PREFIX", "EntryReadiness", "reason_key"]
+
+_NUMBER = re.compile(r"[-+]?\d[\d.]*")
+
+
+def reason_key(reason: str) -> str:
+    """A blocked reason without its numbers: the measured clock offset or a balance changes every
+    second, the reason does not (log and report transitions only, lesson B03)."""
+    return _NUMBER.sub("#", reason)
 
 
 class EntryReadiness:
     """Folds ``FeedState`` and ``PositionSnapshot`` into one ``blocked_reason`` ("" = allowed)."""
 
-    def __init__(self, *, trading: bool) -> None:
+    def __init__(self, *, trading: bool, conditions: EntryConditions | None = None) -> None:
         self.trading = trading
+        self.conditions = conditions
         self.feed: FeedState | None = None
         self.positions: PositionSnapshot | None = None
         self.resync_pending = False
@@ -50,8 +65,14 @@ class EntryReadiness:
         self._check_resynced()
         return prev is None
 
+    def on_clock(self, msg: ExchangeClock) -> None:
+        if self.conditions is not None:
+            self.conditions.on_clock(msg)
+
     def on_positions(self, snap: PositionSnapshot) -> None:
         self.positions = snap
+        if self.conditions is not None:
+            self.conditions.on_snapshot(snap)
         if self.resync_pending and snap.feed_conn_id:
             self._check_resynced()
         elif self.resync_pending:
@@ -87,6 +108,8 @@ class EntryReadiness:
             return "positions not synced"
         if self.resync_pending:
             return f"waiting for the position resync after reconnect (conn {f.conn_id})"
+        if self.conditions is not None:
+            return self.conditions.problem()
         return ""
 
     def stats(self) -> dict[str, int]:

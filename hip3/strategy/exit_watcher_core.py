@@ -9,6 +9,9 @@ Guards against:
   timeout), ``OrderCancelled``, an ``OrderFilled`` that leaves a remainder, and on ``PositionClosed`` /
   the position leaving a synced snapshot. A claim with no terminal event after ``claim_expiry_ms`` is
   released with a warning count, so no position is ever stranded.
+* A whole-position close refused as below the exchange's $10 minimum (``hip3.execution.dust``): the
+  position is dust, kept busy (no exit is evaluated or sent for it) until its size changes; said once
+  (``alerts``), never retried in a loop.
 * B42 — a resync snapshot keeps the local entry time, entry edge and exit baselines of positions that
   already exist; only size/entry price are refreshed (and the levels recomputed).
 * B26/B29 — an unsynced snapshot never removes positions.
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+from hip3.execution.dust import DustBook
 from hip3.messages import (
     AssetCtx,
     Bbo,
@@ -96,6 +100,7 @@ class ExitWatcherCore:
         self._ext_alerted: set[str] = set()
         self._ext_expired: set[str] = set()
         self._profiles: dict[str, str] = {}
+        self.dust = DustBook()
         self.alerts: list[str] = []
         self.counts: dict[str, int] = {
             "flattens": 0,
@@ -307,7 +312,7 @@ class ExitWatcherCore:
     def _refresh_busy(self, coin: str) -> None:
         mk = self._mk.get(coin)
         if mk is not None and mk.pos is not None:
-            mk.pos.busy = coin in self._claims or (
+            mk.pos.busy = coin in self._claims or self.dust.is_stuck(coin) or (
                 coin in self._ext_pending and coin not in self._ext_expired
             )
 
@@ -334,6 +339,10 @@ class ExitWatcherCore:
         retry. Matched by cloid, or by intent id (an order given up before it was ever submitted)."""
         coin = self._refs.get(msg.cloid) or (self._refs.get(msg.intent_id) if msg.intent_id else None)
         if coin is not None:
+            mk = self._mk.get(coin)
+            if msg.reduce_only and mk is not None and mk.pos is not None:
+                self.dust.on_rejected(coin, mk.pos.size, msg.reason)  # below $10: stop, say it once
+                self.alerts.extend(self.dust.take_new())
             self._release(coin)
 
     def on_order_cancelled(self, msg: OrderCancelled) -> None:
@@ -354,6 +363,7 @@ class ExitWatcherCore:
             self._release(coin)
 
     def on_position_closed(self, msg: PositionClosed) -> None:
+        self.dust.observe(msg.coin, None)
         self._release(msg.coin)
         mk = self._mk.get(msg.coin)
         if mk is not None:
@@ -371,6 +381,7 @@ class ExitWatcherCore:
         seen: set[str] = set()
         for p in snap.positions:
             seen.add(p.coin)
+            self.dust.observe(p.coin, p.size)  # a new size: worth another close
             mk = self._market(p.coin)
             pos = mk.pos
             entry_px = float(p.entry_px)
@@ -408,6 +419,7 @@ class ExitWatcherCore:
         if snap.synced:
             for coin, mk in self._mk.items():
                 if mk.pos is not None and coin not in seen:
+                    self.dust.observe(coin, None)
                     self._release(coin)
                     mk.pos = None
         for coin in self._mk:
@@ -421,4 +433,5 @@ class ExitWatcherCore:
         out = dict(self.counts)
         out["positions"] = sum(1 for mk in self._mk.values() if mk.pos is not None)
         out["claims"] = len(self._claims)
+        out["dust_positions"] = len(self.dust.stuck())
         return out

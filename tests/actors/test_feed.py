@@ -165,14 +165,17 @@ def test_a_restarted_feed_is_a_new_connection_for_consumers(
     cfg = sim_config(run_dir, sim_server.url, _address(paper_key), extra=FAST)
     ids = []
     for _ in range(2):
-        md = Watch(cfg, ctx, ["md"])
-        try:
-            with running(Feed, cfg, ctx) as feed:
-                assert wait_until(lambda f=feed: f.ready, 10), feed.ready_detail
+        with running(Feed, cfg, ctx) as feed:
+            assert wait_until(lambda f=feed: f.ready, 10), feed.ready_detail
+            # Subscribed once this feed has bound: an inproc connect made before could still attach to
+            # the previous feed's closing socket and never hear from this one (the state is replayed to
+            # late joiners anyway).
+            md = Watch(cfg, ctx, ["md"])
+            try:
                 st = md.wait(_feed_state(lambda m: m.state == "connected"))
                 assert st is not None
                 ids.append(st.conn_id)
-        finally:
-            md.close()
+            finally:
+                md.close()
     assert ids[0] % 1000 == ids[1] % 1000 == 1  # both processes' first connection
     assert ids[0] != ids[1]

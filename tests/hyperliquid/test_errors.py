@@ -19,6 +19,11 @@ from hip3.hyperliquid import errors as E
         "Reduce only order would increase position. asset=110027",
         "Order has zero size.",
         E.ERR_MIN_TRADE_NTL + " asset=110027",
+        # The dex's collateral is short, not the order: never toward the hard stop's rejection trigger
+        # (an unfunded HIP-3 dex refuses every entry this way); entries stop on the collateral check.
+        E.ERR_PERP_MARGIN,
+        E.ERR_PERP_MARGIN + " asset=110027",
+        "perpMarginRejected",
     ],
 )
 def test_benign(text: str) -> None:
@@ -28,10 +33,8 @@ def test_benign(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        E.ERR_PERP_MARGIN,
         E.ERR_TICK,
         E.ERR_ORACLE,
-        "perpMarginRejected",
         "tickRejected",
         "oracleRejected",
         E.rate_limit_error(97460, 97456, "87457.46"),
@@ -118,3 +121,12 @@ def test_open_interest_cap_refusals_are_benign_for_the_hard_stop(text: str) -> N
 @pytest.mark.parametrize("text", [E.ERR_PERP_MARGIN, E.ERR_ORACLE, "perpMaxPositionRejected", "", None, 5])
 def test_other_refusals_are_not_cap_refusals(text: object) -> None:
     assert not E.is_oi_cap_rejection(text)
+
+
+def test_margin_and_min_value_rejections_are_recognised_whatever_the_source() -> None:
+    for text in (E.ERR_PERP_MARGIN, "exchange: " + E.ERR_PERP_MARGIN + " asset=110027", "exchange: perpMarginRejected"):
+        assert E.is_margin_rejection(text)
+    for text in (E.ERR_MIN_TRADE_NTL, "exchange: " + E.ERR_MIN_TRADE_NTL + " asset=1", "exchange: minTradeNtlRejected"):
+        assert E.is_min_value_rejection(text)
+    for text in (E.ERR_TICK, E.ERR_IOC_CANCEL, "", None):
+        assert not E.is_margin_rejection(text) and not E.is_min_value_rejection(text)

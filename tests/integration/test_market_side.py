@@ -18,7 +18,7 @@ import pytest
 from eth_account import Account
 
 from hip3.bus import Bus
-from hip3.messages import EntryIntent, FlattenIntent, Message, Position, PositionSnapshot
+from hip3.messages import DexCollateral, EntryIntent, FlattenIntent, Message, Position, PositionSnapshot
 from hip3.runtime.inproc import inproc_graph
 from hip3.sim.app import SimServer
 from hip3.sim.params import DEFAULT_MARKETS, ModelParams, SimParams
@@ -54,8 +54,11 @@ def quiet_sim(paper_key: str, run_dir: Path) -> Iterator[SimServer]:
 
 
 def _snapshot(version: int, positions: tuple[Position, ...] = ()) -> PositionSnapshot:
+    # The tracker's snapshot carries the dex's collateral (the detector refuses entries until it knows it).
+    funded = DexCollateral(dex="xyz", account_value=Decimal(100_000), withdrawable=Decimal(100_000),
+                           margin_used=Decimal(0), perp_withdrawable=Decimal(0))
     return PositionSnapshot(version=version, synced=True, positions=positions, open_orders=(),
-                            realized_pnl_usd=Decimal(0), fees_usd=Decimal(0))
+                            realized_pnl_usd=Decimal(0), fees_usd=Decimal(0), collateral=funded)
 
 
 def test_dislocation_gives_one_entry_and_regression_one_flatten(

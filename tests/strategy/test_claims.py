@@ -219,3 +219,36 @@ def test_position_in_market_without_spec_still_exits() -> None:
     core.on_position_snapshot(snapshot(position(C, size="0.25")), T0_NS, T0_MS)
     out = core.on_bbo(EXIT_BBO, at(2000))
     assert out is not None and out.sz == Decimal("0.25") and core.stats()["no_spec"] == 1
+
+
+def test_a_close_refused_below_the_minimum_value_is_said_once_and_not_retried() -> None:
+    """The exchange refuses the whole-position close as below $10: retrying cannot help. Before, the claim
+    was released and the next update (every bbo, every tick) sent the same doomed flatten again, forever."""
+    core = make(ExitParams(claim_expiry_ms=60_000))
+    first = core.on_bbo(EXIT_BBO, at(2000))
+    assert first is not None and first.sz == Decimal("2")
+    core.on_order_submitted(submitted(first.intent_id, "0xdust"))
+    core.on_order_rejected(OrderRejected(cloid="0xdust", coin=C, benign=True, reduce_only=True, recv_ns=0,
+                                         reason="exchange: Order must have minimum value of $10. asset=110001"))
+    assert not core.is_claimed(C)
+    alerts = core.take_alerts()
+    assert len(alerts) == 1 and alerts[0].startswith(f"{C}: the exchange refused to close 2 (below its $10")
+    for k in range(1, 200):  # 20 s of market updates and ticks: nothing more is sent
+        assert core.on_bbo(EXIT_BBO, at(2000 + 100 * k)) is None
+        assert core.on_ctx(ctx(C, 100.0), at(2000 + 100 * k)) is None
+        assert core.on_tick(at(2000 + 100 * k)) == []
+    assert core.stats()["flattens"] == 1 and core.stats()["dust_positions"] == 1
+    assert core.take_alerts() == []
+    # The position grows (another fill): a whole close may pass the minimum now, so it is tried again.
+    core.on_position_snapshot(snapshot(position(C, size="3")), at(30_000), T0_MS + 30_000)
+    again = core.on_bbo(EXIT_BBO, at(31_000))
+    assert again is not None and again.sz == Decimal("3") and core.stats()["dust_positions"] == 0
+
+
+def test_other_refusals_of_a_close_are_retried() -> None:
+    core = make()
+    first = core.on_bbo(EXIT_BBO, at(2000))
+    assert first is not None
+    core.on_order_rejected(OrderRejected(cloid=first.intent_id, coin=C, benign=True, reduce_only=True, recv_ns=0,
+                                         intent_id=first.intent_id, reason="exchange: Order has zero size"))
+    assert core.on_bbo(EXIT_BBO, at(2100)) is not None and core.take_alerts() == []

@@ -19,12 +19,13 @@ import sys
 from hip3 import clock
 from hip3.bus import Pusher
 from hip3.config import MarketConfig
-from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, Message, PositionSnapshot
+from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, MarketView, Message, PositionSnapshot
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.strategy.detector_core import DetectorCore
 from hip3.strategy.entry_readiness import EntryReadiness
+from hip3.strategy.market_view import market_lines
 
 FOLLOWUP_MS = 100  # due followups are published from this timer
 STATS_MS = 1000
@@ -136,6 +137,9 @@ class Detector(Actor):
         self.stats.update(self.entry.stats())
         if self.intents is not None:
             self.stats["intents_dropped"] = self.intents.dropped
+        # The operator's views (status --watch, dashboard): once a second, off the per-batch path.
+        self.inbox.send(MarketView(actor=self.name, markets=market_lines(
+            self.core.book.markets, self.core.gates.states, clock.monotonic_ns())))
 
 
 if __name__ == "__main__":

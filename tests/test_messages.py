@@ -55,6 +55,9 @@ def _samples() -> list[m.Msg]:
         m.Ready(actor="feed", pid=1, ready=True, detail="ok"),
         m.Shutdown(reason="bye"),
         m.Alert(level="critical", actor="executor", text="flatten incomplete"),
+        m.MarketView(actor="detector", markets=(m.MarketLine(
+            coin="xyz:GOLD", mid_px=2001.5, oracle_px=2000.0, mark_px=2001.0, dislocation_bps=7.5, edge_bps=-2.0,
+            gate="pass", bbo_age_ms=12, ctx_age_ms=-1),)),
     ]
 
 

@@ -294,43 +294,14 @@ def format_status(status: dict[str, Any]) -> str:
 
 def cmd_stop(cfg: Config, flatten: bool = False, timeout_s: float = 30.0) -> int:
     """Stop, and list what stays open at the exchange; ``flatten``: to zero first (``hip3.ui.stopping``)."""
-    from hip3.ui.stopping import flatten_before_stop, format_leftovers
+    from hip3.ui.stopping import StopTimeout, stop_session
 
     run_dir = cfg.run_path
-    holder = _lock_holder(run_dir)
-    if holder is None:
-        if flatten:
-            print(f"no supervisor is running on {run_dir}: nothing can flatten; positions, if any, stay at the "
-                  "exchange (a start with the hard stop latched flattens them first)")
-            return 1
-        print(f"no supervisor is running on {run_dir}")
-        return 0
-    flat = None
-    if flatten:
-        try:
-            flat = flatten_before_stop(lambda body: request(cfg, body), timeout_s, print)
-        except KeyboardInterrupt:
-            print("interrupted: hip3 keeps running with the hard stop latched (it keeps flattening)")
-            return 1
-        if not flat.flat:
-            print(flat.why)
-            if _lock_holder(run_dir) is not None:
-                print("\n".join(format_leftovers(request(cfg, {"cmd": "status"}).get("left"), hint=False)))
-            return 1
-    reply = request(cfg, {"cmd": "stop", **({"clear_hardstop_epoch": flat.epoch} if flat and flat.ours else {})})
-    deadline = time.monotonic() + cfg.supervisor.stop_timeout_ms / 1000 + 10
-    while _lock_holder(run_dir) is not None:
-        if time.monotonic() > deadline:
-            raise CliError(f"the supervisor (pid {holder}) did not stop in time")
-        time.sleep(0.05)
-    print("hip3 stopped")
-    st = Latch.load(run_dir)
-    if st.latched:
-        print(f"hard stop stays LATCHED ({st.reason}): the next start flattens first; `reset-hardstop` clears it")
-    elif flat is not None and flat.ours:
-        print("hard stop cleared: it was latched only to flatten; the next start trades normally")
-    print("\n".join(format_leftovers(reply.get("left"), hint=not flatten)))
-    return 0
+    try:
+        return stop_session(lambda body: request(cfg, body), lambda: _lock_holder(run_dir), run_dir, flatten,
+                            timeout_s, cfg.supervisor.stop_timeout_ms / 1000 + 10, print)
+    except StopTimeout as e:
+        raise CliError(str(e)) from None
 
 
 def cmd_hardstop(cfg: Config, reason: str) -> int:

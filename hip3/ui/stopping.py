@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from hip3.hardstop import Latch
 
 if TYPE_CHECKING:
     from hip3.runtime.supervisor import Supervisor
 
-__all__ = ["FLATTEN_REASON", "FlattenResult", "FlattenWait", "clear_after_flatten", "end_of_session",
-           "flatten_before_stop", "format_leftovers"]
+__all__ = ["FLATTEN_REASON", "FlattenResult", "FlattenWait", "StopTimeout", "clear_after_flatten", "end_of_session",
+           "flatten_before_stop", "format_leftovers", "stop_session"]
 
 FLATTEN_REASON = "operator: stop --flatten"
 
@@ -157,3 +160,52 @@ def end_of_session(sup: Supervisor) -> tuple[dict[str, Any], list[str]]:
     the lines listing what stays open at the exchange."""
     clear_after_flatten(sup)
     return sup.status(), format_leftovers(sup.board.left(sup.trading.snapshot))
+
+
+class StopTimeout(Exception):
+    """The supervisor did not stop in time (one line)."""
+
+
+def stop_session(request: Callable[[dict[str, Any]], dict[str, Any]], holder: Callable[[], int | None],
+                 run_dir: Path, flatten: bool, flatten_timeout_s: float, stop_timeout_s: float,
+                 say: Callable[[str], None]) -> int:
+    """The ``stop`` command: (flatten first,) stop, wait for the supervisor to go, say what it left.
+
+    ``request`` sends one command to the running supervisor; ``holder`` is the pid holding the run
+    directory's lock (None: no supervisor). Returns the exit code.
+    """
+    pid = holder()
+    if pid is None:
+        if flatten:
+            say(f"no supervisor is running on {run_dir}: nothing can flatten; positions, if any, stay at the "
+                "exchange (a start with the hard stop latched flattens them first)")
+            return 1
+        say(f"no supervisor is running on {run_dir}")
+        return 0
+    flat = None
+    if flatten:
+        try:
+            flat = flatten_before_stop(request, flatten_timeout_s, say)
+        except KeyboardInterrupt:
+            say("interrupted: hip3 keeps running with the hard stop latched (it keeps flattening)")
+            return 1
+        if not flat.flat:
+            say(flat.why)
+            if holder() is not None:
+                say("\n".join(format_leftovers(request({"cmd": "status"}).get("left"), hint=False)))
+            return 1
+    reply = request({"cmd": "stop", **({"clear_hardstop_epoch": flat.epoch} if flat and flat.ours else {})})
+    deadline = time.monotonic() + stop_timeout_s
+    while holder() is not None:
+        if time.monotonic() > deadline:
+            raise StopTimeout(f"the supervisor (pid {pid}) did not stop in time")
+        time.sleep(0.05)
+    say("hip3 stopped")
+    st = Latch.load(run_dir)
+    if st.latched:
+        say(f"hard stop stays LATCHED ({st.reason}): the next start flattens first; `reset-hardstop` clears it")
+    elif flat is not None and flat.ours:
+        say("hard stop cleared: it was latched only to flatten; the next start trades normally")
+    say("\n".join(format_leftovers(reply.get("left"), hint=not flatten)))
+    return 0
+

@@ -10,7 +10,14 @@ import pytest
 from hip3.hardstop import Latch
 from hip3.messages import HardStopProgress
 from hip3.ui.board import Board
-from hip3.ui.stopping import FLATTEN_REASON, FlattenWait, clear_after_flatten, flatten_before_stop, format_leftovers
+from hip3.ui.stopping import (
+    FLATTEN_REASON,
+    FlattenWait,
+    clear_after_flatten,
+    flatten_before_stop,
+    format_leftovers,
+    stop_session,
+)
 from tests.ui.samples import order, position, snapshot
 
 
@@ -120,3 +127,42 @@ def test_the_latch_is_cleared_only_when_stop_flatten_earned_it(run_dir: Any, cas
     assert cleared is (case == "ok")
     assert Latch.load(run_dir).latched is (case != "ok")
     assert sup.logged == (["hardstop_cleared_after_flatten"] if case == "ok" else [])
+
+
+def test_stop_session_stops_waits_and_lists_what_is_left(run_dir: Any) -> None:
+    board = Board(mono_ns=lambda: 0)
+    left = board.left(snapshot((position("xyz:GOLD", True, "0.5", "2000"),)))
+    sent: list[dict[str, Any]] = []
+    running = [True]
+
+    def request(body: dict[str, Any]) -> dict[str, Any]:
+        sent.append(body)
+        running[0] = body["cmd"] != "stop"
+        return {"ok": True, "left": left}
+
+    said: list[str] = []
+    code = stop_session(request, lambda: 123 if running[0] else None, run_dir, False, 30.0, 5.0, said.append)
+    assert code == 0 and sent == [{"cmd": "stop"}]
+    assert said[0] == "hip3 stopped" and said[1].startswith("LEFT OPEN at the exchange")
+    assert "  position xyz:GOLD long 0.5 @ 2000" in said[1]
+
+
+def test_stop_session_that_cannot_flatten_does_not_stop(run_dir: Any) -> None:
+    sup = FakeSupervisor(flat_after=10**9)
+    said: list[str] = []
+
+    def request(body: dict[str, Any]) -> dict[str, Any]:
+        reply = sup(body)
+        return {**reply, "left": Board(mono_ns=lambda: 0).left(snapshot((position("xyz:GOLD", True, "1", "1"),)))}
+
+    code = stop_session(request, lambda: 123, run_dir, True, 0.0, 5.0, said.append)
+    assert code == 1 and not any(r["cmd"] == "stop" for r in sup.requests)
+    assert any(s.startswith("could not flatten within 0 s") for s in said)
+    assert said[-1].startswith("LEFT OPEN at the exchange") and "stop --flatten" not in said[-1]
+
+
+def test_stop_session_without_a_supervisor(run_dir: Any) -> None:
+    said: list[str] = []
+    assert stop_session(lambda b: {}, lambda: None, run_dir, False, 1.0, 1.0, said.append) == 0
+    assert stop_session(lambda b: {}, lambda: None, run_dir, True, 1.0, 1.0, said.append) == 1
+    assert "nothing can flatten" in said[-1]

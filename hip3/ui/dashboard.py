@@ -94,7 +94,11 @@ def open_endpoint(cfg: Config, log: Log, metrics: SupervisorMetrics | None
     dash = Dashboard(dc.refresh_ms) if dc.enabled else None
     if dash is not None:
         dash.attach(ep)
-    ep.start()
+    try:
+        ep.start()
+    except EndpointError as e:
+        what = " and ".join(w for w, on in (("metrics", mc.enabled), ("dashboard", dc.enabled)) if on)
+        raise EndpointError(f"{what} ([metrics] host/port): {e}") from None
     if metrics is not None:
         metrics.url = ep.url("/metrics")
         log.info("metrics_serving", url=metrics.url)

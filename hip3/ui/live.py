@@ -25,6 +25,7 @@ __all__ = ["render", "watch"]
 
 MAX_TRADES = 8
 MAX_STATS = 16
+BUDGET_WORDS = ("budget", "rate_limit", "ratelimit")  # the request budget's stats, whoever reports them
 
 
 def _f(x: Any, fmt: str = "g", none: str = "–") -> str:
@@ -91,7 +92,7 @@ def _pnl_panel(st: Mapping[str, Any]) -> Table:
                   f"p50 {_f(d.get('p50'), '.0f')} µs  p99 {_f(d.get('p99'), '.0f')} µs  n={d.get('n', 0)}"
                   if d.get("n") else "–")
     budget = [(r["key"], r["value"]) for rows in key_stats(st).values() for r in rows
-              if any(w in r["key"] for w in ("budget", "rate_limit", "ratelimit"))]
+              if any(w in r["key"] for w in BUDGET_WORDS)]
     t.add_row("request budget", ", ".join(f"{k}={v}" for k, v in budget) if budget else Text("–", style="dim"))
     return t
 
@@ -130,19 +131,25 @@ def _trades(st: Mapping[str, Any]) -> Table:
 
 
 def _stats(st: Mapping[str, Any]) -> Table:
-    t = Table.grid(padding=(0, 3))
+    """The executor's panel, and beside it the tracker's over the other actors' highlighted stats."""
     ks = key_stats(st)
-    cells = []
-    for name in ("executor", "position_tracker"):
+
+    def panel(name: str, title: str) -> Panel:
         rows = ks.get(name) or []
         body = Text()
         for r in rows[:MAX_STATS]:
             body.append(f"{r['key']}={r['value']}\n", style="yellow" if r["hot"] else "")
         if len(rows) > MAX_STATS:
             body.append(f"… {len(rows) - MAX_STATS} more in status --json", style="dim")
-        cells.append(Panel(body if rows else Text("no heartbeat yet", style="dim"), title=name,
-                           title_align="left", box=box.ROUNDED, padding=(0, 1)))
-    t.add_row(*cells)
+        body.rstrip()
+        return Panel(body if rows else Text("no heartbeat yet", style="dim"), title=title, title_align="left",
+                     box=box.ROUNDED, padding=(0, 1))
+
+    right: list[RenderableType] = [panel("position_tracker", "position_tracker")]
+    if ks.get("others"):
+        right.append(panel("others", "other actors"))
+    t = Table.grid(padding=(0, 3))
+    t.add_row(panel("executor", "executor"), Group(*right))
     return t
 
 

@@ -56,6 +56,7 @@ def status(latched: bool = False, **extra: Any) -> dict[str, Any]:
     actors[2]["stats"] = {"orders_sent": 17, "stage_sign_p50_us": 66, "request_budget_left": 9400,
                           "collateral_usd_xyz": 1000, "posts": 17}
     actors[1]["stats"] = {"resyncs": 2, "positions_closed": 8}
+    actors[0]["stats"] = {"bbo": 396, "clock_skew_ms": 12}
     doc: dict[str, Any] = {
         "run_dir": "/tmp/run", "running": True, "mode": "paper", "uptime_s": 61.0,
         "hard_stop": {"latched": latched, "reason": "operator: test" if latched else None, "epoch": 1 if latched else 0,

@@ -34,6 +34,7 @@ def test_the_screen_shows_actors_hard_stop_markets_pnl_latency_trades_and_key_st
     # Stats other engineers add to heartbeats show up without a change here; internals stay out.
     assert "request budget" in text and "request_budget_left=9400" in text
     assert "collateral_usd_xyz=1000" in text and "orders_sent=17" in text and "stage_sign" not in text
+    assert "other actors" in text and "feed.clock_skew_ms=12" in text and "bbo=" not in text
     assert "CRITICAL executor: boom" in text
 
 
@@ -65,4 +66,5 @@ def test_key_stats_hide_internals_and_put_highlighted_keys_first() -> None:
     keys = [r["key"] for r in ks["executor"]]
     assert keys[:2] == ["collateral_usd_xyz", "request_budget_left"] and "stage_sign_p50_us" not in keys
     assert all(r["hot"] for r in ks["executor"][:2]) and not ks["executor"][-1]["hot"]
+    assert ks["others"] == [{"key": "feed.clock_skew_ms", "value": 12, "hot": True}]
     assert api_document(status())["view"]["key_stats"] == ks

@@ -30,7 +30,7 @@ import zmq
 
 from hip3.bus import BusError, endpoint_address, prepare_run_dir
 from hip3.config import Config, ConfigError, load_config, resolve_config_path
-from hip3.hardstop import Latch
+from hip3.hardstop import Latch, LatchFileError, read_latch
 
 LOCK_FILE = "supervisor.lock"
 
@@ -104,6 +104,22 @@ def request(cfg: Config, body: dict[str, Any], timeout_ms: int = 3000) -> dict[s
 # -------------------------------------------------------------------------------------------------
 
 
+_LATCH_ADVICE = ("; hip3 does not start without a hard-stop latch it can read and write: repair that path (free "
+                 "the disk, fix permissions, or remove what is there: no file means not latched), then start again")
+
+
+def check_latch_file(run_dir: Path, write: bool = True) -> None:
+    """Refuse a start whose hard-stop latch cannot be read (was the account stopped?) or written (a hard
+    stop would not survive a restart): one line saying which file and what to do. ``write`` rewrites the
+    record, so only under the run directory's lock."""
+    try:
+        latch = Latch(run_dir)
+        if write:
+            latch.check_writable()
+    except LatchFileError as e:
+        raise CliError(f"{e}{_LATCH_ADVICE}") from None
+
+
 def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False, log_format: str = "auto") -> int:
     if cfg.mode == "live" and not live:
         raise CliError("mode = \"live\" trades real money: start it with the explicit opt-in --live")
@@ -114,9 +130,11 @@ def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False, 
     run_dir = cfg.run_path
     prepare_run_dir(run_dir)
     if detach:
+        check_latch_file(run_dir, write=False)  # the started supervisor checks the write, under the lock
         return _start_detached(cfg, config_path, live)
     lock = _acquire_lock(run_dir)
     try:
+        check_latch_file(run_dir)
         console = log_format == "console" or (log_format == "auto" and sys.stdout.isatty())
         return _run_foreground(cfg, config_path, console)
     finally:
@@ -160,6 +178,12 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
             key = exchange.key  # a throwaway key for the simulator's account, never a real one
         stderr_path = cfg.run_path / "logs" / "actors.stderr" if console else None
         sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path, key, stderr_path), log, exchange=exchange)
+    except LatchFileError as e:
+        if exchange is not None:
+            exchange.stop()
+        if term is not None:
+            term.close()
+        raise CliError(f"{e}{_LATCH_ADVICE}") from None
     except (BusError, SecretError, PaperExchangeError, MetricsError) as e:
         if exchange is not None:
             exchange.stop()
@@ -200,6 +224,9 @@ def _print_summary(status: dict[str, Any], left: list[str]) -> None:
     hs = status["hard_stop"]
     lines = [f"hip3 session ended after {status['uptime_s']} s (run dir {status['run_dir']})",
              f"hard stop: {'LATCHED: ' + str(hs['reason']) if hs['latched'] else 'not latched'} (epoch {hs['epoch']})"]
+    if not hs.get("persisted", True):
+        lines.append(f"HARD STOP NOT SAVED: cannot write {hs['path']}: {hs['persist_error']}; the next start does "
+                     "not know it: repair that path and run `hardstop` again before starting")
     for a in status["actors"]:
         lines.append(f"  {a['name']:<17} restarts={a['restarts']}")
     if status.get("trading"):
@@ -228,6 +255,8 @@ def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = (run_dir / "logs" / "supervisor.out").read_text(errors="replace").strip().splitlines()[-5:]
+            if tail and tail[-1].startswith("error: "):  # its own one-line refusal: pass it on as it is
+                raise CliError(tail[-1].removeprefix("error: "))
             raise CliError(f"the supervisor exited with code {proc.returncode}: " + " | ".join(tail))
         if _lock_holder(run_dir) == proc.pid:
             try:
@@ -237,6 +266,11 @@ def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
             if st and st["actors"] and all(a["ready"] for a in st["actors"]):
                 print(f"hip3 started (supervisor pid {proc.pid}, run dir {run_dir}); all actors READY")
                 return 0
+            refused = [a for a in (st or {}).get("actors", []) if a["ready_detail"].startswith("start refused")]
+            if refused:  # its own reason, now: waiting longer would only restart it until the limit
+                a = refused[0]
+                raise CliError(f"{a['name']} {a['ready_detail']} (supervisor pid {proc.pid} still running, "
+                               "restarting it: `stop` it, fix that, start again)")
         time.sleep(0.1)
     raise CliError(f"hip3 did not get READY in time (supervisor pid {proc.pid} still running; see "
                    f"{run_dir / 'logs'})")
@@ -245,9 +279,13 @@ def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
 def _status(cfg: Config) -> dict[str, Any]:
     run_dir = cfg.run_path
     if _lock_holder(run_dir) is None:
-        st = Latch.load(run_dir)
-        return {"run_dir": str(run_dir), "running": False,
-                "hard_stop": {"latched": st.latched, "reason": st.reason, "epoch": st.epoch}, "actors": []}
+        hard_stop: dict[str, Any]
+        try:
+            st = read_latch(run_dir / "hardstop.json")
+            hard_stop = {"latched": st.latched, "reason": st.reason, "epoch": st.epoch}
+        except LatchFileError as e:  # unknown: reported, and a start refuses it
+            hard_stop = {"latched": None, "reason": None, "epoch": None, "unreadable": str(e)}
+        return {"run_dir": str(run_dir), "running": False, "hard_stop": hard_stop, "actors": []}
     return request(cfg, {"cmd": "status"})
 
 
@@ -267,13 +305,24 @@ def cmd_status(cfg: Config, as_json: bool, watch: bool = False) -> int:
 # The counters worth a glance in the table (every counter is in --json).
 _TABLE_STATS = ("seq_gaps", "bad_messages", "conn_id", "disconnects", "stale_markets", "bad_frames", "signals",
                 "intents", "intents_dropped", "flattens", "orders_sent", "added_latency_p50_us", "positions_closed",
-                "resyncs", "journal_rows", "journal_malformed", "journal_errors", "journal_dropped")
+                "resyncs", "journal_rows", "journal_malformed", "journal_errors", "journal_dropped",
+                # market terms: age of the last fee read (s; -1 never), markets at their open-interest cap,
+                # failed reads, fills whose fee the model did not predict, entries held back by them
+                "terms_fees_age_s", "markets_at_oi_cap", "terms_read_failed", "fee_model_mismatch",
+                "entry_blocked_terms", "entry_blocked_oi_cap")
 
 
 def format_status(status: dict[str, Any]) -> str:
     hs = status["hard_stop"]
-    out = [f"run dir   {status['run_dir']}  ({'running' if status.get('running') else 'NOT RUNNING'})",
-           f"hard stop {'LATCHED: ' + str(hs.get('reason')) if hs['latched'] else 'clear'}  (epoch {hs['epoch']})"]
+    out = [f"run dir   {status['run_dir']}  ({'running' if status.get('running') else 'NOT RUNNING'})"]
+    if hs.get("unreadable"):
+        out.append(f"hard stop UNKNOWN: {hs['unreadable']} (start refuses it)")
+    else:
+        state = "LATCHED: " + str(hs.get("reason")) if hs["latched"] else "clear"
+        out.append(f"hard stop {state}  (epoch {hs['epoch']})")
+    if not hs.get("persisted", True):
+        out.append(f"hard stop NOT SAVED: cannot write {hs['path']}: {hs['persist_error']} "
+                   f"(in memory; {hs['failed_writes']} failed writes, retrying)")
     if status.get("actors"):
         out.append(f"{'actor':<17} {'pid':>7} {'state':<9} {'ready':<5} {'restarts':>8} {'hb age ms':>9}  counters")
         for a in status["actors"]:
@@ -282,6 +331,8 @@ def format_status(status: dict[str, Any]) -> str:
             hb = "-" if a["heartbeat_age_ms"] is None else str(a["heartbeat_age_ms"])
             out.append(f"{a['name']:<17} {a['pid'] or '-':>7} {a['state']:<9} {'yes' if a['ready'] else 'no':<5} "
                        f"{a['restarts']:>8} {hb:>9}  {stats}")
+            if not a["ready"] and a.get("ready_detail"):
+                out.append(f"{'':<17} why not READY: {a['ready_detail']}")
         out.append(f"sequence gaps: {status.get('seq_gaps', 0)}")
     if status.get("trading"):
         from hip3.runtime.trading import format_trading
@@ -308,12 +359,23 @@ def cmd_hardstop(cfg: Config, reason: str) -> int:
     run_dir = cfg.run_path
     if _lock_holder(run_dir) is None:
         prepare_run_dir(run_dir)
-        latch = Latch(run_dir)
+        try:
+            latch = Latch(run_dir)
+        except LatchFileError as e:
+            raise CliError(f"hard stop NOT latched: {e}") from None
         latch.latch(f"operator: {reason}")
+        if not latch.persisted:  # no supervisor runs: a latch only this process's memory knows is none
+            raise CliError(f"hard stop NOT latched: cannot write {latch.path}: {latch.persist_error}")
         print(f"hard stop latched (supervisor not running; it will start latched): {latch.state.reason}")
         return 0
     reply = request(cfg, {"cmd": "hardstop", "reason": reason})
-    print(f"hard stop latched: {reply['hard_stop']['reason']} (epoch {reply['hard_stop']['epoch']})")
+    hs = reply["hard_stop"]
+    if not hs.get("persisted", True):
+        print(f"hard stop LATCHED IN MEMORY ONLY (epoch {hs['epoch']}): {hs['reason']}; NOT saved: cannot write "
+              f"{hs['path']}: {hs['persist_error']}; the actors are flattening, the supervisor keeps retrying "
+              "the write; do not stop hip3 before `status` shows it saved")
+        return 1
+    print(f"hard stop latched: {hs['reason']} (epoch {hs['epoch']})")
     return 0
 
 
@@ -321,10 +383,15 @@ def cmd_reset(cfg: Config) -> int:
     run_dir = cfg.run_path
     if _lock_holder(run_dir) is None:
         prepare_run_dir(run_dir)
-        latch = Latch(run_dir)
-        changed = latch.reset()
+        try:
+            changed = Latch(run_dir).reset()
+        except LatchFileError as e:
+            raise CliError(f"hard stop NOT reset: {e}" if "NOT reset" not in str(e) else str(e)) from None
     else:
-        changed = bool(request(cfg, {"cmd": "reset-hardstop"})["changed"])
+        reply = request(cfg, {"cmd": "reset-hardstop"})
+        if not reply.get("ok"):
+            raise CliError(str(reply.get("error")))
+        changed = bool(reply["changed"])
     print("hard stop reset" if changed else "hard stop was not latched")
     return 0
 

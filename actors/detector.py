@@ -18,11 +18,14 @@ import sys
 
 from hip3 import clock
 from hip3.bus import Pusher
-from hip3.config import MarketConfig
-from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, MarketView, Message, PositionSnapshot
+from hip3.config import MarketConfig, account_address, exchange_urls
+from hip3.hyperliquid.rest import RestClient, RestError
+from hip3.market_terms import TermsError, TermsView, build_terms
+from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, MarketTerms, MarketView, Message, PositionSnapshot
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
+from hip3.runtime.terms_poller import fetch_raw_terms
 from hip3.strategy.detector_core import DetectorCore
 from hip3.strategy.entry_readiness import EntryReadiness
 from hip3.strategy.market_view import market_lines
@@ -40,11 +43,15 @@ class Detector(Actor):
         registry = load_registry(cfg, self.log)
         markets = cfg.markets or tuple(MarketConfig(coin=s.coin) for s in registry.specs if not s.is_delisted)
         specs = {m.coin: registry.by_coin(m.coin) for m in markets}
+        terms = TermsView(cfg.market_terms, [m.coin for m in markets], static=not self.trading)
+        if not self.trading:
+            self._load_terms_once(terms, registry.dex, [m.coin for m in markets])
         self.core = DetectorCore(
             cfg.oracle, cfg.gates, cfg.detector, markets, trading=self.trading,
             sz_decimals={c: s.sz_decimals for c, s in specs.items()},
             assets={c: s.asset for c, s in specs.items()},
             id_prefix=f"d{os.getpid()}-{clock.time_ns() // 1_000_000}",
+            terms=terms,
         )
         self.entry = EntryReadiness(trading=self.trading)
         self.signals = self.publisher("signals")
@@ -53,8 +60,28 @@ class Detector(Actor):
         self.on_batch(self.md, self._on_batch)
         self.every(FOLLOWUP_MS, self._on_followups)
         self.every(STATS_MS, self._on_stats)
-        self._blocked = self.entry.blocked_reason(self.hardstop.latched)
+        self._blocked = self._blocked_reason()
         self.set_ready(True, self._ready_detail())
+
+    def _load_terms_once(self, terms: TermsView, dex: str, coins: list[str]) -> None:
+        """Observe mode (no position tracker to poll them): the fees read once at start, for the signal
+        records; the account's own rates when an address is configured, else the tier-0 rate (stated as
+        the fee's source). Nothing trades in observe mode, so a failure only means the worst-case fee."""
+        base, _ = exchange_urls(self.cfg)
+        rest = RestClient(base, timeout_s=self.cfg.exchange.request_timeout_ms / 1000)
+        try:
+            read = build_terms(fetch_raw_terms(rest, dex, account_address(self.cfg) or None), dex, coins,
+                               clock.time_ns() // 1_000_000)
+        except (RestError, TermsError) as e:
+            self.log.warning("market_terms_unavailable", error=str(e)[:300], fee="worst case")
+            return
+        terms.update(read)
+        self.log.info("market_terms", taker_fee_bps={m.coin: round(m.taker_fee_bps, 4) for m in read.markets},
+                      source=sorted({m.fee_source for m in read.markets}))
+
+    def _blocked_reason(self) -> str:
+        return (self.entry.blocked_reason(self.hardstop.latched)
+                or self.core.terms_blocked(clock.time_ns() // 1_000_000))
 
     # ---- hot path: one evaluation per drained batch -------------------------------------------------
 
@@ -69,7 +96,7 @@ class Detector(Actor):
                 core.on_ctx(msg, now_ns)  # type: ignore[arg-type]
             else:
                 self._on_state(msg)
-        blocked = self.entry.blocked_reason(self.hardstop.latched)
+        blocked = self._blocked_reason()
         if blocked != self._blocked:
             self._on_readiness_change(blocked)
         now_ns = clock.monotonic_ns()
@@ -97,6 +124,8 @@ class Detector(Actor):
             self.core.on_feed_state(msg)
         elif isinstance(msg, PositionSnapshot):
             self.entry.on_positions(msg)
+        elif isinstance(msg, MarketTerms):
+            self.core.on_terms(msg)
 
     def _push(self, intent: EntryIntent) -> bool:
         assert self.intents is not None  # intents exist only in trading modes
@@ -128,13 +157,14 @@ class Detector(Actor):
     def _on_followups(self) -> None:
         for f in self.core.due_followups(clock.monotonic_ns(), clock.time_ns() // 1_000_000):
             self.signals.publish(f)
-        blocked = self.entry.blocked_reason(self.hardstop.latched)
-        if blocked != self._blocked:  # e.g. the hard stop latched while no market data arrived
+        blocked = self._blocked_reason()
+        if blocked != self._blocked:  # e.g. the hard stop latched, or the terms grew too old, with no market data
             self._on_readiness_change(blocked)
 
     def _on_stats(self) -> None:
         self.stats.update(self.core.stats())
         self.stats.update(self.entry.stats())
+        self.stats.update(self.core.terms.summary(clock.time_ns() // 1_000_000))
         if self.intents is not None:
             self.stats["intents_dropped"] = self.intents.dropped
         # The operator's views (status --watch, dashboard): once a second, off the per-batch path.

@@ -21,6 +21,8 @@ A thin loop over ``hip3.execution.core.ExecutionCore`` (decisions) and ``HardSto
 * exchange refusals: after a whole action refused (rate limit or any whole-request error) nothing is
   posted for 0.5 s, doubling to 10 s until an action is accepted; queued entries are dropped and entry
   intents refused meanwhile (``_back_off``).
+* loss limits: their state is saved at the end of every turn that changed it (``RiskKeeper``), so a
+  restarted executor continues every limit, the daily loss cap included, where the last one stopped.
 * dead man's switch: ``scheduleCancel(now + schedule_cancel_after_ms)`` when READY and every
   ``schedule_cancel_rearm_ms`` while READY.
 * hard stop: latched → ``set_hard_stop`` (queued entries dropped), ``HardStopFlattener.start``, then a
@@ -47,17 +49,21 @@ from hip3.execution.gates import MarketSpec, Verdict
 from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.journal import SentIntentJournal
 from hip3.execution.latency import LatencySamples
+from hip3.execution.risk_state import RiskKeeper, RiskStateStore
 from hip3.hyperliquid.frames import PostResponse
 from hip3.hyperliquid.nonce import NonceError, NonceManager
 from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import cancel_action, order_action, order_wire, schedule_cancel_action
 from hip3.hyperliquid.ws import ConnState, WsBudgetError, WsClient, WsNotConnected
+from hip3.journal_db import JOURNAL_FILE
+from hip3.market_terms import TermsView
 from hip3.messages import (
     AssetCtx,
     EntryIntent,
     FlattenIntent,
     HardStopState,
+    MarketTerms,
     Message,
     Msg,
     OrderRejected,
@@ -66,7 +72,7 @@ from hip3.messages import (
     PositionClosed,
     PositionSnapshot,
 )
-from hip3.runtime.actor import Actor, Timer
+from hip3.runtime.actor import Actor, ActorStartError, Timer
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.secrets import check_signer, executor_key
@@ -92,7 +98,7 @@ _SIGN_POOL_REFILL_PER_TURN = 2
 _JOURNAL_SYNC_DELAY_NS = 5_000_000
 
 
-class ExecutorStartError(RuntimeError):
+class ExecutorStartError(ActorStartError):
     """The executor cannot start safely (no key, bad signer, unusable nonce state)."""
 
 
@@ -131,6 +137,7 @@ class Executor(Actor):
     _refused_until_ns = 0
     _refusals = 0
     _down_since_ns = 0  # the order-entry connection is down since (monotonic ns; 0: up)
+    _nonce_problem: str | None = None  # why no nonce can be signed now (the READY detail), or None
 
     # ------------------------------------------------------------------ setup
 
@@ -152,7 +159,10 @@ class Executor(Actor):
         try:
             self._nonces = NonceManager(self.run_dir / "nonce", clock_ms=_now_ms)
         except NonceError as e:
-            raise ExecutorStartError(f"nonce state unusable: {e}") from None
+            raise ExecutorStartError(str(e)) from None
+        if (ahead := self._nonces.problem(_now_ms())) is not None:  # every signature would be refused
+            self._nonces.close()
+            raise ExecutorStartError(ahead)
 
         registry = load_registry(cfg, self.log)
         specs = {
@@ -161,9 +171,17 @@ class Executor(Actor):
             for s in (registry.by_coin(m.coin),)
         }
         self.specs = {s.coin: s for s in specs.values()}
+        risk_store = RiskStateStore(self.run_dir)  # before the journal exists: has an executor run here?
         journal = SentIntentJournal(self.run_dir, now_ms=_now_ms(), retention_ms=self.params.sent_journal_retention_ms)
-        self.core = ExecutionCore(self.params, cfg.risk, cfg.soft_gates, self.specs, journal)
+        self.core = ExecutionCore(self.params, cfg.risk, cfg.soft_gates, self.specs, journal,
+                                  terms=TermsView(cfg.market_terms, self.specs))
         self.flattener = HardStopFlattener(cfg.risk, self.specs)
+        # The loss limits continue where the last executor stopped (saved at the end of every turn that
+        # changed them, off the send path); an unusable saved state refuses entries and asks for the stop.
+        self.risk_keeper = RiskKeeper(risk_store, self.core.risk, self.core.soft, self.flattener,
+                                      schedule=lambda: self.defer(self._save_risk))
+        restore_problem = self.risk_keeper.restore(self.hardstop, _now_ms())
+        (self.log.warning if risk_store.note else self.log.info)("risk_state_restored", **self.risk_keeper.summary())
         self.snapshot: PositionSnapshot | None = None
         self.latencies_ns: deque[int] = deque(maxlen=_LATENCY_SAMPLES)
         # Per-stage send-path timings (gates, wire, sign, journal, write), reported with the stats.
@@ -182,6 +200,9 @@ class Executor(Actor):
         # by every bbo (on two vCPUs each extra wake-up delays the order path).
         self.subscriber(["md"], self.on_message, only=(AssetCtx,))
         self.subscriber(["positions", "user"], self.on_message)
+        missed, problem = self.risk_keeper.catch_up(self.run_dir / JOURNAL_FILE, self.core.on_position_closed)
+        if missed or problem:  # closes published while no executor ran, from the recorder's journal
+            self.log.warning("risk_state_catch_up", missed_closes=missed, problem=problem or "")
 
         _, ws_url = exchange_urls(cfg)
         # The WS-level post timeout is a backstop: the scheduler's expiry (post_timeout_ms) decides first.
@@ -200,7 +221,11 @@ class Executor(Actor):
         self._pump_timer: Timer = self.every(60_000, self._pump)
         self._refill_timer: Timer = self.every(1000, self._refill_sign_pool)
         self._journal_timer: Timer = self.every(1000, self._sync_journal)
+        self._risk_timer: Timer = self.every(1000, lambda: self._save_risk(sync=True))
         self._setup_done = True
+        if restore_problem is not None:
+            self.raise_hardstop(restore_problem)
+        self._check_hardstop_request()  # a limit tripped by a close it missed
         self.log.info("executor_configured", signer=self._signer.address, vault=self._vault or "",
                       mainnet=self._is_mainnet, markets=sorted(self.specs), ws_url=ws_url)
         if self.hardstop.latched:
@@ -216,6 +241,7 @@ class Executor(Actor):
         finally:
             self.core.journal.sync()
             self.core.journal.close()
+            self.risk_keeper.close(_now_ms())
             self._nonces.close()
 
     # ------------------------------------------------------------------ connection / READY
@@ -259,7 +285,13 @@ class Executor(Actor):
         connected = self.ws.state == "connected"
         synced = self.snapshot is not None and self.snapshot.synced
         was = self.ready
-        if connected and synced:
+        nonce_problem = self._nonces.problem(_now_ms())
+        if nonce_problem is not None and self._nonce_problem is None:
+            self.alert("critical", nonce_problem)
+        self._nonce_problem = nonce_problem
+        if nonce_problem is not None:  # every signature would be refused: never READY (and say so)
+            self.set_ready(False, nonce_problem)
+        elif connected and synced:
             self.set_ready(True, "order entry connected, positions synced")
         elif not connected:
             self.set_ready(False, f"order entry {self.ws.state}")
@@ -278,6 +310,8 @@ class Executor(Actor):
         self._check_hardstop_request()
         self._pump_paused = False
         self._pump()
+        if (self._nonces.problem(_now_ms()) is None) != (self._nonce_problem is None):
+            self._update_ready()  # the clock moved past (or back behind) the nonce state
         try:  # keep the nonce ceiling's fsync off the send path (hip3.hyperliquid.nonce)
             self._nonces.reserve_ahead(_now_ms())
         except OSError as e:
@@ -317,7 +351,7 @@ class Executor(Actor):
             self.count(f"entry_{verdict.outcome}:{verdict.reason}")
             self._publish(events)
         elif isinstance(msg, FlattenIntent):
-            verdict = self.core.submit_flatten(msg, now_ns=recv_ns)
+            verdict = self.core.submit_flatten(msg, now_ns=recv_ns, now_ms=_now_ms())
             if verdict.accepted:
                 self.stages.add("stage_flatten_checks", clock.monotonic_ns() - recv_ns)
                 self._recv_ns[msg.intent_id] = (recv_ns, msg.created_ns)
@@ -349,6 +383,7 @@ class Executor(Actor):
         if isinstance(msg, AssetCtx):
             if msg.oracle_px > 0 and msg.coin in self.specs:
                 self.core.oracles[msg.coin] = msg.oracle_px  # the slippage trigger's reference
+                self.core.terms.on_ctx(msg.coin, msg.open_interest, msg.mark_px)  # live open interest
             if msg.mark_px > 0 and msg.coin in self.specs:
                 gates = self.core.gates
                 first = gates.mark(msg.coin) is None
@@ -368,6 +403,8 @@ class Executor(Actor):
         elif isinstance(msg, PositionClosed):
             self.core.on_position_closed(msg, _now_ms())
             self._check_hardstop_request()
+        elif isinstance(msg, MarketTerms):
+            self.core.terms.update(msg)
 
     # ------------------------------------------------------------------ sending
 
@@ -471,6 +508,16 @@ class Executor(Actor):
     def _sync_journal(self) -> None:
         self.core.journal.sync()  # no-op unless a line was written since the last one
 
+    def _save_risk(self, sync: bool = False) -> None:
+        """The loss limits' state to the kernel at the end of the turn that changed it; its fsync 5 ms later
+        from the timer (``sync``), which also retries a failed write every second."""
+        problem = self.risk_keeper.save(_now_ms()) or (self.risk_keeper.sync() if sync else None)
+        self.stats["risk_state_saves"] = self.risk_keeper.saves
+        if problem is not None:
+            self.raise_hardstop(problem)
+        if not sync:
+            self._risk_timer.wake_by(clock.monotonic_ns() + _JOURNAL_SYNC_DELAY_NS)
+
     def _on_order_response(self, resp: PostResponse) -> None:
         if resp.type in ("timeout", "disconnected", "unknown"):
             # Outcome unknown: the scheduler's expiry (post_timeout_ms >= expires_after_ms) resolves it.
@@ -539,11 +586,13 @@ class Executor(Actor):
         if state.latched:
             self._publish(self.core.set_hard_stop(True, now_ns))
             self.flattener.start(state.epoch, now_ns)
+            self.risk_keeper.note_hardstop(state, _now_ms())  # a restarted flatten keeps its attempts
             self.log.critical("hardstop_flatten_started", epoch=state.epoch, reason=state.reason or "")
             self._hardstop_step()
         else:
             self.core.set_hard_stop(False, now_ns)
             self.flattener.reset()
+            self.risk_keeper.note_hardstop(state, _now_ms())
             self.log.warning("hardstop_reset_applied", epoch=state.epoch)
 
     def _hardstop_step(self) -> None:
@@ -552,7 +601,7 @@ class Executor(Actor):
         step = self.flattener.step(snapshot=self.snapshot, marks=self.core.gates.marks,
                                    inflight_posts=self.core.scheduler.inflight, now_ns=clock.monotonic_ns())
         if step.cancels or step.orders:
-            self.core.submit_hardstop(step)
+            self.core.submit_hardstop(step, _now_ms())
             self.count("hardstop_attempts")
         for problem in step.problems:
             self.alert("critical", f"hard stop: {problem}")
@@ -593,6 +642,7 @@ class Executor(Actor):
         self.stats["dropped_unmatched"] = self.core.dropped_unmatched
         self.stats["statuses_unmatched"] = self.core.tracker.unmatched
         self.stats["schedule_cancel_armed_until_s"] = self._armed_until_ms // 1000
+        self.stats.update(self.core.terms.summary(_now_ms()))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ A thin loop over ``hip3.positions.PositionBook``:
   sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded).
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
   trade on an empty book (lesson 19).
+* Ownership (``hip3.ownership``, ``hip3.ownership_ledger``): every applied fill and resync also updates
+  hip3's part of each position (persisted in ``<run_dir>/ownership.json``), and the published snapshot is
+  divided into what hip3 manages and what it leaves (``outside``). The first sync of the process, the
+  one after the user streams are acked and the one after a sync that corrected the book also fetch the
+  account's recent fills (REST ``userFills``) to recover fills no tracker saw. Each outside position is
+  logged (and alerted) once when it appears, and once when it goes. Fills of another dex (the validator
+  dex) are not this book's: the dex's clearinghouseState never holds them; those positions are shown from
+  the validator dex's clearinghouseState instead.
 
 Run alone for debugging: `python -m actors.position_tracker --config configs/default.toml`.
 """
@@ -35,6 +43,7 @@ import sys
 import threading
 from collections import deque
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -43,6 +52,7 @@ from hip3.config import account_address, exchange_urls
 from hip3.hyperliquid.rest import ClearinghouseState, RestClient, RestError
 from hip3.hyperliquid.rest import OpenOrder as RestOpenOrder
 from hip3.messages import (
+    Alert,
     FeedState,
     HardStopState,
     Message,
@@ -53,12 +63,17 @@ from hip3.messages import (
     OrderRejected,
     OrderSubmitted,
     OrderUpdate,
+    PositionSnapshot,
     UserFill,
 )
+from hip3.ownership import describe
+from hip3.ownership_ledger import FILE_NAME as OWNERSHIP_FILE
+from hip3.ownership_ledger import PositionOwnership, parse_history
 from hip3.positions import BookResult, ExchangePosition, PositionBook
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
+from hip3.runtime.terms_poller import TermsPoller
 
 __all__ = ["PositionTracker", "RestSnapshot", "open_orders_from_rest", "positions_from_rest"]
 
@@ -76,6 +91,9 @@ class RestSnapshot(msgspec.Struct):
     l1_state: ClearinghouseState | None = None
     open_orders: list[RestOpenOrder] | None = None
     error: str | None = None
+    history_wanted: bool = False
+    fills: list[dict[str, Any]] | None = None  # REST userFills (newest first), when history_wanted and it answered
+    history_error: str | None = None
 
 
 def positions_from_rest(state: ClearinghouseState) -> list[ExchangePosition]:
@@ -104,6 +122,11 @@ def open_orders_from_rest(rows: list[RestOpenOrder], assets: dict[str, int]) -> 
     ]
 
 
+def _nets(book: PositionBook) -> dict[str, Decimal]:
+    """Signed size per coin (a resync that changes one corrected the book: a fill reached no stream)."""
+    return {p.coin: p.size if p.is_long else -p.size for p in book.snapshot().positions}
+
+
 class PositionTracker(Actor):
     name = "position_tracker"
 
@@ -115,20 +138,34 @@ class PositionTracker(Actor):
                                "HIP3_ACCOUNT_ADDRESS)")
         registry = load_registry(cfg, self.log)
         self.dex = registry.dex
+        self._dex_prefix = f"{self.dex}:"
         self.assets = {s.coin: s.asset for s in registry.specs}
         self.book = PositionBook(self.assets)
+        self.ownership = PositionOwnership([m.coin for m in cfg.markets], cfg.positions.manual_positions,
+                                           self.run_dir / OWNERSHIP_FILE)
+        problem = self.ownership.ledger.load()
+        if problem is not None:
+            self.log.error("ownership_ledger_unusable", problem=problem,
+                           effect="every position counts as manual until the exchange's history shows it")
+            self.inbox.send(Alert(level="critical", actor=self.name, text=f"ownership ledger {problem}"))
+        self._history_wanted = True  # the first sync recovers what happened while no tracker listened
+        self._save_failed = False
         self.positions = self.publisher("positions")
         self.subscriber(["user", "exec"], self.on_message)
 
         base, _ = exchange_urls(cfg)
         self._rest = RestClient(base, timeout_s=cfg.exchange.request_timeout_ms / 1000, info_retries=1)
-        self._requests: queue.Queue[int | None] = queue.Queue()
+        self._requests: queue.Queue[tuple[int, bool] | None] = queue.Queue()
         self._results: deque[RestSnapshot] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._worker = threading.Thread(target=self._rest_worker, name="hip3:position_tracker:rest", daemon=True)
         self._worker.start()
         self.add_reader(self._wake_r, self._on_rest_results)
+        # Fees and open-interest caps: their own job and worker thread (hip3.runtime.terms_poller).
+        terms_rest = RestClient(base, timeout_s=cfg.exchange.request_timeout_ms / 1000)
+        self._terms = TermsPoller(self, self.positions, terms_rest, self.dex, self.account,
+                                  [m.coin for m in cfg.markets], cfg.market_terms)
 
         self._sync_pending = False
         self._sync_wanted = True
@@ -150,6 +187,7 @@ class PositionTracker(Actor):
     def teardown(self) -> None:
         if not getattr(self, "_setup_done", False):
             return
+        self._terms.close()
         self._requests.put(None)
         self._worker.join(timeout=2.0)
         os.close(self._wake_r)
@@ -160,11 +198,17 @@ class PositionTracker(Actor):
     def _rest_worker(self) -> None:
         """Worker thread: one REST sync per request; never touches the book."""
         while True:
-            requested_ms = self._requests.get()
-            if requested_ms is None:
+            request = self._requests.get()
+            if request is None:
                 return
-            snap = RestSnapshot(requested_ms=requested_ms)
+            requested_ms, history_wanted = request
+            snap = RestSnapshot(requested_ms=requested_ms, history_wanted=history_wanted)
             try:
+                if history_wanted:  # before the positions: a fill in between breaks the chain, never hides
+                    try:
+                        snap.fills = self._rest.user_fills(self.account)
+                    except Exception as e:  # best effort: the positions matter, the history is asked again
+                        snap.history_error = str(e) or repr(e)
                 snap.dex_state = self._rest.clearinghouse_state(self.account, self.dex)
                 snap.open_orders = self._rest.open_orders(self.account, self.dex)
                 try:
@@ -183,7 +227,8 @@ class PositionTracker(Actor):
 
     def busy(self) -> bool:
         """A REST sync is in flight in the worker thread (a replay steps this actor alone until done)."""
-        return bool(getattr(self, "_sync_pending", False))
+        terms = getattr(self, "_terms", None)
+        return bool(getattr(self, "_sync_pending", False)) or (terms is not None and terms.busy())
 
     def request_resync(self, why: str) -> None:
         """Ask for a REST sync as soon as none is running."""
@@ -204,7 +249,8 @@ class PositionTracker(Actor):
             self._sync_wanted = False
             self._sync_pending = True
             self._sync_conn_id = self._acked_conn_id
-            self._requests.put(clock.time_ns() // 1_000_000)
+            self._requests.put((clock.time_ns() // 1_000_000, self._history_wanted))
+            self._history_wanted = False
 
     def _on_rest_results(self) -> None:
         try:
@@ -222,6 +268,7 @@ class PositionTracker(Actor):
             delay_ms = min(_RETRY_MAX_MS, 250 * 2 ** min(self._failures, 6))
             self._next_sync_ns = now_ns + int(delay_ms * 1e6)
             self._sync_wanted = True
+            self._history_wanted = self._history_wanted or snap.history_wanted
             self.count("resync_failed")
             self.log.warning("resync_failed", error=snap.error or "incomplete", failures=self._failures,
                              retry_ms=delay_ms)
@@ -230,8 +277,10 @@ class PositionTracker(Actor):
             return
         self._failures = 0
         now_ms = clock.time_ns() // 1_000_000
-        res = self.book.apply_rest_positions(positions_from_rest(snap.dex_state), now_ms,
-                                             requested_ms=snap.requested_ms)
+        rows = positions_from_rest(snap.dex_state)
+        before = _nets(self.book)
+        res = self.book.apply_rest_positions(rows, now_ms, requested_ms=snap.requested_ms)
+        self._apply_ownership(snap, res, rows, before)
         if res.unknown:
             self.count("resync_unknown_entry_px", len(res.unknown))
             self.log.warning("resync_rows_without_entry_px", coins=res.unknown, synced=self.book.synced)
@@ -261,13 +310,46 @@ class PositionTracker(Actor):
 
     # ------------------------------------------------------------------ events
 
+    def _apply_ownership(self, snap: RestSnapshot, res: BookResult, rows: list[ExchangePosition],
+                         before: dict[str, Decimal]) -> None:
+        """After a resync: clamp and (with a history) rebuild hip3's part of each position; a sync that had
+        to correct the book asks for the history next time (a fill reached neither stream)."""
+        history = None
+        if snap.fills is not None:
+            history, bad = parse_history(snap.fills)
+            if bad:
+                self.count("history_rows_bad", bad)
+        elif snap.history_wanted:
+            self._history_wanted = True
+            self.count("history_failed")
+            self.log.warning("history_failed", error=(snap.history_error or "")[:200])
+        changes, uncovered = self.ownership.on_resync(res, self.book, rows, history, snap.requested_ms)
+        for coin, old, new in changes:
+            self.log.info("ownership_rebuilt", coin=coin, own_before=str(old), own=str(new))
+        if uncovered:
+            self.log.info("ownership_uncovered", coins=uncovered,
+                          effect="the exchange's history does not reach the fill that opened these; the ledger stands")
+        if history is None and _nets(self.book) != before:
+            self._history_wanted = True
+            self.request_resync("the resync corrected a position: whose was the fill it missed")
+        if snap.l1_state is not None:
+            self.ownership.set_others(positions_from_rest(snap.l1_state))
+
+    def _owned(self, res: BookResult, now_ms: int) -> BookResult:
+        self.ownership.on_result(res, self.book, now_ms)
+        return res
+
     def on_message(self, msg: Message) -> None:
         book = self.book
         now_ms = clock.time_ns() // 1_000_000
         if isinstance(msg, OrderFilled):
-            self._emit(book.on_order_filled(msg, now_ms))
+            self._emit(self._owned(book.on_order_filled(msg, now_ms), now_ms))
         elif isinstance(msg, UserFill):
-            self._emit(book.on_user_fill(msg, now_ms))
+            if msg.coin not in self.assets and not msg.coin.startswith(self._dex_prefix):
+                self.count("fills_other_dex")  # never in this dex's clearinghouseState: not this book's
+                return
+            self._emit(self._owned(book.on_user_fill(msg, now_ms), now_ms))
+            self._terms.on_fill(msg)
         elif isinstance(msg, OrderUpdate):
             book.on_order_update(msg)
         elif isinstance(msg, OrderSubmitted):
@@ -298,6 +380,7 @@ class PositionTracker(Actor):
             # Everything the exchange does from now on reaches the stream: the sync asked for now is the
             # one that lets entries resume (its snapshots carry this connection).
             self._acked_conn_id = msg.conn_id
+            self._history_wanted = True  # fills before the acks reached no stream
             self.request_resync(f"user streams acked on connection {msg.conn_id}")
 
     def on_hardstop(self, state: HardStopState) -> None:
@@ -312,14 +395,43 @@ class PositionTracker(Actor):
             pub(f)
         for c in res.closed:
             self.count("positions_closed")
-            self.log.info("position_closed", coin=c.coin, pnl_usd=str(c.pnl_usd), reason=c.exit_reason)
+            self.log.info("position_closed", coin=c.coin, pnl_usd=str(c.pnl_usd), reason=c.exit_reason,
+                          owner=c.owner)
             pub(c)
 
     def _publish_snapshot(self, force: bool = False) -> None:
         if not force and self.book.version == self._published_version:
             return
         self._published_version = self.book.version
-        self.positions.publish(self.book.snapshot(self._synced_conn_id), state_key="positions")
+        view = self.ownership.view(self.book.snapshot(self._synced_conn_id))
+        self.positions.publish(view, state_key="positions")
+        self._report_outside(view)
+        if self.ownership.ledger.dirty:
+            self.defer(self._save_ownership)
+
+    def _report_outside(self, view: PositionSnapshot) -> None:
+        """Each outside position once when it appears (a warning and an alert) and once when it goes."""
+        appeared, gone = self.ownership.transitions(view, clock.time_ns() // 1_000_000)
+        for p in appeared:
+            self.count("outside_positions_seen")
+            self.log.warning("outside_position", coin=p.coin, owner=p.owner, side="long" if p.is_long else "short",
+                             size=str(p.size), entry_px=str(p.entry_px), action=describe(p))
+            self.inbox.send(Alert(level="warning", actor=self.name,
+                                  text=f"{p.coin} {'long' if p.is_long else 'short'} {p.size}: {describe(p)}"))
+        for p in gone:
+            self.log.info("outside_position_gone", coin=p.coin, owner=p.owner)
+        self.stats["outside_positions"] = len(view.outside)
+
+    def _save_ownership(self) -> None:
+        error = self.ownership.ledger.save()
+        if error is not None and not self._save_failed:
+            self._save_failed = True
+            self.log.error("ownership_save_failed", error=error,
+                           effect="a restarted tracker would rebuild ownership from the exchange's history only")
+            self.inbox.send(Alert(level="critical", actor=self.name, text=f"ownership ledger {error}"))
+        elif error is None and self._save_failed:
+            self._save_failed = False
+            self.log.info("ownership_saved_again")
 
     def _publish_periodic(self) -> None:
         self._publish_snapshot(force=True)

@@ -61,7 +61,17 @@ from typing import Any
 from hip3.bus import Bus, prepare_run_dir
 from hip3.config import parse_config
 from hip3.hyperliquid.signing import Signer
-from hip3.messages import AssetCtx, EntryIntent, Heartbeat, OrderRejected, OrderSubmitted, PositionSnapshot, Ready
+from hip3.messages import (
+    AssetCtx,
+    EntryIntent,
+    Heartbeat,
+    MarketTerm,
+    MarketTerms,
+    OrderRejected,
+    OrderSubmitted,
+    PositionSnapshot,
+    Ready,
+)
 
 KEY = "0x" + "5a" * 32
 N_MARKETS = 100
@@ -102,7 +112,7 @@ level = "info"
 heartbeat_interval_ms = 100
 [executor]
 max_notional_per_market_usd = 1000000.0
-max_total_notional_usd = 100000000.0
+max_total_notional_usd = 10000000.0
 max_concurrent_positions = 1000
 action_budget_orders = 1000000
 {extra}
@@ -185,6 +195,13 @@ class Side:
         for c in self.assets:
             self.md.publish(AssetCtx(coin=c, oracle_px=PX, mark_px=PX, mid_px=PX, funding=0.0, open_interest=0.0,
                                      recv_ns=now))
+        # The tracker's market terms (fees, open-interest caps), fresh: without them no entry is sent.
+        wall_ms = time.time_ns() // 1_000_000
+        terms = tuple(MarketTerm(coin=c, taker_fee_bps=9.0, maker_fee_bps=3.0, deployer_fee_scale=1.0,
+                                 scale_source="meta", growth_mode=False, fee_source="exchange") for c in self.assets)
+        self.pos.publish(MarketTerms(fees_ms=wall_ms, caps_ms=wall_ms, user_cross_rate=0.00045, user_add_rate=0.00015,
+                                     referral_discount=0.0, dex_oi_cap_usd=0.0, dex_oi_usd=0.0, markets=terms),
+                         state_key="terms")
 
     def idle(self, seconds: float) -> None:
         end = time.monotonic() + seconds

@@ -196,8 +196,10 @@ def main() -> None:
         for t_ms, intent, cloid in missing:
             print(f"journaled at {t_ms}, never received: {cloid} (intent {intent}): {why[cloid]}; hip3 "
                   f"published {view.get(cloid) or 'nothing'}", flush=True)
+        # Every position of the soak is hip3's own: one shown as "not hip3's" lost its owner in a kill.
+        not_own = [f"{p['coin']} shown as {p['owner']}" for p in st["trading"].get("outside_positions", [])]
         for p in soak.problems + not_ready + latched + [f"doubled cloid {c}" for c in doubled] + \
-                [f"journaled, never received: {c}" for c in lost] + ([mismatch] if mismatch else []):
+                [f"journaled, never received: {c}" for c in lost] + ([mismatch] if mismatch else []) + not_own:
             print(f"PROBLEM: {p}", flush=True)
         # The operator's hard stop after all that: the account must end flat at the exchange.
         s.cli("hardstop", "--reason", "end of soak")
@@ -228,6 +230,7 @@ def main() -> None:
             "new_orders_while_not_ready": len(not_ready),
             "new_orders_while_latched": len(latched),
             "positions_match": not mismatch,
+            "positions_not_hip3_at_end": len(not_own),
             "hard_stop": "latched: " + str(hs["reason"]) if hs["latched"] else "not latched",
             "flat_after_operator_hard_stop": flat_ok,
             "problems": len(soak.problems),

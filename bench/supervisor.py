@@ -41,7 +41,10 @@ def main() -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="h3bench", dir="/tmp"))
     cfg_path = run_dir / "bench.toml"
     cfg_path.write_text(f'run_dir = "{run_dir}"\nmode = "paper"\n[[markets]]\ncoin = "xyz:GOLD"\n'
-                        "[logging]\nstderr = false\n[supervisor]\nmax_restarts = 1000\n")
+                        "[logging]\nstderr = false\n[supervisor]\nmax_restarts = 100\n"
+                        # Short enough that 100 restarts fit in the period (the config refuses a restart
+                        # limit that could never trip); a few kills per actor never reach it.
+                        "restart_backoff_max_ms = 200\n")
     os.environ.pop("HIP3_RUN_DIR", None)
     cfg = load_config(str(cfg_path))
     if cli.main(["start", "--detach", "--config", str(cfg_path)]) != 0:

@@ -19,15 +19,21 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hip3.bounds import MAX_BPS, MAX_DURATION_MS
+from hip3.config_safety import problems as safety_problems
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
+from hip3.market_terms import MarketTermsParams
 from hip3.strategy.params import DetectorParams, ExitParams, GateParams, OracleTrackerParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.toml"
 
-PositiveMs = Annotated[int, msgspec.Meta(gt=0)]
-NonNegMs = Annotated[int, msgspec.Meta(ge=0)]
+# Durations are bounded above too (``hip3.bounds``): a timeout of 1e18 ms is a timeout switched off.
+PositiveMs = Annotated[int, msgspec.Meta(gt=0, le=MAX_DURATION_MS)]
+NonNegMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_DURATION_MS)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+# A watchdog or timeout that must fire within minutes to be of any use.
+MinutesMs = Annotated[int, msgspec.Meta(gt=0, le=600_000)]
 
 
 class ConfigError(Exception):
@@ -45,29 +51,33 @@ class BusConfig(_Section, frozen=True):
     # tcp: every endpoint is tcp://{tcp_host}:{tcp_base_port + offset}. Loopback only, and not in live
     # mode: the bus is not authenticated (any local process could reach a tcp port).
     tcp_host: str = "127.0.0.1"
-    tcp_base_port: Port = 47100
+    tcp_base_port: Annotated[int, msgspec.Meta(ge=1024, le=65_000)] = 47100
     # High-water marks. Market data is latest-wins, so a lagging subscriber may drop (counted as gaps);
     # intents, order events and fills must not, so their queues are deep.
-    md_hwm: Annotated[int, msgspec.Meta(ge=100)] = 20000
-    event_hwm: Annotated[int, msgspec.Meta(ge=100)] = 100000
-    linger_ms: NonNegMs = 200
+    md_hwm: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 20000
+    event_hwm: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100000
+    linger_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 200
 
 
 class SupervisorConfig(_Section, frozen=True):
-    heartbeat_interval_ms: PositiveMs = 200
-    # An actor whose heartbeats stop for this long is hung: it is killed and restarted.
-    heartbeat_timeout_ms: PositiveMs = 3000
+    heartbeat_interval_ms: Annotated[int, msgspec.Meta(gt=0, le=10_000)] = 200
+    # An actor whose heartbeats stop for this long is hung: it is killed and restarted. At least twice
+    # the interval (checked at load: a single late heartbeat must not kill a healthy actor), at most a
+    # minute (a hung executor cannot flatten).
+    heartbeat_timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 3000
     # An actor that does not report READY within this long after its start counts as failed.
-    ready_timeout_ms: PositiveMs = 30000
-    restart_backoff_initial_ms: PositiveMs = 50
-    restart_backoff_max_ms: PositiveMs = 10000
+    ready_timeout_ms: MinutesMs = 30000
+    restart_backoff_initial_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 50
+    restart_backoff_max_ms: MinutesMs = 10000
     restart_jitter: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.2
     # More than max_restarts restarts of one actor within restart_period_s latches the hard stop and
     # stops restarting that actor (Erlang/OTP's intensity and period).
-    max_restarts: Annotated[int, msgspec.Meta(ge=0)] = 5
-    restart_period_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    hardstop_rebroadcast_ms: PositiveMs = 500
-    stop_timeout_ms: PositiveMs = 5000
+    # The period must be long enough for a crash loop to reach the limit (checked at load against the
+    # backoff: restarts are never closer together than the backoff allows).
+    max_restarts: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5
+    restart_period_s: Annotated[float, msgspec.Meta(gt=0, le=86_400.0)] = 60.0
+    hardstop_rebroadcast_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 500
+    stop_timeout_ms: MinutesMs = 5000
     # Which actors to run, in dependency order. Empty means the mode's default set.
     actors: tuple[str, ...] = ()
     # Opt-in: actors run under SCHED_FIFO at realtime_priority (needs root or CAP_SYS_NICE; refused ->
@@ -91,31 +101,46 @@ class ExchangeConfig(_Section, frozen=True):
     signer_address: str = ""
     # Trading for a sub-account or vault (lower-case hex), else empty.
     vault_address: str = ""
-    request_timeout_ms: PositiveMs = 10000
+    request_timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=120_000)] = 10000
 
 
 class MarketConfig(_Section, frozen=True):
     coin: str  # full HIP-3 name, e.g. "xyz:GOLD"
-    threshold_bps: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    threshold_bps: Annotated[float, msgspec.Meta(gt=0, le=MAX_BPS)] | None = None
 
 
 class FeedParams(_Section, frozen=True):
     """Market-data connection (strategy.md §14)."""
 
-    ping_after_idle_ms: PositiveMs = 20000
-    pong_timeout_ms: PositiveMs = 10000
+    # Below 60 s: the server closes a connection it has sent nothing on for 60 s, and the ping's pong
+    # is what it sends on a quiet channel.
+    ping_after_idle_ms: Annotated[int, msgspec.Meta(gt=0, lt=60_000)] = 20000
+    pong_timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 10000
     # A subscribed market with no message for this long is reported stale (receive side stall).
-    stall_timeout_ms: PositiveMs = 60000
-    reconnect_base_ms: PositiveMs = 1000
-    reconnect_max_ms: PositiveMs = 60000
+    stall_timeout_ms: MinutesMs = 60000
+    reconnect_base_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 1000
+    reconnect_max_ms: MinutesMs = 60000
     # Record raw market frames with their receive times (hip3.replay.recording) to this file, relative to
     # the run directory unless absolute; empty = off. Replay: `python supervisor.py replay FILE`.
     record_path: str = ""
 
 
 class PositionParams(_Section, frozen=True):
-    resync_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    snapshot_interval_ms: PositiveMs = 500
+    """The position tracker (``actors/position_tracker.py``) and what hip3 does with positions it did not
+    open (``hip3.ownership``; README "Positions opened outside hip3").
+
+    ``manual_positions``: a position opened outside hip3 (by hand, another tool, or already there when
+    hip3 started) on a *configured* market. ``"leave"`` (default): hip3 never sends an exit, a hard-stop
+    flatten or a cancel for it or its orders, and blocks its own entries in that market while it exists
+    (``status`` shows it and why). ``"adopt"``: hip3 manages it as its own: its exits close it, the hard
+    stop flattens it, it counts in the caps. hip3's own part of a position (fills of orders hip3 sent) is
+    always hip3's, in both modes. A position on a market that is not configured is never touched and
+    never blocks the configured markets.
+    """
+
+    resync_interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600.0)] = 60.0
+    snapshot_interval_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 500
+    manual_positions: Literal["leave", "adopt"] = "leave"
 
 
 class RecorderConfig(_Section, frozen=True):
@@ -129,7 +154,7 @@ class RecorderConfig(_Section, frozen=True):
     commit_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
     synchronous: Literal["normal", "full"] = "normal"
     # Rows kept in memory while the database cannot be written; beyond this the oldest are dropped.
-    max_pending_rows: Annotated[int, msgspec.Meta(ge=100)] = 100_000
+    max_pending_rows: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
 
 
 class LoggingConfig(_Section, frozen=True):
@@ -186,6 +211,8 @@ class Config(_Section, frozen=True):
     risk: RiskParams = RiskParams()
     soft_gates: SoftGateParams = SoftGateParams()
     positions: PositionParams = PositionParams()
+    # Fees and open-interest caps read from the exchange (hip3.market_terms).
+    market_terms: MarketTermsParams = MarketTermsParams()
     recorder: RecorderConfig = RecorderConfig()
     # The simulator's own settings (hip3.sim.params.SimParams), validated by the simulator.
     sim: dict[str, object] = {}
@@ -289,6 +316,9 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(
             f"config error in {source}: `supervisor.restart_backoff_max_ms`: must be >= restart_backoff_initial_ms"
         )
+    # Values that would switch a safety mechanism off (non-finite numbers, limits that cannot trip).
+    for key, why in safety_problems(cfg):
+        raise ConfigError(f"config error in {source}: `{key}`: {why}")
 
 
 def resolve_config_path(cli_path: str | None) -> Path:

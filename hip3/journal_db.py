@@ -52,6 +52,7 @@ from hip3.messages import (
     Fill,
     HardStopProgress,
     HardStopState,
+    MarketTerms,
     Msg,
     OrderAcked,
     OrderCancelled,
@@ -123,6 +124,11 @@ CREATE TABLE IF NOT EXISTS feed_states (
     PRIMARY KEY (conn_id, state, market_data_ready, user_ready));
 -- Latest value of state streams (the position snapshot's summary), replaced on change.
 CREATE TABLE IF NOT EXISTS latest (key TEXT PRIMARY KEY, value TEXT NOT NULL, rec_ns INTEGER NOT NULL);
+-- The per-leg taker fee the detector assumed (bps of notional) and where it came from: one row per entry
+-- order (key "o:<cloid>") and per signal (key "s:<signal_id>"). A trade's assumption is its entry's.
+CREATE TABLE IF NOT EXISTS fee_assumptions (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, coin TEXT NOT NULL, taker_fee_bps REAL NOT NULL,
+    fee_source TEXT, ts_ms INTEGER NOT NULL, rec_ns INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS closes_closed_ms ON closes (closed_ms);
 CREATE INDEX IF NOT EXISTS orders_ts_ms ON orders (ts_ms);
 CREATE INDEX IF NOT EXISTS user_fills_cloid ON user_fills (cloid);
@@ -136,7 +142,7 @@ CREATE VIEW IF NOT EXISTS order_status AS
 """
 
 _TABLES = ("signals", "signal_followups", "orders", "order_events", "fills", "user_fills", "closes",
-           "hardstop_states", "hardstop_progress", "feed_states", "latest")
+           "hardstop_states", "hardstop_progress", "feed_states", "latest", "fee_assumptions")
 
 Row = tuple[str, tuple[Any, ...]]  # (SQL, parameters)
 
@@ -218,7 +224,10 @@ def rows_for(msg: Msg, rec_ns: int) -> list[Row] | None:
     ins = "INSERT OR IGNORE INTO "
     if isinstance(msg, OrderSubmitted):
         cloid = _need(msg.cloid, "cloid")
+        fee = [] if msg.kind != "entry" else [_fee_row(f"o:{cloid}", "order", msg.coin, msg.assumed_fee_bps,
+                                                       msg.fee_source, rec_ms, rec_ns)]
         return [
+            *fee,
             (ins + "orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
              (cloid, msg.intent_id, msg.coin, msg.asset, _b(msg.is_buy), _dec(msg.px, "px"), _dec(msg.sz, "sz"),
               _b(msg.reduce_only), msg.tif, msg.kind, _text(msg.reason), msg.nonce, msg.post_id, msg.edge_bps,
@@ -268,7 +277,9 @@ def rows_for(msg: Msg, rec_ns: int) -> list[Row] | None:
         return [(ins + "signals VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                  (_need(msg.signal_id, "signal_id"), msg.coin, _b(msg.is_buy), msg.raw_edge_bps, msg.net_edge_bps,
                   msg.threshold_bps, msg.oracle_px, msg.best_px, msg.book_sz, msg.suggested_sz, msg.confidence,
-                  msg.recv_ns, msg.time_ms or rec_ms, rec_ns))]
+                  msg.recv_ns, msg.time_ms or rec_ms, rec_ns)),
+                _fee_row(f"s:{msg.signal_id}", "signal", msg.coin, msg.taker_fee_bps, msg.fee_source,
+                         msg.time_ms or rec_ms, rec_ns)]
     if isinstance(msg, SignalFollowup):
         return [(ins + "signal_followups VALUES (?,?,?,?,?,?,?,?,?)",
                  (_need(msg.signal_id, "signal_id"), msg.offset_ms, msg.coin, msg.oracle_px, msg.best_px,
@@ -295,7 +306,17 @@ def rows_for(msg: Msg, rec_ns: int) -> list[Row] | None:
         }
         return [("INSERT OR REPLACE INTO latest VALUES ('positions', ?, ?)",
                  (msgspec.json.encode(summary).decode(), rec_ns))]
+    if isinstance(msg, MarketTerms):
+        return [("INSERT OR REPLACE INTO latest VALUES ('terms', ?, ?)",
+                 (msgspec.json.encode(msg).decode(), rec_ns))]
     return None
+
+
+def _fee_row(key: str, kind: str, coin: str, fee_bps: float, source: str, ts_ms: int, rec_ns: int) -> Row:
+    if fee_bps != fee_bps or fee_bps in (float("inf"), float("-inf")):
+        raise MalformedMessage(f"assumed fee is not finite: {fee_bps}")
+    return ("INSERT OR IGNORE INTO fee_assumptions VALUES (?,?,?,?,?,?,?)",
+            (key, kind, _need(coin, "coin"), fee_bps, source, ts_ms, rec_ns))
 
 
 def _event(key: str, event: str, cloid: str | None, intent_id: str | None, coin: str, oid: int | None,

@@ -135,6 +135,11 @@ class EntryIntent(Msg, frozen=True, tag="entry"):
     created_ns: int
     edge_bps: float
     signal_id: str
+    # The per-leg taker fee the detector assumed for this market (bps of notional; a round trip pays it on
+    # the entry and on the exit) and where it came from (``hip3.market_terms``: "exchange", "worst_case",
+    # ...). It travels to the order and the journal, so the report compares it with the fees paid.
+    taker_fee_bps: float = 0.0
+    fee_source: str = ""
 
 
 class FlattenIntent(Msg, frozen=True, tag="flat"):
@@ -181,6 +186,10 @@ class OrderSubmitted(Msg, frozen=True, tag="osub"):
     # watcher created the intent, and when the executor received it.
     intent_created_ns: int = 0
     intent_recv_ns: int = 0
+    # Entries: the detector's assumed per-leg taker fee (bps) and its source, from the intent (0, "" for
+    # flattens: a trade's assumption is its entry's, applied to both legs).
+    assumed_fee_bps: float = 0.0
+    fee_source: str = ""
 
 
 class OrderAcked(Msg, frozen=True, tag="oack"):
@@ -261,6 +270,10 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     opened_ms: int
     entry_edge_bps: float = 0.0
     entry_cloid: str | None = None
+    # Whose it is (``hip3.ownership``): "hip3" (hip3's own fills), "adopted" (opened outside hip3 on a
+    # configured market, managed by hip3: ``manual_positions = "adopt"``), "manual" (opened outside hip3
+    # on a configured market and left alone), "unconfigured" (a market hip3 does not trade).
+    owner: str = "hip3"
 
 
 class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -294,6 +307,11 @@ class PositionSnapshot(Msg, frozen=True, tag="pos"):
     fees_usd: Decimal
     pending_flatten: tuple[str, ...] = ()  # coins with a reduce-only order in flight
     feed_conn_id: int = 0
+    # What hip3 does not manage (``hip3.ownership``): ``positions`` and ``open_orders`` above hold only
+    # what hip3's exits and hard stop act on; these are the account's other positions (owner "manual" or
+    # "unconfigured") and orders, shown to the operator and never exited, flattened or cancelled by hip3.
+    outside: tuple[Position, ...] = ()
+    outside_orders: tuple[OpenOrder, ...] = ()
 
 
 class PositionClosed(Msg, frozen=True, tag="pclose"):
@@ -309,6 +327,53 @@ class PositionClosed(Msg, frozen=True, tag="pclose"):
     hold_ms: int
     exit_reason: str
     closed_ms: int
+    # The position's owner before it closed (``Position.owner``): only "hip3" closes feed hip3's loss
+    # limits and entry throttles, and count as hip3's trades in the status.
+    owner: str = "hip3"
+
+
+# --------------------------------------------------------------------------------------------------
+# Market terms (position_tracker -> detector, executor, recorder). A state stream on ``positions``.
+# --------------------------------------------------------------------------------------------------
+
+
+class MarketTerm(msgspec.Struct, frozen=True, kw_only=True):
+    """One market's fees for this account and its open-interest cap, as the exchange reported them.
+
+    ``fee_source``: "exchange" (userFees and the market's deployer fee scale), "exchange_worst_scale" (the
+    exchange gave no scale for it: the largest one is assumed), "tier0_assumed" (no account to ask:
+    observe mode). ``oi_cap_usd`` 0 means the exchange listed no per-asset cap.
+    """
+
+    coin: str
+    taker_fee_bps: float
+    maker_fee_bps: float
+    deployer_fee_scale: float
+    scale_source: str  # "meta" | "perpDexs" | "worst_case"
+    growth_mode: bool
+    fee_source: str
+    oi_cap_usd: float = 0.0
+    oi_usd: float = 0.0  # open interest x mark at the last full read
+    at_oi_cap: bool = False  # listed by perpsAtOpenInterestCap, or the dex's total cap reached
+
+
+class MarketTerms(Msg, frozen=True, tag="terms"):
+    """Fees and open-interest caps of the configured markets (``hip3.market_terms``).
+
+    ``fees_ms``/``caps_ms``: wall time (ms) of the last successful full read and of the last "at cap" list
+    (0: never). Consumers refuse entries when either is older than the configured maximum age, and use
+    a stated worst-case fee meanwhile. ``error`` is the last failed read's reason ("" after a success).
+    """
+
+    fees_ms: int
+    caps_ms: int
+    user_cross_rate: float
+    user_add_rate: float
+    referral_discount: float
+    dex_oi_cap_usd: float
+    dex_oi_usd: float
+    markets: tuple[MarketTerm, ...]
+    error: str = ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,6 +395,9 @@ class Signal(Msg, frozen=True, tag="sig"):
     confidence: float
     recv_ns: int
     time_ms: int
+    # The per-leg taker fee in the threshold (bps; twice that is the round trip) and its source.
+    taker_fee_bps: float = 0.0
+    fee_source: str = ""
 
 
 class SignalFollowup(Msg, frozen=True, tag="sigf"):
@@ -446,6 +514,7 @@ Message = (
     | Fill
     | PositionSnapshot
     | PositionClosed
+    | MarketTerms
     | Signal
     | SignalFollowup
     | HardStopState

@@ -12,6 +12,10 @@ What it guards against:
   it (entry and exit cloids, attributed per market in journal order: an entry order after a close starts
   the next trade), falling back to the close's own ``fees_usd`` when no userFill of those orders was
   recorded. ``fees_from_fills`` counts the trades whose fees came from fills.
+* **Fees assumed but never checked.** The detector's threshold assumes a per-leg taker fee from the
+  exchange's terms (``fee_assumptions``: the entry order's assumption applies to both legs); each trade's
+  ``fee_assumed_usd`` is that rate times the notional of the trade's fills, next to the fees the exchange
+  charged, so a model that diverges from real fills shows up in the first session.
 * **Timestamps from different clocks.** Latencies use only ``time.monotonic_ns()`` stamps carried by the
   same ``OrderSubmitted`` (comparable across processes on one host); ``--since`` filters on wall times.
 * **A bad ``--since``**: refused with one line naming the value (``ValueError``).
@@ -66,6 +70,23 @@ class _Trade:
     fees_from_fills: bool
     hold_ms: int
     closed_ms: int
+    notional: Decimal = _ZERO  # of the trade's fills, both legs (0: no fill of its orders recorded)
+    assumed_fee_bps: float | None = None  # the entry's assumed per-leg taker fee (None: not recorded)
+    fee_source: str = ""
+
+    @property
+    def fee_assumed_usd(self) -> Decimal | None:
+        if self.assumed_fee_bps is None or self.notional <= 0:
+            return None
+        return self.notional * Decimal(repr(self.assumed_fee_bps)) / 10_000
+
+    @property
+    def fee_paid_bps(self) -> float | None:
+        return float(self.fees / self.notional * 10_000) if self.notional > 0 and self.fees_from_fills else None
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 @dataclass
@@ -79,9 +100,20 @@ class _Group:
 def _trades(conn: sqlite3.Connection) -> list[_Trade]:
     """Every close with its fees attributed from userFills (see the module docstring)."""
     fees_by_cloid: dict[str, Decimal] = defaultdict(Decimal)
-    for cloid, fee in conn.execute("SELECT cloid, fee FROM user_fills WHERE cloid IS NOT NULL"):
+    ntl_by_cloid: dict[str, Decimal] = defaultdict(Decimal)
+    for cloid, fee, px, sz in conn.execute("SELECT cloid, fee, px, sz FROM user_fills WHERE cloid IS NOT NULL"):
         fees_by_cloid[cloid] += Decimal(fee)
+        ntl_by_cloid[cloid] += Decimal(px) * Decimal(sz)
+    post_ntl: dict[str, Decimal] = defaultdict(Decimal)  # post-response totals, when no userFill was recorded
+    for cloid, px, sz in conn.execute("SELECT cloid, px, sz FROM fills WHERE cloid IS NOT NULL AND tid = 0"):
+        post_ntl[cloid] += Decimal(px) * Decimal(sz)
+    assumed: dict[str, tuple[float, str]] = {}
+    if _has_table(conn, "fee_assumptions"):  # journals written before fees came from the exchange lack it
+        for key, bps, source in conn.execute("SELECT key, taker_fee_bps, fee_source FROM fee_assumptions "
+                                             "WHERE kind = 'order'"):
+            assumed[key.removeprefix("o:")] = (float(bps), source or "")
     events: list[tuple[int, int, tuple[Any, ...]]] = []
+    entry_of: dict[int, str] = {}  # id(group) -> its entry order's cloid
     for row in conn.execute("SELECT rec_ns, coin, kind, cloid FROM orders"):
         events.append((row[0], 0, row))
     for row in conn.execute("SELECT rec_ns, coin, exit_reason, pnl_usd, fees_usd, hold_ms, closed_ms FROM closes"):
@@ -98,6 +130,8 @@ def _trades(conn: sqlite3.Connection) -> list[_Trade]:
             if g is None or (g.closed and row[2] == "entry"):
                 g = groups[coin] = _Group()
             g.cloids.append(row[3])
+            if row[2] == "entry":
+                entry_of.setdefault(id(g), row[3])
             continue
         if g is None or g.closed:
             g = groups[coin] = _Group()  # a close without orders of ours (external, resync)
@@ -107,8 +141,12 @@ def _trades(conn: sqlite3.Connection) -> list[_Trade]:
     for g, row in closes:
         known = [fees_by_cloid[c] for c in g.cloids if c in fees_by_cloid]
         fees = sum(known, _ZERO) if known else Decimal(row[4])
+        ntl = sum((ntl_by_cloid[c] if c in ntl_by_cloid else post_ntl.get(c, _ZERO) for c in g.cloids), _ZERO)
+        a = assumed.get(entry_of.get(id(g), ""))
         trades.append(_Trade(coin=row[1], exit_reason=row[2] or "", pnl=Decimal(row[3]), fees=fees,
-                             fees_from_fills=bool(known), hold_ms=int(row[5] or 0), closed_ms=int(row[6])))
+                             fees_from_fills=bool(known), hold_ms=int(row[5] or 0), closed_ms=int(row[6]),
+                             notional=ntl, assumed_fee_bps=None if a is None else a[0],
+                             fee_source="" if a is None else a[1]))
     return trades
 
 
@@ -117,6 +155,11 @@ def _summary(trades: list[_Trade]) -> dict[str, Any]:
     fees = sum((t.fees for t in trades), _ZERO)
     wins = sum(1 for t in trades if t.pnl - t.fees > 0)
     n = len(trades)
+    # Paid against assumed, over the trades that have both (fees from fills and an assumption).
+    both = [t for t in trades if t.fee_assumed_usd is not None and t.fee_paid_bps is not None]
+    paid = sum((t.fees for t in both), _ZERO)
+    assumed = sum((t.fee_assumed_usd or _ZERO for t in both), _ZERO)
+    ntl = sum((t.notional for t in both), _ZERO)
     return {
         "trades": n,
         "wins": wins,
@@ -127,7 +170,23 @@ def _summary(trades: list[_Trade]) -> dict[str, Any]:
         "net_pnl_usd": float(pnl - fees),
         "fees_from_fills": sum(1 for t in trades if t.fees_from_fills),
         "avg_hold_ms": round(sum(t.hold_ms for t in trades) / n) if n else None,
+        "fee_compared_trades": len(both),
+        "fee_paid_usd": float(paid),
+        "fee_assumed_usd": float(assumed),
+        # per leg, bps of the fills' notional (both legs): what was charged vs what the threshold assumed
+        "fee_paid_bps": round(float(paid / ntl * 10_000), 4) if ntl > 0 else None,
+        "fee_assumed_bps": round(float(assumed / ntl * 10_000), 4) if ntl > 0 else None,
     }
+
+
+def _trade_row(t: _Trade) -> dict[str, Any]:
+    assumed = t.fee_assumed_usd
+    paid_bps = t.fee_paid_bps
+    return {"coin": t.coin, "closed_ms": t.closed_ms, "exit_reason": t.exit_reason, "pnl_usd": float(t.pnl),
+            "fees_usd": float(t.fees), "fees_from_fills": t.fees_from_fills, "notional_usd": float(t.notional),
+            "fee_paid_bps": None if paid_bps is None else round(paid_bps, 4),
+            "fee_assumed_bps": t.assumed_fee_bps, "fee_assumed_usd": None if assumed is None else float(assumed),
+            "fee_source": t.fee_source}
 
 
 def _dist(values: list[float]) -> dict[str, Any]:
@@ -231,6 +290,7 @@ def build_report(conn: sqlite3.Connection, since_ms: int | None = None) -> dict[
         "totals": _summary(trades),
         "by_market": {k: _summary(v) for k, v in sorted(by_market.items())},
         "by_exit_reason": {k: _summary(v) for k, v in sorted(by_reason.items())},
+        "trades": [_trade_row(t) for t in trades],
         "counts": _counts(conn, since),
         "latency_us": _latencies(conn, since),
         "hard_stop": _hardstop(conn, since),
@@ -249,6 +309,17 @@ def _line(name: str, s: dict[str, Any]) -> str:
             f"  net {s['net_pnl_usd']:+.4f} USD")
 
 
+_RECENT_TRADES = 10
+
+
+def _fee_line(name: str, s: dict[str, Any]) -> str:
+    if not s["fee_compared_trades"]:
+        return f"{name}: no trade with both recorded fills and an assumed fee"
+    return (f"{name}: paid {s['fee_paid_usd']:.4f} USD ({s['fee_paid_bps']:.3f} bps a leg), assumed "
+            f"{s['fee_assumed_usd']:.4f} USD ({s['fee_assumed_bps']:.3f} bps a leg) over "
+            f"{s['fee_compared_trades']} trades")
+
+
 def format_report(rep: dict[str, Any], path: str = "") -> str:
     """The report as text for a terminal."""
     t = rep["totals"]
@@ -264,6 +335,14 @@ def format_report(rep: dict[str, Any], path: str = "") -> str:
     out.extend(_line(k, v) for k, v in rep["by_market"].items())
     out.append("by exit reason:")
     out.extend(_line(k, v) for k, v in rep["by_exit_reason"].items())
+    out.append(_fee_line("fees paid vs assumed", t))
+    out.extend(_fee_line(f"  {k}", v) for k, v in rep["by_market"].items() if v["fee_compared_trades"])
+    recent = [tr for tr in rep["trades"] if tr["fee_paid_bps"] is not None][-_RECENT_TRADES:]
+    if recent:
+        out.append(f"last {len(recent)} trades: per-leg fee paid / assumed (bps), source")
+        out.extend(f"  {_fmt_ms(tr['closed_ms'])} {tr['coin']:<14} {tr['fee_paid_bps']:>8.3f} / "
+                   + ("-" if tr["fee_assumed_bps"] is None else f"{tr['fee_assumed_bps']:.3f}")
+                   + f"  {tr['fee_source'] or '-'}" for tr in recent)
     out.append(f"signals {c['signals']}  intents acted on {c['intents']}  orders {c['orders']} "
                f"({', '.join(f'{k}={v}' for k, v in sorted(c['orders_by_kind'].items())) or '-'})  "
                f"statuses: {', '.join(f'{k}={v}' for k, v in sorted(c['orders_by_status'].items())) or '-'}")

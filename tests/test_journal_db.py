@@ -43,11 +43,12 @@ D = Decimal
 
 def submitted(cloid: str, coin: str = "xyz:GOLD", kind: str = "entry", reason: str = "", origin: int = 1_000_000,
               created: int = 1_100_000, received: int = 1_150_000, sent: int = 1_200_000,
-              intent_id: str = "") -> OrderSubmitted:
+              intent_id: str = "", fee_bps: float = 0.0, fee_source: str = "") -> OrderSubmitted:
     return OrderSubmitted(cloid=cloid, intent_id=intent_id or f"i-{cloid}", coin=coin, asset=110000, is_buy=True,
                           px=D("100.5"), sz=D("0.2"), reduce_only=kind != "entry", tif="Ioc", kind=kind,
                           reason=reason, nonce=1, post_id=7, origin_recv_ns=origin, sent_ns=sent, edge_bps=12.5,
-                          intent_created_ns=created, intent_recv_ns=received)
+                          intent_created_ns=created, intent_recv_ns=received, assumed_fee_bps=fee_bps,
+                          fee_source=fee_source)
 
 
 def filled(cloid: str, coin: str = "xyz:GOLD", reduce_only: bool = False) -> OrderFilled:
@@ -99,7 +100,8 @@ def one_of_each() -> list[Msg]:
 
 
 EXPECTED = {"signals": 1, "signal_followups": 1, "orders": 1, "order_events": 7, "fills": 1, "user_fills": 1,
-            "closes": 1, "hardstop_states": 1, "hardstop_progress": 1, "feed_states": 1, "latest": 1}
+            "closes": 1, "hardstop_states": 1, "hardstop_progress": 1, "feed_states": 1, "latest": 1,
+            "fee_assumptions": 2}
 
 
 def write(path: Path, msgs: list[Msg], **kw: Any) -> JournalWriter:
@@ -268,3 +270,21 @@ def test_recorder_config_section_is_validated() -> None:
                        ('enabled = false', "recorder.enabled")):
         with pytest.raises(ConfigError, match=re.escape(where)):
             parse_config(base + f"[recorder]\n{bad}\n", "t.toml")
+
+
+def test_fee_assumptions_and_the_latest_market_terms(tmp_path: Path) -> None:
+    from tests.terms_helpers import terms_msg
+
+    path = tmp_path / "j.sqlite"
+    sig = msgspec.structs.replace(one_of_each()[0], taker_fee_bps=9.0, fee_source="exchange")
+    w = write(path, [sig, submitted("0xd1", fee_bps=9.0, fee_source="exchange"),
+                     submitted("0xd2", kind="flatten", reason="time_stop"), terms_msg(["xyz:GOLD"], 9.0)])
+    assert w.stats["journal_malformed"] == w.stats["journal_unexpected"] == 0
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT key, kind, coin, taker_fee_bps, fee_source FROM fee_assumptions "
+                        "ORDER BY key").fetchall()
+    assert rows == [("o:0xd1", "order", "xyz:GOLD", 9.0, "exchange"), ("s:s1", "signal", "xyz:GOLD", 9.0, "exchange")]
+    latest = msgspec.json.decode(conn.execute("SELECT value FROM latest WHERE key = 'terms'").fetchone()[0])
+    assert latest["markets"][0]["coin"] == "xyz:GOLD" and latest["markets"][0]["taker_fee_bps"] == 9.0
+    bad = msgspec.structs.replace(sig, signal_id="s2", taker_fee_bps=float("nan"))
+    assert not JournalWriter(path).add(bad)

@@ -43,6 +43,11 @@ def _samples() -> list[m.Msg]:
                            realized_pnl_usd=d("-1.25"), fees_usd=d("0.5")),
         m.PositionClosed(coin="xyz:GOLD", is_long=True, size=d("1"), entry_px=d("1"), exit_px=d("2"),
                          pnl_usd=d("1"), fees_usd=d("0"), hold_ms=5, exit_reason="time_stop", closed_ms=1),
+        m.MarketTerms(fees_ms=1, caps_ms=2, user_cross_rate=0.00045, user_add_rate=0.00015, referral_discount=0.0,
+                      dex_oi_cap_usd=1e9, dex_oi_usd=5.0, markets=(m.MarketTerm(
+                          coin="xyz:GOLD", taker_fee_bps=9.0, maker_fee_bps=3.0, deployer_fee_scale=1.0,
+                          scale_source="meta", growth_mode=False, fee_source="exchange", oi_cap_usd=1e6,
+                          oi_usd=5.0, at_oi_cap=True),)),
         m.Signal(signal_id="s", coin="xyz:GOLD", is_buy=True, raw_edge_bps=1, net_edge_bps=1, threshold_bps=1,
                  oracle_px=1, best_px=1, book_sz=1, suggested_sz=1, confidence=0.5, recv_ns=1, time_ms=1),
         m.SignalFollowup(signal_id="s", coin="xyz:GOLD", offset_ms=1000, oracle_px=1, best_px=1, edge_bps=1,

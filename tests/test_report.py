@@ -211,3 +211,57 @@ def test_report_cli_reads_the_journal_read_only_without_a_supervisor(run_dir: Pa
     finally:
         os.chmod(path, 0o600)
     assert path.stat().st_mtime_ns == before
+
+
+def _fill(tid: int, cloid: str, fee: str, px: str = "100", sz: str = "1") -> Msg:
+    from decimal import Decimal as D
+
+    from hip3.messages import UserFill
+
+    return UserFill(coin="xyz:GOLD", px=D(px), sz=D(sz), is_buy=True, time_ms=T0_MS + tid, oid=tid, tid=tid,
+                    cloid=cloid, fee=D(fee), closed_pnl=D(0), crossed=True, is_snapshot=False, recv_ns=1)
+
+
+def test_fee_paid_against_the_fee_the_detector_assumed(tmp_path: Path) -> None:
+    """Each trade: the fees its fills paid next to its entry's assumed per-leg fee times its fills' notional."""
+    steps: list[tuple[int, Msg]] = [
+        # Trade 1: assumed 9 bps a leg, paid 9 bps on each $100 leg (0.09 + 0.09).
+        (0, submitted("0xa1", fee_bps=9.0, fee_source="exchange")),
+        (1, _fill(1, "0xa1", "0.09")),
+        (2, submitted("0xa2", kind="flatten", reason="mark_regression")),
+        (3, _fill(2, "0xa2", "0.09")),
+        (4, closed(pnl="0.50", fees="0.18", closed_ms=T0_MS + 4)),
+        # Trade 2: assumed 0.9 bps (growth mode), but the exchange charged 9 bps: the model is wrong.
+        (10, submitted("0xa3", fee_bps=0.9, fee_source="exchange")),
+        (11, _fill(3, "0xa3", "0.18", sz="2")),
+        (12, submitted("0xa4", kind="flatten", reason="time_stop")),
+        (13, _fill(4, "0xa4", "0.18", sz="2")),
+        (14, closed(pnl="0.10", fees="0.36", reason="time_stop", closed_ms=T0_MS + 14)),
+    ]
+    path = tmp_path / "j.sqlite"
+    journal(path, steps)
+    rep = build_report(open_readonly(path))
+    t1, t2 = rep["trades"]
+    assert (t1["notional_usd"], t1["fee_paid_bps"], t1["fee_assumed_bps"]) == (200.0, 9.0, 9.0)
+    assert t1["fee_assumed_usd"] == pytest.approx(0.18) and t1["fee_source"] == "exchange"
+    assert (t2["notional_usd"], t2["fee_paid_bps"], t2["fee_assumed_bps"]) == (400.0, 9.0, 0.9)
+    assert t2["fee_assumed_usd"] == pytest.approx(0.036)
+    tot = rep["totals"]
+    assert tot["fee_compared_trades"] == 2 and tot["fee_paid_usd"] == pytest.approx(0.54)
+    assert tot["fee_assumed_usd"] == pytest.approx(0.216)
+    assert tot["fee_paid_bps"] == pytest.approx(9.0) and tot["fee_assumed_bps"] == pytest.approx(3.6)
+    text = format_report(rep)
+    assert "fees paid vs assumed: paid 0.5400 USD (9.000 bps a leg), assumed 0.2160 USD (3.600 bps a leg)" in text
+    assert "9.000 / 0.900  exchange" in text
+
+
+def test_a_journal_from_before_the_fee_assumptions_still_reports(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal(path, session())
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE fee_assumptions")
+    conn.commit()
+    conn.close()
+    rep = build_report(open_readonly(path))
+    assert rep["totals"]["trades"] == 4 and rep["totals"]["fee_compared_trades"] == 0
+    assert "no trade with both recorded fills and an assumed fee" in format_report(rep)

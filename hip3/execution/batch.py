@@ -53,6 +53,9 @@ class QueuedOrder(msgspec.Struct, frozen=True, kw_only=True):
     # entry: the intent's validity (monotonic ns); a new order still queued after it is dropped, never sent
     # late at a stale price (e.g. while the exchange's message budget is used up). 0: no limit.
     valid_until_ns: int = 0
+    # entry: the detector's assumed per-leg taker fee (bps) and its source (OrderSubmitted, the journal)
+    fee_bps: float = 0.0
+    fee_source: str = ""
 
 
 class QueuedCancel(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,6 +14,12 @@ Invariants held here (each tested in ``tests/execution/test_core.py``):
   not a failure: reduce-only orders and cancels are requeued without spending their requeue budget.
 * A filled entry keeps its market blocked until the position snapshot shows the fill
   (``FilledAwaitingSnapshot``), so a second entry cannot slip in during the bus round trip.
+* No entry without the exchange's market terms (fees and open-interest caps, ``TermsView``): unknown or
+  too old terms, and a market at its open-interest cap, refuse the entry before signing with their own
+  reason (``MarketTermsUnknown``, ``MarketTermsStale``, ``OpenInterestCap``). An exchange refusal for the
+  cap blocks entries in that market for a while and never counts toward the hard stop. Exits are never
+  refused for the cap; while a market is at its cap they are priced no more aggressively than the oracle
+  (the exchange refuses more aggressive ones there; ``hip3.market_terms.UNVERIFIED``).
 
 The actor's loop, roughly::
 
@@ -36,6 +42,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
+import msgspec
+
 from hip3.execution.batch import Batch, BatchScheduler, QueuedOrder
 from hip3.execution.gates import ExecutorGates, MarketSpec, Verdict, check_flatten
 from hip3.execution.hardstop import HardStopStep
@@ -44,8 +52,9 @@ from hip3.execution.orders import OrderTracker
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.execution.risk import RiskMonitor
 from hip3.execution.soft_gates import SoftGates
-from hip3.hyperliquid.errors import is_rate_limit_error
+from hip3.hyperliquid.errors import is_oi_cap_rejection, is_rate_limit_error
 from hip3.hyperliquid.wire import new_cloid
+from hip3.market_terms import UNVERIFIED, MarketTermsParams, TermsView, clamp_to_oracle
 from hip3.messages import (
     EntryIntent,
     FlattenIntent,
@@ -56,6 +65,7 @@ from hip3.messages import (
     PositionClosed,
     PositionSnapshot,
 )
+from hip3.ownership import HIP3
 
 __all__ = ["ExecutionCore"]
 
@@ -71,6 +81,7 @@ class ExecutionCore:
         specs: Mapping[str, MarketSpec],
         journal: SentIntentJournal,
         make_cloid: Callable[[], str] = new_cloid,
+        terms: TermsView | None = None,
     ) -> None:
         self.params = params
         self.specs = dict(specs)
@@ -87,6 +98,8 @@ class ExecutionCore:
         self.dropped_unmatched = 0
         self._snapshot: PositionSnapshot | None = None
         self.oracles: dict[str, float] = {}  # coin -> latest oracle price (the slippage trigger)
+        # The exchange's fees and open-interest caps; none known (the default) refuses every entry.
+        self.terms = terms if terms is not None else TermsView(MarketTermsParams(), self.specs)
 
     def on_snapshot(self, snapshot: PositionSnapshot) -> None:
         """Every position snapshot the executor receives (clears "filled, awaiting snapshot" blocks)."""
@@ -112,6 +125,12 @@ class ExecutionCore:
             return Verdict("rejected", "InvalidIntentId", "", intent.intent_id, intent.coin, intent.sz), []
         if self._duplicate(intent.intent_id):
             return Verdict("rejected", "DuplicateIntent", "", intent.intent_id, intent.coin, intent.sz), []
+        if not self.hard_stop_latched:  # (the gates name the hard stop first)
+            # The day's loss reached its cap, or the saved loss limits were unusable; then the market terms
+            # (fees unknown or stale, open interest at its cap).
+            block = self.risk.entry_block(now_ms) or self.terms.entry_block(intent.coin, now_ms)
+            if block is not None:
+                return Verdict("rejected", block[0], block[1], intent.intent_id, intent.coin, intent.sz), []
         verdict = self.gates.evaluate(
             intent,
             snapshot=snapshot,
@@ -136,6 +155,8 @@ class ExecutionCore:
             origin_recv_ns=intent.origin_recv_ns,
             edge_bps=intent.edge_bps,
             valid_until_ns=intent.valid_until_ns,
+            fee_bps=intent.taker_fee_bps,
+            fee_source=intent.fee_source,
         )
         res = self.scheduler.enqueue_new(order)
         if not res.ok:
@@ -144,7 +165,16 @@ class ExecutionCore:
         self.tracker.add(order)
         return verdict, []
 
-    def submit_flatten(self, intent: FlattenIntent, *, now_ns: int) -> Verdict:
+    def exit_px(self, coin: str, is_buy: bool, px: Decimal, now_ms: int | None) -> Decimal:
+        """A reduce-only order's price: as given, or no more aggressive than the oracle while the market is
+        at its open-interest cap (the exchange refuses more aggressive orders there)."""
+        spec = self.specs.get(coin)
+        if (spec is None or not UNVERIFIED["too_aggressive_applies_to_reduce_only"]
+                or self.terms.at_cap_reason(coin, now_ms) is None):
+            return px
+        return clamp_to_oracle(px, is_buy, self.oracles.get(coin, 0.0), spec.sz_decimals)
+
+    def submit_flatten(self, intent: FlattenIntent, *, now_ns: int, now_ms: int | None = None) -> Verdict:
         """Validate and queue a reduce-only flatten (flows while the hard stop is latched, §11)."""
         if not valid_id(intent.intent_id):
             return Verdict("rejected", "InvalidIntentId", "", intent.intent_id, intent.coin, intent.sz)
@@ -159,7 +189,7 @@ class ExecutionCore:
             coin=intent.coin,
             asset=intent.asset,
             is_buy=intent.is_buy,
-            px=intent.px,
+            px=self.exit_px(intent.coin, intent.is_buy, intent.px, now_ms),
             sz=intent.sz,
             reduce_only=True,
             kind="flatten",
@@ -176,13 +206,16 @@ class ExecutionCore:
         self.tracker.add(order)
         return verdict
 
-    def submit_hardstop(self, step: HardStopStep) -> None:
+    def submit_hardstop(self, step: HardStopStep, now_ms: int | None = None) -> None:
         """Queue a hard-stop step's cancels and reduce-only orders."""
         for c in step.cancels:
             self.scheduler.enqueue_cancel(c)
         for o in step.orders:
             if o.coin in self.tracker.flatten_in_flight():
                 continue  # one reduce-only per market in flight (B28)
+            px = self.exit_px(o.coin, o.is_buy, o.px, now_ms)
+            if px != o.px:
+                o = msgspec.structs.replace(o, px=px)
             if self.scheduler.enqueue_reduce_only(o).reason == "Queued":
                 self.tracker.add(o)
 
@@ -304,8 +337,12 @@ class ExecutionCore:
 
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
         self.gates.filled.on_position_closed(closed.coin)
+        if closed.owner != HIP3:  # an operator's trade (hip3.ownership): not hip3's losses or cooldowns
+            return
+        if not self.risk.first_count(closed):
+            return  # counted already (read back from the recorder's journal at start, see risk_catchup)
         self.soft.on_position_closed(closed, now_ms)
-        reason = self.risk.on_position_closed(closed)
+        reason = self.risk.on_position_closed(closed, now_ms)
         if reason is not None:
             self._hardstop_request = self._hardstop_request or reason
 
@@ -343,6 +380,8 @@ class ExecutionCore:
             if isinstance(ev, OrderRejected):
                 o = self._recent.get(ev.cloid)
                 is_flatten = o is not None and o.kind in ("flatten", "hardstop")
+                if ev.reason.startswith("exchange:") and is_oi_cap_rejection(ev.reason):
+                    self.terms.on_cap_refusal(ev.coin, now_ms)  # before the next poll says so
                 reason = self.risk.on_order_rejected(ev, now_ms, is_flatten=is_flatten)
             elif isinstance(ev, OrderFilled) and not ev.reduce_only:
                 o = self._recent.get(ev.cloid)

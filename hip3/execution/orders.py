@@ -159,6 +159,8 @@ class OrderTracker:
                     origin_recv_ns=o.origin_recv_ns,
                     sent_ns=sent_ns,
                     edge_bps=o.edge_bps,
+                    assumed_fee_bps=o.fee_bps,
+                    fee_source=o.fee_source,
                 )
             )
         return out

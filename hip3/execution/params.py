@@ -3,12 +3,14 @@
 Owned by the execution work (issue 6): every parameter with the Rust original's *seed default* value
 (never its prod value), units in the names. Unknown keys are refused (``forbid_unknown_fields``) and
 ranges are checked at decode time (``msgspec.Meta``), so a misspelt or nonsensical value stops the start.
+Every number has an upper bound as well (``hip3.bounds``): an infinite or absurd cap, limit or interval
+would switch its mechanism off without a word.
 
 TOML layout::
 
     [executor]              # ExecutorParams: §6.2 caps, §6.3 batching, signing expiry, dead man's switch,
                             # the order-entry connection's reconnect backoff
-    [risk]                  # RiskParams: §11 hard-stop triggers and the §8.4 flatten cadence
+    [risk]                  # RiskParams: §11 hard-stop triggers, the daily loss cap, the §8.4 flatten cadence
     [soft_gates.hourly_drawdown]          # SoftGateParams: §12, one sub-table per gate,
     [soft_gates.correlation_cooldown]     # each with its own ``enabled`` flag (all off by default)
     [soft_gates.burst]
@@ -31,14 +33,25 @@ from typing import Annotated
 
 import msgspec
 
-PosMs = Annotated[int, msgspec.Meta(gt=0)]
-NonNegMs = Annotated[int, msgspec.Meta(ge=0)]
-PosInt = Annotated[int, msgspec.Meta(gt=0)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-PosUsd = Annotated[float, msgspec.Meta(gt=0)]
-NonNegUsd = Annotated[float, msgspec.Meta(ge=0)]
+from hip3.bounds import (
+    MAX_COUNT,
+    MAX_DURATION_MS,
+    NonNegBps,
+    NonNegCount,
+    NonNegUsd,
+    PosCount,
+    PosMs,
+    PosUsd,
+    SlippageBps,
+)
+
+# Every number is bounded above as well as below (``hip3.bounds``): an infinite or absurd value would
+# switch its limit off without a word.
+PosInt = PosCount
+NonNegInt = NonNegCount
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-NonNegBps = Annotated[float, msgspec.Meta(ge=0)]
+# A limit that counts events in a row or per window: above this it could never fire in practice.
+StreakLimit = Annotated[int, msgspec.Meta(ge=0, le=1000)]
 
 
 class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -64,21 +77,27 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     batch_interval_ms: PosMs = 20
     inflight_limit: PosInt = 10
     inflight_high_watermark: PosInt = 8
-    post_timeout_ms: PosMs = 5000
+    # A post with no answer after this long is released (its flatten retried with a new cloid). Bounded:
+    # without an answer every in-flight slot stays taken, and a flatten cannot leave until it expires.
+    post_timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 5000
     max_batch_size: Annotated[int, msgspec.Meta(ge=1, le=50)] = 50
     cancel_queue_capacity: PosInt = 200
     reduce_only_queue_capacity: PosInt = 500
     new_queue_capacity: PosInt = 1000
     # A reduce-only order or cancel requeued more often than this is given up (terminal), so a
     # deterministic whole-request error can never loop forever.
-    max_requeues: NonNegInt = 5
+    max_requeues: Annotated[int, msgspec.Meta(ge=0, le=100)] = 5
 
     # ---- signing and safety nets (hip3 additions) ----
     expires_after_ms: PosMs = 5000
-    schedule_cancel_after_ms: Annotated[int, msgspec.Meta(ge=5000)] = 60000
+    # The dead man's switch: the exchange cancels every open order this long after the last re-arm. At
+    # least 5 s (the exchange's minimum); at most 10 minutes, or it would fire long after hip3 died.
+    schedule_cancel_after_ms: Annotated[int, msgspec.Meta(ge=5000, le=600_000)] = 60000
     schedule_cancel_rearm_ms: PosMs = 20000
-    # The sent-intent journal keeps entries this long (longer than any intent TTL plus margin).
-    sent_journal_retention_ms: PosMs = 600_000
+    # The sent-intent journal keeps entries this long (longer than any intent TTL plus margin; checked
+    # against the TTLs at load). Shorter, a restarted executor could forget an intent it sent that a
+    # PUSH queue still holds, and send it twice.
+    sent_journal_retention_ms: Annotated[int, msgspec.Meta(ge=60_000, le=MAX_DURATION_MS)] = 600_000
     # The journal line is always written (write(2)) before the frame; its fsync comes 5 ms after the
     # frame, by the executor's timer (False, default) or before it (True, +~150 us per post on ext4).
     # The kernel keeps written data when the executor dies (SIGKILL, OOM, crash): that is the restart
@@ -122,21 +141,31 @@ class RiskParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Hard-stop triggers (§11) and the hard-stop flatten cadence (§8.4 + recommendation)."""
 
     max_loss_usd: PosUsd = 1000.0
-    max_consecutive_failures: NonNegInt = 5
-    max_flatten_failed: NonNegInt = 3
-    max_rejections_per_bucket: NonNegInt = 10
-    rejection_bucket_ms: PosMs = 3_600_000
+    # Losing closes in a row (net of fees); more than this latches. 0: the first loss latches.
+    max_consecutive_failures: StreakLimit = 5
+    max_flatten_failed: StreakLimit = 3
+    max_rejections_per_bucket: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 10
+    # Non-benign exchange rejections are counted per bucket of this length. At least a minute: in a
+    # shorter bucket a steady stream of refusals (one a second, say) never adds up to the limit.
+    rejection_bucket_ms: Annotated[int, msgspec.Meta(ge=60_000, le=MAX_DURATION_MS)] = 3_600_000
     max_slippage_bps: NonNegBps = 50.0
-    slippage_consecutive_trades: PosInt = 3
+    slippage_consecutive_trades: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 3
     # §8.4: reduce-only IOC at mark ± slippage; 3 fast attempts 1 s apart, then (recommendation) keep
     # retrying at a slower cadence with a critical alert instead of giving up.
-    flatten_slippage_bps: NonNegBps = 50.0
-    flatten_fast_attempts: PosInt = 3
-    flatten_fast_interval_ms: PosMs = 1000
-    flatten_slow_interval_ms: PosMs = 10000
+    flatten_slippage_bps: SlippageBps = 50.0
+    flatten_fast_attempts: Annotated[int, msgspec.Meta(gt=0, le=100)] = 3
+    # Bounded: the flatten is retried at these intervals, so a huge one would mean "try once".
+    flatten_fast_interval_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 1000
+    flatten_slow_interval_ms: Annotated[int, msgspec.Meta(gt=0, le=600_000)] = 10000
     # While latched, waiting this long for a synced position view (the flatten works from it) raises an
     # alert (a HardStopProgress with ``alert``), repeated every ``flatten_slow_interval_ms``; it keeps waiting.
-    flatten_unsynced_alert_ms: PosMs = 10000
+    flatten_unsynced_alert_ms: Annotated[int, msgspec.Meta(gt=0, le=600_000)] = 10000
+    # Daily loss cap: realised PnL net of fees since 00:00 UTC at or below minus this latches the hard
+    # stop, and entries stay refused until the next UTC day, even after the operator resets the latch
+    # (raise the cap to trade on). Unrealised PnL does not count: see ``hip3.execution.risk``. The
+    # day's tally, like every other loss limit's state, survives an executor restart
+    # (``hip3.execution.risk_state``).
+    daily_loss_cap_usd: PosUsd = 100.0
 
 
 class HourlyDrawdownParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -175,7 +204,8 @@ class MarketHealthParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     enabled: bool = False
     window_trades: PosInt = 20
     min_samples: PosInt = 10
-    disable_below_score: Fraction = 0.3
+    # Above 0: no score is below 0, so 0 would leave the gate enabled but never disabling a market.
+    disable_below_score: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.3
     enable_at_score: Fraction = 0.5
     win_rate_weight: Fraction = 0.6
     pnl_weight: Fraction = 0.4
@@ -186,8 +216,8 @@ class MarketHealthParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 
 class CorrelationConcurrencyParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = False
-    max_weight: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    group_weight: Annotated[float, msgspec.Meta(ge=1.0)] = 1.5
+    max_weight: Annotated[float, msgspec.Meta(gt=0, le=MAX_COUNT)] = 5.0
+    group_weight: Annotated[float, msgspec.Meta(ge=1.0, le=1000.0)] = 1.5
     groups: dict[str, str] = {}  # coin -> correlation group name
 
 

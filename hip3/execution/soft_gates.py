@@ -11,16 +11,19 @@ Guards against:
   re-probed after ``reprobe_after_ms`` (its outcome history cleared).
 
 All times are epoch milliseconds passed in by the caller (``now_ms``); nothing here reads a clock.
-PnL is net of fees (``pnl_usd − fees_usd`` of the close).
+PnL is net of fees (``pnl_usd − fees_usd`` of the close). The state survives an executor restart
+(``export``/``restore``, ``hip3.execution.risk_state``): ``on_change`` is called after every recorded
+event so that it is saved; what ``check`` changes (expired windows) follows from the time alone.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from hip3.execution.params import SoftGateParams
+from hip3.execution.risk_state import SoftGatesState
 from hip3.messages import PositionClosed
 
 __all__ = ["SoftGates", "net_pnl_usd"]
@@ -53,6 +56,33 @@ class SoftGates:
         # market health
         self._outcomes: dict[str, deque[Decimal]] = {}
         self._disabled_since_ms: dict[str, int] = {}
+        self.on_change: Callable[[], None] = lambda: None
+
+    def export(self) -> SoftGatesState:
+        return SoftGatesState(
+            dd_window_start_ms=self._dd_window_start_ms, dd_sum_usd=self._dd_sum_usd,
+            close_times_ms=tuple(self._close_times_ms), corr_until_ms=self._corr_until_ms,
+            burst_times_ms={c: tuple(t) for c, t in self._burst_times_ms.items() if t},
+            burst_until_ms=dict(self._burst_until_ms), losses_in_row=self._losses_in_row,
+            tilt_until_ms=self._tilt_until_ms, last_close_ms=dict(self._last_close_ms),
+            outcomes={c: tuple(o) for c, o in self._outcomes.items()},
+            disabled_since_ms=dict(self._disabled_since_ms))
+
+    def restore(self, st: SoftGatesState) -> None:
+        """Continue from a saved state (an executor restart)."""
+        self._dd_window_start_ms = st.dd_window_start_ms
+        self._dd_sum_usd = st.dd_sum_usd
+        self._close_times_ms = deque(st.close_times_ms)
+        self._corr_until_ms = st.corr_until_ms
+        self._burst_times_ms = {c: deque(t) for c, t in st.burst_times_ms.items()}
+        self._burst_until_ms = dict(st.burst_until_ms)
+        self._losses_in_row = st.losses_in_row
+        self._tilt_until_ms = st.tilt_until_ms
+        self._last_close_ms = dict(st.last_close_ms)
+        maxlen = self.params.market_health.window_trades
+        self._outcomes = {c: deque(o, maxlen=maxlen) for c, o in st.outcomes.items()}
+        self._disabled_since_ms = dict(st.disabled_since_ms)
+        self.on_change()
 
     # ------------------------------------------------------------------ checks (read-only)
 
@@ -134,6 +164,7 @@ class SoftGates:
         if len(times) >= bp.max_signals:
             self._burst_until_ms[coin] = now_ms + bp.cooldown_ms
             times.clear()
+        self.on_change()
 
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
         """Feed one close (exactly one per close, from the position tracker) to every gate."""
@@ -170,6 +201,7 @@ class SoftGates:
                 self._disabled_since_ms[closed.coin] = now_ms
             elif score >= mh.enable_at_score:
                 self._disabled_since_ms.pop(closed.coin, None)
+        self.on_change()
 
     def _roll_drawdown(self, now_ms: int) -> None:
         start = self._dd_window_start_ms

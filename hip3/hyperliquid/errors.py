@@ -6,6 +6,8 @@ Guards against:
   ``scheduledCancel``. Every status except ``open``/``triggered`` is terminal, unknown ones included.
 * lesson B23: routine taker rejections (IOC found no liquidity, reduce-only would increase, below the $10
   minimum, zero size) counted toward the HardStop. ``is_benign_rejection`` names the benign ones.
+* the open-interest cap of builder-deployed markets counted toward the HardStop: the exchange's
+  refusals at the cap (``is_oi_cap_rejection``) are the market's state, benign for the hard stop.
 * Error strings carry suffixes such as `` asset=110027``: match by prefix / substring, never equality.
 
 The simulator emits these exact constants; the executor classifies with the functions below.
@@ -41,11 +43,13 @@ __all__ = [
     "ERR_WS_INVALID_SUBSCRIPTION_PREFIX",
     "ERR_ZERO_SIZE",
     "LIVE_STATUSES",
+    "OI_CAP_STATUSES",
     "OrderStatusKind",
     "bad_alo_px_error",
     "duplicate_nonce_error",
     "is_benign_rejection",
     "is_nonce_error",
+    "is_oi_cap_rejection",
     "is_rate_limit_error",
     "nonce_too_low_error",
     "order_status_kind",
@@ -126,7 +130,30 @@ _BENIGN_SUBSTRINGS = (
     "Order must have minimum value of $10",
 )
 
+# The exchange refuses an order because of a market's open-interest cap (builder-deployed markets):
+# the market's state, not a fault of the order or of hip3. They never count toward the HardStop; the
+# executor stops entries in that market for a while instead (hip3.market_terms).
+OI_CAP_STATUSES = frozenset({
+    "positionIncreaseAtOpenInterestCapRejected",
+    "positionFlipAtOpenInterestCapRejected",
+    "tooAggressiveAtOpenInterestCapRejected",
+    "openInterestIncreaseRejected",
+    "openInterestCapCanceled",
+})
+_OI_CAP_SUBSTRINGS = (
+    "increase open interest while open interest is capped",  # position increase / flip at the cap
+    "more aggressive than oracle while at open interest cap",
+    "increase open interest too quickly",
+)
+
 OrderStatusKind = Literal["open", "filled", "cancelled", "rejected"]
+
+
+def is_oi_cap_rejection(text_or_status: object) -> bool:
+    """True for a refusal because of an open-interest cap (status or error text, suffixes tolerated)."""
+    if not isinstance(text_or_status, str):
+        return False
+    return text_or_status in OI_CAP_STATUSES or any(sub in text_or_status for sub in _OI_CAP_SUBSTRINGS)
 
 
 def is_benign_rejection(text_or_status: object) -> bool:
@@ -139,7 +166,7 @@ def is_benign_rejection(text_or_status: object) -> bool:
         return False
     if text_or_status in BENIGN_STATUSES:
         return True
-    return any(sub in text_or_status for sub in _BENIGN_SUBSTRINGS)
+    return any(sub in text_or_status for sub in _BENIGN_SUBSTRINGS) or is_oi_cap_rejection(text_or_status)
 
 
 def order_status_kind(status: str) -> OrderStatusKind:

@@ -14,12 +14,19 @@ stays at least half a reserve ahead of the clock and ``next()`` only writes when
 (issue 6: with orders seconds apart, every order paid two fsyncs, about 0.9 ms, before its frame).
 
 One owner per signer (protocol §7.6): an exclusive ``flock`` on ``<path>.lock`` refuses a second manager.
+
+A state that cannot be used is refused with one line naming the file and what to do, never guessed: an
+unreadable or corrupt file (``NonceError`` at construction), and a ceiling so far ahead of the clock that
+the exchange would refuse every nonce (``problem()``: the owner reports it and does not trade). The
+exchange accepts nonces up to one day ahead of its block time; a ceiling beyond that comes from a clock
+that was ahead when it was written (then stepped back) or from a damaged file.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +69,11 @@ class NonceManager:
         self.fsyncs = 0
         if self._path is not None:
             self._acquire_lock(self._path)
-            self._ceiling = self._load(self._path)
+            try:
+                self._ceiling = self._load(self._path)
+            except NonceError:
+                self.close()  # the owner lock too: a refused start holds nothing
+                raise
             self._last = self._ceiling
 
     # ---- public ----
@@ -80,6 +91,17 @@ class NonceManager:
         """Server time minus local time, from an observed server timestamp (e.g. a frame's ``time``)."""
         self._offset_ms = int(offset_ms)
 
+    def problem(self, now_ms: int) -> str | None:
+        """Why ``next(now_ms)`` would refuse (one line for the operator), or None. Cheap: for READY checks."""
+        server_now = now_ms + self._offset_ms
+        if self._last + 1 < server_now + _WINDOW_AHEAD_MS - self._margin_ms:
+            return None
+        ahead_h = (self._last - server_now) / 3_600_000
+        where = f"nonce state {self._path}" if self._path is not None else "the in-memory nonce state"
+        return (f"{where} is {ahead_h:.1f} h ahead of the clock, past the exchange's window of 1 day: every "
+                "signature would be refused; check the host clock (NTP); if it is right, stop hip3 and delete "
+                "that file (nonces then follow the clock)")
+
     def next(self, now_ms: int | None = None) -> int:
         """The next nonce: ``max(last + 1, now_ms + server_offset_ms)``, persisted before it is returned.
 
@@ -94,10 +116,7 @@ class NonceManager:
         server_now = now_ms + self._offset_ms
         nonce = max(self._last + 1, server_now)
         if nonce >= server_now + _WINDOW_AHEAD_MS - self._margin_ms:
-            raise NonceError(
-                f"nonce {nonce} is too far ahead of server time {server_now} (window +1 day); "
-                "local state is ahead of the clock: fix the clock or wait"
-            )
+            raise NonceError(self.problem(now_ms) or f"nonce {nonce} is too far ahead of {server_now}")
         if nonce <= server_now - _WINDOW_BEHIND_MS:  # cannot happen unless server_now is bogus
             raise NonceError(f"nonce {nonce} is behind the exchange window around {server_now}")
         if nonce > self._ceiling:
@@ -139,25 +158,43 @@ class NonceManager:
 
     def _acquire_lock(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise NonceError(f"cannot open the nonce lock {path}.lock: {exc.strerror}: fix its permissions "
+                             "(or remove what is there) and start again") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise NonceError(f"another process owns the nonce state {path}") from None
+            raise NonceError(f"another process owns the nonce state {path} (a second executor for this run "
+                             "directory?): stop it first") from None
         self._lock_fd = fd
 
     @staticmethod
     def _load(path: Path) -> int:
         try:
-            text = path.read_text(encoding="ascii").strip()
+            # O_NONBLOCK: a FIFO planted at the path must not hang the executor's start.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return 0
-        except (OSError, UnicodeDecodeError) as exc:
-            raise NonceError(f"cannot read nonce state {path}: {exc}") from None
-        if not text.isdigit():
+        except OSError as exc:
+            raise NonceError(f"cannot read nonce state {path}: {exc.strerror}: fix its permissions (or remove "
+                             "what is there) and start again") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NonceError(f"cannot read nonce state {path}: not a regular file: remove what is there "
+                                 "and start again")
+            raw = os.read(fd, 64)
+        except OSError as exc:
+            raise NonceError(f"cannot read nonce state {path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        text = raw.decode("ascii", errors="replace").strip()
+        if not text.isdigit() or len(text) > 19:
             # Refuse to guess: a wrong guess could reuse a nonce. The operator must inspect it.
-            raise NonceError(f"nonce state {path} is corrupt: {text[:40]!r}")
+            raise NonceError(f"nonce state {path} is corrupt ({text[:40]!r}): with the host clock right, "
+                             "delete it and start again (nonces then follow the clock)")
         return int(text)
 
     def _persist(self, ceiling: int) -> None:

@@ -241,6 +241,27 @@ class RestClient:
         orders: list[OpenOrder] = self._typed(body, _DEC_OO)
         return orders
 
+    def user_fees(self, user: str) -> dict[str, Any]:
+        """The account's fee rates (``userCrossRate``, ``userAddRate``, ``activeReferralDiscount``, ...)."""
+        out = self.info({"type": "userFees", "user": user.lower()})
+        if not isinstance(out, dict):
+            raise RestError(f"userFees is not an object: {str(out)[:200]}")
+        return out
+
+    def perp_dex_limits(self, dex: str) -> dict[str, Any] | None:
+        """``{totalOiCap, oiSzCapPerPerp, maxTransferNtl, coinToOiCap}`` of ``dex``; None: no limits."""
+        out = self.info({"type": "perpDexLimits", "dex": dex})
+        if out is not None and not isinstance(out, dict):
+            raise RestError(f"perpDexLimits is not an object: {str(out)[:200]}")
+        return out
+
+    def perps_at_open_interest_cap(self, dex: str) -> list[Any]:
+        """The coins of ``dex`` at their open-interest cap now."""
+        out = self.info({"type": "perpsAtOpenInterestCap", "dex": dex})
+        if not isinstance(out, list):
+            raise RestError(f"perpsAtOpenInterestCap is not an array: {str(out)[:200]}")
+        return out
+
     def user_fills(self, user: str, aggregate_by_time: bool = False) -> list[dict[str, Any]]:
         """Recent fills, newest first (at most 2000); no dex parameter exists."""
         body: dict[str, Any] = {"type": "userFills", "user": user.lower()}

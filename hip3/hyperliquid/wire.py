@@ -19,11 +19,13 @@ import secrets
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
 __all__ = [
+    "HIP3_CLOID_PREFIX",
     "MAX_WIRE_DECIMALS",
     "cancel_action",
     "cancel_by_cloid_action",
     "decimal_to_wire",
     "floor_size",
+    "is_hip3_cloid",
     "is_valid_cloid",
     "is_valid_price",
     "is_valid_size",
@@ -150,9 +152,22 @@ def floor_size(sz: Decimal, sz_decimals: int) -> Decimal:
     return out if out != 0 else Decimal(0)
 
 
+# Every client order id hip3 makes starts with these 6 bytes ("hip3" in ASCII, then a format version), so
+# a fill or an order seen at the exchange tells by itself whether hip3 sent it: its own fills are told
+# from an operator's (no cloid, or another tool's) without any local state, across restarts
+# (``hip3.ownership``). A foreign random cloid carries this prefix with odds of 2^-48; the 10 random bytes
+# that follow make two of hip3's own collide only after about 10^12 orders.
+HIP3_CLOID_PREFIX = "0x686970330001"
+
+
 def new_cloid() -> str:
-    """A random client order id: ``0x`` + 32 lower-case hex digits (16 random bytes)."""
-    return "0x" + secrets.token_hex(16)
+    """A client order id: ``0x`` + 32 lower-case hex digits, hip3's 6-byte prefix then 10 random bytes."""
+    return HIP3_CLOID_PREFIX + secrets.token_hex(10)
+
+
+def is_hip3_cloid(cloid: object) -> bool:
+    """True if ``cloid`` is one that ``new_cloid`` makes (hip3 sent the order)."""
+    return isinstance(cloid, str) and len(cloid) == 34 and cloid.startswith(HIP3_CLOID_PREFIX)
 
 
 def is_valid_cloid(s: object) -> bool:

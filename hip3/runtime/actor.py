@@ -47,6 +47,15 @@ from hip3.messages import (
 
 MessageHandler = Callable[[Message], None]
 
+# The exit code of an actor that refused to start (``ActorStartError``): not a crash, a verdict.
+START_REFUSED_EXIT = 3
+
+
+class ActorStartError(RuntimeError):
+    """The actor cannot start safely (no key, unusable state file). Its text is one line for the operator
+    saying which file or setting and what to do: logged once, sent to the supervisor as the actor's READY
+    detail and as a critical alert, and the process exits with ``START_REFUSED_EXIT``, no traceback."""
+
 
 class Timer:
     """A periodic timer of the actor's loop (``Actor.every``). ``wake_by`` pulls its next run in."""
@@ -88,6 +97,7 @@ class Actor:
         self.hardstop: HardStopState = Latch.load(self.run_dir).to_message()
         self.stats: dict[str, int] = {}
         self._acked_epoch = -1
+        self._start_refused = False
         self._bad_logged = 0  # malformed bus messages already reported in the log
         self._poller = zmq.Poller()
         self._handlers: dict[object, Callable[[], None]] = {}
@@ -274,11 +284,21 @@ class Actor:
         """Run until stopped. Returns the process exit code (0 = clean stop)."""
         self._begin()
         try:
-            self._setup_all()
+            try:
+                self._setup_all()
+            except ActorStartError as e:
+                self._refuse_start(str(e))
+                return START_REFUSED_EXIT
             self._loop()
         finally:
             self.close()
         return 0
+
+    def _refuse_start(self, reason: str) -> None:
+        self._start_refused = True
+        self.log.critical("start_refused", reason=reason)
+        self.inbox.send(Alert(level="critical", actor=self.name, text=f"{self.name} refused to start: {reason}"))
+        self.set_ready(False, f"start refused: {reason}")
 
     # ---- stepping (hip3.replay drives every actor of a graph in one thread, in lock-step) ----------
 
@@ -322,7 +342,8 @@ class Actor:
             self._run_deferred()  # the log lines of the last turn
             self.teardown()
         finally:
-            self.set_ready(False, "stopped")
+            if not self._start_refused:  # keep the refusal as the last word the supervisor hears
+                self.set_ready(False, "stopped")
             self.log.info("stopped")
             self.bus.close()
 

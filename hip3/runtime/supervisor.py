@@ -7,7 +7,10 @@
   restarting it, latches the hard stop and says so loudly.
 * The hard-stop latch: persisted atomically before it is broadcast on the control stream, re-broadcast
   every ``hardstop_rebroadcast_ms``, replayed to every joiner (XPUB), reloaded on restart; only
-  ``reset-hardstop`` clears it. Actors acknowledge every epoch; the acks are in the status.
+  ``reset-hardstop`` clears it. Actors acknowledge every epoch; the acks are in the status. A latch the
+  disk refuses holds in memory (alert, write retried; ``hip3.hardstop``); no start on an unusable file.
+* Its own stalls (GC, swap, SIGSTOP) are not the actors' fault: drain, then judge, on a clock without
+  them (``hip3.runtime.liveness``).
 * Operator commands arrive on the ``ctl`` ROUTER socket (run directory, mode 0600) as JSON.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -23,7 +26,7 @@ import zmq
 
 from hip3.bus import Bus
 from hip3.config import Config
-from hip3.hardstop import Latch
+from hip3.hardstop import Latch, LatchFileError
 from hip3.logs import Log
 from hip3.messages import (
     Alert,
@@ -37,7 +40,8 @@ from hip3.messages import (
     Shutdown,
 )
 from hip3.metrics import SupervisorMetrics
-from hip3.runtime.launchers import Handle, Launcher
+from hip3.runtime.launchers import Launcher
+from hip3.runtime.liveness import LoopWatch, Slot, judge, stall_allowance_ms
 from hip3.runtime.paper import PaperExchange
 from hip3.runtime.restart import RestartPolicy
 from hip3.runtime.runner import ACTORS
@@ -58,33 +62,14 @@ DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
 FLATTEN_ACTORS = frozenset({"feed", "position_tracker", "executor"})
 
 
-@dataclass
-class Slot:
-    """What the supervisor knows about one actor."""
-
-    name: str
-    policy: RestartPolicy
-    handle: Handle | None = None
-    state: str = "pending"  # pending | starting | running | backoff | failed | stopped
-    restarts: int = 0
-    ready: bool = False
-    ready_detail: str = ""
-    pid: int | None = None
-    started_ns: int = 0
-    ready_ns: int = 0
-    last_hb_ns: int | None = None
-    restart_at_ns: int = 0
-    acked_epoch: int = -1
-    acked_ns: int = 0
-    stats: dict[str, int] = field(default_factory=dict)
-
-
 class Supervisor:
     """One supervisor per run directory (the CLI holds the lock; see ``supervisor.py``)."""
 
     def __init__(self, cfg: Config, launcher: Launcher, log: Log,
                  context: zmq.Context[zmq.Socket[bytes]] | None = None,
-                 rng: random.Random | None = None, exchange: PaperExchange | None = None) -> None:
+                 rng: random.Random | None = None, exchange: PaperExchange | None = None,
+                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        """Raises ``LatchFileError`` (one line) if the latch file cannot be read or written."""
         self.cfg = cfg
         self.exchange = exchange
         self.launcher = launcher
@@ -98,6 +83,12 @@ class Supervisor:
         unknown = [n for n in sc.realtime_actors if n not in ACTORS]
         if unknown:
             raise ValueError(f"unknown actors in supervisor.realtime_actors: {', '.join(unknown)}")
+        # Before any socket: a supervisor that cannot keep a hard stop across a restart does not start.
+        self.latch = Latch(self.run_dir)
+        self.latch.check_writable()
+        self._clock_ns = clock_ns
+        self.watch = LoopWatch(int(stall_allowance_ms(sc.heartbeat_interval_ms, sc.heartbeat_timeout_ms) * 1e6),
+                               clock_ns())
         rng = rng or random.Random()
         self.slots: dict[str, Slot] = {
             n: Slot(n, RestartPolicy(sc.restart_backoff_initial_ms, sc.restart_backoff_max_ms, sc.restart_jitter,
@@ -108,7 +99,6 @@ class Supervisor:
         # read snapshots this loop publishes.
         self.metrics = SupervisorMetrics() if cfg.metrics.enabled else None
         self.http, self.dashboard = open_endpoint(cfg, log, self.metrics)
-        self.latch = Latch(self.run_dir)
         self.bus = Bus(cfg, "supervisor", context=context, run_dir=self.run_dir)
         self.control = self.bus.publisher("control")
         self.inbox = self.bus.puller("inbox")
@@ -128,23 +118,46 @@ class Supervisor:
         self._last_rebroadcast = 0
         self._broadcast_latch()
 
+    def _now(self) -> int:
+        """Every clock reading of the loop goes through here: the watch sees the gaps (its stalls)."""
+        now = self._clock_ns()
+        gap = self.watch.observe(now)
+        if gap and gap / 1e6 >= self.cfg.supervisor.heartbeat_timeout_ms / 2:
+            self.log.warning("supervisor_stalled", stall_ms=round(gap / 1e6), stalls=self.watch.stalls)
+        return now
+
     # ---------------------------------------------------------------------------------------------
     # The latch
     # ---------------------------------------------------------------------------------------------
 
     def _broadcast_latch(self) -> None:
         self.control.publish(self.latch.state.to_message(), state_key="hardstop")
-        self._last_rebroadcast = time.monotonic_ns()
+        self._last_rebroadcast = self._now()
 
     def hardstop(self, reason: str, source: str) -> bool:
-        """Latch (persisted first), then broadcast. False if it was already latched."""
+        """Latch (persisted first when the disk allows, else in memory), then broadcast. False if it was
+        already latched."""
         if not self.latch.latch(reason):
             return False
-        self.log.critical("hardstop_latched", reason=reason, source=source, epoch=self.latch.state.epoch)
+        latch = self.latch
+        self.log.critical("hardstop_latched", reason=reason, source=source, epoch=latch.state.epoch,
+                          persisted=latch.persisted, persist_error=latch.persist_error)
+        if not latch.persisted:  # the disk refused: latched all the same, and said so
+            self._alert("critical", "supervisor", f"hard stop latched in memory only: cannot write {latch.path}: "
+                        f"{latch.persist_error}; flattening anyway, retrying the write; a restart now would forget it")
         self._broadcast_latch()
         return True
 
+    def _retry_latch(self, now_ns: int) -> None:
+        wrote = self.latch.retry(now_ns)
+        if wrote:
+            self.log.warning("hardstop_persisted", path=str(self.latch.path), epoch=self.latch.state.epoch)
+            self._alert("info", "supervisor", f"hard stop now written to {self.latch.path}")
+        elif wrote is False:
+            self.log.debug("hardstop_write_failed", error=self.latch.persist_error, tries=self.latch.failed_writes)
+
     def reset_hardstop(self) -> bool:
+        """Clear the latch; ``LatchFileError`` (and still latched) if the reset cannot be written."""
         if not self.latch.reset():
             return False
         self.log.warning("hardstop_reset", epoch=self.latch.state.epoch)
@@ -161,8 +174,10 @@ class Supervisor:
         slot.pid = slot.handle.pid
         slot.state = "starting"
         slot.ready = False
-        slot.started_ns = time.monotonic_ns()
+        slot.started_ns = self._now()
+        slot.started_watch_ns = self.watch.watch_ns(slot.started_ns)
         slot.last_hb_ns = None
+        slot.hb_watch_ns = None
         sentinel = slot.handle.sentinel
         if sentinel is not None:
             self.poller.register(sentinel, zmq.POLLIN)
@@ -184,7 +199,7 @@ class Supervisor:
         if self.stopping:
             slot.state = "stopped"
             return
-        delay = slot.policy.on_failure(time.monotonic())
+        delay = slot.policy.on_failure(self._now() / 1e9)
         if delay is None:
             reason = (f"restart limit: {slot.name} failed more than {self.cfg.supervisor.max_restarts} times "
                       f"in {self.cfg.supervisor.restart_period_s:g}s ({why})")
@@ -197,28 +212,33 @@ class Supervisor:
             # The latched stop must still flatten: keep restarting this one, at the slowest cadence.
             delay = self.cfg.supervisor.restart_backoff_max_ms / 1000
         slot.state = "backoff"
-        slot.restart_at_ns = time.monotonic_ns() + int(delay * 1e9)
+        slot.restart_at_ns = self._now() + int(delay * 1e9)
         self.log.error("actor_failed", actor=slot.name, why=why, exitcode=code, restart_in_ms=round(delay * 1000))
 
     def _check_actors(self, now_ns: int) -> None:
+        """Judge every actor. Call with the inbox drained after ``now_ns`` was read (drain, then judge)."""
         sc = self.cfg.supervisor
+        watch_now = self.watch.watch_ns(now_ns)
         for slot in self.slots.values():
             if slot.state in ("starting", "running") and slot.handle is not None:
                 code = slot.handle.exitcode()
                 if code is not None:
-                    self._failed(slot, f"exited with code {code}")
+                    detail = f": {slot.ready_detail}" if slot.ready_detail.startswith("start refused") else ""
+                    self._failed(slot, f"exited with code {code}{detail}")
                     continue
-                hb_age_ms = (now_ns - slot.last_hb_ns) / 1e6 if slot.last_hb_ns is not None else None
-                if slot.state == "running" and hb_age_ms is not None and hb_age_ms > sc.heartbeat_timeout_ms:
-                    self.log.error("actor_hung", actor=slot.name, heartbeat_age_ms=round(hb_age_ms))
-                    slot.handle.kill()
-                    slot.handle.join(1.0)
-                    self._failed(slot, f"no heartbeat for {hb_age_ms:.0f} ms")
-                elif slot.state == "starting" and (now_ns - slot.started_ns) / 1e6 > sc.ready_timeout_ms:
+                verdict = judge(slot.state, slot.hb_watch_ns, slot.started_watch_ns, watch_now,
+                                sc.heartbeat_timeout_ms, sc.ready_timeout_ms)
+                if verdict is None:
+                    continue
+                kind, age_ms = verdict
+                if kind == "hung":
+                    self.log.error("actor_hung", actor=slot.name, heartbeat_age_ms=round(age_ms),
+                                   supervisor_stalled_ms=round(self.watch.stalled_ns / 1e6))
+                else:
                     self.log.error("actor_not_ready", actor=slot.name, timeout_ms=sc.ready_timeout_ms)
-                    slot.handle.kill()
-                    slot.handle.join(1.0)
-                    self._failed(slot, "not READY in time")
+                slot.handle.kill()
+                slot.handle.join(1.0)
+                self._failed(slot, f"no heartbeat for {age_ms:.0f} ms" if kind == "hung" else "not READY in time")
             elif slot.state == "backoff" and now_ns >= slot.restart_at_ns and not self.stopping:
                 slot.restarts += 1
                 self._launch(slot)
@@ -235,19 +255,21 @@ class Supervisor:
         slot = self.slots.get(getattr(msg, "actor", ""))
         if isinstance(msg, Heartbeat):
             if slot is not None and slot.state in ("starting", "running") and msg.pid == slot.pid:
-                slot.last_hb_ns = time.monotonic_ns()
+                self._heard(slot)
                 slot.stats = msg.stats
                 if self.metrics is not None:
                     self.metrics.on_heartbeat(slot.name, msg.pid, msg.stats)
                 self._set_ready(slot, msg.ready, slot.ready_detail)
         elif isinstance(msg, Ready):
             if slot is not None and msg.pid == slot.pid and slot.state in ("starting", "running"):
-                slot.last_hb_ns = time.monotonic_ns()
+                self._heard(slot)
                 self._set_ready(slot, msg.ready, msg.detail)
+            elif slot is not None and msg.pid == slot.pid and not msg.ready:
+                slot.ready_detail = msg.detail  # the last word of a process already seen exiting (why)
         elif isinstance(msg, HardStopAck):
             if slot is not None and msg.epoch > slot.acked_epoch:
                 slot.acked_epoch = msg.epoch
-                slot.acked_ns = time.monotonic_ns()
+                slot.acked_ns = self._now()
         elif isinstance(msg, HardStopRequest):
             self.hardstop(msg.reason, msg.source)
         elif isinstance(msg, HardStopProgress):
@@ -259,7 +281,11 @@ class Supervisor:
             self._alert(msg.level, msg.actor, msg.text)
             self.log.warning("actor_alert", actor=msg.actor, level=msg.level, text=msg.text)
         elif isinstance(msg, MarketView):
-            self.board.on_market_view(msg, time.monotonic_ns())
+            self.board.on_market_view(msg, self._now())
+
+    def _heard(self, slot: Slot) -> None:
+        slot.last_hb_ns = self._now()
+        slot.hb_watch_ns = self.watch.watch_ns(slot.last_hb_ns)
 
     def _alert(self, level: str, actor: str, text: str) -> None:
         """Keep the latest alerts for status (bounded)."""
@@ -269,7 +295,7 @@ class Supervisor:
     def _set_ready(self, slot: Slot, ready: bool, detail: str) -> None:
         slot.ready_detail = detail
         if ready and not slot.ready:
-            slot.ready_ns = time.monotonic_ns()
+            slot.ready_ns = self._now()
             self.log.info("actor_ready", actor=slot.name, pid=slot.pid,
                           start_ms=round((slot.ready_ns - slot.started_ns) / 1e6, 1))
         slot.ready = ready
@@ -281,7 +307,7 @@ class Supervisor:
     # ---------------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        now = time.monotonic_ns()
+        now = self._now()
         view = self.board.view(self.trading.snapshot, now)
         trading = {**self.trading.as_dict(), "unrealized_pnl_usd": view.pop("unrealized_pnl_usd")}
         st = self.latch.state
@@ -307,7 +333,10 @@ class Supervisor:
             "mode": self.cfg.mode,
             "uptime_s": round(time.time() - self.started_at, 1),
             "hard_stop": {"latched": st.latched, "reason": st.reason, "epoch": st.epoch, "since_ms": st.since_ms,
-                          "flatten": msgspec.to_builtins(self.hardstop_progress) if self.hardstop_progress else None},
+                          "flatten": msgspec.to_builtins(self.hardstop_progress) if self.hardstop_progress else None,
+                          **self._latch_file_status()},
+            "supervisor": {"stalls": self.watch.stalls, "stalled_ms": round(self.watch.stalled_ns / 1e6),
+                           "longest_stall_ms": round(self.watch.longest_stall_ns / 1e6)},
             "actors": actors,
             "seq_gaps": sum(s.stats.get("seq_gaps", 0) for s in self.slots.values()),
             "alerts": self.alerts[-10:],
@@ -322,6 +351,11 @@ class Supervisor:
             "left": self.board.left(self.trading.snapshot),  # what a stop now would leave at the exchange
         }
 
+    def _latch_file_status(self) -> dict[str, Any]:
+        """Whether the latch file holds the current state, and if not, why (for status and replies)."""
+        return {"persisted": self.latch.persisted, "persist_error": self.latch.persist_error,
+                "path": str(self.latch.path), "failed_writes": self.latch.failed_writes}
+
     def handle_command(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")
         if cmd == "status":
@@ -329,9 +363,14 @@ class Supervisor:
         if cmd == "hardstop":
             reason = str(req.get("reason") or "operator")
             changed = self.hardstop(f"operator: {reason}", "cli")
-            return {"ok": True, "changed": changed, "hard_stop": msgspec.to_builtins(self.latch.state)}
+            return {"ok": True, "changed": changed,
+                    "hard_stop": {**msgspec.to_builtins(self.latch.state), **self._latch_file_status()}}
         if cmd == "reset-hardstop":
-            changed = self.reset_hardstop()
+            try:
+                changed = self.reset_hardstop()
+            except LatchFileError as e:
+                self.log.error("hardstop_reset_refused", error=str(e))
+                return {"ok": False, "error": str(e)}
             return {"ok": True, "changed": changed, "hard_stop": msgspec.to_builtins(self.latch.state)}
         if cmd == "stop":
             self.stopping = True
@@ -366,7 +405,7 @@ class Supervisor:
         return all(s.state == "running" and s.ready for s in self.slots.values())
 
     def step(self, timeout_ms: int = 50) -> None:
-        """One turn of the loop: sockets, sentinels, timers."""
+        """One turn of the loop: sockets, sentinels, then (inbox drained again) the actors judged, timers."""
         for target, _ in self.poller.poll(timeout_ms):
             if target is self.inbox.sock:
                 for msg in self.inbox.drain():
@@ -382,9 +421,14 @@ class Supervisor:
                     if self.metrics is not None:
                         self.metrics.on_message(msg)
             # A sentinel fired: the exit is picked up by _check_actors below.
-        now = time.monotonic_ns()
         if self.exchange is not None and not self.stopping:
             self.exchange.check()
+        self._retry_latch(self._now())
+        # Drain, then judge: every heartbeat that queued while this turn ran (a slow latch write, a stall)
+        # is read after the time is taken and before any actor is judged on it.
+        now = self._now()
+        for msg in self.inbox.drain():
+            self._on_inbox(msg)
         self._check_actors(now)
         if self.metrics is not None:
             self.metrics.refresh(self, now)
@@ -416,6 +460,8 @@ class Supervisor:
         self.launcher.close()
         if self.exchange is not None:
             self.exchange.stop()
+        if not self.latch.write_now():  # a last try; the summary says so if it fails again
+            self.log.critical("hardstop_lost_at_stop", path=str(self.latch.path), error=self.latch.persist_error)
 
     def close(self) -> None:
         if self.http is not None:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from hip3.messages import Message, OrderFilled, OrderSubmitted, PositionClosed, PositionSnapshot
+from hip3.ownership import HIP3, describe
 
 _KEEP = 20_000
 
@@ -28,6 +29,10 @@ class TradingStats:
         self.exit_fills = 0
         self.closes: list[PositionClosed] = []
         self.exit_reasons: Counter[str] = Counter()
+        # Closes of positions hip3 did not own (hip3.ownership): not hip3's trades. The tracker's realised
+        # PnL is the account's and includes theirs; their sum is shown apart so it can be told.
+        self.outside_closes = 0
+        self.outside_pnl_usd = Decimal(0)
         self.snapshot: PositionSnapshot | None = None
         self.t2t_us: dict[str, deque[float]] = {"entry": deque(maxlen=_KEEP), "exit": deque(maxlen=_KEEP)}
         # Percentiles sort up to _KEEP samples; the live view and the dashboard ask every second, so they
@@ -48,6 +53,10 @@ class TradingStats:
                 else:
                     self.entries += 1
         elif isinstance(msg, PositionClosed):
+            if msg.owner != HIP3:
+                self.outside_closes += 1
+                self.outside_pnl_usd += msg.pnl_usd
+                return
             self.closes.append(msg)
             del self.closes[:-_KEEP]
             self.exit_reasons[msg.exit_reason] += 1
@@ -73,7 +82,10 @@ class TradingStats:
         snap = self.snapshot
         positions = [] if snap is None else [
             {"coin": p.coin, "side": "long" if p.is_long else "short", "size": float(p.size),
-             "entry_px": float(p.entry_px)} for p in snap.positions]
+             "entry_px": float(p.entry_px), "owner": p.owner} for p in snap.positions]
+        outside = [] if snap is None else [
+            {"coin": p.coin, "side": "long" if p.is_long else "short", "size": float(p.size),
+             "entry_px": float(p.entry_px), "owner": p.owner, "action": describe(p)} for p in snap.outside]
         wins = sum(1 for c in self.closes if c.pnl_usd > 0)
         closed_pnl = sum((c.pnl_usd for c in self.closes), Decimal(0))
         return {
@@ -81,6 +93,10 @@ class TradingStats:
             "exits": len(self.closes),
             "positions": positions,
             "open_orders": 0 if snap is None else len(snap.open_orders),
+            "outside_positions": outside,
+            "outside_orders": 0 if snap is None else len(snap.outside_orders),
+            "outside_closes": self.outside_closes,
+            "outside_pnl_usd": float(self.outside_pnl_usd),
             "realized_pnl_usd": float(snap.realized_pnl_usd) if snap is not None else float(closed_pnl),
             "fees_usd": float(snap.fees_usd) if snap is not None else 0.0,
             "trades": len(self.closes),
@@ -107,4 +123,10 @@ def format_trading(t: dict[str, Any]) -> list[str]:
         f"open orders {t['open_orders']}; positions: "
         + (", ".join(f"{p['coin']} {p['side']} {p['size']:g} @ {p['entry_px']:g}" for p in t["positions"]) or "none"),
     ]
+    outside = t.get("outside_positions") or []
+    if outside or t.get("outside_orders"):
+        lines.append(f"not hip3's: {len(outside)} positions, {t.get('outside_orders', 0)} open orders; "
+                     f"{t.get('outside_closes', 0)} closed (PnL {t.get('outside_pnl_usd', 0.0):+.4f} USD, in the "
+                     "realised PnL above)")
+        lines.extend(f"  {p['coin']} {p['side']} {p['size']:g} @ {p['entry_px']:g}: {p['action']}" for p in outside)
     return lines

@@ -17,10 +17,11 @@ Modules: ``params`` (SimParams, the default markets), ``model`` (oracle + laggin
 (price-time book in integer ticks/lots), ``orders`` (validation, matching, cancels), ``accounts``
 (positions, PnL, fees, fills), ``auth`` (signer recovery, agents, nonces), ``engine`` (the state
 machine), ``info`` (/info answers), ``faults``, ``orderlog``, ``transport`` (HTTP + WebSocket framing),
-``server`` (requests and publishing), ``app`` (SimServer and the control commands).
+``server`` (requests and publishing), ``app`` (SimServer and the control commands), ``terms`` (fees per
+fill from the exchange's formula, open-interest caps and their refusals).
 
 Deliberate simplifications: one USDC balance per account backs all markets (reported by
 ``clearinghouseState`` with the builder dex; the validator dex shows no positions and no collateral,
-and its markets are not tradable); no funding payments, liquidations, trigger orders or OI caps; signature
+and its markets are not tradable); no funding payments, liquidations or trigger orders; signature
 source is one flavour per simulator (default testnet "b", what the SDK signs for a non-mainnet URL).
 """

@@ -40,6 +40,7 @@ COMMANDS = {
     "faults": "{<fault>: value, ...}: set fault switches (see hip3.sim.faults)",
     "drop": "{user?}: abort every WebSocket, or those of one user",
     "malformed": "{count}: send count malformed frames to every WebSocket now",
+    "terms": "{<fees or oi key>: value, ...}: fee inputs and open-interest caps (see hip3.sim.terms)",
     "state": "{}: markets (oracle, bbo, mark), accounts, faults, connections",
 }
 
@@ -209,6 +210,10 @@ class SimServer:
             return {"ok": True, "dropped": core.drop(None if user is None else _addr(user, "user"))}
         if name == "malformed":
             return {"ok": True, "connections": core.send_malformed(int(cmd.get("count", 1)))}
+        if name == "terms":
+            out = eng.terms.update({k: v for k, v in cmd.items() if k != "cmd"})
+            core.publish()
+            return {"ok": True, **out}
         if name == "state":
             return {"ok": True, **self._state()}
         raise ValueError(f"unknown cmd {name!r}; known: {', '.join(COMMANDS)}")
@@ -270,6 +275,11 @@ class SimServer:
 
     def send_malformed(self, count: int = 1) -> int:
         return int(self.control({"cmd": "malformed", "count": count})["connections"])
+
+    def set_terms(self, **changes: Any) -> dict[str, Any]:
+        """Change fee or open-interest inputs (``hip3.sim.terms.SimTerms.update``): e.g.
+        ``other_oi_usd={"xyz:GOLD": 1e9}`` puts GOLD at its cap."""
+        return self.control({"cmd": "terms", **changes})
 
     def state(self) -> dict[str, Any]:
         return self.control({"cmd": "state"})

@@ -26,6 +26,7 @@ from hip3.sim.book import MAKER, Book, Order, fmt_units
 from hip3.sim.model import MarketModel, Model
 from hip3.sim.orderlog import OrderLog, reduce_only_flags
 from hip3.sim.params import MarketSpec, SimParams
+from hip3.sim.terms import SimTerms
 
 PERP_DEX_INDEX = 1  # the builder dex is perpDexs[1]
 OK_DEFAULT: dict[str, Any] = {"status": "ok", "response": {"type": "default"}}
@@ -135,8 +136,7 @@ class Engine:
         self.nonces = NonceStore(params.nonce_window)
         self.order_log = order_log or OrderLog(None)
         self.outbox = Outbox()
-        self.taker_rate = Decimal(repr(params.taker_fee_rate))
-        self.maker_rate = Decimal(repr(params.maker_fee_rate))
+        self.terms = SimTerms(self, params.fees, params.oi)  # fees per fill, open-interest caps
         self.min_notional_micro = int(Decimal(repr(params.min_notional_usd)) * 1_000_000)
         self._next_oid = 300_000_000_000
         self._next_tid = 690_000_000_000_000

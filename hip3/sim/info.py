@@ -2,7 +2,8 @@
 
 Supported types: perpDexs, meta, metaAndAssetCtxs, spotMeta, spotMetaAndAssetCtxs, clearinghouseState,
 spotClearinghouseState, openOrders, frontendOpenOrders, userFills, orderStatus, l2Book, allMids,
-userFees, userRateLimit, perpsAtOpenInterestCap, activeAssetData, extraAgents. An unknown type raises
+userFees, userRateLimit, perpsAtOpenInterestCap, perpDexLimits, activeAssetData, extraAgents. Fees and
+open-interest caps come from ``hip3.sim.terms`` (the inputs the simulator charges and enforces). An unknown type raises
 ``BadRequest`` (the exchange answers HTTP 422 "Failed to deserialize the JSON body ...").
 """
 
@@ -45,7 +46,8 @@ def _universe_entry(name: str, szd: int, max_lev: int, hip3: bool) -> dict[str, 
 
 def meta(eng: Engine, dex: str) -> dict[str, Any]:
     if dex == eng.p.dex:
-        uni = [_universe_entry(m.coin, m.szd, m.spec.max_leverage, True) for m in eng.markets]
+        uni = [_universe_entry(m.coin, m.szd, m.spec.max_leverage, True) | eng.terms.universe_fields(m.coin)
+               for m in eng.markets]
     elif dex == "":
         uni = [_universe_entry(s.name, s.sz_decimals, s.max_leverage, False) for s in eng.p.validator_markets]
     else:
@@ -57,11 +59,10 @@ def meta(eng: Engine, dex: str) -> dict[str, Any]:
     return {"universe": uni, "marginTables": tables, "collateralToken": 0}
 
 
-def ctx(m: Market) -> dict[str, Any]:
-    """The perp asset context (every number a string; midPx/premium/impactPxs may be null)."""
+def ctx(m: Market, oi: int = 0) -> dict[str, Any]:
+    """The perp asset context (every number a string; midPx/premium/impactPxs may be null); ``oi`` in lots."""
     mid = m.mid()
     oracle = m.model.oracle_px
-    oi = 0
     return {
         "funding": "0.0000125",
         "openInterest": fmt_units(oi, m.szd),
@@ -212,18 +213,15 @@ def handle_info(eng: Engine, body: Any, now_ms: int) -> Any:
                 "deployer": DEPLOYER,
                 "oracleUpdater": None,
                 "feeRecipient": None,
-                "assetToStreamingOiCap": [
-                    [m.coin, "1000000.0"] for m in sorted(eng.markets, key=lambda m: m.coin)
-                ],
                 "assetToFundingMultiplier": [],
-            },
+            } | eng.terms.perp_dex_fields(),
         ]
     if t == "meta":
         return meta(eng, _dex_of(body))
     if t == "metaAndAssetCtxs":
         dex = _dex_of(body)
         ctxs = (
-            [ctx(m) for m in eng.markets]
+            [ctx(m, eng.terms.oi_lots(m)) for m in eng.markets]
             if dex == eng.p.dex
             else [_validator_ctx(s.start_px) for s in eng.p.validator_markets]
             if dex == ""
@@ -255,7 +253,9 @@ def handle_info(eng: Engine, body: Any, now_ms: int) -> Any:
         m = eng.by_coin.get(coin) if isinstance(coin, str) else None
         return None if m is None else l2_book(eng, m, now_ms)
     if t == "perpsAtOpenInterestCap":
-        return []
+        return eng.terms.at_cap_list() if _dex_of(body) == eng.p.dex else []
+    if t == "perpDexLimits":
+        return eng.terms.perp_dex_limits() if _dex_of(body) == eng.p.dex else None
     user = _user(body)
     acct = eng.accounts.get(user)
     if t == "clearinghouseState":
@@ -269,13 +269,7 @@ def handle_info(eng: Engine, body: Any, now_ms: int) -> Any:
     if t == "orderStatus":
         return _order_status(eng, acct, body.get("oid"))
     if t == "userFees":
-        return {
-            "userCrossRate": str(eng.p.taker_fee_rate / 2),
-            "userAddRate": str(eng.p.maker_fee_rate / 2),
-            "activeReferralDiscount": "0.0",
-            "dailyUserVlm": [],
-            "feeSchedule": {},
-        }
+        return eng.terms.user_fees()
     if t == "userRateLimit":
         vlm = acct.cum_vlm if acct is not None else _ZERO
         return {

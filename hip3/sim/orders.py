@@ -6,7 +6,9 @@ oracle band (``Order price too far from oracle``, band [UNVERIFIED], ``SimParams
 notional at the limit price (``Order must have minimum value of $10.``, reduce-only not exempt
 [UNVERIFIED]), reduce-only (``Reduce only order would increase position.``; a reduce-only order larger
 than the position is cut to it), ALO crossing (``Post only order would have immediately matched, bbo
-was <bid>@<ask>.``, format after "was" [UNVERIFIED]), margin (``Insufficient margin to place order.``).
+was <bid>@<ask>.``, format after "was" [UNVERIFIED]), the open-interest cap (``hip3.sim.terms``: ``Order
+would increase open interest while open interest is capped`` and the related texts), margin
+(``Insufficient margin to place order.``).
 Then the order matches against the book (maker quotes and other users' orders; self-trades expire the
 resting order), an IOC remainder is cancelled (no fill at all: ``Order could not immediately match
 against any resting orders. asset=<a>``), a GTC/ALO remainder rests.
@@ -149,8 +151,11 @@ def _place_one(
         b, ask = book.best_bid(), book.best_ask()
         bbo = f"{m.px_str(b) if b is not None else 'None'}@{m.px_str(ask) if ask is not None else 'None'}"
         return {"error": bad_alo_px_error(bbo)}
-    # Margin only for the part that opens or increases exposure.
+    # Margin and the open-interest cap only for the part that opens or increases exposure.
     opening = lots if szi == 0 or (szi > 0) == is_buy else max(0, lots - abs(szi))
+    oi_error = eng.terms.check_order(m, is_buy, px, 0 if reduce_only else opening)
+    if oi_error is not None:
+        return {"error": oi_error}
     if opening and not reduce_only:
         need = Decimal(px * opening).scaleb(-6) / eng.leverage_of(acct, m)
         if need > _available_margin(eng, acct):
@@ -214,7 +219,7 @@ def _book_fill(
     tx_hash: str,
     now_ms: int,
 ) -> None:
-    rate = eng.taker_rate if crossed else eng.maker_rate
+    rate = eng.terms.rate(m, crossed)
     fill = apply_fill(
         acct, m.asset, m.coin, m.szd, is_buy, px, lots, rate, crossed, order, eng.new_tid(), tx_hash, now_ms
     )

@@ -13,9 +13,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-NonNeg = Annotated[int, msgspec.Meta(ge=0)]
-Positive = Annotated[int, msgspec.Meta(gt=0)]
+from hip3.bounds import MAX_BPS, MAX_FLOAT, MAX_USD
+
+# Bounded above too (``hip3.bounds``): every number of the bot's config, ``[sim]`` included, is finite
+# and in range, so a typo fails the start with the key named instead of a simulator that hangs or dies.
+NonNeg = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+Positive = Annotated[int, msgspec.Meta(gt=0, le=1_000_000_000)]
 Prob = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Bps = Annotated[float, msgspec.Meta(ge=0, le=MAX_BPS)]
 
 
 class SimParamsError(ValueError):
@@ -31,10 +36,10 @@ class MarketSpec(_P, frozen=True):
 
     name: str
     sz_decimals: Annotated[int, msgspec.Meta(ge=0, le=5)]
-    start_px: Annotated[float, msgspec.Meta(gt=0)]
-    max_leverage: Annotated[int, msgspec.Meta(ge=1)] = 10
+    start_px: Annotated[float, msgspec.Meta(gt=0, le=MAX_FLOAT)]
+    max_leverage: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     # Per-oracle-update volatility of the random walk, bps (one standard deviation).
-    vol_bps: Annotated[float, msgspec.Meta(ge=0)] = 3.0
+    vol_bps: Bps = 3.0
 
 
 # Meta universe order is deliberately NOT alphabetical (lesson B13: never sort the universe).
@@ -79,18 +84,55 @@ class ModelParams(_P, frozen=True):
     tick_ms: Positive = 50
     oracle_interval_ms: Positive = 3000
     jump_prob: Prob = 0.02
-    jump_min_bps: Annotated[float, msgspec.Meta(ge=0)] = 30.0
-    jump_max_bps: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    jump_min_bps: Bps = 30.0
+    jump_max_bps: Bps = 120.0
     maker_lag_ms: NonNeg = 800
-    spread_bps: Annotated[float, msgspec.Meta(gt=0)] = 6.0
+    spread_bps: Annotated[float, msgspec.Meta(gt=0, le=MAX_BPS)] = 6.0
     levels: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
-    level_step_bps: Annotated[float, msgspec.Meta(gt=0)] = 4.0
-    touch_min_usd: Annotated[float, msgspec.Meta(gt=0)] = 500.0
-    touch_max_usd: Annotated[float, msgspec.Meta(gt=0)] = 20000.0
+    level_step_bps: Annotated[float, msgspec.Meta(gt=0, le=MAX_BPS)] = 4.0
+    touch_min_usd: Annotated[float, msgspec.Meta(gt=0, le=MAX_USD)] = 500.0
+    touch_max_usd: Annotated[float, msgspec.Meta(gt=0, le=MAX_USD)] = 20000.0
     # Makers re-post consumed liquidity (at their current, possibly stale, reference) this often.
     refresh_ms: Positive = 1000
     # Size jitter on every refresh, so the bbo changes between oracle updates.
     size_jitter: Prob = 0.2
+
+
+class FeeParams(_P, frozen=True):
+    """The fee inputs the simulator charges from and serves (``userFees``, ``meta``, ``perpDexs``).
+
+    A fill costs ``hip3.hyperliquid.fees.hip3_fee_rates`` of these (the exchange's formula): tier 0, scale
+    1.0 and no growth mode by default, i.e. taker 0.090 % and maker 0.030 %.
+    """
+
+    user_cross_rate: Annotated[float, msgspec.Meta(ge=0.0, le=0.01)] = 0.00045
+    user_add_rate: Annotated[float, msgspec.Meta(ge=-0.01, le=0.01)] = 0.00015
+    referral_discount: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)] = 0.0
+    # The dex-level scale (perpDexs ``deployerFeeScale``) and per-market ones (meta ``deployerFeeScale``).
+    dex_deployer_fee_scale: Annotated[float, msgspec.Meta(ge=0.0, lt=10.0)] = 1.0
+    deployer_fee_scale: dict[str, Annotated[float, msgspec.Meta(ge=0.0, lt=10.0)]] = {}
+    # Markets in growth mode (meta ``growthMode: "enabled"``).
+    growth_mode: tuple[str, ...] = ()
+    # Whether meta reports the per-market scale (False: only perpDexs does, as older answers did).
+    meta_reports_scale: bool = True
+    # Whether perpDexs reports the dex-level scale.
+    perp_dexs_reports_scale: bool = True
+
+
+class OiParams(_P, frozen=True):
+    """Open-interest caps (notional, USD) the simulator enforces and reports like the exchange
+    (``perpDexLimits``, ``perpsAtOpenInterestCap``, ``perpDexs.assetToStreamingOiCap``, the refusal texts).
+
+    Open interest = other traders' (``other_oi_usd`` at the start price, in base units) + the sum of every
+    account's absolute position, valued at the mark.
+    """
+
+    cap_usd: Annotated[float, msgspec.Meta(gt=0.0)] = 50_000_000.0  # every market's cap unless overridden
+    caps_usd: dict[str, Annotated[float, msgspec.Meta(gt=0.0)]] = {}
+    total_cap_usd: Annotated[float, msgspec.Meta(gt=0.0)] = 1_000_000_000.0
+    other_oi_usd: dict[str, Annotated[float, msgspec.Meta(ge=0.0)]] = {}
+    # Markets whose opening orders are refused "Order would increase open interest too quickly".
+    increase_too_quickly: tuple[str, ...] = ()
 
 
 class FaultParams(_P, frozen=True):
@@ -110,7 +152,7 @@ class SimParams(_P, frozen=True):
     """Everything the simulator can be told. Decode with ``from_dict`` / ``from_toml``."""
 
     host: str = "127.0.0.1"
-    port: NonNeg = 0
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     dex: str = "xyz"
     # Signature source the sim accepts: False = testnet "b" (what the SDK signs for any base URL that is not
     # exactly https://api.hyperliquid.xyz, hence for the sim), True = mainnet "a".
@@ -119,12 +161,12 @@ class SimParams(_P, frozen=True):
     validator_markets: tuple[MarketSpec, ...] = DEFAULT_VALIDATOR_MARKETS
     model: ModelParams = ModelParams()
     faults: FaultParams = FaultParams()
-    taker_fee_rate: Annotated[float, msgspec.Meta(ge=0)] = 0.0009
-    maker_fee_rate: float = 0.0003
-    min_notional_usd: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    fees: FeeParams = FeeParams()
+    oi: OiParams = OiParams()
+    min_notional_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_USD)] = 10.0
     # [UNVERIFIED] band behind "Order price too far from oracle": |px/oracle - 1| must be <= this.
-    oracle_band: Annotated[float, msgspec.Meta(gt=0)] = 0.95
-    default_leverage: Annotated[int, msgspec.Meta(ge=1)] = 10
+    oracle_band: Annotated[float, msgspec.Meta(gt=0, le=1.0)] = 0.95
+    default_leverage: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     # Status for an ALO order that rests: "resting" ({"resting":{"oid"}}, docs) or "success" (bare, [OBS]).
     alo_status: Literal["resting", "success"] = "resting"
     # Minimum spacing of l2Book pushes per market (the exchange: about 500 ms).
@@ -164,6 +206,14 @@ class SimParams(_P, frozen=True):
         if not self.markets:
             raise SimParamsError("sim config error: `markets` is empty")
         if self.model.jump_max_bps < self.model.jump_min_bps:
-            raise SimParamsError("sim config error: `model.jump_max_bps` < `model.jump_min_bps`")
+            raise SimParamsError("sim config error: must be >= model.jump_min_bps - at `$.model.jump_max_bps`")
         if self.model.touch_max_usd < self.model.touch_min_usd:
-            raise SimParamsError("sim config error: `model.touch_max_usd` < `model.touch_min_usd`")
+            raise SimParamsError("sim config error: must be >= model.touch_min_usd - at `$.model.touch_max_usd`")
+        known = set(names)
+        for key, coins in (("fees.deployer_fee_scale", self.fees.deployer_fee_scale),
+                           ("fees.growth_mode", self.fees.growth_mode), ("oi.caps_usd", self.oi.caps_usd),
+                           ("oi.other_oi_usd", self.oi.other_oi_usd),
+                           ("oi.increase_too_quickly", self.oi.increase_too_quickly)):
+            unknown = [c for c in coins if c not in known]
+            if unknown:
+                raise SimParamsError(f"sim config error: unknown markets {unknown} - at `$.{key}`")

@@ -310,7 +310,8 @@ class SimCore:
         return _enc.encode({"channel": "l2Book", "data": info_mod.l2_book(self.engine, m, now)})
 
     def _ctx_payload(self, m: Market, now: int) -> bytes:
-        return _enc.encode({"channel": "activeAssetCtx", "data": {"coin": m.coin, "ctx": info_mod.ctx(m)}})
+        ctx = info_mod.ctx(m, self.engine.terms.oi_lots(m))
+        return _enc.encode({"channel": "activeAssetCtx", "data": {"coin": m.coin, "ctx": ctx}})
 
     def _mids_payload(self, dex: str) -> bytes:
         return _enc.encode(

@@ -132,11 +132,13 @@ class SideResult:
         self.exit_profile = EXIT_STANDARD
 
 
-def base_threshold_bps(p: DetectorParams, override_bps: float | None) -> float:
-    """§5.1 step 1: the market's configured threshold, else fee + slippage + min edge."""
+def base_threshold_bps(p: DetectorParams, override_bps: float | None, round_trip_fee_bps: float) -> float:
+    """The threshold's base: the round-trip taker fee (entry and exit legs, from the exchange's terms)
+    + slippage + min edge; a market's configured threshold replaces that sum but never goes below the
+    round-trip fee (an edge that does not pay both legs' fees is a loss)."""
     if override_bps is not None:
-        return override_bps
-    return p.taker_fee_bps + p.slippage_bps + p.min_edge_bps
+        return max(override_bps, round_trip_fee_bps)
+    return round_trip_fee_bps + p.slippage_bps + p.min_edge_bps
 
 
 def strength(net_edge_bps: float) -> str:

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import msgspec
 
 from hip3.config import MarketConfig
-from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, Signal, SignalFollowup
+from hip3.market_terms import MarketTermsParams, TermsView
+from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, MarketTerms, Signal, SignalFollowup
 from hip3.strategy.detector import (
     DetectorMarket,
     SideResult,
@@ -70,6 +71,7 @@ class SignalRecord(msgspec.Struct, frozen=True, kw_only=True):
     edge_above_baseline_bps: float
     exit_profile: str
     size_factor: float
+    fee_source: str = ""
 
 
 class Detection:
@@ -90,7 +92,9 @@ class DetectorCore:
     """Market state + gates + detector for the configured markets.
 
     ``sz_decimals``/``assets`` map full coin names to the asset's szDecimals and asset id (from
-    ``meta(dex)``); they are required per market in trading mode.
+    ``meta(dex)``); they are required per market in trading mode. ``terms``: this account's fees and the
+    markets' open-interest caps (``MarketTerms`` from the position tracker, via ``on_terms``); without
+    them the threshold uses the stated worst-case fee and no intent is built (fail closed).
     """
 
     def __init__(
@@ -104,8 +108,10 @@ class DetectorCore:
         sz_decimals: Mapping[str, int],
         assets: Mapping[str, int],
         id_prefix: str = "d",
+        terms: TermsView | None = None,
     ) -> None:
         coins = [mk.coin for mk in markets]
+        self.terms = terms if terms is not None else TermsView(MarketTermsParams(), coins)
         self.p = detector
         self.trading = trading
         self.book = MarketBook(coins, oracle.min_move_bps)
@@ -129,6 +135,8 @@ class DetectorCore:
             "no_spec": 0,
             "followups": 0,
             "followup_no_data": 0,
+            "entry_blocked_terms": 0,
+            "entry_blocked_oi_cap": 0,
         }
 
     # ---- market data ------------------------------------------------------------------------------
@@ -139,7 +147,19 @@ class DetectorCore:
 
     def on_ctx(self, msg: AssetCtx, now_ns: int) -> bool:
         """Store a ctx and advance the market's oracle tracker; False if unusable (counted)."""
+        self.terms.on_ctx(msg.coin, msg.open_interest, msg.mark_px)
         return self.book.apply_ctx(msg, now_ns) is not None
+
+    def on_terms(self, msg: MarketTerms) -> None:
+        """The exchange's fees and open-interest caps (a state message from the position tracker)."""
+        self.terms.update(msg)
+
+    def terms_blocked(self, now_ms: int) -> str:
+        """Why no entry may go anywhere because of the terms (unknown, too old), "" if none."""
+        if not self.trading or self.terms.static:
+            return ""
+        block = self.terms.terms_block(now_ms)
+        return "" if block is None else f"market terms: {block[1]}"
 
     def on_feed_state(self, msg: FeedState) -> None:
         """A new connection (``conn_id`` changed) clears the per-market time-regression latches."""
@@ -165,7 +185,8 @@ class DetectorCore:
         """§5.1 threshold T for one market and side (base, adaptive floor, session, short, velocity)."""
         p = self.p
         d = self._det[coin]
-        t = base_threshold_bps(p, d.threshold_bps)
+        fee_bps, _source = self.terms.taker_fee_bps(coin, now_ms)
+        t = base_threshold_bps(p, d.threshold_bps, 2.0 * fee_bps)
         if p.adaptive_threshold and d.spread_ewma_bps > 0.0:
             t = max(t, d.spread_ewma_bps * p.spread_threshold_multiplier)
         t *= self.session_multipliers(now_ms)[0]
@@ -262,6 +283,7 @@ class DetectorCore:
                 d.last_persist_ns_sell = now_ns
         self.counts["signals"] += 1
         size_factor = self.gates.states[r.coin].size_factor
+        fee_bps, fee_source = self.terms.taker_fee_bps(r.coin, now_ms)
         record = SignalRecord(
             signal_id=signal_id,
             coin=r.coin,
@@ -276,17 +298,18 @@ class DetectorCore:
             book_sz=r.book_sz,
             recv_ns=m.last_recv_ns,
             time_ms=now_ms,
-            base_fee_bps=p.taker_fee_bps / 2.0,
-            effective_fee_bps=p.taker_fee_bps,
+            base_fee_bps=self.terms.user_cross_bps(),
+            effective_fee_bps=fee_bps,
             slippage_bps=p.slippage_bps,
             min_edge_bps=p.min_edge_bps,
-            total_cost_bps=p.taker_fee_bps + p.slippage_bps + p.min_edge_bps,
+            total_cost_bps=2.0 * fee_bps + p.slippage_bps + p.min_edge_bps,
             oracle_velocity_bps=r.velocity_bps,
             confidence=r.confidence,
             baseline_gap_bps=r.baseline_gap_bps,
             edge_above_baseline_bps=r.edge_above_baseline_bps,
             exit_profile=r.exit_profile,
             size_factor=size_factor,
+            fee_source=fee_source,
         )
         signal = Signal(
             signal_id=signal_id,
@@ -302,6 +325,8 @@ class DetectorCore:
             confidence=r.confidence,
             recv_ns=m.last_recv_ns,
             time_ms=now_ms,
+            taker_fee_bps=fee_bps,
+            fee_source=fee_source,
         )
         if persist:
             for off in p.observe_followups_ms:
@@ -311,14 +336,19 @@ class DetectorCore:
                 )
         else:
             self.counts["persist_dedup"] += 1
-        intent = self._intent(r, signal_id, m, now_ns, ready) if self.trading else None
+        intent = self._intent(r, signal_id, m, now_ns, now_ms, ready, fee_bps, fee_source) if self.trading else None
         return Detection(record, signal, persist, intent)
 
     def _intent(
-        self, r: SideResult, signal_id: str, m: MarketState, now_ns: int, ready: bool
+        self, r: SideResult, signal_id: str, m: MarketState, now_ns: int, now_ms: int, ready: bool,
+        fee_bps: float, fee_source: str,
     ) -> EntryIntent | None:
         if not ready:
             self.counts["not_ready"] += 1
+            return None
+        block = self.terms.entry_block(r.coin, now_ms)
+        if block is not None:  # the executor would refuse it: do not send it (fail closed, no spam)
+            self.counts["entry_blocked_oi_cap" if block[0] == "OpenInterestCap" else "entry_blocked_terms"] += 1
             return None
         szd = self._sz_decimals.get(r.coin)
         asset = self._assets.get(r.coin)
@@ -340,6 +370,8 @@ class DetectorCore:
             created_ns=now_ns,
             edge_bps=r.raw_edge_bps,
             signal_id=signal_id,
+            taker_fee_bps=fee_bps,
+            fee_source=fee_source,
         )
 
     # ---- followups (§15) --------------------------------------------------------------------------

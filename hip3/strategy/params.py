@@ -16,13 +16,17 @@ from typing import Annotated
 
 import msgspec
 
-NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
-PosFloat = Annotated[float, msgspec.Meta(gt=0.0)]
-NonNegMs = Annotated[int, msgspec.Meta(ge=0)]
-PosMs = Annotated[int, msgspec.Meta(gt=0)]
+# NonNegFloat, PosFloat, NonNegMs, PosMs are bounded above too (``hip3.bounds``): ``inf`` or a typo with
+# a few zeros too many is refused at load instead of silently meaning "never".
+from hip3.bounds import NonNegBps, NonNegFloat, NonNegMs, PosFloat, PosMs, PosUsd, SlippageBps
+
 Alpha = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-Multiplier = Annotated[float, msgspec.Meta(ge=1.0)]
+Multiplier = Annotated[float, msgspec.Meta(ge=1.0, le=1000.0)]
+# A count of oracle moves or signals: beyond this the condition could never be met.
+MoveCount = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+# How long an intent, or a look at market data, may be old: more than a minute is a stale price.
+FreshMs = Annotated[int, msgspec.Meta(gt=0, le=60_000)]
 
 _WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
 MS_PER_DAY = 86_400_000
@@ -74,13 +78,13 @@ class GateParams(_Params, frozen=True):
     """§4 per-market pre-trade risk gates (in evaluation order)."""
 
     # 1. Block if the last BBO was *received* longer ago than this; 0 disables.
-    max_bbo_age_ms: NonNegMs = 2000
+    max_bbo_age_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 2000
     # 2. Block if the last activeAssetCtx was *received* longer ago than this (B02); missing ctx blocks.
-    max_ctx_age_ms: PosMs = 8000
+    max_ctx_age_ms: FreshMs = 8000
     # 3. Latch a block per market when a bbo's exchange `time` goes backwards (until reconnect).
     time_regression_enabled: bool = True
     # 4. Block if |mark − mid| / mid exceeds this; 0 disables.
-    max_mark_mid_divergence_bps: NonNegFloat = 50.0
+    max_mark_mid_divergence_bps: NonNegBps = 50.0
     # 5. Spread shock: per-market EWMA × multiplier = thr; block above 2·thr, reduce size above thr.
     spread_shock_multiplier: PosFloat = 3.0
     spread_ewma_alpha: Alpha = 0.05
@@ -97,8 +101,10 @@ class GateParams(_Params, frozen=True):
 class DetectorParams(_Params, frozen=True):
     """§5 dislocation detector, §5.3 sizing, §5.4 confidence, §5.6 correlation, §6.1 checks, §15 followups."""
 
-    # 5.1 threshold base = taker_fee_bps (already the effective HIP-3 fee: 2× base) + slippage + min edge.
-    taker_fee_bps: NonNegFloat = 4.0
+    # 5.1 threshold base = the round-trip taker fee (2 x this account's fee on the market, read from the
+    # exchange: hip3.market_terms) + slippage + min edge. ``taker_fee_bps`` is gone (a constant 4 bps
+    # against a real HIP-3 taker fee of 9+ bps): setting it stops the start with that reason.
+    taker_fee_bps: float | None = None
     slippage_bps: NonNegFloat = 2.0
     min_edge_bps: NonNegFloat = 5.0
     # Adaptive floor: T0 = max(base, spread EWMA (per market) × multiplier).
@@ -124,19 +130,19 @@ class DetectorParams(_Params, frozen=True):
     oracle_direction_filter: bool = True
     # Compared with the tracker velocity (B33 recommendation), not with the previous evaluation.
     min_oracle_change_bps: NonNegFloat = 3.0
-    min_consecutive_oracle_moves: Annotated[int, msgspec.Meta(ge=0)] = 2
+    min_consecutive_oracle_moves: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 2
     min_quote_lag_ms: NonNegMs = 0
     max_quote_lag_ms: NonNegMs = 0
     edge_velocity_gate: bool = False
     min_edge_velocity_bps: NonNegFloat = 5.0
     baseline_enabled: bool = False
     baseline_alpha: Alpha = 0.001
-    baseline_min_samples: Annotated[int, msgspec.Meta(ge=1)] = 100
+    baseline_min_samples: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
     min_edge_above_baseline_bps: NonNegFloat = 0.0
     min_confidence_entry: Fraction = 0.0
     # 5.3 sizing.
     sizing_alpha: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.10
-    max_notional_usd: PosFloat = 1000.0
+    max_notional_usd: PosUsd = 1000.0
     min_order_notional_usd: PosFloat = 11.0
     min_book_notional_usd: NonNegFloat = 500.0
     normal_book_notional_usd: PosFloat = 5000.0
@@ -147,14 +153,18 @@ class DetectorParams(_Params, frozen=True):
     exit_profile_enabled: bool = False
     # 5.6 correlation filter: at most this many same-side signals per evaluation cycle (strongest kept).
     correlation_filter: bool = False
-    correlation_max_simultaneous: Annotated[int, msgspec.Meta(ge=1)] = 3
+    correlation_max_simultaneous: MoveCount = 3
     # 6.1 persistence dedup window (same market+side) and intent time-to-live.
     persist_dedup_window_ms: NonNegMs = 500
-    entry_ttl_ms: PosMs = 500
+    entry_ttl_ms: FreshMs = 500
     # §15 followup snapshots after each persisted signal.
     observe_followups_ms: tuple[PosMs, ...] = (1000, 3000, 5000)
 
     def __post_init__(self) -> None:
+        if self.taker_fee_bps is not None:
+            raise ValueError(
+                "detector.taker_fee_bps is no longer used: the fee in the threshold comes from the exchange "
+                "(userFees, the market's deployer fee scale and growth mode; see [market_terms]); remove it")
         _check_windows((self.market_open_window_utc, self.us_active_window_utc))
         if self.normal_book_notional_usd <= self.min_book_notional_usd:
             raise ValueError("normal_book_notional_usd must be > min_book_notional_usd")
@@ -169,7 +179,7 @@ class MarkRegressionParams(_Params, frozen=True):
 
     enabled: bool = True  # the mark-regression exit itself (step 4)
     exit_threshold_bps: NonNegFloat = 5.0
-    check_interval_ms: PosMs = 200
+    check_interval_ms: FreshMs = 200
     min_holding_time_ms: NonNegMs = 1000
     # Quick profit take (bypasses min hold, B45); 0 disables.
     quick_profit_bps: NonNegFloat = 0.0
@@ -177,7 +187,7 @@ class MarkRegressionParams(_Params, frozen=True):
     # Edge evaporation (bypasses min hold, B45).
     edge_evaporation: bool = False
     edge_evap_min_holding_ms: NonNegMs = 500
-    edge_evap_threshold_bps: float = 2.0
+    edge_evap_threshold_bps: Annotated[float, msgspec.Meta(ge=-10_000.0, le=10_000.0)] = 2.0
     # Small-loss hold: skip mark regression when −min_loss < PnL < 0; 0 disables.
     min_loss_exit_bps: NonNegFloat = 0.0
     entry_edge_scaling: bool = False
@@ -187,7 +197,9 @@ class MarkRegressionParams(_Params, frozen=True):
     min_decay_factor: Fraction = 0.2
     # Where the decay reaches its floor; 0 = the configured time stop (latent 15), not a fixed 30 s.
     decay_horizon_ms: NonNegMs = 0
-    slippage_bps: NonNegFloat = 50.0
+    # Reduce-only IOC at mark ± this (every exit's ``slippage_bps``): below 10,000, or a sell is priced at
+    # or below zero and the exit can never leave.
+    slippage_bps: SlippageBps = 50.0
 
 
 class OracleExitParams(_Params, frozen=True):
@@ -195,14 +207,14 @@ class OracleExitParams(_Params, frozen=True):
 
     enabled: bool = True
     min_holding_time_ms: NonNegMs = 1000
-    exit_against_moves: Annotated[int, msgspec.Meta(ge=1)] = 2
-    exit_with_moves: Annotated[int, msgspec.Meta(ge=1)] = 3
+    exit_against_moves: MoveCount = 2
+    exit_with_moves: MoveCount = 3
     dynamic_thresholds: bool = False
     high_edge_bps: NonNegFloat = 40.0
     # Profile time stops (only when the detector assigns exit profiles).
     scalper_time_stop_ms: PosMs = 5000
     runner_time_stop_ms: PosMs = 120_000
-    slippage_bps: NonNegFloat = 50.0
+    slippage_bps: SlippageBps = 50.0
 
 
 class TrailingParams(_Params, frozen=True):
@@ -219,10 +231,12 @@ class TimeStopParams(_Params, frozen=True):
     """§8.3 time stop (polling) and the reduce-only pending alert."""
 
     enabled: bool = True
-    threshold_ms: PosMs = 30_000
-    check_interval_ms: PosMs = 1000
-    slippage_bps: NonNegFloat = 50.0
-    reduce_only_timeout_ms: PosMs = 60_000
+    # The exit of last resort. At most an hour: a longer one would switch it off in practice for a
+    # strategy that holds positions for seconds (``enabled = false`` says so openly).
+    threshold_ms: Annotated[int, msgspec.Meta(gt=0, le=3_600_000)] = 30_000
+    check_interval_ms: FreshMs = 1000
+    slippage_bps: SlippageBps = 50.0
+    reduce_only_timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=600_000)] = 60_000
 
 
 class ExitParams(_Params, frozen=True):
@@ -233,6 +247,7 @@ class ExitParams(_Params, frozen=True):
     trailing: TrailingParams = TrailingParams()
     time_stop: TimeStopParams = TimeStopParams()
     # Flatten intents' time-to-live at the executor.
-    exit_ttl_ms: PosMs = 1000
+    exit_ttl_ms: FreshMs = 1000
     # A flatten claim with no terminal event after this long is released (warning counted): never strand.
-    claim_expiry_ms: PosMs = 15_000
+    # At most ten minutes: a stuck claim blocks every exit of its market until it expires.
+    claim_expiry_ms: Annotated[int, msgspec.Meta(gt=0, le=600_000)] = 15_000

@@ -169,6 +169,10 @@ def end_texts(status: Mapping[str, Any], left_lines: list[str]) -> list[Text]:
                         "flattens first; `reset-hardstop` clears it", style="bold white on red"))
     else:
         out.append(Text(f"hard stop: not latched (epoch {hs.get('epoch')})", style="green"))
+    if hs.get("persisted") is False:
+        out.append(Text(f"HARD STOP NOT SAVED: cannot write {hs.get('path')}: {hs.get('persist_error')}; the next "
+                        "start does not know it: repair that path and run `hardstop` again before starting",
+                        style="bold white on red"))
     restarts = [f"{a['name']}={a['restarts']}" for a in status.get("actors") or [] if a.get("restarts")]
     out.append(Text("actor restarts: " + (", ".join(restarts) or "none"), style="yellow" if restarts else "dim"))
     if status.get("trading"):

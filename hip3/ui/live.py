@@ -52,8 +52,11 @@ def _header(st: Mapping[str, Any], now_s: float) -> RenderableType:
                       style="bold white on red")
     else:
         banner = Text(f"hard stop: clear (epoch {hs.get('epoch', 0)})", style="green")
-    if hs.get("persisted") is False:  # the latch file could not be written (shown where the status has it)
+    if hs.get("persisted") is False:  # the latch file could not be written
         banner.append(f"  NOT SAVED: {hs.get('persist_error')}", style="bold red")
+    sv = st.get("supervisor") or {}
+    if sv.get("stalls"):  # the supervisor's own loop stalled (GC, swap, a slow disk, SIGSTOP)
+        head.append(f"  supervisor stalls {sv['stalls']} (longest {sv.get('longest_stall_ms')} ms)", style="yellow")
     return Group(head, banner)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from hip3.hardstop import Latch
+from hip3.hardstop import Latch, LatchFileError
 
 if TYPE_CHECKING:
     from hip3.runtime.supervisor import Supervisor
@@ -149,7 +149,11 @@ def clear_after_flatten(sup: Supervisor) -> bool:
     if (not isinstance(epoch, int) or not st.latched or st.epoch != epoch or st.reason != FLATTEN_REASON
             or prog is None or prog.epoch != epoch or not prog.done or left["positions"] or left["open_orders"]):
         return False
-    if not sup.latch.reset():
+    try:
+        if not sup.latch.reset():
+            return False
+    except LatchFileError as e:  # the reset cannot be written: it stays latched, which the summary says
+        sup.log.warning("hardstop_not_cleared_after_flatten", epoch=epoch, error=str(e))
         return False
     sup.log.warning("hardstop_cleared_after_flatten", epoch=epoch, new_epoch=sup.latch.state.epoch)
     return True

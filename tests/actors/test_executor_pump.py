@@ -23,6 +23,7 @@ from hip3.hyperliquid.ws import WsBudgetError, WsNotConnected
 from hip3.messages import AssetCtx, Msg, OrderRejected, OrderSubmitted
 from hip3.runtime.actor import Timer
 from tests.execution.helpers import GOLD, SILVER, SPECS, entry, flatten, pos, snap
+from tests.terms_helpers import known_terms
 
 NOW_MS = 1_700_000_000_000
 
@@ -84,7 +85,7 @@ def executor(tmp_path: Path, ws: ScriptedWs, **params: Any) -> Executor:
     ex.params = ExecutorParams(**params)
     journal = _SpyJournal(tmp_path, now_ms=NOW_MS, retention_ms=600_000)
     ex.core = ExecutionCore(ex.params, RiskParams(), SoftGateParams(), SPECS, journal,
-                            make_cloid=lambda: f"0x{next(cl):032x}")
+                            make_cloid=lambda: f"0x{next(cl):032x}", terms=known_terms(SPECS))
     for c in SPECS:
         ex.core.gates.set_mark(c, 10.0)
     ex.specs = dict(SPECS)

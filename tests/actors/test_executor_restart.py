@@ -22,6 +22,7 @@ from hip3.messages import EntryIntent, Heartbeat, OrderSubmitted, PositionSnapsh
 from hip3.sim.app import SimServer
 from tests.actors.helpers import Capture, FakeFeed, account_of, entry, order_log, passive_px, wait
 from tests.conftest import stop_process
+from tests.terms_helpers import terms_msg
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKETS = ("xyz:GOLD", "xyz:SILVER", "xyz:TSLA", "xyz:NVDA", "xyz:AAPL", "xyz:MSFT", "xyz:GOOGL", "xyz:AMZN")
@@ -68,10 +69,15 @@ class Harness:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_msgs: list[Ready] = []
         self.stats_by_pid: dict[int, dict[str, int]] = {}  # the executor's latest heartbeat stats
+        self._terms_ms = 0
 
     def tick(self) -> None:
         self.feed.pump()
         self.positions.on_subscription()
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms - self._terms_ms > 1000:  # the tracker's market terms, kept fresh
+            self._terms_ms = now_ms
+            self.positions.publish(terms_msg(MARKETS, 9.0, fees_ms=now_ms), state_key="terms")
         for m in self.inbox.drain():
             if isinstance(m, Ready) and m.actor == "executor":
                 self.ready_msgs.append(m)

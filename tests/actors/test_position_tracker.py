@@ -16,7 +16,7 @@ from actors.position_tracker import PositionTracker, open_orders_from_rest
 from hip3.hyperliquid.rest import AssetPosition, ClearinghouseState, MarginSummary, RestError
 from hip3.hyperliquid.rest import OpenOrder as RestOpenOrder
 from hip3.hyperliquid.rest import Position as RestPosition
-from hip3.messages import PositionClosed, PositionSnapshot
+from hip3.messages import Position, PositionClosed, PositionSnapshot
 from hip3.runtime.inproc import InprocRun, inproc_graph
 from hip3.sim.app import SimServer
 from tests.actors.helpers import Capture, FakeFeed, account_of, wait
@@ -31,6 +31,12 @@ heartbeat_interval_ms = 100
 resync_interval_s = 0.2
 snapshot_interval_ms = 100
 """
+
+
+def held(s: PositionSnapshot) -> tuple[Position, ...]:
+    """Every position of the account in a snapshot: the book's mechanics are tested here, not whose a
+    position is (these are placed without hip3's client order ids: positions hip3 did not open)."""
+    return s.positions + s.outside
 
 
 def ch(*rows: tuple[str, str]) -> ClearinghouseState:
@@ -104,7 +110,7 @@ def test_ready_only_after_a_successful_sync_and_failures_are_retried(tracked: Tr
     assert wait(lambda: _ready(t), 10)
     assert t.rest.calls >= 3
     snap = t.snaps()[-1]
-    assert snap.synced and {(p.coin, p.is_long, p.size) for p in snap.positions} == {
+    assert snap.synced and {(p.coin, p.is_long, p.size) for p in held(snap)} == {
         ("xyz:GOLD", True, D(2)), ("xyz:SILVER", False, D(3))}
 
 
@@ -115,9 +121,9 @@ def test_resync_never_clears_first_and_a_suspect_empty_answer_is_held_back(track
     # GOLD stays, SILVER goes away, TSLA appears: GOLD must be in every snapshot.
     with t.rest.lock:
         t.rest.states = [ch(("xyz:GOLD", "2"), ("xyz:TSLA", "1"))]
-    assert wait(lambda: any(p.coin == "xyz:TSLA" for p in t.snaps()[-1].positions), 5)
+    assert wait(lambda: any(p.coin == "xyz:TSLA" for p in held(t.snaps()[-1])), 5)
     for s in t.snaps()[seen_before:]:
-        assert any(p.coin == "xyz:GOLD" for p in s.positions), s
+        assert any(p.coin == "xyz:GOLD" for p in held(s)), s
     closes = t.cap.of(PositionClosed)
     assert [c.coin for c in closes] == ["xyz:SILVER"] and closes[0].exit_reason == "resync"
     # One empty answer is suspect: held back. Two in a row are believed.
@@ -125,11 +131,11 @@ def test_resync_never_clears_first_and_a_suspect_empty_answer_is_held_back(track
     with t.rest.lock:
         t.rest.states = [ch(), ch(("xyz:GOLD", "2"), ("xyz:TSLA", "1"))]
     time.sleep(1.0)
-    assert all(len(s.positions) == 2 for s in t.snaps()[mark:])
+    assert all(len(held(s)) == 2 for s in t.snaps()[mark:])
     assert t.run.call(lambda s: s.slots["position_tracker"].stats.get("resync_suspect", 0)) >= 1
     with t.rest.lock:
         t.rest.states = [ch()]
-    assert wait(lambda: not t.snaps()[-1].positions, 5)
+    assert wait(lambda: not held(t.snaps()[-1]), 5)
     assert sorted(c.coin for c in t.cap.of(PositionClosed)) == ["xyz:GOLD", "xyz:SILVER", "xyz:TSLA"]
 
 
@@ -143,7 +149,7 @@ def test_reconnect_of_the_user_stream_triggers_a_resync(tracked: Tracked) -> Non
         t.rest.states = [ch(("xyz:GOLD", "5"))]
     t.feed.feed_state(conn_id=2)
     assert wait(lambda: t.rest.calls > calls and t.snaps()[-1].synced
-                and t.snaps()[-1].positions[0].size == D(5), 5, t.feed.pump)
+                and held(t.snaps()[-1])[0].size == D(5), 5, t.feed.pump)
 
 
 def test_open_orders_from_rest_rows() -> None:
@@ -171,7 +177,7 @@ def test_rest_row_with_null_entry_px_neither_adds_nor_removes(tracked: Tracked) 
 
     assert wait(lambda: stat() >= 2, 5)  # asked again (not at once: a quirk must not spin)
     for s in t.snaps():
-        gold = [p for p in s.positions if p.coin == "xyz:GOLD"]
+        gold = [p for p in held(s) if p.coin == "xyz:GOLD"]
         assert not s.synced or (len(gold) == 1 and gold[0].entry_px == D(100) and gold[0].size == D(2)), s
     assert t.cap.of(PositionClosed) == []
 
@@ -211,7 +217,7 @@ def test_a_fill_before_the_user_streams_are_acked_is_resynced_after_the_acks(
     sz = size_for(sim_server, coin, 20.0)
 
     def has_fill(s: PositionSnapshot) -> bool:
-        return any(p.coin == coin and p.is_long and p.size == sz for p in s.positions)
+        return any(p.coin == coin and p.is_long and p.size == sz for p in held(s))
 
     try:
         with running(Feed, cfg, ctx) as feed, running(PositionTracker, cfg, ctx) as tracker:

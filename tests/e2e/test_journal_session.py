@@ -162,6 +162,11 @@ def test_paper_session_journal_matches_the_session_and_the_report(config: Path, 
     sim_cloids = {c for line in log.read_text().splitlines() for c in json.loads(line).get("cloids", [])
                   if json.loads(line).get("status") != "fault"}
     assert sim_cloids and {c for (c,) in _q(run_dir, "SELECT cloid FROM orders")} == sim_cloids
+    # Every entry order carries the fee the detector assumed: the exchange's (the simulator's default
+    # terms: tier 0, deployer scale 1.0, so 9 bps a leg), never the old constant.
+    assumed = _q(run_dir, "SELECT f.taker_fee_bps, f.fee_source FROM orders o JOIN fee_assumptions f "
+                          "ON f.key = 'o:' || o.cloid WHERE o.kind = 'entry'")
+    assert assumed and set(assumed) == {(9.0, "exchange")}
     # The hard stop and its flatten.
     assert _q(run_dir, "SELECT latched, reason FROM hardstop_states WHERE epoch = 1") == [
         (1, "operator: end of journal e2e")]
@@ -174,7 +179,12 @@ def test_paper_session_journal_matches_the_session_and_the_report(config: Path, 
     # The report equals a direct computation, while the supervisor runs...
     d = _direct(run_dir)
     assert d["trades"] >= 1 and d["t2t_entry"][0] >= 1
-    _check_report(_report(config), d, running=True)
+    rep = _report(config)
+    _check_report(rep, d, running=True)
+    # What each trade paid against what the detector assumed: the simulator charges the same 9 bps.
+    fee = rep["totals"]
+    assert fee["fee_compared_trades"] >= 1 and fee["fee_assumed_bps"] == pytest.approx(9.0)
+    assert fee["fee_paid_bps"] == pytest.approx(9.0, abs=0.01)  # the exchange's fees are rounded to 1e-6 USD
 
     pids = [a["pid"] for a in status(config)["actors"] if a["pid"]]
     assert cli(config, "stop").returncode == 0

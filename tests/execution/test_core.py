@@ -15,6 +15,7 @@ from hip3.execution.orders import parse_post_response
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.messages import OrderAcked, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, OrderUpdate
 from tests.execution.helpers import GOLD, MS, SILVER, SPECS, TSLA, D, entry, flatten, snap
+from tests.terms_helpers import known_terms
 
 NOW_MS = 1_700_000_000_000
 
@@ -28,7 +29,7 @@ def make(tmp_path: Path, **kw: object) -> ExecutionCore:
     cl = itertools.count(1)
     j = SentIntentJournal(tmp_path, now_ms=NOW_MS, retention_ms=600_000)
     core = ExecutionCore(ExecutorParams(**kw), RiskParams(), SoftGateParams(), SPECS, j,  # type: ignore[arg-type]
-                         make_cloid=lambda: f"0x{next(cl):032x}")
+                         make_cloid=lambda: f"0x{next(cl):032x}", terms=known_terms(SPECS))
     for c in SPECS:
         core.gates.set_mark(c, 10.0)
     return core

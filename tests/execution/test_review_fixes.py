@@ -191,6 +191,7 @@ def test_risk_monitor_reset_rearms_every_trigger() -> None:
 
 def test_core_reset_hardstop_rearms_the_triggers(tmp_path: Path) -> None:
     core = make(tmp_path)
+    core.risk = RiskMonitor(RiskParams(daily_loss_cap_usd=1e6))  # max_loss alone: the daily cap outlives a reset
     core.on_position_closed(closed(pnl="-2000"), NOW_MS)
     assert (core.take_hardstop_request() or "").startswith("max_loss")
     core.set_hard_stop(True, 0)

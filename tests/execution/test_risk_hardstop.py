@@ -13,6 +13,7 @@ from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.execution.risk import RiskMonitor
 from hip3.messages import OrderRejected
 from tests.execution.helpers import GOLD, MS, SILVER, SPECS, D, closed, entry, flatten, oo, pos, snap
+from tests.terms_helpers import known_terms
 
 H = 3_600_000
 
@@ -98,7 +99,7 @@ def test_core_feeds_risk_from_responses(tmp_path: Path) -> None:
     core = ExecutionCore(ExecutorParams(), RiskParams(max_flatten_failed=0, max_slippage_bps=0.0,
                                                       slippage_consecutive_trades=1), SoftGateParams(), SPECS,
                          SentIntentJournal(tmp_path, now_ms=0, retention_ms=1000),
-                         make_cloid=lambda: f"0x{next(cl):032x}")
+                         make_cloid=lambda: f"0x{next(cl):032x}", terms=known_terms(SPECS))
     core.gates.set_mark(GOLD, 10.0)
     core.gates.set_mark(SILVER, 10.0)
     core.oracles[GOLD] = 10.0  # the oracle when the fill is known: back at the ask, the edge is gone

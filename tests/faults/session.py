@@ -54,7 +54,9 @@ heartbeat_interval_ms = 100
 heartbeat_timeout_ms = 3000
 ready_timeout_ms = 20000
 restart_backoff_initial_ms = 50
-restart_backoff_max_ms = 1000
+# 100 restarts at most 500 ms apart fit in the 60 s period (a restart limit that can never trip is
+# refused at load).
+restart_backoff_max_ms = 500
 max_restarts = {max_restarts}
 restart_period_s = 60.0
 hardstop_rebroadcast_ms = 300
@@ -68,7 +70,7 @@ reconnect_max_ms = 1000
 [positions]
 resync_interval_s = {resync_s}
 snapshot_interval_ms = 200
-[executor]
+{manual_positions}[executor]
 post_timeout_ms = 3000
 expires_after_ms = 3000
 max_concurrent_positions = 6
@@ -77,8 +79,9 @@ max_total_notional_usd = 400.0
 [risk]
 # The loss and rejection triggers are tested on their own (tests/execution); here a random walk's losing
 # streak or an injected rejection burst must not latch the stop and hide what the faults do.
-max_consecutive_failures = 100000
+max_consecutive_failures = 1000
 max_loss_usd = 100000.0
+daily_loss_cap_usd = 100000.0
 max_rejections_per_bucket = 100000
 [exits.time_stop]
 threshold_ms = 6000
@@ -93,9 +96,12 @@ jump_prob = 0.15
 
 
 def config_text(run_dir: Path, *, markets: tuple[str, ...] = MARKETS, max_restarts: int = 100,
-                resync_s: float = 30.0, extra: str = "", exchange: tuple[str, str] | None = None) -> str:
-    """The session's config; ``exchange`` = (simulator URL, account) for a simulator the test runs."""
-    body = FAULT_TOML.format(max_restarts=max_restarts, resync_s=resync_s)
+                resync_s: float = 30.0, extra: str = "", exchange: tuple[str, str] | None = None,
+                manual_positions: str | None = None) -> str:
+    """The session's config; ``exchange`` = (simulator URL, account) for a simulator the test runs;
+    ``manual_positions`` = the ``[positions]`` key (absent: the default)."""
+    body = FAULT_TOML.format(max_restarts=max_restarts, resync_s=resync_s, manual_positions="" if manual_positions
+                             is None else f'manual_positions = "{manual_positions}"\n')
     if exchange is not None:
         body = body.replace('network = "sim"\n', f'network = "sim"\nrest_url = "{exchange[0]}"\n'
                             f'account_address = "{exchange[1]}"\n', 1)
@@ -307,8 +313,13 @@ class Session:
         return fills
 
     def hip3_positions(self, st: dict[str, Any] | None = None) -> dict[str, float]:
+        """hip3's view of the account's net position per coin: what it manages plus what it leaves (the
+        two parts of one coin add up)."""
         st = st or self.status()
-        return {p["coin"]: (p["size"] if p["side"] == "long" else -p["size"]) for p in st["trading"]["positions"]}
+        out: dict[str, float] = {}
+        for p in st["trading"]["positions"] + st["trading"].get("outside_positions", []):
+            out[p["coin"]] = out.get(p["coin"], 0.0) + (p["size"] if p["side"] == "long" else -p["size"])
+        return {c: v for c, v in out.items() if v}
 
     def order_log(self) -> list[dict[str, Any]]:
         return read_jsonl(self.run_dir / "sim" / "orders.jsonl")

@@ -33,6 +33,7 @@ from hip3.messages import EntryIntent, FlattenIntent, Heartbeat
 from hip3.runtime.actor import Actor
 from tests.conftest import make_config
 from tests.execution.helpers import SPECS, snap
+from tests.terms_helpers import known_terms
 
 from .conftest import tally
 from .mutate import LogLines
@@ -172,7 +173,7 @@ def test_huge_messages_decode_or_are_counted() -> None:
 def _core(tmp: Path) -> ExecutionCore:
     j = SentIntentJournal(tmp, now_ms=1, retention_ms=10**9)
     core = ExecutionCore(ExecutorParams(max_notional_per_market_usd=1000.0, max_total_notional_usd=5000.0),
-                         RiskParams(), SoftGateParams(), SPECS, j)
+                         RiskParams(), SoftGateParams(), SPECS, j, terms=known_terms(SPECS))
     for c in SPECS:
         core.gates.set_mark(c, 10.0)
     return core

@@ -93,3 +93,28 @@ def test_formatters() -> None:
     assert E.nonce_too_low_error(5, 7) == "Invalid nonce: nonce too low 5 < 7"
     assert E.is_nonce_error(E.duplicate_nonce_error(3))
     assert E.bad_alo_px_error("(1.0, 1.1)") == "Post only order would have immediately matched, bbo was (1.0, 1.1)."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        E.ERR_OI_CAP,
+        E.ERR_OI_CAP + " asset=110027",
+        E.ERR_TOO_AGGRESSIVE_AT_OI_CAP,
+        E.ERR_OI_INCREASE,
+        "exchange: " + E.ERR_OI_CAP,
+        "positionIncreaseAtOpenInterestCapRejected",
+        "positionFlipAtOpenInterestCapRejected",
+        "tooAggressiveAtOpenInterestCapRejected",
+        "openInterestIncreaseRejected",
+        "openInterestCapCanceled",
+    ],
+)
+def test_open_interest_cap_refusals_are_benign_for_the_hard_stop(text: str) -> None:
+    """The market's cap, not a fault of the order: never counted toward the HardStop."""
+    assert E.is_oi_cap_rejection(text) and E.is_benign_rejection(text)
+
+
+@pytest.mark.parametrize("text", [E.ERR_PERP_MARGIN, E.ERR_ORACLE, "perpMaxPositionRejected", "", None, 5])
+def test_other_refusals_are_not_cap_refusals(text: object) -> None:
+    assert not E.is_oi_cap_rejection(text)

@@ -148,3 +148,68 @@ def test_single_owner_across_processes(tmp_path: Path) -> None:
     p.join(10)
     assert q.get(timeout=5) == "refused"
     nm.close()
+
+
+# -------------------------------------------------------------------------------------------------
+# Unusable state: one line naming the file and what to do; never READY while every nonce is refused
+# -------------------------------------------------------------------------------------------------
+
+
+def test_problem_follows_the_exchange_window_and_next_refuses_with_the_same_line(tmp_path: Path) -> None:
+    path = tmp_path / "nonce"
+    path.write_text(str(T0 + DAY_MS + 3_600_000))  # 25 h ahead (a clock that was a day fast, then fixed)
+    with NonceManager(path) as nm:
+        line = nm.problem(T0)
+        assert line is not None and "\n" not in line
+        assert str(path) in line and "25.0 h ahead" in line and "1 day" in line and "clock" in line
+        with pytest.raises(NonceError) as exc:
+            nm.next(T0)
+        assert str(exc.value) == line
+        # The clock catches up past the window's edge (with the safety margin): usable again.
+        later = T0 + 3_600_000 + 61_000
+        assert nm.problem(later) is None
+        assert nm.next(later) == T0 + DAY_MS + 3_600_000 + 1
+
+
+def test_a_ceiling_ahead_but_inside_the_window_is_usable(tmp_path: Path) -> None:
+    path = tmp_path / "nonce"
+    path.write_text(str(T0 + DAY_MS - 120_000))  # 2 minutes inside the exchange's +1 day
+    with NonceManager(path) as nm:
+        assert nm.problem(T0) is None
+        assert nm.next(T0) == T0 + DAY_MS - 120_000 + 1
+    nm2 = NonceManager(None)
+    nm2.next(T0)
+    nm2.set_server_offset(-DAY_MS)  # the exchange's clock turns out a day behind ours: its view decides
+    assert nm2.problem(T0) is not None and "in-memory" in (nm2.problem(T0) or "")
+
+
+@pytest.mark.parametrize("content", ["garbage", "", "12 34", "-5", "1" * 30, "\xff\xfe"])
+def test_corrupt_state_is_one_line_naming_the_file_and_what_to_do(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "nonce"
+    path.write_bytes(content.encode("latin-1"))
+    with pytest.raises(NonceError) as exc:
+        NonceManager(path)
+    line = str(exc.value)
+    assert line.startswith(f"nonce state {path} is corrupt") and "delete it" in line and "\n" not in line
+    path.write_text("1")  # repaired: the refused manager held no lock
+    NonceManager(path).close()
+
+
+def test_unreadable_state_and_lock_are_nonce_errors_not_tracebacks(tmp_path: Path) -> None:
+    import os
+
+    d = tmp_path / "a"
+    d.mkdir()
+    (d / "nonce").mkdir()  # a directory where the file should be
+    with pytest.raises(NonceError, match=r"cannot read nonce state .*nonce: not a regular file"):
+        NonceManager(d / "nonce")
+    e = tmp_path / "b"
+    e.mkdir()
+    (e / "nonce.lock").mkdir()  # the owner lock
+    with pytest.raises(NonceError, match=r"cannot open the nonce lock .*nonce\.lock"):
+        NonceManager(e / "nonce")
+    f = tmp_path / "c"
+    f.mkdir()
+    os.mkfifo(f / "nonce")  # must not hang the start
+    with pytest.raises(NonceError, match="not a regular file"):
+        NonceManager(f / "nonce")

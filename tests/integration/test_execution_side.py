@@ -1,7 +1,9 @@
 """The hard-stop sequence against the simulator: executor + position_tracker as threads under the real
 supervisor core, a test-side feed for the marks. Resting orders and positions in several markets are
 placed directly at the simulator (by an approved agent of the account, so the executor knows nothing
-about them until the tracker's REST sync); the latch must bring both to zero AT THE SIMULATOR."""
+about them until the tracker's REST sync). They are not hip3's: with ``manual_positions = "adopt"`` hip3
+manages them and the latch must bring both to zero AT THE SIMULATOR; with "leave" (the default) the hard
+stop flattens hip3's own position and leaves the operator's positions and orders as they are."""
 
 from __future__ import annotations
 
@@ -30,11 +32,15 @@ from tests.conftest import sim_config
 MARKETS = ("xyz:GOLD", "xyz:SILVER", "xyz:TSLA", "xyz:NVDA")
 
 
+def with_policy(policy: str) -> str:
+    return EXTRA.replace("[positions]\n", f'[positions]\nmanual_positions = "{policy}"\n', 1)
+
+
 def test_hard_stop_cancels_every_order_and_flattens_every_position_at_the_sim(
     run_dir: Path, sim_server: SimServer, paper_key: str
 ) -> None:
     account = account_of(paper_key)
-    cfg = sim_config(run_dir, sim_server.url, account, MARKETS, EXTRA)
+    cfg = sim_config(run_dir, sim_server.url, account, MARKETS, with_policy("adopt"))
     agent = Agent(sim_server, account)
     # Positions in three markets (long, short, long), resting GTC orders in four.
     for coin, is_buy in (("xyz:GOLD", True), ("xyz:SILVER", False), ("xyz:TSLA", True)):

@@ -23,6 +23,7 @@ from hip3.runtime.inproc import inproc_graph
 from hip3.sim.app import SimServer
 from hip3.sim.params import DEFAULT_MARKETS, ModelParams, SimParams
 from tests.conftest import sim_config
+from tests.terms_helpers import terms_msg
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,6 +74,9 @@ def test_dislocation_gives_one_entry_and_regression_one_flatten(
             while time.monotonic() < end:
                 positions.on_subscription()
                 positions.publish(snap, state_key="positions")
+                # The tracker's market terms: the simulator's default fee (9 bps a leg; threshold 25 bps).
+                positions.publish(terms_msg([COIN, "xyz:SILVER"], 9.0, fees_ms=time.time_ns() // 1_000_000),
+                                  state_key="terms")
                 if intents.sock.poll(50):
                     got.extend(intents.drain())
 
@@ -90,7 +94,8 @@ def test_dislocation_gives_one_entry_and_regression_one_flatten(
             entries = [m for m in got if isinstance(m, EntryIntent)]
             assert len(entries) == 1, got
             e = entries[0]
-            assert e.coin == COIN and e.is_buy and not e.reduce_only and e.sz > 0 and e.edge_bps > 11
+            assert e.coin == COIN and e.is_buy and not e.reduce_only and e.sz > 0 and e.edge_bps > 25
+            assert e.taker_fee_bps == 9.0 and e.fee_source == "exchange"
             # The "executor" filled it: the tracker now reports a long held for 3 s (past min holding).
             snap = _snapshot(2, (Position(coin=COIN, asset=e.asset, is_long=True, size=e.sz, entry_px=e.px,
                                           opened_ms=time.time_ns() // 1_000_000 - 3000,

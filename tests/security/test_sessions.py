@@ -215,12 +215,13 @@ def _run_live_session(base: Path, *, key: str, env: dict[str, str], transport: s
             "the restarted executor never signed"
         _check_processes(s, [sim.proc.pid], needles, expect_tcp=transport == "tcp")
 
-        # The executor raises at start (unreadable nonce state: a directory where the file was) until the
-        # restart limit gives up on it. (A corrupt file would be replaced by the running executor's next write.)
+        # The executor refuses to start (unreadable nonce state: a directory where the file was), in one line
+        # and without a traceback, until the restart limit latches the stop. (A corrupt file would be replaced
+        # by the running executor's next write.)
         _break_nonce_state(run_dir / "nonce")
         os.kill(_actor(s.status(), "executor")["pid"], signal.SIGKILL)
         assert _wait(lambda: "actor_restart_limit" in (run_dir / "logs" / "supervisor.log").read_text()
-                     and s.stderr.read_text().count("ExecutorStartError") >= 2, 60), s.status()
+                     and s.stderr.read_text().count('"start_refused"') >= 2, 60), s.status()
         st = s.status()
         assert st["hard_stop"]["latched"]
         s.cli("status")
@@ -229,7 +230,8 @@ def _run_live_session(base: Path, *, key: str, env: dict[str, str], transport: s
         signed = _signed_by(sim, account)
         stderr = s.stderr.read_text()
         assert "hip3 session ended" in stderr  # the summary went to the captured stderr
-        assert "ExecutorStartError" in stderr or "nonce state" in stderr, stderr[-3000:]  # it really raised
+        assert "cannot read nonce state" in stderr, stderr[-3000:]  # it really refused, and said why
+        assert "ExecutorStartError" not in stderr, stderr[-3000:]  # in one line, not a traceback
 
         # The scan: run directory, simulator files, captured CLI output, every status output.
         (base / "out" / "cli.txt").write_text("\n".join(s.cli_outputs))

@@ -12,6 +12,7 @@ from hip3.messages import FeedState
 from hip3.strategy.detector import Skip, confidence, liquidity_factor
 from hip3.strategy.detector_core import DetectorCore
 from hip3.strategy.params import DetectorParams, GateParams, OracleTrackerParams
+from tests.terms_helpers import known_terms
 
 from .helpers import MS, T0_MS, T0_NS, bbo, ctx
 
@@ -20,11 +21,13 @@ GATES = GateParams(max_mark_mid_divergence_bps=0)
 
 
 def make(p: DetectorParams | None = None, *, coins: tuple[str, ...] = (G,), trading: bool = True,
-         threshold: float | None = None, szd: int = 2) -> DetectorCore:
+         threshold: float | None = None, szd: int = 2, taker_bps: float = 2.0) -> DetectorCore:
+    """A detector whose market terms give a 2 bps taker fee a leg (a 4 bps round trip): with the default
+    slippage (2) and minimum edge (5) the threshold is 11 bps."""
     markets = [MarketConfig(coin=c, threshold_bps=threshold) for c in coins]
     return DetectorCore(OracleTrackerParams(), GATES, p or DetectorParams(), markets, trading=trading,
                         sz_decimals=dict.fromkeys(coins, szd), assets={c: 110000 + i for i, c in enumerate(coins)},
-                        id_prefix="t")
+                        id_prefix="t", terms=known_terms(coins, taker_bps))
 
 
 def up_twice(core: DetectorCore, coin: str = G, start: float = 100.0, sign: int = 1) -> float:
@@ -243,7 +246,7 @@ def test_modes_ready_and_spec() -> None:
     (d,) = live.evaluate(T0_NS, T0_MS, ready=False)
     assert d.intent is None and live.counts["not_ready"] == 1
     nospec = DetectorCore(OracleTrackerParams(), GATES, DetectorParams(), [MarketConfig(coin=G)], trading=True,
-                          sz_decimals={}, assets={})
+                          sz_decimals={}, assets={}, terms=known_terms([G]))
     up_twice(nospec)
     nospec.on_bbo(bbo(G, 99.95, 100.0, ask_sz=100.0), T0_NS)
     (d,) = nospec.evaluate(T0_NS, T0_MS)

@@ -12,6 +12,7 @@ from hip3.messages import AssetCtx, Bbo
 from hip3.strategy.detector_core import DetectorCore
 from hip3.strategy.exit_watcher_core import ExitWatcherCore
 from hip3.strategy.params import DetectorParams, ExitParams, GateParams, OracleTrackerParams
+from tests.terms_helpers import known_terms
 
 from .helpers import T0_MS, T0_NS, position, snapshot
 
@@ -31,7 +32,7 @@ def test_garbage_never_raises(msgs: list[Bbo | AssetCtx], dt_ms: int) -> None:
                            min_book_notional_usd=0.0)
     det = DetectorCore(OracleTrackerParams(), GateParams(max_bbo_age_ms=0), loose,
                        [MarketConfig(coin=c) for c in COINS], trading=True, sz_decimals=dict.fromkeys(COINS, 2),
-                       assets=dict.fromkeys(COINS, 1))
+                       assets=dict.fromkeys(COINS, 1), terms=known_terms(COINS))
     ex = ExitWatcherCore(ExitParams(), OracleTrackerParams(), dict.fromkeys(COINS, 2))
     ex.on_position_snapshot(snapshot(position("xyz:A"), position("xyz:B", is_long=False)), T0_NS, T0_MS)
     now = T0_NS + dt_ms * 1_000_000

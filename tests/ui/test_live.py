@@ -41,6 +41,10 @@ def test_the_screen_shows_actors_hard_stop_markets_pnl_latency_trades_and_key_st
 def test_a_latched_hard_stop_is_a_banner_with_the_flattens_progress() -> None:
     text = _screen(status(latched=True))
     assert "HARD STOP LATCHED: operator: test (epoch 1)  flatten: 1 positions, 0 orders, attempt 2" in text
+    doc = status(latched=True, supervisor={"stalls": 2, "stalled_ms": 900, "longest_stall_ms": 700})
+    doc["hard_stop"].update(persisted=False, persist_error="No space left on device")
+    text = _screen(doc)
+    assert "NOT SAVED: No space left on device" in text and "supervisor stalls 2 (longest 700 ms)" in text
 
 
 def test_no_supervisor_or_no_answer_is_said_not_raised() -> None:

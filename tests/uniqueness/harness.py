@@ -42,6 +42,7 @@ from hip3.messages import (
 )
 from tests.conftest import stop_process
 from tests.security.helpers import SimProcess
+from tests.terms_helpers import terms_msg
 
 D = Decimal
 QUIET_SIM = "[sim.model]\njump_prob = 0.0\noracle_interval_ms = 1000\n"
@@ -127,6 +128,9 @@ class Harness:
         now = time.monotonic()
         if now - self._marks_at > 0.5:
             self._marks_at = now
+            # The tracker's market terms, fresh (the executor refuses entries on unknown or old ones).
+            self.positions.publish(terms_msg(self.markets, 9.0, fees_ms=time.time_ns() // 1_000_000),
+                                   state_key="terms")
             for coin, (_, _, mark) in self.spec.items():
                 self.md.publish(AssetCtx(coin=coin, oracle_px=float(mark), mark_px=float(mark), mid_px=float(mark),
                                          funding=0.0, open_interest=0.0, recv_ns=time.monotonic_ns()))

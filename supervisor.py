@@ -1,8 +1,8 @@
 """hip3's command line: start, watch and stop the actors; raise and reset the hard stop.
 
-    python supervisor.py start [--config FILE] [--detach]
-    python supervisor.py status [--json] [--config FILE]
-    python supervisor.py stop [--config FILE]
+    python supervisor.py start [--config FILE] [--detach] [--log-format auto|console|json]
+    python supervisor.py status [--json | --watch] [--config FILE]      (``top`` = ``status --watch``)
+    python supervisor.py stop [--flatten [--timeout S]] [--config FILE]
     python supervisor.py hardstop --reason TEXT [--config FILE]
     python supervisor.py reset-hardstop [--config FILE]
     python supervisor.py report [--since TIME] [--json] [--config FILE]
@@ -121,7 +121,7 @@ def check_latch_file(run_dir: Path, write: bool = True) -> None:
         raise CliError(f"{e}{_LATCH_ADVICE}") from None
 
 
-def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False) -> int:
+def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False, log_format: str = "auto") -> int:
     if cfg.mode == "live" and not live:
         raise CliError("mode = \"live\" trades real money: start it with the explicit opt-in --live")
     if cfg.mode != "live" and live:
@@ -136,7 +136,8 @@ def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False) 
     lock = _acquire_lock(run_dir)
     try:
         check_latch_file(run_dir)
-        return _run_foreground(cfg, config_path)
+        console = log_format == "console" or (log_format == "auto" and sys.stdout.isatty())
+        return _run_foreground(cfg, config_path, console)
     finally:
         lock.close()
         try:
@@ -145,7 +146,9 @@ def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False) 
             pass
 
 
-def _run_foreground(cfg: Config, config_path: Path) -> int:
+def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> int:
+    """Run the supervisor's loop here until a signal or ``stop``. ``console``: readable coloured lines on
+    stdout (``hip3.ui.terminal``) instead of every process's JSON lines on stderr."""
     from hip3.logs import setup_logging
     from hip3.metrics import MetricsError
     from hip3.runtime.launchers import ProcessLauncher
@@ -153,7 +156,12 @@ def _run_foreground(cfg: Config, config_path: Path) -> int:
     from hip3.runtime.supervisor import Supervisor
     from hip3.secrets import SecretError, SigningKey, check_signer, load_signing_key, scrub_environment
 
-    log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr)
+    log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr and not console)
+    term = None
+    if console:
+        from hip3.ui.terminal import open_terminal
+
+        term = open_terminal(cfg.run_path / "logs")
     key: SigningKey | None = None
     exchange: PaperExchange | None = None
     try:
@@ -169,15 +177,22 @@ def _run_foreground(cfg: Config, config_path: Path) -> int:
             exchange = PaperExchange(cfg, config_path, log)
             exchange.start()
             key = exchange.key  # a throwaway key for the simulator's account, never a real one
-        sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path, key), log, exchange=exchange)
+        stderr_path = cfg.run_path / "logs" / "actors.stderr" if console else None
+        sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path, key, stderr_path), log, exchange=exchange)
     except LatchFileError as e:
         if exchange is not None:
             exchange.stop()
+        if term is not None:
+            term.close()
         raise CliError(f"{e}{_LATCH_ADVICE}") from None
     except (BusError, SecretError, PaperExchangeError, MetricsError) as e:
         if exchange is not None:
             exchange.stop()
+        if term is not None:
+            term.close()
         raise CliError(str(e)) from None
+    if term is not None:
+        sup.board.listeners.append(term.on_trade)
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal", signal=signal.Signals(signum).name)
@@ -190,14 +205,23 @@ def _run_foreground(cfg: Config, config_path: Path) -> int:
     try:
         while not sup.stopping:
             sup.step()
+            if term is not None:
+                term.tick(sup.status)
     finally:
         sup.shutdown()
-        _print_summary(sup.status())
+        from hip3.ui.stopping import end_of_session
+
+        status, left = end_of_session(sup)
+        if term is not None:
+            term.close()
+            term.print_end(status, left)
+        else:
+            _print_summary(status, left)
         sup.close()
     return 0
 
 
-def _print_summary(status: dict[str, Any]) -> None:
+def _print_summary(status: dict[str, Any], left: list[str]) -> None:
     hs = status["hard_stop"]
     lines = [f"hip3 session ended after {status['uptime_s']} s (run dir {status['run_dir']})",
              f"hard stop: {'LATCHED: ' + str(hs['reason']) if hs['latched'] else 'not latched'} (epoch {hs['epoch']})"]
@@ -210,7 +234,7 @@ def _print_summary(status: dict[str, Any]) -> None:
         from hip3.runtime.trading import format_trading
 
         lines.extend(format_trading(status["trading"]))
-    print("\n".join(lines), file=sys.stderr)
+    print("\n".join([*lines, *left]), file=sys.stderr)
 
 
 def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
@@ -253,7 +277,7 @@ def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
                    f"{run_dir / 'logs'})")
 
 
-def cmd_status(cfg: Config, as_json: bool) -> int:
+def _status(cfg: Config) -> dict[str, Any]:
     run_dir = cfg.run_path
     if _lock_holder(run_dir) is None:
         hard_stop: dict[str, Any]
@@ -262,9 +286,16 @@ def cmd_status(cfg: Config, as_json: bool) -> int:
             hard_stop = {"latched": st.latched, "reason": st.reason, "epoch": st.epoch}
         except LatchFileError as e:  # unknown: reported, and a start refuses it
             hard_stop = {"latched": None, "reason": None, "epoch": None, "unreadable": str(e)}
-        status: dict[str, Any] = {"run_dir": str(run_dir), "running": False, "hard_stop": hard_stop, "actors": []}
-    else:
-        status = request(cfg, {"cmd": "status"})
+        return {"run_dir": str(run_dir), "running": False, "hard_stop": hard_stop, "actors": []}
+    return request(cfg, {"cmd": "status"})
+
+
+def cmd_status(cfg: Config, as_json: bool, watch: bool = False) -> int:
+    if watch:
+        from hip3.ui.live import watch as live_watch
+
+        return live_watch(lambda: _status(cfg))
+    status = _status(cfg)
     if as_json:
         print(msgspec.json.encode(status).decode())
     else:
@@ -319,20 +350,16 @@ def format_status(status: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def cmd_stop(cfg: Config) -> int:
+def cmd_stop(cfg: Config, flatten: bool = False, timeout_s: float = 30.0) -> int:
+    """Stop, and list what stays open at the exchange; ``flatten``: to zero first (``hip3.ui.stopping``)."""
+    from hip3.ui.stopping import StopTimeout, stop_session
+
     run_dir = cfg.run_path
-    holder = _lock_holder(run_dir)
-    if holder is None:
-        print(f"no supervisor is running on {run_dir}")
-        return 0
-    request(cfg, {"cmd": "stop"})
-    deadline = time.monotonic() + cfg.supervisor.stop_timeout_ms / 1000 + 10
-    while time.monotonic() < deadline:
-        if _lock_holder(run_dir) is None:
-            print("hip3 stopped")
-            return 0
-        time.sleep(0.05)
-    raise CliError(f"the supervisor (pid {holder}) did not stop in time")
+    try:
+        return stop_session(lambda body: request(cfg, body), lambda: _lock_holder(run_dir), run_dir, flatten,
+                            timeout_s, cfg.supervisor.stop_timeout_ms / 1000 + 10, print)
+    except StopTimeout as e:
+        raise CliError(str(e)) from None
 
 
 def cmd_hardstop(cfg: Config, reason: str) -> int:
@@ -439,9 +466,15 @@ def main(argv: list[str] | None = None) -> int:
     p_start = sub.add_parser("start", help="start every actor (foreground; Ctrl-C stops)")
     p_start.add_argument("--detach", action="store_true", help="return once every actor is READY")
     p_start.add_argument("--live", action="store_true", help="explicit opt-in for mode = live (real money)")
+    p_start.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
+                         help="terminal output: readable lines (console; auto on a terminal) or JSON lines")
     p_status = sub.add_parser("status", help="actors, READY, hard stop")
     p_status.add_argument("--json", action="store_true")
-    sub.add_parser("stop", help="stop the running supervisor and every actor")
+    p_status.add_argument("--watch", action="store_true", help="a live screen, refreshed every second")
+    sub.add_parser("top", help="the live screen (status --watch)")
+    p_stop = sub.add_parser("stop", help="stop the running supervisor and every actor; list what stays open")
+    p_stop.add_argument("--flatten", action="store_true", help="flatten to zero positions and orders first")
+    p_stop.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for --flatten (default 30)")
     p_hs = sub.add_parser("hardstop", help="latch the hard stop")
     p_hs.add_argument("--reason", required=True)
     sub.add_parser("reset-hardstop", help="clear the hard-stop latch (operator only)")
@@ -466,11 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         config_path = resolve_config_path(args.config)
         cfg = load_config(args.config)
         if args.command == "start":
-            return cmd_start(cfg, config_path, args.detach, args.live)
-        if args.command == "status":
-            return cmd_status(cfg, args.json)
+            return cmd_start(cfg, config_path, args.detach, args.live, args.log_format)
+        if args.command in ("status", "top"):
+            return cmd_status(cfg, getattr(args, "json", False), args.command == "top" or args.watch)
         if args.command == "stop":
-            return cmd_stop(cfg)
+            return cmd_stop(cfg, args.flatten, args.timeout)
         if args.command == "hardstop":
             return cmd_hardstop(cfg, args.reason)
         if args.command == "report":

@@ -22,13 +22,24 @@ from hip3.config import MarketConfig, account_address, exchange_urls
 from hip3.entry_conditions import EntryConditions
 from hip3.hyperliquid.rest import RestClient, RestError
 from hip3.market_terms import TermsError, TermsView, build_terms
-from hip3.messages import AssetCtx, Bbo, EntryIntent, ExchangeClock, FeedState, MarketTerms, Message, PositionSnapshot
+from hip3.messages import (
+    AssetCtx,
+    Bbo,
+    EntryIntent,
+    ExchangeClock,
+    FeedState,
+    MarketTerms,
+    MarketView,
+    Message,
+    PositionSnapshot,
+)
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.runtime.terms_poller import fetch_raw_terms
 from hip3.strategy.detector_core import DetectorCore
 from hip3.strategy.entry_readiness import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX, EntryReadiness, reason_key
+from hip3.strategy.market_view import market_lines
 
 FOLLOWUP_MS = 100  # due followups are published from this timer
 STATS_MS = 1000
@@ -181,6 +192,9 @@ class Detector(Actor):
         self.stats.update(self.core.terms.summary(clock.time_ns() // 1_000_000))
         if self.intents is not None:
             self.stats["intents_dropped"] = self.intents.dropped
+        # The operator's views (status --watch, dashboard): once a second, off the per-batch path.
+        self.inbox.send(MarketView(actor=self.name, markets=market_lines(
+            self.core.book.markets, self.core.gates.states, clock.monotonic_ns())))
 
 
 if __name__ == "__main__":

@@ -153,7 +153,9 @@ class Feed(Actor):
         else:
             self.core.on_disconnected()
             if state == "disconnected":
-                self.log.warning("disconnected", conn_id=self.ws.conn_id, why=self.ws.last_error)
+                # A stop closes the connection on purpose: INFO, not a warning on the operator's console.
+                (self.log.info if self.ws.closed else self.log.warning)(
+                    "disconnected", conn_id=self.ws.conn_id, why=self.ws.last_error)
         self._update_ready(force_publish=True)
 
     def _after_io(self) -> None:

@@ -176,6 +176,21 @@ class MetricsConfig(_Section, frozen=True):
     port: Port = 9464
 
 
+class DashboardConfig(_Section, frozen=True):
+    """The read-only web dashboard (``hip3.ui.dashboard``): off by default.
+
+    Served by the supervisor's one HTTP endpoint, at ``[metrics] host`` and ``port`` (the endpoint listens
+    when either the metrics or the dashboard is enabled). Not on loopback, a token is required: the start
+    is refused unless the environment variable named by ``token_env`` holds one (16 characters or more);
+    on loopback a token is required only if that variable is set. The browser sends it as ``?token=`` on
+    the first load (or ``Authorization: Bearer``). ``refresh_ms``: how often the page and its data refresh.
+    """
+
+    enabled: bool = False
+    token_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Z_][A-Z0-9_]*$")] = "HIP3_DASHBOARD_TOKEN"
+    refresh_ms: Annotated[int, msgspec.Meta(ge=250, le=10_000)] = 1000
+
+
 class Config(_Section, frozen=True):
     """The whole configuration of one hip3 deployment."""
 
@@ -188,6 +203,7 @@ class Config(_Section, frozen=True):
     exchange: ExchangeConfig = ExchangeConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     feed: FeedParams = FeedParams()
     oracle: OracleTrackerParams = OracleTrackerParams()
     gates: GateParams = GateParams()

@@ -28,19 +28,25 @@ def redact(text: str) -> str:
     return _KEY_RE.sub("[REDACTED]", text)
 
 
+def record_dict(record: logging.LogRecord) -> dict[str, Any]:
+    """A record as one JSON line's object: ``ts``, ``level``, ``actor``, ``event`` and the fields."""
+    fields: dict[str, Any] = getattr(record, "fields", {})
+    obj: dict[str, Any] = {
+        "ts": round(record.created, 6),
+        "level": record.levelname.lower(),
+        "actor": getattr(record, "actor", record.name.removeprefix("hip3.")),
+        "event": record.getMessage(),
+    }
+    for k, v in fields.items():
+        # A field named like a line key (the supervisor's ``actor=slot.name``) keeps its value under
+        # ``<key>_`` instead of being dropped: the line's own ``actor`` is who logged it.
+        obj[k if k not in obj else f"{k}_"] = v
+    return obj
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = getattr(record, "fields", {})
-        obj: dict[str, Any] = {
-            "ts": round(record.created, 6),
-            "level": record.levelname.lower(),
-            "actor": getattr(record, "actor", record.name.removeprefix("hip3.")),
-            "event": record.getMessage(),
-        }
-        for k, v in fields.items():
-            # A field named like a line key (the supervisor's ``actor=slot.name``) keeps its value under
-            # ``<key>_`` instead of being dropped: the line's own ``actor`` is who logged it.
-            obj[k if k not in obj else f"{k}_"] = v
+        obj = record_dict(record)
         if record.exc_info:
             obj["exc"] = self.formatException(record.exc_info)
         try:

@@ -529,6 +529,27 @@ class Alert(Msg, frozen=True, tag="alert"):
     text: str
 
 
+class MarketLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One market as the detector sees it, for the operator's views (not for decisions)."""
+
+    coin: str
+    mid_px: float  # 0: no valid book
+    oracle_px: float  # 0: no ctx yet
+    mark_px: float
+    dislocation_bps: float  # (mid - oracle) / oracle; 0 without both
+    edge_bps: float  # the better side's raw takeable edge vs the oracle (negative: nothing to take)
+    gate: str  # the last gate verdict (``GateVerdict`` name, lower case)
+    bbo_age_ms: int  # -1: never received
+    ctx_age_ms: int
+
+
+class MarketView(Msg, frozen=True, tag="mview"):
+    """The detector's low-rate market summary to the supervisor's inbox (once a second, from a timer)."""
+
+    actor: str
+    markets: tuple[MarketLine, ...]
+
+
 Message = (
     Bbo
     | AssetCtx
@@ -558,6 +579,7 @@ Message = (
     | Shutdown
     | Alert
     | RequestBudgetReading
+    | MarketView
 )
 
 def wire_prefix(cls: type[Msg]) -> bytes:

@@ -8,8 +8,9 @@ the executor and the time the order frame was written), and its own slots and la
 
 Decisions:
 
-* **Served from a daemon thread** (prometheus-client's ``start_http_server`` with a private
-  ``CollectorRegistry``), not from the supervisor's poll loop. A scrape (HTTP parsing and rendering) then
+* **Served from a daemon thread** (the supervisor's HTTP endpoint, ``hip3.ui.http``, which also serves
+  the dashboard; the exposition is prometheus-client's, from a private ``CollectorRegistry``), not from
+  the supervisor's poll loop. A scrape (HTTP parsing and rendering) then
   never delays heartbeat checks, restarts or the hard-stop rebroadcast, and a slow or stuck client
   cannot stall the loop; serving from the loop would need a non-blocking HTTP server of our own. The
   scrape thread never reads the supervisor's live objects: the loop publishes an immutable
@@ -44,23 +45,21 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hip3.execution.limits_status import GAUGE_STATS, switch_state_name
 from hip3.messages import Message, OrderSubmitted
+from hip3.ui.http import EndpointError, HttpEndpoint, Request, Response
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from hip3.config import MetricsConfig
     from hip3.logs import Log
     from hip3.runtime.supervisor import Supervisor
@@ -88,8 +87,8 @@ _GAUGE_NAMES = frozenset({
 _GAUGE_SUFFIXES = ("_us", "_n", "_samples", "_until_s", "_pending")  # _pending: queue lengths and flags
 
 
-class MetricsError(Exception):
-    """The metrics endpoint cannot be served (e.g. the port is taken). One line for the operator."""
+# The metrics endpoint cannot be served (e.g. the port is taken). One line for the operator.
+MetricsError = EndpointError
 
 
 def is_gauge(stat: str) -> bool:
@@ -385,23 +384,34 @@ class SupervisorMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SnapshotCollector(lambda: self.snapshot))
         self.url: str | None = None
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._endpoint: HttpEndpoint | None = None  # only when ``serve`` made one of its own
         self._next_ns = 0
+
+    def exposition(self, _req: Request) -> Response:
+        """``/metrics``: the latest snapshot in Prometheus's text format (rendered in the HTTP thread)."""
+        return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+
+    def attach(self, endpoint: HttpEndpoint, log: Log) -> None:
+        """Serve ``/metrics`` on ``endpoint`` (public: scrapers carry no token); call before it starts."""
+        if not is_loopback(endpoint.host):
+            log.warning("metrics_not_loopback", host=endpoint.host, port=endpoint.port,
+                        note="the metrics endpoint has no authentication and shows positions and PnL")
+        endpoint.route("/metrics", self.exposition, private=False)
 
     @classmethod
     def serve(cls, cfg: MetricsConfig, log: Log) -> SupervisorMetrics:
-        """Start the endpoint on ``cfg.host:cfg.port`` (port 0: any free port); ``url`` says where."""
+        """An endpoint of its own on ``cfg.host:cfg.port`` serving only ``/metrics`` (port 0: any free
+        port); ``url`` says where. The supervisor shares one endpoint with the dashboard instead
+        (``hip3.ui.dashboard.open_endpoint``)."""
         m = cls()
-        if not is_loopback(cfg.host):
-            log.warning("metrics_not_loopback", host=cfg.host, port=cfg.port,
-                        note="the metrics endpoint has no authentication and shows positions and PnL")
+        ep = HttpEndpoint(cfg.host, cfg.port)
+        m.attach(ep, log)
         try:
-            m._server, m._thread = start_http_server(cfg.port, cfg.host, registry=m.registry)
-        except OSError as e:
-            raise MetricsError(f"metrics: cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}") from None
-        host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
-        m.url = f"http://{host}:{m._server.server_port}/metrics"
+            ep.start()
+        except EndpointError as e:
+            raise MetricsError(f"metrics: {e}") from None
+        m._endpoint = ep
+        m.url = ep.url("/metrics")
         log.info("metrics_serving", url=m.url)
         return m
 
@@ -455,10 +465,6 @@ class SupervisorMetrics:
         )
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None

@@ -65,6 +65,9 @@ def _samples() -> list[m.Msg]:
         m.RequestBudgetReading(cum_vlm_usd=d("2854574.593578"), n_requests_used=2890, n_requests_cap=2864574,
                                n_requests_surplus=0, requested_ms=1),
         m.ExchangeClock(offset_mono_ms=-5, skew_ms=10_012, samples=3, last_sample_age_ms=40),
+        m.MarketView(actor="detector", markets=(m.MarketLine(
+            coin="xyz:GOLD", mid_px=2001.5, oracle_px=2000.0, mark_px=2001.0, dislocation_bps=7.5, edge_bps=-2.0,
+            gate="pass", bbo_age_ms=12, ctx_age_ms=-1),)),
     ]
 
 

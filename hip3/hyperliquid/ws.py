@@ -510,6 +510,11 @@ class WsClient:
         if self.stall_timeout_s is not None and self.state == "connected" and idle >= self.stall_timeout_s:
             self._drop(f"receive stall: nothing for {idle:.1f}s", now)
 
+    @property
+    def closed(self) -> bool:
+        """``close()`` was called: this client is done for good (a stop, not a dropped connection)."""
+        return self._closed
+
     def close(self) -> None:
         """Close for good: close frame with a bounded wait, fail pending posts, no more reconnects."""
         self._closed = True
@@ -642,7 +647,8 @@ class WsClient:
         if ws is not None:
             self._safe_close(ws)
             self.errors["disconnect"] += 1
-            _log.warning("ws disconnected: %s", why)
+            # Our own close at a stop is news to no one: INFO; any other drop is a warning.
+            (_log.info if self._closed else _log.warning)("ws disconnected: %s", why)
             self.last_error = why
         self._acked.clear()
         self._ping_sent_at = None

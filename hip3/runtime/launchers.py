@@ -101,10 +101,14 @@ class ProcessHandle:
 class ProcessLauncher:
     """Starts actors as child processes of a forkserver that preloaded hip3."""
 
-    def __init__(self, config_path: Path, run_dir: Path, signing_key: SigningKey | None = None) -> None:
+    def __init__(self, config_path: Path, run_dir: Path, signing_key: SigningKey | None = None,
+                 stderr_path: Path | None = None) -> None:
+        """``stderr_path``: the actors write no JSON log lines to stderr and their stderr (a traceback, a
+        library's print) goes to this file: the console owns the terminal (``hip3.ui.terminal``)."""
         self.signing_key = signing_key
         self.config_path = str(config_path.resolve())
         self.run_dir = str(run_dir)
+        self.stderr_path = str(stderr_path) if stderr_path is not None else None
         os.environ["HIP3_SUPERVISOR_PID"] = str(os.getpid())
         os.environ["HIP3_RUN_DIR"] = self.run_dir
         self._ctx = multiprocessing.get_context("forkserver")
@@ -114,7 +118,8 @@ class ProcessLauncher:
         from hip3.runtime.runner import supervised_main
 
         key = self.signing_key if name == "executor" else None
-        proc = self._ctx.Process(target=supervised_main, args=(name, self.config_path, self.run_dir, key),
+        proc = self._ctx.Process(target=supervised_main,
+                                 args=(name, self.config_path, self.run_dir, key, self.stderr_path),
                                  name=f"hip3:{name}", daemon=False)
         proc.start()
         return ProcessHandle(proc)

@@ -39,6 +39,10 @@ class PaperExchangeError(Exception):
 
 
 def _child_setup() -> None:  # runs in the child between fork and exec
+    # Its own process group: Ctrl-C on the terminal reaches the supervisor, not the simulator, which the
+    # supervisor stops after the actors (a simulator gone first made every connected actor log a
+    # disconnect warning on the way out). It still dies with the supervisor (the signal below).
+    os.setpgid(0, 0)
     # A remote exchange never runs on our cores: keep the simulator from preempting the executor's send
     # (hip3.runtime.sched).
     background_priority(nice=0)

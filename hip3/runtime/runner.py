@@ -15,6 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
+import msgspec
+
 from hip3.config import Config, ConfigError, load_config
 from hip3.runtime.actor import Actor, install_signal_handlers
 from hip3.runtime.sched import realtime_priority
@@ -80,11 +82,19 @@ def run_actor_process(name: str, cfg: Config, supervised: bool) -> int:
     return actor.run()
 
 
-def supervised_main(name: str, config_path: str, run_dir: str, key: SigningKey | None = None) -> None:
-    """Target of the supervisor's child processes. Only the executor is given ``key``."""
+def supervised_main(name: str, config_path: str, run_dir: str, key: SigningKey | None = None,
+                    stderr_path: str | None = None) -> None:
+    """Target of the supervisor's child processes. Only the executor is given ``key``. With ``stderr_path``
+    (the supervisor's console owns the terminal) the actor logs to its file only and its stderr goes to
+    that file: a terminal that stops reading can then never block an actor's write."""
     os.environ["HIP3_RUN_DIR"] = run_dir
     hand_over(key)
     cfg = load_config(config_path)
+    if stderr_path is not None:
+        fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 2)
+        os.close(fd)
+        cfg = msgspec.structs.replace(cfg, logging=msgspec.structs.replace(cfg.logging, stderr=False))
     code = run_actor_process(name, cfg, supervised=True)
     sys.exit(code)
 

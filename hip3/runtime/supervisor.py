@@ -36,6 +36,7 @@ from hip3.messages import (
     HardStopProgress,
     HardStopRequest,
     Heartbeat,
+    MarketView,
     Message,
     PositionSnapshot,
     Ready,
@@ -48,6 +49,8 @@ from hip3.runtime.paper import PaperExchange
 from hip3.runtime.restart import RestartPolicy
 from hip3.runtime.runner import ACTORS
 from hip3.runtime.trading import TradingStats
+from hip3.ui.board import Board
+from hip3.ui.dashboard import open_endpoint
 
 DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
     "observe": ("feed", "detector", "recorder"),
@@ -95,19 +98,23 @@ class Supervisor:
                                      sc.max_restarts, sc.restart_period_s, rng))
             for n in names
         }
-        # Prometheus endpoint (off by default): a daemon thread reading snapshots this loop publishes.
-        self.metrics = SupervisorMetrics.serve(cfg.metrics, log) if cfg.metrics.enabled else None
+        # The HTTP endpoint (off by default): /metrics and the dashboard, served from daemon threads that
+        # read snapshots this loop publishes.
+        self.metrics = SupervisorMetrics() if cfg.metrics.enabled else None
+        self.http, self.dashboard = open_endpoint(cfg, log, self.metrics)
         self.bus = Bus(cfg, "supervisor", context=context, run_dir=self.run_dir)
         self.control = self.bus.publisher("control")
         self.inbox = self.bus.puller("inbox")
         self.ctl = self.bus.router("ctl")
         # Off the hot path: the trading view for status and the session summary.
         self.trading = TradingStats()
+        self.board = Board()  # markets, recent trades, unrealised PnL: the live view and the dashboard
         self.trading_sub = self.bus.subscriber(["positions", "exec"])
         self.poller = zmq.Poller()
         for s in (self.control.sock, self.inbox.sock, self.ctl, self.trading_sub.sock):
             self.poller.register(s, zmq.POLLIN)
         self.stopping = False
+        self.stop_request: dict[str, Any] = {}
         self.started_at = time.time()
         self.hardstop_progress: HardStopProgress | None = None
         self.alerts: list[dict[str, Any]] = []
@@ -277,6 +284,8 @@ class Supervisor:
         elif isinstance(msg, Alert):
             self._alert(msg.level, msg.actor, msg.text)
             self.log.warning("actor_alert", actor=msg.actor, level=msg.level, text=msg.text)
+        elif isinstance(msg, MarketView):
+            self.board.on_market_view(msg, self._now())
 
     def _heard(self, slot: Slot) -> None:
         slot.last_hb_ns = self._now()
@@ -303,6 +312,8 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         now = self._now()
+        view = self.board.view(self.trading.snapshot, now)
+        trading = {**self.trading.as_dict(), "unrealized_pnl_usd": view.pop("unrealized_pnl_usd")}
         st = self.latch.state
         actors = []
         for s in self.slots.values():
@@ -334,12 +345,15 @@ class Supervisor:
             "seq_gaps": sum(s.stats.get("seq_gaps", 0) for s in self.slots.values()),
             "alerts": self.alerts[-10:],
             **self._entry_conditions(),
-            "trading": self.trading.as_dict(),
+            "trading": trading,
+            **view,
             "exchange": None if self.exchange is None else {
                 "kind": "simulator", "url": self.exchange.url, "account": self.exchange.key.address,
                 "order_log": str(self.exchange.order_log), "restarts": self.exchange.restarts,
                 "pid": self.exchange.proc.pid if self.exchange.proc is not None else None},
             "metrics": None if self.metrics is None else {"url": self.metrics.url},
+            "dashboard": None if self.dashboard is None else {"url": self.dashboard.url},
+            "left": self.board.left(self.trading.snapshot),  # what a stop now would leave at the exchange
         }
 
     def _latch_file_status(self) -> dict[str, Any]:
@@ -370,7 +384,9 @@ class Supervisor:
             return {"ok": True, "changed": changed, "hard_stop": msgspec.to_builtins(self.latch.state)}
         if cmd == "stop":
             self.stopping = True
-            return {"ok": True}
+            self.stop_request = req  # stop --flatten asks for its latch to be cleared once every actor is down
+            # What this stop leaves at the exchange: the loop reads no more position snapshots after this.
+            return {"ok": True, "left": self.board.left(self.trading.snapshot)}
         if cmd == "fund-dex":
             return self._fund_dex(req.get("usd"))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -431,6 +447,7 @@ class Supervisor:
                     self.trading.on_message(msg)
                     if isinstance(msg, PositionSnapshot) and msg.collateral is not None:
                         self.collateral = msg.collateral
+                    self.board.on_message(msg)
                     if self.metrics is not None:
                         self.metrics.on_message(msg)
             # A sentinel fired: the exit is picked up by _check_actors below.
@@ -445,6 +462,8 @@ class Supervisor:
         self._check_actors(now)
         if self.metrics is not None:
             self.metrics.refresh(self, now)
+        if self.dashboard is not None:
+            self.dashboard.refresh(self.status, now)
         if (now - self._last_rebroadcast) / 1e6 >= self.cfg.supervisor.hardstop_rebroadcast_ms:
             self._broadcast_latch()
 
@@ -475,6 +494,6 @@ class Supervisor:
             self.log.critical("hardstop_lost_at_stop", path=str(self.latch.path), error=self.latch.persist_error)
 
     def close(self) -> None:
-        if self.metrics is not None:
-            self.metrics.close()
+        if self.http is not None:
+            self.http.close()
         self.bus.close()

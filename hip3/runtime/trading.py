@@ -35,12 +35,17 @@ class TradingStats:
         self.outside_pnl_usd = Decimal(0)
         self.snapshot: PositionSnapshot | None = None
         self.t2t_us: dict[str, deque[float]] = {"entry": deque(maxlen=_KEEP), "exit": deque(maxlen=_KEEP)}
+        # Percentiles sort up to _KEEP samples; the live view and the dashboard ask every second, so they
+        # are recomputed only when a sample arrived since (keyed by the count of samples ever added).
+        self._t2t_added = {"entry": 0, "exit": 0}
+        self._t2t_cache: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def on_message(self, msg: Message) -> None:
         if isinstance(msg, OrderSubmitted):
             if msg.origin_recv_ns > 0 and msg.sent_ns >= msg.origin_recv_ns:
                 kind = "entry" if msg.kind == "entry" else "exit"
                 self.t2t_us[kind].append((msg.sent_ns - msg.origin_recv_ns) / 1000)
+                self._t2t_added[kind] += 1
         elif isinstance(msg, OrderFilled):
             if msg.total_sz > 0:
                 if msg.reduce_only:
@@ -63,10 +68,15 @@ class TradingStats:
             self.snapshot = msg
 
     def _t2t(self, kind: str) -> dict[str, Any]:
+        added = self._t2t_added[kind]
+        cached = self._t2t_cache.get(kind)
+        if cached is not None and cached[0] == added:
+            return dict(cached[1])
         xs = list(self.t2t_us[kind])
-        if not xs:
-            return {"p50": None, "p99": None, "n": 0}
-        return {"p50": round(percentile(xs, 0.5), 1), "p99": round(percentile(xs, 0.99), 1), "n": len(xs)}
+        out: dict[str, Any] = {"p50": None, "p99": None, "n": 0} if not xs else {
+            "p50": round(percentile(xs, 0.5), 1), "p99": round(percentile(xs, 0.99), 1), "n": len(xs)}
+        self._t2t_cache[kind] = (added, out)
+        return dict(out)
 
     def as_dict(self) -> dict[str, Any]:
         snap = self.snapshot

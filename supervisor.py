@@ -5,7 +5,7 @@
     python supervisor.py stop [--config FILE]
     python supervisor.py hardstop --reason TEXT [--config FILE]
     python supervisor.py reset-hardstop [--config FILE]
-    python supervisor.py report [--since TIME] [--json] [--config FILE]
+    python supervisor.py report [--since TIME] [--json] [--run-dir DIR] [--signals] [--html FILE] [--config FILE]
     python supervisor.py replay FILE [--speed max|X] [--json] [--run-dir DIR] [--config FILE]
 
 The config is ``--config``, else ``$HIP3_CONFIG``, else ``configs/default.toml`` (paper mode against the
@@ -305,26 +305,19 @@ def cmd_reset(cfg: Config) -> int:
     return 0
 
 
-def cmd_report(cfg: Config, since: str | None, as_json: bool) -> int:
-    """The session report from the journal (read-only; the supervisor need not run)."""
-    import sqlite3
+def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    """The session report, the follow-up analysis (``--signals``) or the HTML report (``--html FILE``), from
+    the journal of the run directory or of ``--run-dir`` (a replay's); read-only, the supervisor need not run."""
+    from hip3.analysis.report_cli import ReportError, run_report
 
-    from hip3.journal_db import journal_path
-    from hip3.report import build_report, format_report, open_readonly, parse_since
-
-    path = journal_path(cfg.run_path)
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else cfg.run_path
     try:
-        since_ms = parse_since(since, time.time_ns() // 1_000_000) if since else None
-        conn = open_readonly(path)
-    except (ValueError, FileNotFoundError) as e:
+        text = run_report(run_dir, since=args.since, as_json=args.json, signals=args.signals, html_path=args.html,
+                          taker_fee_bps=args.taker_fee_bps)
+    except ReportError as e:
         raise CliError(str(e)) from None
-    try:
-        rep = build_report(conn, since_ms)
-    except sqlite3.Error as e:
-        raise CliError(f"cannot read the journal {path}: {e}") from None
-    finally:
-        conn.close()
-    print(msgspec.json.encode(rep).decode() if as_json else format_report(rep, str(path)))
+    if text:
+        print(text)
     return 0
 
 
@@ -350,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     p_report = sub.add_parser("report", help="session report from the journal (trades, PnL, latency)")
     p_report.add_argument("--since", help="only events since TIME: an age (30m, 2h, 1d) or an ISO-8601 time")
     p_report.add_argument("--json", action="store_true")
+    p_report.add_argument("--run-dir", help="read the journal of this run directory (e.g. a replay's)")
+    p_report.add_argument("--signals", action="store_true",
+                          help="follow-up analysis of the signals: net edge per horizon, best threshold per market")
+    p_report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report (plotly)")
+    p_report.add_argument("--taker-fee-bps", type=float, default=None,
+                          help="taker fee per leg assumed by --signals (default: HIP-3 tier 0, 9 bps)")
     p_replay = sub.add_parser("replay", help="replay a recorded session (feed.record_path) deterministically")
     p_replay.add_argument("file", help="the recording")
     p_replay.add_argument("--speed", default="max", help="'max' (default) or a factor (1 = the recorded pace)")
@@ -373,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "hardstop":
             return cmd_hardstop(cfg, args.reason)
         if args.command == "report":
-            return cmd_report(cfg, args.since, args.json)
+            return cmd_report(cfg, args)
         if args.command == "replay":
             return cmd_replay(cfg, args.file, args.speed, args.json, args.run_dir)
         return cmd_reset(cfg)

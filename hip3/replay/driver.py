@@ -51,8 +51,12 @@ from hip3.secrets import SigningKey, hand_over
 from hip3.sim.params import SimParams
 from hip3.sim.replay import ReplayExchange, params_from_header
 
-# The trading graph, in the supervisor's start order (the journal recorder is not part of a replay).
-REPLAY_ACTORS = ("feed", "position_tracker", "executor", "detector", "exit_watcher")
+# The paper graph, in the supervisor's start order: the recorder writes the replay's journal
+# (``<run_dir>/journal.sqlite``) with the same code as a live session, so ``report --run-dir`` reads both alike.
+REPLAY_ACTORS = ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder")
+# The journal is committed at the end of the replay anyway (the recorder's teardown); a long commit
+# interval keeps its timer from waking the graph twenty times a virtual second.
+REPLAY_COMMIT_INTERVAL_MS = 1000
 MAX_ROUNDS = 100_000  # per settle: a graph that never goes quiet is a bug, not a long replay
 
 
@@ -96,6 +100,7 @@ def replay_config(cfg: Config, rec: Recording, run_dir: Path, rest_url: str, acc
              exchange=r(cfg.exchange, network="sim", rest_url=rest_url, ws_url="", account_address=account,
                         signer_address="", vault_address=""),
              feed=r(cfg.feed, record_path=""),
+             recorder=r(cfg.recorder, commit_interval_ms=REPLAY_COMMIT_INTERVAL_MS),
              logging=r(cfg.logging, stderr=False),  # the replay prints its trades; logs go to its run dir
              supervisor=r(cfg.supervisor, actors=()))
 

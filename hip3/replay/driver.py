@@ -169,10 +169,12 @@ class Replay:
         self.settles = 0
         self.rounds = 0
         self.notes: list[str] = []
-        if self.rec.torn_bytes:
+        if self.rec.torn_bytes or self.rec.torn_reason:
             self.notes.append(f"ignored a torn tail of {self.rec.torn_bytes} bytes ({self.rec.torn_reason})")
-        if len(self.rec.segments) > 1:
-            self.notes.append(f"{len(self.rec.segments)} segments (feed restarts): replayed as one session")
+        # A rotated part repeats its feed's header; a restarted feed writes a new one.
+        feeds = {(s.header["started_wall_ns"], s.header["started_mono_ns"]) for s in self.rec.segments}
+        if len(feeds) > 1:
+            self.notes.append(f"{len(feeds)} feed processes (restarts): replayed as one session")
 
     def _groups(self) -> list[tuple[int, list[bytes]]]:
         """Frames received together (same ``recv_ns``) in one group, on the first segment's monotonic

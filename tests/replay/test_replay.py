@@ -132,8 +132,15 @@ def test_a_replay_is_faster_than_real_time(session: Session) -> None:
 
 
 def test_the_recording_holds_market_frames_and_the_exchange_markets(session: Session) -> None:
-    rec = read_recording(session.recording)
-    assert rec.torn_bytes == 0
+    import json
+
+    rec = read_recording(session.recording)  # record_path: the index of its parts (the default)
+    assert rec.torn_bytes == 0 and rec.torn_reason == ""
+    index = json.loads((session.recording.parent / "frames.index.json").read_text())
+    (part,) = index["parts"]  # an 8 s session: no rotation
+    assert part["file"] == "frames.00001.rec.zst" and part["closed"] and part["frames"] == len(rec.frames())
+    assert part["markets"] == ["xyz:GOLD", "xyz:SILVER"] and part["first_t_ns"] == rec.frames()[0][0]
+    assert (session.recording.parent / part["file"]).read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd
     h = rec.header
     assert h["markets"] == ["xyz:GOLD", "xyz:SILVER"] and h["dex"] == "xyz"
     assert ["xyz:GOLD", 4, 20, False] in h["universe"]
@@ -143,13 +150,25 @@ def test_the_recording_holds_market_frames_and_the_exchange_markets(session: Ses
     assert times == sorted(times) and times[0] >= rec.segments[0].t_ns
 
 
-def test_a_torn_recording_replays_up_to_the_cut(session: Session) -> None:
-    torn = session.dir / "torn.rec"
-    shutil.copy(session.recording, torn)
-    os.truncate(torn, torn.stat().st_size - 7)  # kill -9 mid-record
-    r = replay(torn, session.cfg, session.dir / "replay-torn")
-    assert r.torn_bytes > 0 and any("torn" in n for n in r.notes)
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_torn_recording_replays_up_to_the_cut(session: Session, compressed: bool) -> None:
+    """kill -9 mid-write: an uncompressed file cut mid-record, a compressed one cut mid-block."""
+    from hip3.replay.recording import FrameRecorder
+
+    rec = read_recording(session.recording)
+    torn = session.dir / ("torn.rec.zst" if compressed else "torn.rec")
+    w = FrameRecorder(torn, rec.header, rec.segments[0].t_ns, zstd_level=3 if compressed else None)
+    for t_ns, raw in rec.frames():
+        w.write_frames([(t_ns, raw)])
+        if compressed and t_ns > rec.frames()[-1][0] - 3_000_000_000:
+            w.flush()  # the feed's 1 s flushes: one block each
+    w.close()
+    os.truncate(torn, torn.stat().st_size - 7)
+    r = replay(torn, session.cfg, session.dir / f"replay-torn-{compressed}")
+    assert any("torn" in n for n in r.notes), r.notes
+    assert compressed or r.torn_bytes > 0
     assert r.trades.keys() == session.first.trades.keys()[:len(r.trades.trades)]
+    assert r.frames < session.first.frames
 
 
 def test_frames_set_the_engines_book_and_oracle() -> None:

@@ -7,6 +7,7 @@
     python supervisor.py reset-hardstop [--config FILE]
     python supervisor.py report [--since TIME] [--json] [--run-dir DIR] [--signals] [--html FILE] [--config FILE]
     python supervisor.py replay FILE [--speed max|X] [--json] [--run-dir DIR] [--config FILE]
+    python supervisor.py optimize RECORDINGS... --space FILE [--trials N] [--seed S] [--workers N | --ray ADDRESS]
 
 The config is ``--config``, else ``$HIP3_CONFIG``, else ``configs/default.toml`` (paper mode against the
 built-in simulator). Commands reach the running supervisor over the ``ctl`` socket in the run
@@ -328,6 +329,14 @@ def cmd_replay(cfg: Config, path: str, speed: str, as_json: bool, run_dir: str |
     return cli(path, cfg, speed, as_json, run_dir)
 
 
+def cmd_optimize(cfg: Config, args: argparse.Namespace) -> int:
+    """A parameter search over replays of recordings (``hip3.analysis.optimize``); ``cfg`` is the base."""
+    from hip3.analysis.optimize import cli
+
+    return cli(cfg, args.recordings, args.space, args.trials, args.seed, args.workers, args.ray, args.batch,
+               args.drawdown_penalty, args.top, args.json, args.keep_runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python supervisor.py", description="run and control hip3")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -354,6 +363,19 @@ def main(argv: list[str] | None = None) -> int:
     p_replay.add_argument("--speed", default="max", help="'max' (default) or a factor (1 = the recorded pace)")
     p_replay.add_argument("--run-dir", help="the replay's run directory (default: <run_dir>/replays/<file>-<time>)")
     p_replay.add_argument("--json", action="store_true")
+    p_opt = sub.add_parser("optimize", help="search parameters over replays of recordings (Optuna, walk-forward)")
+    p_opt.add_argument("recordings", nargs="+", help="recordings (files, or an index for its parts), any order")
+    p_opt.add_argument("--space", required=True, help="TOML search space (see hip3/analysis/space.py)")
+    p_opt.add_argument("--trials", type=int, default=50)
+    p_opt.add_argument("--seed", type=int, default=0, help="the same seed and batch give the same study")
+    p_opt.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
+    p_opt.add_argument("--ray", metavar="ADDRESS", help="run the trials on this Ray cluster (host:port, auto)")
+    p_opt.add_argument("--batch", type=int, default=8, help="trials asked and run together (default 8)")
+    p_opt.add_argument("--drawdown-penalty", type=float, default=1.0,
+                       help="objective = net PnL - this x max drawdown (default 1)")
+    p_opt.add_argument("--top", type=int, default=10, help="rows of the trial table (default 10)")
+    p_opt.add_argument("--keep-runs", metavar="DIR", help="keep every replay's run directory under DIR")
+    p_opt.add_argument("--json", action="store_true")
     for p in sub.choices.values():
         p.add_argument("--config", help="config file (default: $HIP3_CONFIG or configs/default.toml)")
     args = parser.parse_args(argv)
@@ -375,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(cfg, args)
         if args.command == "replay":
             return cmd_replay(cfg, args.file, args.speed, args.json, args.run_dir)
+        if args.command == "optimize":
+            return cmd_optimize(cfg, args)
         return cmd_reset(cfg)
     except (ConfigError, CliError, BusError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -210,9 +210,12 @@ def test_optimize_cli(recordings: list[str], tmp_path: Path, capsys: pytest.Capt
     assert supervisor.main(args) == 0
     out = capsys.readouterr().out
     assert "walk-forward" in out and "best parameters (trial" in out and "[detector]" in out
-    assert supervisor.main([*args, "--json"]) == 0
+    keep = tmp_path / "kept"
+    assert supervisor.main([*args, "--json", "--keep-runs", str(keep)]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["trials"] == 3 and res["best_toml"].startswith("# hip3 optimize: trial")
+    kept = sorted(p.name for p in keep.iterdir())
+    assert len(kept) == res["replays"] and all((keep / k / "journal.sqlite").exists() for k in kept)
     space.write_text("[detector]\nmin_edge_bps = { low = 3.0, high = 1.0 }\n")
     assert supervisor.main(args) == 2
     assert "low must be below high" in capsys.readouterr().err

@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     p_report.add_argument("--taker-fee-bps", type=float, default=None,
                           help="taker fee per leg assumed by --signals (default: HIP-3 tier 0, 9 bps)")
     p_replay = sub.add_parser("replay", help="replay a recorded session (feed.record_path) deterministically")
-    p_replay.add_argument("file", help="the recording")
+    p_replay.add_argument("file", help="the recording: feed.record_path, its index, or one part")
     p_replay.add_argument("--speed", default="max", help="'max' (default) or a factor (1 = the recorded pace)")
     p_replay.add_argument("--run-dir", help="the replay's run directory (default: <run_dir>/replays/<file>-<time>)")
     p_replay.add_argument("--json", action="store_true")

@@ -3,11 +3,14 @@
 Writes ``--recordings`` simulated recordings of ``--seconds`` each (``hip3.sim.synth``: the default
 config's market model, GOLD and SILVER), then runs the same study (``hip3.analysis.optimize``: TPE,
 median pruning per recording, ``--trials`` in batches of ``--batch``) with 1 local worker and with
-``--workers`` (default: one per CPU). Workers are spawned and warmed (imports) before the clock starts, so
-the figures are the study's own. ``speedup`` = wall time with 1 worker / wall time with N; ``identical`` says
-whether both studies gave the same trials and results (they must: a study does not depend on its workers).
+``--workers`` (default: one per CPU), alternately, ``--rounds`` times each (1, N, 1, N, ...: on a shared
+machine the load changes between runs). Workers are spawned and warmed (imports) before the clock starts,
+so the figures are the study's own. ``speedup`` = the median wall time with 1 worker / the median with N;
+``identical`` says whether every study gave the same trials and results (they must: a study does not
+depend on its workers).
 
-Run: ``python -m bench.optimize [--trials 16] [--batch 8] [--recordings 3] [--seconds 60] [--workers N]``.
+Run: ``python -m bench.optimize [--trials 16] [--batch 8] [--recordings 3] [--seconds 60] [--workers N]
+[--rounds 2]``.
 The last line is one JSON object.
 """
 
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +64,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--workers", type=int, default=default_workers())
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="h3bop", dir="/tmp"))
     try:
@@ -71,16 +76,20 @@ def main() -> None:
             paths.append(str(p))
         base = parse_config(f'run_dir = "{d / "run"}"\nmode = "paper"\n[logging]\nstderr = false\n'
                             + "".join(f'[[markets]]\ncoin = "{m}"\n' for m in MARKETS))
-        one, wall_1 = _study(base, paths, 1, args)
-        many, wall_n = _study(base, paths, args.workers, args)
-        same = ({k: v for k, v in one.items() if k not in ("wall_s", "backend", "workers")}
-                == {k: v for k, v in many.items() if k not in ("wall_s", "backend", "workers")})
-        replays = one["replays"]
+        walls: dict[int, list[float]] = {1: [], args.workers: []}
+        results = []
+        for _ in range(args.rounds):
+            for workers in (1, args.workers):
+                res, wall = _study(base, paths, workers, args)
+                walls[workers].append(wall)
+                results.append({k: v for k, v in res.items() if k not in ("wall_s", "backend", "workers")})
+                print(f"{workers} worker(s): {wall:.2f} s ({wall / res['replays'] * 1000:.0f} ms a replay)", flush=True)
+        same = all(r == results[0] for r in results)
+        replays = results[0]["replays"]
+        wall_1, wall_n = statistics.median(walls[1]), statistics.median(walls[args.workers])
         print(f"{args.recordings} recordings of {args.seconds:g} s, {args.trials} trials in batches of {args.batch}: "
-              f"{replays} replays ({one['states']['pruned']} trials pruned)")
-        print(f"1 worker: {wall_1:.2f} s ({wall_1 / replays * 1000:.0f} ms a replay)")
-        print(f"{args.workers} workers: {wall_n:.2f} s ({wall_n / replays * 1000:.0f} ms a replay), "
-              f"speed-up {wall_1 / wall_n:.2f}x, same result: {same}")
+              f"{replays} replays ({results[0]['states']['pruned']} trials pruned); median 1 worker {wall_1:.2f} s, "
+              f"{args.workers} workers {wall_n:.2f} s: speed-up {wall_1 / wall_n:.2f}x; same result: {same}")
         print(json.dumps({"trials": args.trials, "batch": args.batch, "recordings": args.recordings,
                           "recording_s": args.seconds, "replays": replays, "workers": args.workers,
                           "wall_1_worker_s": round(wall_1, 3), "wall_n_workers_s": round(wall_n, 3),

@@ -34,7 +34,7 @@ from hip3.analysis.evaluate import Score, Task
 from hip3.analysis.space import InvalidTrial, Space, apply, toml_fragment
 from hip3.config import Config
 from hip3.replay.recording import RecordingError, read_recording
-from hip3.replay.rotation import load_index
+from hip3.replay.rotation import base_of_index, load_index
 
 
 class OptimizeError(Exception):
@@ -55,9 +55,8 @@ def expand(paths: Sequence[str]) -> list[RecordingInfo]:
     files: list[Path] = []
     for p in paths:
         path = Path(p)
-        if path.name.endswith(".index.json"):
-            base = path.parent / (path.name.removesuffix(".index.json") + ".rec")
-            parts = sorted(load_index(base)["parts"], key=lambda e: int(e["part"]))
+        if path.name.endswith(".index.jsonl"):
+            parts = sorted(load_index(base_of_index(path))["parts"], key=lambda e: int(e["part"]))
             if not parts:
                 raise OptimizeError(f"{p}: the index lists no part")
             files.extend(path.parent / str(e["file"]) for e in parts)

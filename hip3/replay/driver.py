@@ -5,7 +5,8 @@
 1. reads the recording (``hip3.replay.recording``) and installs a ``hip3.clock.VirtualClock`` that
    starts at the recording's start (its monotonic time; wall = the recorded wall time);
 2. starts ``hip3.sim.replay.ReplayExchange`` (the simulator's matching engine, the recorded markets,
-   a throwaway account funded as in paper mode) on 127.0.0.1, and the five actors - the production
+   a throwaway account funded as in paper mode) on 127.0.0.1, and the six actors of a paper session (the
+   recorder writes the replay's journal in its run directory) - the production
    classes, unchanged - over ``inproc://`` in this thread (``Actor.start``), with a small stand-in for
    the supervisor (control state, hard-stop requests, inbox);
 3. then, frame group by frame group (frames received together live are applied together): fires every

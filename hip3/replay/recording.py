@@ -200,7 +200,7 @@ def read_recording(path: Path | str) -> Recording:
     from hip3.replay.rotation import index_path, read_index_recording
 
     path = Path(path)
-    if path.name.endswith(".json"):
+    if path.name.endswith(".index.jsonl"):
         return read_index_recording(path)
     if not path.exists() and index_path(path).exists():  # record_path of a rotated recording: its parts
         return read_index_recording(index_path(path))

@@ -1,11 +1,15 @@
 """Recordings that rotate, compress, and say what each file covers.
 
 A recording of a long session is one file per part, beside ``feed.record_path`` (``frames.rec`` ->
-``frames.00001.rec.zst``, ``frames.00002.rec.zst``, ...) and an index, ``frames.index.json``, listing each
+``frames.00001.rec.zst``, ``frames.00002.rec.zst``, ...) and an index, ``frames.index.jsonl``, listing each
 part with what it covers: the receive times of its first and last frame (monotonic and wall), its frame
 count, its markets and dex, its sizes, and whether it was closed properly. A part is a whole recording
 (magic, header, frames): it can be replayed alone, or all parts in order as one session
 (``read_recording`` of the index, or of ``frames.rec`` when only the index and parts exist).
+
+The index is JSON Lines, appended to when a part opens and when it closes (the last line about a part
+wins): an append costs the same after a year of hourly parts as after one, where rewriting a whole JSON
+document would stall the feed's thread for longer every hour.
 
 Why: one ever-growing file fills the disk and has to be read whole to find an hour; zstd makes market
 data about 6x smaller. Rotation: when the part reaches ``record_rotate_mb`` on disk or
@@ -14,12 +18,12 @@ data about 6x smaller. Rotation: when the part reaches ``record_rotate_mb`` on d
 What it guards against:
 
 * **kill -9.** The part being written ends in a torn block or record: its readable part is read and the
-  tail reported, as for an uncompressed file. Its index entry says ``closed: false`` (the index is
-  rewritten at most every ``INDEX_EVERY_NS`` while writing): the next feed that opens the recording scans
-  such parts and corrects their entries before it starts a new part. A restarted feed never appends to
-  an existing part (a torn zstd stream cannot be continued).
-* **A lost or corrupt index**: rebuilt from the parts on disk (``rebuild_index``).
-* **A half-written index**: written to a temporary file and renamed over the old one.
+  tail reported, as for an uncompressed file. Its last index line says ``closed: false``: the next feed
+  that opens the recording scans such parts and appends their corrected entries before it starts a new
+  part. A restarted feed never appends to an existing part (a torn zstd stream cannot be continued).
+* **A torn last index line** (killed mid-append): skipped; the part it described is found on disk.
+* **A lost or unreadable index, or parts it does not list**: the parts on disk are scanned
+  (``rebuild_index``); a rebuilt index is written whole, to a temporary file renamed over the old one.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from typing import Any, Protocol
 from hip3.replay.recording import FrameRecorder, Recording, RecordingError, read_recording
 
 INDEX_FORMAT = 1
-INDEX_EVERY_NS = 10_000_000_000
 _PART_RE = re.compile(r"^(?P<stem>.+)\.(?P<n>\d{5,})\.rec(?P<zst>\.zst)?$")
 
 
@@ -72,8 +75,13 @@ def stem_of(base: Path) -> str:
 
 
 def index_path(base: Path) -> Path:
-    """``dir/frames.rec`` -> ``dir/frames.index.json``."""
-    return base.parent / f"{stem_of(base)}.index.json"
+    """``dir/frames.rec`` -> ``dir/frames.index.jsonl``."""
+    return base.parent / f"{stem_of(base)}.index.jsonl"
+
+
+def base_of_index(path: Path) -> Path:
+    """``dir/frames.index.jsonl`` -> ``dir/frames.rec``."""
+    return path.parent / (path.name.removesuffix(".index.jsonl") + ".rec")
 
 
 def part_path(base: Path, n: int, compressed: bool) -> Path:
@@ -122,28 +130,48 @@ def rebuild_index(base: Path) -> dict[str, Any]:
 
 
 def load_index(base: Path) -> dict[str, Any]:
-    """The index of ``base`` (rebuilt from the parts if it is missing or unreadable)."""
-    path = index_path(base)
+    """The index of ``base``: its lines folded (the last about a part wins); rebuilt from the parts on disk
+    if it is missing, unreadable, or does not list every part there."""
+    parts: dict[int, dict[str, Any]] = {}
     try:
-        index: dict[str, Any] = json.loads(path.read_text())
-        if index.get("format") == INDEX_FORMAT and isinstance(index.get("parts"), list):
-            return index
-    except (OSError, ValueError):
+        with open(index_path(base), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                    parts[int(entry["part"])] = entry
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line (killed mid-append), or not an entry
+    except OSError:
         pass
-    return rebuild_index(base)
+    if not parts or not {n for n, _ in list_parts(base)} <= set(parts):
+        return {**rebuild_index(base), "rebuilt": True}
+    return {"format": INDEX_FORMAT, "stem": stem_of(base), "parts": [parts[n] for n in sorted(parts)]}
 
 
 def write_index(base: Path, index: dict[str, Any]) -> None:
+    """Write the whole index (after a rebuild): to a temporary file renamed over the old one."""
     path = index_path(base)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+    tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in index["parts"]))
     os.replace(tmp, path)
+
+
+def append_index(base: Path, entry: dict[str, Any]) -> None:
+    """One line: what a part covers now (on a line of its own after a torn one)."""
+    path = index_path(base)
+    line = json.dumps(entry, sort_keys=True).encode() + b"\n"
+    with open(path, "ab") as f:
+        if f.tell() > 0:
+            with open(path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    line = b"\n" + line
+        f.write(line)
 
 
 def read_index_recording(path: Path) -> Recording:
     """Every part an index lists, in order, as one recording (its segments one after another)."""
-    base = path.parent / (path.name.removesuffix(".index.json") + ".rec")
-    index = load_index(base)
+    index = load_index(base_of_index(path))
     if not index["parts"]:
         raise RecordingError(f"{path}: the index lists no readable part")
     segments = []
@@ -165,7 +193,7 @@ def read_index_recording(path: Path) -> Recording:
 
 
 class RotatingRecorder:
-    """Writes ``base``'s parts and keeps its index (see the module doc). Same interface as
+    """Writes ``base``'s parts and appends to its index (see the module doc). Same interface as
     ``FrameRecorder``; ``now_ns`` is the feed's monotonic clock (part age)."""
 
     def __init__(self, base: Path, header: dict[str, Any], t_ns: int, params: RotationParams,
@@ -175,24 +203,27 @@ class RotatingRecorder:
         self.header = header
         self.params = params
         self._now_ns = now_ns
-        self.index = load_index(base)
-        self._repair()
+        index = load_index(base)
+        if index.get("rebuilt"):
+            write_index(base, index)
+        self._repair(index["parts"])
         on_disk = [n for n, _ in list_parts(base)]
-        self._next = max([0, *on_disk, *(int(e["part"]) for e in self.index["parts"])]) + 1
+        self._next = max([0, *on_disk, *(int(e["part"]) for e in index["parts"])]) + 1
         self.frames = 0  # through this recorder, all parts
         self.part: FrameRecorder
         self._entry: dict[str, Any] = {}
         self._open(t_ns)
 
-    def _repair(self) -> None:
-        """Entries of parts a killed feed left open: scanned and corrected."""
-        for i, e in enumerate(self.index["parts"]):
+    def _repair(self, parts: list[dict[str, Any]]) -> None:
+        """Parts a killed feed left open: scanned, and their corrected entries appended."""
+        for e in parts:
             if not e.get("closed"):
                 path = self.base.parent / str(e["file"])
                 try:
-                    self.index["parts"][i] = entry_for(path, int(e["part"]), read_recording(path), closed=True)
+                    fixed = entry_for(path, int(e["part"]), read_recording(path), closed=True)
                 except (OSError, RecordingError) as err:
-                    e.update(closed=True, torn_reason=f"unreadable: {err}")
+                    fixed = {**e, "closed": True, "torn_reason": f"unreadable: {err}"}
+                append_index(self.base, fixed)
 
     def _open(self, t_ns: int) -> None:
         n = self._next
@@ -204,17 +235,15 @@ class RotatingRecorder:
                        "compression": "none" if self.params.zstd_level is None else "zstd",
                        "closed": False, "markets": list(self.header.get("markets", [])),
                        "dex": self.header.get("dex"), "segments": 1}
-        self.index["parts"].append(self._entry)
-        self._update_entry()
-        self._index_ns = self._opened_ns
+        self._append()
 
-    def _update_entry(self) -> None:
+    def _append(self) -> None:
         p = self.part
         self._entry.update(frames=p.frames, first_t_ns=p.first_t_ns, last_t_ns=p.last_t_ns, bytes=p.bytes,
                            raw_bytes=p.raw_bytes,
                            first_wall_ms=_wall_ms(self.header, p.first_t_ns) if p.frames else None,
                            last_wall_ms=_wall_ms(self.header, p.last_t_ns) if p.frames else None)
-        write_index(self.base, self.index)
+        append_index(self.base, self._entry)
 
     def write_frames(self, frames: Iterable[tuple[int, bytes]]) -> None:
         part = self.part
@@ -225,16 +254,12 @@ class RotatingRecorder:
             self._rotate()
 
     def flush(self) -> None:
-        """Write the buffer; rotate if the part is too big or too old; refresh the index now and then."""
+        """Write the buffer; rotate if the part is too big or too old."""
         self.part.flush()
-        now = self._now_ns()
         p = self.params
-        if (p.rotate_bytes and self.part.bytes >= p.rotate_bytes) or (p.rotate_ns and now - self._opened_ns
-                                                                       >= p.rotate_ns):
+        if (p.rotate_bytes and self.part.bytes >= p.rotate_bytes) or (
+                p.rotate_ns and self._now_ns() - self._opened_ns >= p.rotate_ns):
             self._rotate()
-        elif now - self._index_ns >= INDEX_EVERY_NS:
-            self._index_ns = now
-            self._update_entry()
 
     def _rotate(self) -> None:
         self._finish()
@@ -243,7 +268,7 @@ class RotatingRecorder:
     def _finish(self) -> None:
         self.part.close()
         self._entry["closed"] = True
-        self._update_entry()
+        self._append()
 
     def close(self) -> None:
         if not self.part.closed:

@@ -136,8 +136,9 @@ def test_the_recording_holds_market_frames_and_the_exchange_markets(session: Ses
 
     rec = read_recording(session.recording)  # record_path: the index of its parts (the default)
     assert rec.torn_bytes == 0 and rec.torn_reason == ""
-    index = json.loads((session.recording.parent / "frames.index.json").read_text())
-    (part,) = index["parts"]  # an 8 s session: no rotation
+    lines = [json.loads(line) for line in (session.recording.parent / "frames.index.jsonl").read_text().splitlines()]
+    assert [(e["part"], e["closed"]) for e in lines] == [(1, False), (1, True)]  # opened, closed
+    part = lines[-1]  # an 8 s session: no rotation
     assert part["file"] == "frames.00001.rec.zst" and part["closed"] and part["frames"] == len(rec.frames())
     assert part["markets"] == ["xyz:GOLD", "xyz:SILVER"] and part["first_t_ns"] == rec.frames()[0][0]
     assert (session.recording.parent / part["file"]).read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd

@@ -97,8 +97,9 @@ def test_rotation_by_age_with_an_index_of_what_each_part_covers(tmp_path: Path) 
         rec.write_frames([f])
         rec.flush()  # the feed's 1 s timer
     rec.close()
-    index = json.loads(index_path(base).read_text())
-    parts = index["parts"]
+    lines = [json.loads(line) for line in index_path(base).read_text().splitlines()]
+    assert [(e["part"], e["closed"]) for e in lines[:4]] == [(1, False), (1, True), (2, False), (2, True)]
+    parts = load_index(base)["parts"]
     assert [p["file"] for p in parts][:2] == ["frames.00001.rec.zst", "frames.00002.rec.zst"]
     assert len(parts) == 5 and all(p["closed"] and p["compression"] == "zstd" for p in parts)
     assert sum(p["frames"] for p in parts) == len(fs) and rec.frames == len(fs)
@@ -140,8 +141,10 @@ def test_a_killed_writers_part_is_corrected_and_a_restart_starts_a_new_part(tmp_
     rec.write_frames(fs[:40])
     rec.flush()
     rec.write_frames(fs[40:])  # never flushed: kill -9
-    index = json.loads(index_path(base).read_text())
-    assert index["parts"][0]["closed"] is False and index["parts"][0]["frames"] == 0  # not refreshed yet
+    with open(index_path(base), "a") as f:
+        f.write('{"part": 1, "closed": tr')  # and killed in the middle of an index line
+    (opened,) = load_index(base)["parts"]  # the torn line is skipped
+    assert opened["closed"] is False and opened["frames"] == 0  # as written when the part opened
     again = _rotating(base, clock, rotate_ns=3_600_000_000_000)  # the restarted feed
     later = frames(5, t0=fs[-1][0] + 1_000_000_000)
     again.write_frames(later)
@@ -164,12 +167,19 @@ def test_a_lost_index_is_rebuilt_from_the_parts(tmp_path: Path) -> None:
         rec.flush()
     rec.close()
     before = load_index(base)["parts"]
-    index_path(base).write_text("{not json")
-    rebuilt = load_index(base)["parts"]
-    assert [(p["file"], p["frames"], p["first_t_ns"], p["last_t_ns"]) for p in rebuilt] == [
-        (p["file"], p["frames"], p["first_t_ns"], p["last_t_ns"]) for p in before]
+    key = [(p["file"], p["frames"], p["first_t_ns"], p["last_t_ns"]) for p in before]
+    assert len(before) >= 3
+    index_path(base).write_text("{not json\n")
+    assert [(p["file"], p["frames"], p["first_t_ns"], p["last_t_ns"]) for p in load_index(base)["parts"]] == key
+    lines = index_path(base).read_text().splitlines()
+    index_path(base).write_text(lines[0] + "\n")  # an index that lists part 1 only: the others are found too
+    assert len(load_index(base)["parts"]) == len(before)
     os.remove(index_path(base))
     assert read_recording(index_path(base)).frames() == fs
+    again = _rotating(base, clock, rotate_ns=5_000_000)  # the next feed writes the rebuilt index whole
+    again.close()
+    assert [(p["file"], p["frames"]) for p in load_index(base)["parts"]][:len(before)] == [k[:2] for k in key]
+    assert not load_index(base).get("rebuilt")
 
 
 def test_without_rotation_or_compression_record_path_is_one_file_as_before(tmp_path: Path) -> None:

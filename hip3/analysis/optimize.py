@@ -328,6 +328,9 @@ def cli(base: Config, recordings: Sequence[str], space_path: str, trials: int, s
     except (OptimizeError, SpaceError, RayError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a worker pool or cluster that broke under the study: one line, not a traceback
+        print(f"error: the study stopped: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     finally:
         if backend is not None:
             backend.close()

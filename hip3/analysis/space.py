@@ -205,7 +205,9 @@ def toml_fragment(values: dict[str, Any], space: Space, cfg: Config, comment: st
     for section, lines in sections.items():
         out.append(f"[{'.'.join(section)}]" if section else "")
         out.extend(lines)
-    if markets:
+    if markets and not cfg.markets:
+        out.append("# every market disabled: none traded profitably; no [[markets]] entry")
+    elif markets:
         out.append("# the whole market list (it replaces yours; disabled markets are left out)")
         for m in cfg.markets:
             out.append("[[markets]]")

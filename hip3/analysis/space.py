@@ -206,7 +206,7 @@ def toml_fragment(values: dict[str, Any], space: Space, cfg: Config, comment: st
         out.append(f"[{'.'.join(section)}]" if section else "")
         out.extend(lines)
     if markets and not cfg.markets:
-        out.append("# every market disabled: none traded profitably; no [[markets]] entry")
+        out.append("# every market disabled: the best result was not to trade these markets at all")
     elif markets:
         out.append("# the whole market list (it replaces yours; disabled markets are left out)")
         for m in cfg.markets:

@@ -140,6 +140,7 @@ def test_disabling_every_market_trades_nothing(tmp_path: Path) -> None:
     backend = Scripted()
     res = Optimizer(base, infos(2), space, backend, Settings(trials=2, seed=1)).run()
     assert res["best"]["trades"] == 0 and res["replays"] == 0 and all(t.cfg is None for t in backend.tasks)
+    assert "every market disabled" in res["best_toml"] and "[[markets]]" not in res["best_toml"].splitlines()
 
 
 # ---- real studies: replays of simulated recordings --------------------------------------------------------

@@ -5,9 +5,10 @@
     python supervisor.py stop [--flatten [--timeout S]] [--config FILE]
     python supervisor.py hardstop --reason TEXT [--config FILE]
     python supervisor.py reset-hardstop [--config FILE]
-    python supervisor.py report [--since TIME] [--json] [--config FILE]
+    python supervisor.py report [--since TIME] [--json] [--run-dir DIR] [--signals] [--html FILE] [--config FILE]
     python supervisor.py replay FILE [--speed max|X] [--json] [--run-dir DIR] [--config FILE]
     python supervisor.py fund-dex [--usd N] [--yes] [--config FILE]
+    python supervisor.py optimize RECORDINGS... --space FILE [--trials N] [--seed S] [--workers N | --ray ADDRESS]
 
 The config is ``--config``, else ``$HIP3_CONFIG``, else ``configs/default.toml`` (paper mode against the
 built-in simulator). Commands reach the running supervisor over the ``ctl`` socket in the run
@@ -403,26 +404,19 @@ def cmd_reset(cfg: Config) -> int:
     return 0
 
 
-def cmd_report(cfg: Config, since: str | None, as_json: bool) -> int:
-    """The session report from the journal (read-only; the supervisor need not run)."""
-    import sqlite3
+def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    """The session report, the follow-up analysis (``--signals``) or the HTML report (``--html FILE``), from
+    the journal of the run directory or of ``--run-dir`` (a replay's); read-only, the supervisor need not run."""
+    from hip3.analysis.report_cli import ReportError, run_report
 
-    from hip3.journal_db import journal_path
-    from hip3.report import build_report, format_report, open_readonly, parse_since
-
-    path = journal_path(cfg.run_path)
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else cfg.run_path
     try:
-        since_ms = parse_since(since, time.time_ns() // 1_000_000) if since else None
-        conn = open_readonly(path)
-    except (ValueError, FileNotFoundError) as e:
+        text = run_report(run_dir, since=args.since, as_json=args.json, signals=args.signals, html_path=args.html,
+                          taker_fee_bps=args.taker_fee_bps)
+    except ReportError as e:
         raise CliError(str(e)) from None
-    try:
-        rep = build_report(conn, since_ms)
-    except sqlite3.Error as e:
-        raise CliError(f"cannot read the journal {path}: {e}") from None
-    finally:
-        conn.close()
-    print(msgspec.json.encode(rep).decode() if as_json else format_report(rep, str(path)))
+    if text:
+        print(text)
     return 0
 
 
@@ -460,6 +454,14 @@ def cmd_replay(cfg: Config, path: str, speed: str, as_json: bool, run_dir: str |
     return cli(path, cfg, speed, as_json, run_dir)
 
 
+def cmd_optimize(cfg: Config, args: argparse.Namespace) -> int:
+    """A parameter search over replays of recordings (``hip3.analysis.optimize``); ``cfg`` is the base."""
+    from hip3.analysis.optimize import cli
+
+    return cli(cfg, args.recordings, args.space, args.trials, args.seed, args.workers, args.ray, args.batch,
+               args.drawdown_penalty, args.top, args.json, args.keep_runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python supervisor.py", description="run and control hip3")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -481,14 +483,33 @@ def main(argv: list[str] | None = None) -> int:
     p_report = sub.add_parser("report", help="session report from the journal (trades, PnL, latency)")
     p_report.add_argument("--since", help="only events since TIME: an age (30m, 2h, 1d) or an ISO-8601 time")
     p_report.add_argument("--json", action="store_true")
+    p_report.add_argument("--run-dir", help="read the journal of this run directory (e.g. a replay's)")
+    p_report.add_argument("--signals", action="store_true",
+                          help="follow-up analysis of the signals: net edge per horizon, best threshold per market")
+    p_report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report (plotly)")
+    p_report.add_argument("--taker-fee-bps", type=float, default=None,
+                          help="taker fee per leg assumed by --signals (default: HIP-3 tier 0, 9 bps)")
     p_replay = sub.add_parser("replay", help="replay a recorded session (feed.record_path) deterministically")
-    p_replay.add_argument("file", help="the recording")
+    p_replay.add_argument("file", help="the recording: feed.record_path, its index, or one part")
     p_replay.add_argument("--speed", default="max", help="'max' (default) or a factor (1 = the recorded pace)")
     p_replay.add_argument("--run-dir", help="the replay's run directory (default: <run_dir>/replays/<file>-<time>)")
     p_replay.add_argument("--json", action="store_true")
     p_fund = sub.add_parser("fund-dex", help="move USDC from the perp balance to the traded HIP-3 dex (sendAsset)")
     p_fund.add_argument("--usd", help="the amount (default: [collateral] transfer_usd)")
     p_fund.add_argument("--yes", action="store_true", help="required on mainnet: real money moves")
+    p_opt = sub.add_parser("optimize", help="search parameters over replays of recordings (Optuna, walk-forward)")
+    p_opt.add_argument("recordings", nargs="+", help="recordings (files, or an index for its parts), any order")
+    p_opt.add_argument("--space", required=True, help="TOML search space (see hip3/analysis/space.py)")
+    p_opt.add_argument("--trials", type=int, default=50)
+    p_opt.add_argument("--seed", type=int, default=0, help="the same seed and batch give the same study")
+    p_opt.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
+    p_opt.add_argument("--ray", metavar="ADDRESS", help="run the trials on this Ray cluster (host:port, auto)")
+    p_opt.add_argument("--batch", type=int, default=8, help="trials asked and run together (default 8)")
+    p_opt.add_argument("--drawdown-penalty", type=float, default=1.0,
+                       help="objective = net PnL - this x max drawdown (default 1)")
+    p_opt.add_argument("--top", type=int, default=10, help="rows of the trial table (default 10)")
+    p_opt.add_argument("--keep-runs", metavar="DIR", help="keep every replay's run directory under DIR")
+    p_opt.add_argument("--json", action="store_true")
     for p in sub.choices.values():
         p.add_argument("--config", help="config file (default: $HIP3_CONFIG or configs/default.toml)")
     args = parser.parse_args(argv)
@@ -507,11 +528,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "hardstop":
             return cmd_hardstop(cfg, args.reason)
         if args.command == "report":
-            return cmd_report(cfg, args.since, args.json)
+            return cmd_report(cfg, args)
         if args.command == "replay":
             return cmd_replay(cfg, args.file, args.speed, args.json, args.run_dir)
         if args.command == "fund-dex":
             return cmd_fund_dex(cfg, args.usd, args.yes)
+        if args.command == "optimize":
+            return cmd_optimize(cfg, args)
         return cmd_reset(cfg)
     except (ConfigError, CliError, BusError) as e:
         print(f"error: {e}", file=sys.stderr)

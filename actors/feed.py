@@ -27,7 +27,7 @@ from hip3.config import account_address, exchange_urls
 from hip3.feed import FeedCore
 from hip3.hyperliquid.ws import ConnState, WsClient
 from hip3.messages import Message, PositionSnapshot
-from hip3.replay.recording import FrameRecorder
+from hip3.replay.rotation import Recorder, RotationParams, open_recorder
 from hip3.runtime.actor import Actor
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
@@ -76,7 +76,7 @@ class Feed(Actor):
         self.subscriber(["positions"], self._on_positions, only=(PositionSnapshot,))
         for sub in self.core.subscriptions():
             self.ws.subscribe(sub)
-        self._recorder: FrameRecorder | None = None
+        self._recorder: Recorder | None = None
         if fp.record_path:
             self._start_recording(fp.record_path)
         self.log.info("subscribing", markets=len(self.core.markets), user_streams=bool(self.core.user_subs),
@@ -107,7 +107,11 @@ class Feed(Actor):
             "universe": [[s.coin, s.sz_decimals, s.max_leverage, s.is_delisted]
                          for s in sorted(registry.specs, key=lambda s: s.asset)],
         }
-        self._recorder = FrameRecorder(path, header, clock.monotonic_ns())
+        fp = self.cfg.feed
+        params = RotationParams(rotate_bytes=fp.record_rotate_mb * 1024 * 1024,
+                                rotate_ns=fp.record_rotate_minutes * 60_000_000_000,
+                                zstd_level=fp.record_zstd_level if fp.record_compression == "zstd" else None)
+        self._recorder = open_recorder(path, header, clock.monotonic_ns(), params, lambda: clock.monotonic_ns())
         self.ws.record = []
         for coin in self.core.markets:
             self.ws.subscribe({"type": "l2Book", "coin": coin})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sys
 
+from hip3 import clock
 from hip3.journal_db import JournalWriter, journal_path
 from hip3.messages import HardStopState
 from hip3.runtime.actor import Actor
@@ -47,7 +48,10 @@ class Recorder(Actor):
             background_priority()
         rc = self.cfg.recorder
         self.path = journal_path(self.run_dir)
-        self.writer = JournalWriter(self.path, synchronous=rc.synchronous, max_pending=rc.max_pending_rows)
+        # The process clock: the wall clock live, the recording's in a replay (so a replay's journal is a
+        # function of the recording and carries the recorded session's times).
+        self.writer = JournalWriter(self.path, synchronous=rc.synchronous, max_pending=rc.max_pending_rows,
+                                    clock_ns=lambda: clock.time_ns())
         self._flush_each_batch = rc.commit_interval_ms == 0
         self._problems = 0
         self._bad_frames = 0

@@ -11,9 +11,11 @@ Three processes on 127.0.0.1 (no internet):
 ``frames_per_s`` = Bbo messages received by the subscriber in a steady window / the window's length
 (so a frame counts only once it was received, decoded, converted, published and delivered).
 
-``--record``: the same run twice, without and with ``feed.record_path`` (the raw-frame recording of
-``hip3.replay.recording``), for the recording's cost as a ratio measured in one invocation
-(``frames_per_s_recording``, ``recording_ratio``, ``recorded_bytes``).
+``--record``: the same run three times, without ``feed.record_path``, with it uncompressed
+(``record_compression = "none"``; the raw-frame recording of ``hip3.replay.recording``) and with it
+compressed (zstd, the default; ``hip3.replay.rotation``), for the recording's cost as ratios measured in one
+invocation (``frames_per_s_recording``, ``recording_ratio``, ``recorded_bytes``; ``frames_per_s_recording_zstd``,
+``recording_zstd_ratio``, ``recorded_bytes_zstd``, ``zstd_size_ratio``).
 
 Run: ``python -m bench.feed [--seconds 5] [--markets 20] [--record]``. The last line is one JSON object.
 """
@@ -255,19 +257,29 @@ def main() -> None:
     ap.add_argument("--markets", type=int, default=20)
     ap.add_argument("--record", action="store_true", help="also measure with feed.record_path set")
     args = ap.parse_args()
-    res = _measure(args, record=False)
+    res = _measure(args, record="")
     out = {"frames_per_s": round(res["fps"]), "received": res["received"], "seconds": round(res["elapsed_s"], 3),
            "seq_gaps": res["gaps"], "markets": args.markets, "cpus": os.cpu_count()}
     if args.record:
-        rec = _measure(args, record=True)
-        print(f"feed recording: {rec['fps']:.0f} frames/s with feed.record_path set "
+        rec = _measure(args, record="none")
+        print(f"feed recording: {rec['fps']:.0f} frames/s with feed.record_path set, uncompressed "
               f"({rec['fps'] / res['fps']:.3f} of {res['fps']:.0f} without), {rec['recorded_bytes']} bytes recorded")
         out.update(frames_per_s_recording=round(rec["fps"]), recording_ratio=round(rec["fps"] / res["fps"], 3),
                    recorded_bytes=rec["recorded_bytes"])
+        z = _measure(args, record="zstd")
+        per_frame = rec["recorded_bytes"] / max(1, rec["received"])
+        per_frame_z = z["recorded_bytes"] / max(1, z["received"])
+        print(f"feed recording: {z['fps']:.0f} frames/s compressed with zstd ({z['fps'] / res['fps']:.3f} of "
+              f"{res['fps']:.0f} without), {z['recorded_bytes']} bytes recorded, {per_frame_z:.1f} bytes a frame "
+              f"against {per_frame:.1f} uncompressed")
+        out.update(frames_per_s_recording_zstd=round(z["fps"]), recording_zstd_ratio=round(z["fps"] / res["fps"], 3),
+                   recorded_bytes_zstd=z["recorded_bytes"],
+                   zstd_size_ratio=round(per_frame / per_frame_z, 1) if per_frame_z else None)
     print(json.dumps(out))
 
 
-def _measure(args: argparse.Namespace, record: bool) -> dict[str, float]:
+def _measure(args: argparse.Namespace, record: str) -> dict[str, float]:
+    """One run; ``record``: "" (no recording), "none" or "zstd" (its compression)."""
     coins = [f"xyz:M{i}" for i in range(args.markets)]
     ctx = multiprocessing.get_context("spawn")
     run_dir = Path(tempfile.mkdtemp(prefix="h3b", dir="/tmp"))
@@ -280,7 +292,7 @@ def _measure(args: argparse.Namespace, record: bool) -> dict[str, float]:
         port = port_r.recv()
         text = _config_text(run_dir, f"ws://127.0.0.1:{port}/ws", coins)
         if record:
-            text += '[feed]\nrecord_path = "frames.rec"\n'
+            text += f'[feed]\nrecord_path = "frames.rec"\nrecord_compression = "{record}"\n'
         res_r, res_w = ctx.Pipe(duplex=False)
         counter = ctx.Process(target=count, args=(text, args.warmup, args.seconds, res_w), daemon=True)
         counter.start()
@@ -301,8 +313,7 @@ def _measure(args: argparse.Namespace, record: bool) -> dict[str, float]:
             if p.is_alive() and p.pid is not None:
                 p.terminate()
             p.join(5)
-        rec_path = run_dir / "frames.rec"
-        res["recorded_bytes"] = rec_path.stat().st_size if rec_path.exists() else 0
+        res["recorded_bytes"] = sum(p.stat().st_size for p in run_dir.glob("frames*.rec*"))
         return res  # type: ignore[no-any-return]
     finally:
         for p in reversed(procs):

@@ -68,12 +68,13 @@ def main() -> None:
                 bus.close()
         finally:
             sim.stop()
-        path = d / "live" / "frames.rec"
+        path = d / "live" / "frames.rec"  # its parts and index (zstd, the default)
         rec = read_recording(path)
+        size = sum(p.stat().st_size for p in (d / "live").glob("frames*.rec*"))
         first = replay(path, cfg, d / "r1")
         second = replay(path, cfg, d / "r2")
         s = first.summary()
-        print(f"recorded {s['recorded_span_s']} s, {s['frames']} frames ({path.stat().st_size} bytes, "
+        print(f"recorded {s['recorded_span_s']} s, {s['frames']} frames ({size} bytes compressed, "
               f"{len(rec.header['markets'])} markets); live trades {len(live.trades)}")
         for r in (first, second):
             print(f"replay: {r.wall_s:.2f} s wall, {r.span_s / r.wall_s:.1f}x real time, {len(r.trades.trades)} "

@@ -125,6 +125,16 @@ class FeedParams(_Section, frozen=True):
     # Record raw market frames with their receive times (hip3.replay.recording) to this file, relative to
     # the run directory unless absolute; empty = off. Replay: `python supervisor.py replay FILE`.
     record_path: str = ""
+    # The recording rotates to a new part when the current one reaches record_rotate_mb on disk or
+    # record_rotate_minutes of age (0 disables each), compressed with zstd at record_zstd_level unless
+    # record_compression = "none". Parts are <stem>.00001.rec.zst, ... beside record_path, listed with the
+    # times, markets and frame counts each covers in <stem>.index.jsonl (hip3.replay.rotation); `replay`
+    # takes the index, a part, or record_path itself. With no rotation and no compression, record_path is
+    # one file as before.
+    record_rotate_mb: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 256
+    record_rotate_minutes: Annotated[int, msgspec.Meta(ge=0, le=10_080)] = 60
+    record_compression: Literal["zstd", "none"] = "zstd"
+    record_zstd_level: Annotated[int, msgspec.Meta(ge=1, le=19)] = 3
 
 
 class PositionParams(_Section, frozen=True):

@@ -67,7 +67,13 @@ from hip3.messages import (
     UserFill,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added after a table's first version, in the order they were added: a journal written by an
+# older hip3 gets them (NULL in its old rows) when it is opened for writing, so one file can span an
+# upgrade. Version 2: the follow-up's exit price (the opposite touch at the horizon).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("signal_followups", "exit_px", "REAL"),
+)
 JOURNAL_FILE = "journal.sqlite"
 
 # Each table's natural key is its PRIMARY KEY (INSERT OR IGNORE makes a replay a no-op).
@@ -79,7 +85,7 @@ CREATE TABLE IF NOT EXISTS signals (
     confidence REAL, recv_ns INTEGER, ts_ms INTEGER NOT NULL, rec_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS signal_followups (
     signal_id TEXT NOT NULL, offset_ms INTEGER NOT NULL, coin TEXT NOT NULL, oracle_px REAL, best_px REAL,
-    edge_bps REAL, edge_change_bps REAL, ts_ms INTEGER NOT NULL, rec_ns INTEGER NOT NULL,
+    edge_bps REAL, edge_change_bps REAL, ts_ms INTEGER NOT NULL, rec_ns INTEGER NOT NULL, exit_px REAL,
     PRIMARY KEY (signal_id, offset_ms));
 -- One row per OrderSubmitted: an intent the executor turned into a signed order frame.
 CREATE TABLE IF NOT EXISTS orders (
@@ -184,6 +190,9 @@ def open_journal(path: Path, synchronous: str = "normal", busy_timeout_ms: int =
                          (str(time.time_ns() // 1_000_000),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise JournalError(f"{path}: schema version {row[0]} is newer than this hip3's ({SCHEMA_VERSION})")
+        elif int(row[0]) < SCHEMA_VERSION:
+            _upgrade(conn)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except (sqlite3.Error, JournalError, ValueError) as e:
         if conn.in_transaction:
@@ -193,6 +202,14 @@ def open_journal(path: Path, synchronous: str = "normal", busy_timeout_ms: int =
             raise
         raise JournalError(f"{path}: {e}") from None
     return conn
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Add the columns a journal from an older hip3 lacks (inside the caller's transaction)."""
+    for table, column, sql_type in ADDED_COLUMNS:
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 def _dec(x: Decimal, field: str) -> str:
@@ -281,9 +298,10 @@ def rows_for(msg: Msg, rec_ns: int) -> list[Row] | None:
                 _fee_row(f"s:{msg.signal_id}", "signal", msg.coin, msg.taker_fee_bps, msg.fee_source,
                          msg.time_ms or rec_ms, rec_ns)]
     if isinstance(msg, SignalFollowup):
-        return [(ins + "signal_followups VALUES (?,?,?,?,?,?,?,?,?)",
+        return [(ins + "signal_followups (signal_id, offset_ms, coin, oracle_px, best_px, edge_bps, edge_change_bps, "
+                 "ts_ms, rec_ns, exit_px) VALUES (?,?,?,?,?,?,?,?,?,?)",
                  (_need(msg.signal_id, "signal_id"), msg.offset_ms, msg.coin, msg.oracle_px, msg.best_px,
-                  msg.edge_bps, msg.edge_change_bps, msg.time_ms or rec_ms, rec_ns))]
+                  msg.edge_bps, msg.edge_change_bps, msg.time_ms or rec_ms, rec_ns, msg.exit_px or None))]
     if isinstance(msg, HardStopState):
         return [(ins + "hardstop_states VALUES (?,?,?,?,?,?)",
                  (msg.epoch, _b(msg.latched), _text(msg.reason), msg.since_ms, msg.since_ms or rec_ms, rec_ns))]

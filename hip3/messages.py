@@ -458,6 +458,10 @@ class SignalFollowup(Msg, frozen=True, tag="sigf"):
     edge_bps: float
     edge_change_bps: float
     time_ms: int
+    # The opposite touch at the horizon (the bid after a buy signal, the ask after a sell): the price a
+    # taker would have exited at, so the analysis can score the whole round trip, spread included.
+    # 0.0 = unknown (a message from before this field).
+    exit_px: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -150,6 +150,16 @@ def _trades(conn: sqlite3.Connection) -> list[_Trade]:
     return trades
 
 
+ClosedTrade = _Trade
+
+
+def closed_trades(conn: sqlite3.Connection, since_ms: int | None = None) -> list[ClosedTrade]:
+    """Every close since ``since_ms`` with its fees attributed from userFills, in journal order: the trades
+    the report's figures are made of (the HTML report's equity curve, the optimiser's objective)."""
+    since = since_ms or 0
+    return [t for t in _trades(conn) if t.closed_ms >= since]
+
+
 def _summary(trades: list[_Trade]) -> dict[str, Any]:
     pnl = sum((t.pnl for t in trades), _ZERO)
     fees = sum((t.fees for t in trades), _ZERO)

@@ -117,6 +117,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("sim.faults.malformed_every", "zero"): _SIM,
     ("sim.faults.user_subscribe_delay_ms", "zero"): _SIM,
     ("sim.min_notional_usd", "zero"): _SIM,
+    ("feed.record_rotate_mb", "zero"): "documented 0 = no size rotation (a recording, never a trading decision)",
+    ("feed.record_rotate_minutes", "zero"): "documented 0 = no time rotation (a recording, never a trading decision)",
     ("collateral.transfer_usd", "zero"): "documented 0 = off: fund-dex moves nothing unless an amount is given",
     ("sim.clock_offset_ms", "zero"): "the simulated exchange's clock equals the host's (the default); " + _SIM,
     ("sim.clock_offset_ms", "negative"): "the simulated exchange's clock behind the host's (tests of a host "

@@ -227,6 +227,31 @@ def test_a_newer_schema_is_refused_not_rewritten(tmp_path: Path) -> None:
         open_journal(path)
 
 
+def test_a_version_1_journal_gains_the_followup_exit_price(tmp_path: Path) -> None:
+    """A journal written before follow-ups carried their exit price is upgraded in place when opened for
+    writing: old rows keep NULL, new rows get the price, and the version says 2."""
+    path = tmp_path / "j.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE signal_followups (
+            signal_id TEXT NOT NULL, offset_ms INTEGER NOT NULL, coin TEXT NOT NULL, oracle_px REAL, best_px REAL,
+            edge_bps REAL, edge_change_bps REAL, ts_ms INTEGER NOT NULL, rec_ns INTEGER NOT NULL,
+            PRIMARY KEY (signal_id, offset_ms));
+        INSERT INTO signal_followups VALUES ('old', 1000, 'xyz:GOLD', 1.0, 1.0, 0.5, -1.0, 5, 6);
+    """)
+    conn.close()
+    f = SignalFollowup(signal_id="new", coin="xyz:GOLD", offset_ms=1000, oracle_px=101.0, best_px=100.8,
+                       edge_bps=2.0, edge_change_bps=-13.0, time_ms=1_700_000_001_000, exit_px=100.6)
+    w = write(path, [f])
+    assert w.stats["journal_rows"] == 1 and w.stats["journal_malformed"] == 0, w.last_problem
+    conn = sqlite3.connect(path)
+    assert dict(conn.execute("SELECT signal_id, exit_px FROM signal_followups")) == {"old": None, "new": 100.6}
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert SCHEMA_VERSION == 2
+
+
 def test_full_synchronous_is_applied(tmp_path: Path) -> None:
     conn = open_journal(tmp_path / "j.sqlite", synchronous="full")
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL

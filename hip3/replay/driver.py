@@ -5,7 +5,8 @@
 1. reads the recording (``hip3.replay.recording``) and installs a ``hip3.clock.VirtualClock`` that
    starts at the recording's start (its monotonic time; wall = the recorded wall time);
 2. starts ``hip3.sim.replay.ReplayExchange`` (the simulator's matching engine, the recorded markets,
-   a throwaway account funded as in paper mode) on 127.0.0.1, and the five actors - the production
+   a throwaway account funded as in paper mode) on 127.0.0.1, and the six actors of a paper session (the
+   recorder writes the replay's journal in its run directory) - the production
    classes, unchanged - over ``inproc://`` in this thread (``Actor.start``), with a small stand-in for
    the supervisor (control state, hard-stop requests, inbox);
 3. then, frame group by frame group (frames received together live are applied together): fires every
@@ -51,8 +52,12 @@ from hip3.secrets import SigningKey, hand_over
 from hip3.sim.params import SimParams
 from hip3.sim.replay import ReplayExchange, params_from_header
 
-# The trading graph, in the supervisor's start order (the journal recorder is not part of a replay).
-REPLAY_ACTORS = ("feed", "position_tracker", "executor", "detector", "exit_watcher")
+# The paper graph, in the supervisor's start order: the recorder writes the replay's journal
+# (``<run_dir>/journal.sqlite``) with the same code as a live session, so ``report --run-dir`` reads both alike.
+REPLAY_ACTORS = ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder")
+# The journal is committed at the end of the replay anyway (the recorder's teardown); a long commit
+# interval keeps its timer from waking the graph twenty times a virtual second.
+REPLAY_COMMIT_INTERVAL_MS = 1000
 MAX_ROUNDS = 100_000  # per settle: a graph that never goes quiet is a bug, not a long replay
 
 
@@ -96,6 +101,7 @@ def replay_config(cfg: Config, rec: Recording, run_dir: Path, rest_url: str, acc
              exchange=r(cfg.exchange, network="sim", rest_url=rest_url, ws_url="", account_address=account,
                         signer_address="", vault_address=""),
              feed=r(cfg.feed, record_path=""),
+             recorder=r(cfg.recorder, commit_interval_ms=REPLAY_COMMIT_INTERVAL_MS),
              logging=r(cfg.logging, stderr=False),  # the replay prints its trades; logs go to its run dir
              supervisor=r(cfg.supervisor, actors=()))
 
@@ -164,10 +170,12 @@ class Replay:
         self.settles = 0
         self.rounds = 0
         self.notes: list[str] = []
-        if self.rec.torn_bytes:
+        if self.rec.torn_bytes or self.rec.torn_reason:
             self.notes.append(f"ignored a torn tail of {self.rec.torn_bytes} bytes ({self.rec.torn_reason})")
-        if len(self.rec.segments) > 1:
-            self.notes.append(f"{len(self.rec.segments)} segments (feed restarts): replayed as one session")
+        # A rotated part repeats its feed's header; a restarted feed writes a new one.
+        feeds = {(s.header["started_wall_ns"], s.header["started_mono_ns"]) for s in self.rec.segments}
+        if len(feeds) > 1:
+            self.notes.append(f"{len(feeds)} feed processes (restarts): replayed as one session")
 
     def _groups(self) -> list[tuple[int, list[bytes]]]:
         """Frames received together (same ``recv_ns``) in one group, on the first segment's monotonic

@@ -400,6 +400,7 @@ class DetectorCore:
                     edge_bps=edge,
                     edge_change_bps=edge - edge0,
                     time_ms=now_ms,
+                    exit_px=m.bid_px if is_buy else m.ask_px,
                 )
             )
         return out

@@ -28,7 +28,7 @@ import zmq
 from actors.recorder import Recorder
 from hip3.bus import Bus, Publisher
 from hip3.config import REPO_ROOT, Config
-from hip3.journal_db import journal_path, table_counts
+from hip3.journal_db import SCHEMA_VERSION, journal_path, table_counts
 from hip3.messages import Bbo, HardStopState, Heartbeat, Msg
 from tests.actors.helpers import wait
 from tests.conftest import make_config, stop_process
@@ -252,4 +252,5 @@ def test_committed_rows_survive_kill_9_and_a_restart_adds_no_duplicates(run_dir:
     assert proc.returncode == 0  # the second one stopped cleanly on SIGTERM
     conn = sqlite3.connect(journal_path(run_dir))
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert msgspec.json.decode(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]) == 1
+    version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    assert msgspec.json.decode(version) == SCHEMA_VERSION

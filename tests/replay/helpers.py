@@ -26,7 +26,7 @@ MARKETS = ("xyz:GOLD", "xyz:SILVER")
 # Entries on a single oracle move; everything else the defaults of the strategy.
 EXTRA = """
 [supervisor]
-actors = ["feed", "position_tracker", "executor", "detector", "exit_watcher"]
+actors = ["feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder"]
 [feed]
 record_path = "frames.rec"
 [detector]

@@ -74,6 +74,57 @@ def test_the_replay_trades_equal_the_live_runs(session: Session) -> None:
     assert session.first.notes == []
 
 
+# The report's figures that depend on the trades only (hold times and latencies depend on timing).
+_MONEY = ("trades", "wins", "losses", "win_rate", "pnl_usd", "fees_usd", "net_pnl_usd", "fees_from_fills")
+
+
+def _money(groups: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    return {name: {k: s[k] for k in _MONEY} for name, s in groups.items()}
+
+
+def test_the_replays_journal_reports_the_live_sessions_fees_and_pnl(session: Session) -> None:
+    """The replay's recorder (the live recorder's code) journals the replay; its report gives the same
+    trades, fees (from the exchange's fills) and net PnL as the live session's journal."""
+    from hip3.journal_db import journal_path
+    from hip3.report import build_report, open_readonly
+
+    live_conn = open_readonly(journal_path(session.dir / "live"))
+    replay_conn = open_readonly(journal_path(session.first.run_dir))
+    try:
+        live, rep = build_report(live_conn), build_report(replay_conn)
+    finally:
+        live_conn.close()
+        replay_conn.close()
+    assert live["totals"]["trades"] == len(JUMPS), live["totals"]
+    assert live["totals"]["fees_from_fills"] == len(JUMPS) and live["totals"]["fees_usd"] > 0
+    assert _money({"all": rep["totals"]}) == _money({"all": live["totals"]})
+    assert _money(rep["by_market"]) == _money(live["by_market"])
+    # Exit reasons too, unless the live tracker saw the closing fill before the executor's OrderSubmitted
+    # (two sockets, no order between them): it then names the close "external" (hip3.positions); a
+    # replay, settled step by step, always knows the order first.
+    assert "external" not in rep["by_exit_reason"]
+    if "external" not in live["by_exit_reason"]:
+        assert _money(rep["by_exit_reason"]) == _money(live["by_exit_reason"])
+    assert rep["counts"]["orders"] == live["counts"]["orders"] == 2 * len(JUMPS)
+    assert rep["counts"]["user_fills"] == live["counts"]["user_fills"]
+
+
+def test_report_run_dir_reads_a_replays_journal(session: Session, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import supervisor
+
+    cfg_path = session.dir / "report.toml"
+    cfg_path.write_text(f'run_dir = "{session.dir / "elsewhere"}"\nmode = "paper"\n[[markets]]\ncoin = "xyz:GOLD"\n')
+    args = ["report", "--json", "--config", str(cfg_path), "--run-dir", str(session.first.run_dir)]
+    assert supervisor.main(args) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["totals"]["trades"] == len(JUMPS)
+    assert rep["totals"]["pnl_usd"] == pytest.approx(float(session.first.stats["realized_pnl_usd"]))
+    assert supervisor.main(["report", "--config", str(cfg_path), "--run-dir", str(session.dir / "none")]) == 2
+    assert "no journal" in capsys.readouterr().err
+
+
 def test_a_replay_is_faster_than_real_time(session: Session) -> None:
     r = session.first
     assert r.span_s > 5.0, r.summary()
@@ -81,8 +132,16 @@ def test_a_replay_is_faster_than_real_time(session: Session) -> None:
 
 
 def test_the_recording_holds_market_frames_and_the_exchange_markets(session: Session) -> None:
-    rec = read_recording(session.recording)
-    assert rec.torn_bytes == 0
+    import json
+
+    rec = read_recording(session.recording)  # record_path: the index of its parts (the default)
+    assert rec.torn_bytes == 0 and rec.torn_reason == ""
+    lines = [json.loads(line) for line in (session.recording.parent / "frames.index.jsonl").read_text().splitlines()]
+    assert [(e["part"], e["closed"]) for e in lines] == [(1, False), (1, True)]  # opened, closed
+    part = lines[-1]  # an 8 s session: no rotation
+    assert part["file"] == "frames.00001.rec.zst" and part["closed"] and part["frames"] == len(rec.frames())
+    assert part["markets"] == ["xyz:GOLD", "xyz:SILVER"] and part["first_t_ns"] == rec.frames()[0][0]
+    assert (session.recording.parent / part["file"]).read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd
     h = rec.header
     assert h["markets"] == ["xyz:GOLD", "xyz:SILVER"] and h["dex"] == "xyz"
     assert ["xyz:GOLD", 4, 20, False] in h["universe"]
@@ -92,13 +151,25 @@ def test_the_recording_holds_market_frames_and_the_exchange_markets(session: Ses
     assert times == sorted(times) and times[0] >= rec.segments[0].t_ns
 
 
-def test_a_torn_recording_replays_up_to_the_cut(session: Session) -> None:
-    torn = session.dir / "torn.rec"
-    shutil.copy(session.recording, torn)
-    os.truncate(torn, torn.stat().st_size - 7)  # kill -9 mid-record
-    r = replay(torn, session.cfg, session.dir / "replay-torn")
-    assert r.torn_bytes > 0 and any("torn" in n for n in r.notes)
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_torn_recording_replays_up_to_the_cut(session: Session, compressed: bool) -> None:
+    """kill -9 mid-write: an uncompressed file cut mid-record, a compressed one cut mid-block."""
+    from hip3.replay.recording import FrameRecorder
+
+    rec = read_recording(session.recording)
+    torn = session.dir / ("torn.rec.zst" if compressed else "torn.rec")
+    w = FrameRecorder(torn, rec.header, rec.segments[0].t_ns, zstd_level=3 if compressed else None)
+    for t_ns, raw in rec.frames():
+        w.write_frames([(t_ns, raw)])
+        if compressed and t_ns > rec.frames()[-1][0] - 3_000_000_000:
+            w.flush()  # the feed's 1 s flushes: one block each
+    w.close()
+    os.truncate(torn, torn.stat().st_size - 7)
+    r = replay(torn, session.cfg, session.dir / f"replay-torn-{compressed}")
+    assert any("torn" in n for n in r.notes), r.notes
+    assert compressed or r.torn_bytes > 0
     assert r.trades.keys() == session.first.trades.keys()[:len(r.trades.trades)]
+    assert r.frames < session.first.frames
 
 
 def test_frames_set_the_engines_book_and_oracle() -> None:

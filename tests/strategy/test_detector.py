@@ -265,6 +265,7 @@ def test_persist_dedup_and_followups() -> None:
     core.on_bbo(bbo(G, 100.1, 100.15), T0_NS)
     (f,) = core.due_followups(T0_NS + 1000 * MS, T0_MS + 1000)
     assert f.signal_id == d1.record.signal_id and f.offset_ms == 1000 and f.best_px == 100.15
+    assert f.exit_px == 100.1  # a buy signal's taker exit: the bid at the horizon
     assert f.edge_change_bps == pytest.approx(f.edge_bps - d1.record.raw_edge_bps)
     assert [x.offset_ms for x in core.due_followups(T0_NS + 10_000 * MS, T0_MS)] == [3000, 5000]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["HIDDEN_PREFIXES", "HIGHLIGHT_WORDS", "KEY_STATS_ACTORS", "api_document", "key_stats"]
+__all__ = ["HIDDEN_PREFIXES", "HIGHLIGHT_WORDS", "KEY_STATS_ACTORS", "PINNED", "api_document", "key_stats"]
 
 KEY_STATS_ACTORS = ("executor", "position_tracker")
 # Stage timings and latency percentiles are the benchmark's business; per-reason verdict counts repeat
@@ -28,14 +28,22 @@ HIGHLIGHT_WORDS = ("budget", "rate_limit", "ratelimit", "request", "collateral",
                    "dust", "stale")
 
 
+# Each panel's activity counters come first, whatever else is highlighted: the panel has room for a
+# limited number of rows, and "is it sending, is it syncing" is the first question an operator asks.
+PINNED: dict[str, tuple[str, ...]] = {
+    "executor": ("orders_sent", "cancels_sent", "posts", "entry_intents", "flatten_intents", "inflight_posts"),
+    "position_tracker": ("positions", "resyncs", "positions_closed"),
+}
+
+
 def is_highlighted(key: str) -> bool:
     k = key.lower()
     return any(w in k for w in HIGHLIGHT_WORDS)
 
 
 def key_stats(status: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Per actor of ``KEY_STATS_ACTORS``: ``[{"key", "value", "hot"}]``, highlighted keys first; under
-    ``others``, the other actors' highlighted keys as ``actor.key``."""
+    """Per actor of ``KEY_STATS_ACTORS``: ``[{"key", "value", "hot"}]``, its ``PINNED`` counters first, then
+    highlighted keys; under ``others``, the other actors' highlighted keys as ``actor.key``."""
     out: dict[str, list[dict[str, Any]]] = {}
     others: list[dict[str, Any]] = []
     for a in status.get("actors") or []:
@@ -47,7 +55,9 @@ def key_stats(status: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
             continue
         rows = [{"key": k, "value": v, "hot": is_highlighted(k)} for k, v in stats.items()
                 if not k.startswith(HIDDEN_PREFIXES)]
-        rows.sort(key=lambda r: (not r["hot"], r["key"]))
+        pinned = PINNED.get(name, ())
+        rows.sort(key=lambda r: (pinned.index(r["key"]) if r["key"] in pinned else len(pinned), not r["hot"],
+                                 r["key"]))
         out[name] = rows
     out["others"] = sorted(others, key=lambda r: str(r["key"]))
     return out

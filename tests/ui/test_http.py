@@ -129,7 +129,8 @@ def test_metrics_and_dashboard_share_one_endpoint_and_the_token_leaves_the_envir
         doc: dict[str, Any] = json.loads(body)
         assert code == 200 and headers["Content-Type"] == "application/json"
         assert [a["name"] for a in doc["actors"]][:2] == ["feed", "position_tracker"]
-        assert doc["view"]["key_stats"]["executor"][0]["key"] == "collateral_usd_xyz"
+        assert [r["key"] for r in doc["view"]["key_stats"]["executor"]][:3] == ["orders_sent", "posts",
+                                                                                "collateral_usd_xyz"]
     finally:
         ep.close()
 

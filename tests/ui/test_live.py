@@ -65,10 +65,13 @@ def test_no_supervisor_or_no_answer_is_said_not_raised() -> None:
     assert len(fetched) == 3
 
 
-def test_key_stats_hide_internals_and_put_highlighted_keys_first() -> None:
+def test_key_stats_hide_internals_pin_activity_counters_then_highlighted_keys() -> None:
+    """The panel has room for a limited number of rows: the executor's activity counters are always there
+    (many highlighted keys pushed ``orders_sent`` off the live view), then the highlighted keys."""
     ks = key_stats(status())
     keys = [r["key"] for r in ks["executor"]]
-    assert keys[:2] == ["collateral_usd_xyz", "request_budget_left"] and "stage_sign_p50_us" not in keys
-    assert all(r["hot"] for r in ks["executor"][:2]) and not ks["executor"][-1]["hot"]
+    assert keys == ["orders_sent", "posts", "collateral_usd_xyz", "request_budget_left"]
+    assert [r["hot"] for r in ks["executor"]] == [False, False, True, True]
+    assert [r["key"] for r in ks["position_tracker"]] == ["resyncs", "positions_closed"]
     assert ks["others"] == [{"key": "feed.clock_skew_ms", "value": 12, "hot": True}]
     assert api_document(status())["view"]["key_stats"] == ks

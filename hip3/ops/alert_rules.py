@@ -99,14 +99,17 @@ class AlertRouter:
         self._feed_said = False
         self._feed_bad_seen = False
         self._day = -1
+        self._now_s = 0.0  # the supervisor's monotonic clock at this turn: the rate limit's time
 
     def _send(self, kind: str, level: str, title: str, text: str, key: str = "",
               lazy: Callable[[], str] | None = None) -> None:
-        self.notifier.notify(AlertEvent(kind=kind, level=level, title=title, text=text, key=key, lazy=lazy))
+        self.notifier.notify(AlertEvent(kind=kind, level=level, title=title, text=text, key=key, lazy=lazy),
+                             self._now_s)
 
     # ------------------------------------------------------------------ the loop's turn
 
     def observe(self, sup: Supervisor, now_ns: int) -> None:
+        self._now_s = now_ns / 1e9
         if not self._started:
             self._started = True
             self._session_started(sup)
@@ -116,7 +119,7 @@ class AlertRouter:
         self._feed(sup, now_ns)
         self._entries(sup, now_ns)
         self._daily(sup)
-        self.notifier.tick()
+        self.notifier.tick(self._now_s)
 
     def _session_started(self, sup: Supervisor) -> None:
         st = sup.latch.state

@@ -244,17 +244,18 @@ class Notifier:
 
     # ---- the supervisor's side: never blocks ----------------------------------------------------------
 
-    def notify(self, ev: AlertEvent) -> bool:
-        """Queue ``ev`` unless its kind is over the rate limit or the queue is full; True if queued."""
-        held = self.limiter.admit(ev, self.clock())
+    def notify(self, ev: AlertEvent, now_s: float | None = None) -> bool:
+        """Queue ``ev`` unless its kind is over the rate limit or the queue is full; True if queued.
+        ``now_s``: the caller's monotonic clock (the supervisor's), else this notifier's."""
+        held = self.limiter.admit(ev, self.clock() if now_s is None else now_s)
         if held is None:
             self.log.debug("alert_held_back", kind=ev.kind, key=ev.limit_key, title=ev.title)
             return False
         return self._put(ev, held)
 
-    def tick(self) -> None:
+    def tick(self, now_s: float | None = None) -> None:
         """Send the held-back messages whose kind has room again (the latest of each, with its count)."""
-        for ev, held in self.limiter.due(self.clock()):
+        for ev, held in self.limiter.due(self.clock() if now_s is None else now_s):
             self._put(ev, held - 1)
 
     def _put(self, ev: AlertEvent, held: int) -> bool:

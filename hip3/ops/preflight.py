@@ -85,11 +85,13 @@ class Retry:
         self.wait_s = wait_s
         self.stop = stop or threading.Event()
         self.note = note
+        self.current = "the check"  # what is being waited for now (an interruption names it)
 
     def run(self, what: str, url: str, fn: Callable[[], T]) -> T:
         """``fn()``; a ``RestError`` or ``OSError`` is retried. The last one is raised as ``RestError``
         naming ``url`` and the attempts."""
         last = ""
+        self.current = f"{what} at {url}"
         for i in range(self.attempts):
             if self.stop.is_set():
                 raise PreflightInterrupted(f"{what} at {url}")

@@ -50,15 +50,16 @@ class PreflightFailed(Exception):
 
 
 @contextmanager
-def interruptible(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT end the check at once (in the main thread; elsewhere only ``stop`` does)."""
+def interruptible(retry: Retry) -> Iterator[None]:
+    """SIGTERM and SIGINT end the check at once, a blocked request included, naming what it waited for (in
+    the main thread; elsewhere only ``retry.stop`` does)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-        raise PreflightInterrupted(signal.Signals(signum).name)
+        retry.stop.set()
+        raise PreflightInterrupted(f"{signal.Signals(signum).name} while waiting for {retry.current}")
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -86,11 +87,12 @@ def preflight_for_start(cfg: Config, log: Log, key_address: str | None, key_sour
     stop = threading.Event()
     retry = Retry(ATTEMPTS, WAIT_S, stop, note=lambda text: log.warning("preflight_retry", detail=text))
     t0 = time.monotonic()
+    log.info("preflight_started", rest_url=rest_url, ws_url=ws_url, markets=len(cfg.markets))
     try:
-        with interruptible(stop):
+        with interruptible(retry):
             findings = run_checks(cfg, rest_url, ws_url, key_address, key_source, account_address(cfg), log, retry)
     except PreflightInterrupted as e:
-        raise PreflightFailed([f"interrupted by {e} during the preflight check: nothing was started"]) from None
+        raise PreflightFailed([f"preflight check interrupted by {e}: nothing was started"]) from None
     _log_findings(log, findings, (time.monotonic() - t0) * 1000)
     fatal = [f.text for f in findings if f.severity == "fatal"]
     if fatal:
@@ -130,7 +132,7 @@ def cmd_check(cfg: Config, config_path: Path, running: Callable[[], dict[str, An
     exchange = None
     tmp: str | None = None
     try:
-        with interruptible(stop):
+        with interruptible(retry):
             key_address: str | None = None
             key_source = ""
             where = ""
@@ -145,6 +147,7 @@ def cmd_check(cfg: Config, config_path: Path, running: Callable[[], dict[str, An
                 else:
                     from hip3.runtime.paper import PaperExchange
 
+                    retry.current = "the built-in simulator to start"
                     tmp = tempfile.mkdtemp(prefix="hip3-check-")
                     os.environ["HIP3_RUN_DIR"] = tmp  # the simulator's files and the specs' cache go there
                     exchange = PaperExchange(cfg, config_path, log)

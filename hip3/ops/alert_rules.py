@@ -24,11 +24,13 @@ their text (``tests/ops`` checks that each still matches an alert an actor sends
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hip3.entry_conditions import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX
@@ -63,8 +65,6 @@ def open_alerts(cfg: Config, log: Log) -> AlertRouter | None:
     params = cfg.alerts
     if not params.enabled:
         return None
-    import os
-
     urls = destinations_from_env(params)
     os.environ.pop(params.urls_env, None)
     sender = AppriseSender(urls, params.urls_env, params.send_timeout_s)
@@ -297,17 +297,15 @@ class AlertRouter:
         self.notifier.close(timeout_s)
 
 
-def day_summary(run_dir: Any, start_ms: int, end_ms: int, fallback: list[PositionClosed]) -> str:
+def day_summary(run_dir: Path, start_ms: int, end_ms: int, fallback: list[PositionClosed]) -> str:
     """The day's trades from the journal (fees from the exchange's fills, every session of the day), or,
     without a readable journal, from the closes this supervisor saw."""
-    from pathlib import Path
-
     from hip3.journal_db import JOURNAL_FILE
     from hip3.report import closed_trades, open_readonly
 
     day = time.strftime("%Y-%m-%d", time.gmtime(start_ms / 1000))
     try:
-        conn = open_readonly(Path(run_dir) / JOURNAL_FILE)
+        conn = open_readonly(run_dir / JOURNAL_FILE)
         try:
             rows = [(t.pnl, t.fees) for t in closed_trades(conn, start_ms) if t.closed_ms < end_ms]
         finally:

@@ -254,3 +254,19 @@ def test_alerts_enabled_without_a_destination_refuse_the_start(run_dir: Path,
 
     with pytest.raises(AlertsError, match="HIP3_ALERT_URLS holds no destination"):
         Core(run_dir, ACTORS, EXTRA)
+
+
+def test_the_daily_summary_reads_the_journal_with_the_fills_fees(tmp_path: Path) -> None:
+    """The summary's source is the journal: every session of the day, fees from the exchange's fills (the
+    closes' own fees can lack the exit's), nothing of the day before or after."""
+    from hip3.journal_db import journal_path
+    from hip3.ops.alert_rules import day_summary
+    from tests.test_report import T0_MS, journal, session
+
+    journal(journal_path(tmp_path), session())
+    day = T0_MS // 86_400_000
+    text = day_summary(tmp_path, day * 86_400_000, (day + 1) * 86_400_000, [])
+    # tests/test_report.py's session: 4 trades, PnL 0.63 before fees, fees 0.14 (from fills where recorded).
+    assert "4 trades, 50 % won; PnL +0.63 USD before fees, fees 0.14, net +0.49 USD (journal)" in text
+    empty = day_summary(tmp_path, (day + 1) * 86_400_000, (day + 2) * 86_400_000, [])
+    assert "0 trades; PnL +0.00 USD before fees, fees 0.00, net +0.00 USD (journal)" in empty

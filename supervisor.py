@@ -1,6 +1,7 @@
 """hip3's command line: start, watch and stop the actors; raise and reset the hard stop.
 
     python supervisor.py start [--config FILE] [--detach] [--log-format auto|console|json]
+    python supervisor.py check [--config FILE]          (the preflight check; ``start`` runs it too)
     python supervisor.py status [--json | --watch] [--config FILE]      (``top`` = ``status --watch``)
     python supervisor.py stop [--flatten [--timeout S]] [--config FILE]
     python supervisor.py hardstop --reason TEXT [--config FILE]
@@ -33,6 +34,7 @@ import zmq
 from hip3.bus import BusError, endpoint_address, prepare_run_dir
 from hip3.config import Config, ConfigError, load_config, resolve_config_path
 from hip3.hardstop import Latch, LatchFileError, read_latch
+from hip3.ui.status_text import format_status
 
 LOCK_FILE = "supervisor.lock"
 
@@ -152,6 +154,8 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
     stdout (``hip3.ui.terminal``) instead of every process's JSON lines on stderr."""
     from hip3.logs import setup_logging
     from hip3.metrics import MetricsError
+    from hip3.ops.alerts import AlertsError
+    from hip3.ops.preflight_cli import PreflightFailed, preflight_for_start
     from hip3.runtime.launchers import ProcessLauncher
     from hip3.runtime.paper import PaperExchange, PaperExchangeError
     from hip3.runtime.supervisor import Supervisor
@@ -178,6 +182,9 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
             exchange = PaperExchange(cfg, config_path, log)
             exchange.start()
             key = exchange.key  # a throwaway key for the simulator's account, never a real one
+        # Before any actor: a misspelt market, an unreachable host or a wrong key is refused here, one line each.
+        preflight_for_start(cfg, log, key.address if key else None, "paper: the session's own key" if exchange
+                            else "the key from the environment")
         stderr_path = cfg.run_path / "logs" / "actors.stderr" if console else None
         sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path, key, stderr_path), log, exchange=exchange)
     except LatchFileError as e:
@@ -186,7 +193,7 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
         if term is not None:
             term.close()
         raise CliError(f"{e}{_LATCH_ADVICE}") from None
-    except (BusError, SecretError, PaperExchangeError, MetricsError) as e:
+    except (BusError, SecretError, PaperExchangeError, MetricsError, AlertsError, PreflightFailed) as e:
         if exchange is not None:
             exchange.stop()
         if term is not None:
@@ -256,9 +263,9 @@ def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
     deadline = time.monotonic() + cfg.supervisor.ready_timeout_ms / 1000 * n_actors + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (run_dir / "logs" / "supervisor.out").read_text(errors="replace").strip().splitlines()[-5:]
-            if tail and tail[-1].startswith("error: "):  # its own one-line refusal: pass it on as it is
-                raise CliError(tail[-1].removeprefix("error: "))
+            tail = (run_dir / "logs" / "supervisor.out").read_text(errors="replace").strip().splitlines()[-20:]
+            if tail and tail[-1].startswith("error: "):  # its own refusal (a line per problem): pass it on as it is
+                raise CliError("\nerror: ".join(t.removeprefix("error: ") for t in tail if t.startswith("error: ")))
             raise CliError(f"the supervisor exited with code {proc.returncode}: " + " | ".join(tail))
         if _lock_holder(run_dir) == proc.pid:
             try:
@@ -302,53 +309,6 @@ def cmd_status(cfg: Config, as_json: bool, watch: bool = False) -> int:
     else:
         print(format_status(status))
     return 0 if status.get("running") else 1
-
-
-# The counters worth a glance in the table (every counter is in --json).
-_TABLE_STATS = ("seq_gaps", "bad_messages", "conn_id", "disconnects", "stale_markets", "bad_frames", "signals",
-                "intents", "intents_dropped", "flattens", "orders_sent", "added_latency_p50_us", "positions_closed",
-                "resyncs", "journal_rows", "journal_malformed", "journal_errors", "journal_dropped",
-                # market terms: age of the last fee read (s; -1 never), markets at their open-interest cap,
-                # failed reads, fills whose fee the model did not predict, entries held back by them
-                "terms_fees_age_s", "markets_at_oi_cap", "terms_read_failed", "fee_model_mismatch",
-                "entry_blocked_terms", "entry_blocked_oi_cap")
-
-
-def format_status(status: dict[str, Any]) -> str:
-    hs = status["hard_stop"]
-    out = [f"run dir   {status['run_dir']}  ({'running' if status.get('running') else 'NOT RUNNING'})"]
-    if hs.get("unreadable"):
-        out.append(f"hard stop UNKNOWN: {hs['unreadable']} (start refuses it)")
-    else:
-        state = "LATCHED: " + str(hs.get("reason")) if hs["latched"] else "clear"
-        out.append(f"hard stop {state}  (epoch {hs['epoch']})")
-    if not hs.get("persisted", True):
-        out.append(f"hard stop NOT SAVED: cannot write {hs['path']}: {hs['persist_error']} "
-                   f"(in memory; {hs['failed_writes']} failed writes, retrying)")
-    if status.get("actors"):
-        out.append(f"{'actor':<17} {'pid':>7} {'state':<9} {'ready':<5} {'restarts':>8} {'hb age ms':>9}  counters")
-        for a in status["actors"]:
-            st = a.get("stats") or {}
-            stats = " ".join(f"{k}={st[k]}" for k in _TABLE_STATS if st.get(k))
-            hb = "-" if a["heartbeat_age_ms"] is None else str(a["heartbeat_age_ms"])
-            out.append(f"{a['name']:<17} {a['pid'] or '-':>7} {a['state']:<9} {'yes' if a['ready'] else 'no':<5} "
-                       f"{a['restarts']:>8} {hb:>9}  {stats}")
-            if not a["ready"] and a.get("ready_detail"):
-                out.append(f"{'':<17} why not READY: {a['ready_detail']}")
-        out.append(f"sequence gaps: {status.get('seq_gaps', 0)}")
-        from hip3.execution.limits_status import limits_lines
-
-        out.extend(limits_lines(next((a.get("stats") or {} for a in status["actors"] if a["name"] == "executor"), {})))
-    from hip3.entry_conditions import format_status_lines
-
-    out.extend(format_status_lines(status))
-    if status.get("trading"):
-        from hip3.runtime.trading import format_trading
-
-        out.extend(format_trading(status["trading"]))
-    if status.get("metrics"):
-        out.append(f"metrics   {status['metrics']['url']}")
-    return "\n".join(out)
 
 
 def cmd_stop(cfg: Config, flatten: bool = False, timeout_s: float = 30.0) -> int:
@@ -470,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     p_start.add_argument("--live", action="store_true", help="explicit opt-in for mode = live (real money)")
     p_start.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
                          help="terminal output: readable lines (console; auto on a terminal) or JSON lines")
+    sub.add_parser("check", help="preflight: markets, hosts, key, dex funding, fees (start runs it too)")
     p_status = sub.add_parser("status", help="actors, READY, hard stop")
     p_status.add_argument("--json", action="store_true")
     p_status.add_argument("--watch", action="store_true", help="a live screen, refreshed every second")
@@ -521,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         if args.command == "start":
             return cmd_start(cfg, config_path, args.detach, args.live, args.log_format)
+        if args.command == "check":
+            from hip3.ops.preflight_cli import cmd_check
+
+            return cmd_check(cfg, config_path, lambda: _status(cfg) if _lock_holder(cfg.run_path) else None)
         if args.command in ("status", "top"):
             return cmd_status(cfg, getattr(args, "json", False), args.command == "top" or args.watch)
         if args.command == "stop":

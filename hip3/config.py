@@ -25,6 +25,7 @@ from hip3.config_safety import problems as safety_problems
 from hip3.exchange_clock import ClockParams
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.market_terms import MarketTermsParams
+from hip3.ops.alerts import AlertsConfig
 from hip3.strategy.params import DetectorParams, ExitParams, GateParams, OracleTrackerParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -214,6 +215,8 @@ class Config(_Section, frozen=True):
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    # Messages to a person (hard stop, crash loop, stale feed, daily PnL) through apprise: hip3.ops.alerts.
+    alerts: AlertsConfig = AlertsConfig()
     feed: FeedParams = FeedParams()
     oracle: OracleTrackerParams = OracleTrackerParams()
     gates: GateParams = GateParams()

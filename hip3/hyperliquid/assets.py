@@ -13,13 +13,14 @@ Guards against:
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
-__all__ = ["HIP3_ASSET_BASE", "AssetError", "AssetRegistry", "AssetSpec", "asset_id"]
+__all__ = ["HIP3_ASSET_BASE", "AssetError", "AssetRegistry", "AssetSpec", "UnknownMarkets", "asset_id", "did_you_mean"]
 
 HIP3_ASSET_BASE = 100_000
 _DEX_STRIDE = 10_000
@@ -27,6 +28,39 @@ _DEX_STRIDE = 10_000
 
 class AssetError(ValueError):
     """The registry cannot be built or a lookup failed."""
+
+
+class UnknownMarkets(AssetError):
+    """Configured markets the dex does not list: ``missing`` maps each to its closest listed names (a typo's
+    "did you mean"), ``known`` is the dex's whole universe."""
+
+    def __init__(self, dex: str, missing: dict[str, tuple[str, ...]], known: tuple[str, ...]) -> None:
+        self.dex = dex
+        self.missing = missing
+        self.known = known
+        super().__init__("; ".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per unknown market."""
+        return [f"market {coin!r} is not listed by dex {self.dex!r}" + _suggestion(near)
+                for coin, near in self.missing.items()]
+
+
+def _suggestion(near: tuple[str, ...]) -> str:
+    return f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else " (no listed name is close)"
+
+
+def did_you_mean(coin: str, known: Iterable[str], n: int = 2) -> tuple[str, ...]:
+    """The listed names closest to ``coin``, compared without the dex prefix (every name shares it, which
+    would make any two names look alike) and case-insensitively: ``xyz:SILVR`` -> ``xyz:SILVER``."""
+    def bare(name: str) -> str:
+        return name.split(":", 1)[-1].lower()
+
+    by_bare: dict[str, list[str]] = {}
+    for name in known:
+        by_bare.setdefault(bare(name), []).append(name)
+    near = difflib.get_close_matches(bare(coin), list(by_bare), n=n, cutoff=0.6)
+    return tuple(name for b in near for name in by_bare[b])[:n]
 
 
 class AssetSpec(msgspec.Struct, frozen=True):
@@ -140,7 +174,8 @@ class AssetRegistry:
         registry = cls(dex, index, specs)
         missing = [m for m in configured_markets if registry.find(m) is None]
         if missing:
-            raise AssetError(f"configured markets not in meta(dex={dex}): {missing}; known: {[s.coin for s in specs]}")
+            known = tuple(s.coin for s in specs)
+            raise UnknownMarkets(dex, {m: did_you_mean(m, known) for m in missing}, known)
         return registry
 
     def find(self, coin: str) -> AssetSpec | None:

@@ -32,6 +32,7 @@ from hip3 import clock
 from hip3.bus import Bus, Publisher, Receiver
 from hip3.config import Config
 from hip3.hardstop import Latch
+from hip3.hyperliquid.assets import UnknownMarkets
 from hip3.logs import Log, setup_logging
 from hip3.messages import (
     Alert,
@@ -286,7 +287,7 @@ class Actor:
         try:
             try:
                 self._setup_all()
-            except ActorStartError as e:
+            except (ActorStartError, UnknownMarkets) as e:  # a market the exchange does not list: one line
                 self._refuse_start(str(e))
                 return START_REFUSED_EXIT
             self._loop()

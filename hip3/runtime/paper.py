@@ -87,6 +87,7 @@ class PaperExchange:
         # The simulator imports hip3 exactly as this process does, wherever it was started from.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        env.pop(self.cfg.alerts.urls_env, None)  # the alerts' destinations hold tokens: not the simulator's
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                                      preexec_fn=_child_setup)
         out.close()

@@ -43,6 +43,7 @@ from hip3.messages import (
     Shutdown,
 )
 from hip3.metrics import SupervisorMetrics
+from hip3.ops.alert_rules import open_alerts
 from hip3.runtime.launchers import Launcher
 from hip3.runtime.liveness import LoopWatch, Slot, judge, stall_allowance_ms
 from hip3.runtime.paper import PaperExchange
@@ -101,6 +102,7 @@ class Supervisor:
         # The HTTP endpoint (off by default): /metrics and the dashboard, served from daemon threads that
         # read snapshots this loop publishes.
         self.metrics = SupervisorMetrics() if cfg.metrics.enabled else None
+        self.notifier = open_alerts(cfg, log)  # alerts to a person (off by default): hip3.ops.alert_rules
         self.http, self.dashboard = open_endpoint(cfg, log, self.metrics)
         self.bus = Bus(cfg, "supervisor", context=context, run_dir=self.run_dir)
         self.control = self.bus.publisher("control")
@@ -388,24 +390,10 @@ class Supervisor:
             # What this stop leaves at the exchange: the loop reads no more position snapshots after this.
             return {"ok": True, "left": self.board.left(self.trading.snapshot)}
         if cmd == "fund-dex":
-            return self._fund_dex(req.get("usd"))
+            from hip3.funding import paper_fund_dex
+
+            return paper_fund_dex(self.exchange, self.cfg, req.get("usd"), self.log)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
-
-    def _fund_dex(self, usd: object) -> dict[str, Any]:
-        """Paper mode: the operator's explicit transfer to the dex, signed with the session's key (only
-        the supervisor holds it). Live mode runs ``fund-dex`` with the account's key instead."""
-        from hip3.funding import FundingError, parse_amount
-
-        if self.exchange is None:
-            return {"ok": False, "error": "the supervisor funds the dex in paper mode only; on the real exchange "
-                                          "run `python supervisor.py fund-dex` with the account's own key"}
-        try:
-            line = self.exchange.fund_dex(parse_amount(None if usd is None else str(usd),
-                                                       self.cfg.collateral.transfer_usd))
-        except FundingError as e:
-            return {"ok": False, "error": str(e)}
-        self.log.warning("dex_funded_by_operator", line=line)
-        return {"ok": True, "line": line}
 
     def _on_ctl(self) -> None:
         while True:
@@ -460,6 +448,8 @@ class Supervisor:
         for msg in self.inbox.drain():
             self._on_inbox(msg)
         self._check_actors(now)
+        if self.notifier is not None:
+            self.notifier.observe(self, now)
         if self.metrics is not None:
             self.metrics.refresh(self, now)
         if self.dashboard is not None:
@@ -494,6 +484,8 @@ class Supervisor:
             self.log.critical("hardstop_lost_at_stop", path=str(self.latch.path), error=self.latch.persist_error)
 
     def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close(self)
         if self.http is not None:
             self.http.close()
         self.bus.close()

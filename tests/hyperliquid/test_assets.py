@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hip3.hyperliquid.assets import AssetError, AssetRegistry, AssetSpec, asset_id
+from hip3.hyperliquid.assets import AssetError, AssetRegistry, AssetSpec, UnknownMarkets, asset_id, did_you_mean
 
 NAMES = [f"xyz:A{i:02d}" for i in range(26)] + ["xyz:SILVER", "xyz:RIVN", "xyz:GOLD", "xyz:CL"]
 
@@ -62,7 +62,7 @@ def test_dex_index_counts_nulls_and_metaandctxs_shape() -> None:
 @pytest.mark.parametrize(
     ("dexs", "meta_obj", "markets", "msg"),
     [
-        (perp_dexs(), meta(), ["xyz:NOPE"], "configured markets"),
+        (perp_dexs(), meta(), ["xyz:NOPE"], "not listed by dex"),
         (perp_dexs(), meta(["xyz:AB", "xyz:ab"]), [], "duplicate"),
         (perp_dexs(), meta(), [], None),
         ([None], meta(), [], "no perp dex"),
@@ -95,3 +95,22 @@ def test_asset_id_bounds() -> None:
         asset_id(0, 1)
     with pytest.raises(AssetError):
         asset_id(1, 10000)
+
+
+def test_a_misspelt_market_is_named_with_the_closest_listed_names() -> None:
+    with pytest.raises(UnknownMarkets) as info:
+        AssetRegistry.build(perp_dexs(), meta(), "xyz", ["xyz:GOLD", "xyz:SILVR", "xyz:gold2", "xyz:ZZZZZZZZ"])
+    err = info.value
+    assert list(err.missing) == ["xyz:SILVR", "xyz:gold2", "xyz:ZZZZZZZZ"]
+    assert err.missing["xyz:SILVR"] == ("xyz:SILVER",)
+    assert err.missing["xyz:gold2"][0] == "xyz:GOLD"  # case-insensitive
+    assert err.missing["xyz:ZZZZZZZZ"] == ()
+    assert err.lines()[0] == "market 'xyz:SILVR' is not listed by dex 'xyz' (did you mean 'xyz:SILVER'?)"
+    assert err.lines()[2].endswith("(no listed name is close)")
+    assert "xyz:A25" in err.known and len(err.known) == len(NAMES)
+    assert isinstance(err, AssetError)  # the actors' setup handles it as before
+
+
+def test_did_you_mean_without_the_dex_prefix() -> None:
+    assert did_you_mean("SILVR", ["SILVER", "GOLD"]) == ("SILVER",)
+    assert did_you_mean("xyz:TSLA", []) == ()

@@ -57,12 +57,12 @@ from hip3.execution.core import ExecutionCore
 from hip3.execution.deadman import DeadMansSwitch, Note
 from hip3.execution.gates import MarketSpec, Verdict
 from hip3.execution.hardstop import HardStopFlattener
-from hip3.execution.journal import SentIntentJournal
+from hip3.execution.journal import JournalWriteError, SentIntentJournal
 from hip3.execution.latency import LatencySamples, latency_stats
 from hip3.execution.orders import post_response_body
 from hip3.execution.risk_state import RiskKeeper, RiskStateStore
 from hip3.hyperliquid.frames import PostResponse
-from hip3.hyperliquid.nonce import NonceError, NonceManager
+from hip3.hyperliquid.nonce import NonceError, NonceManager, NonceStorageError
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import cancel_action, order_action, order_wire, schedule_cancel_action
 from hip3.hyperliquid.ws import ConnState, WsBudgetError, WsClient, WsNotConnected
@@ -119,6 +119,7 @@ class Executor(Actor):
     name = "executor"
     _down_since_ns = 0  # the order-entry connection is down since (monotonic ns; 0: up)
     _nonce_problem: str | None = None  # why no nonce can be signed now (the READY detail), or None
+    _storage_problem: str | None = None  # why entries are stopped: the disk refuses the nonce ceiling or journal
     conditions: EntryConditions | None = None  # dex collateral and the exchange's clock (set in setup)
 
     # ------------------------------------------------------------------ setup
@@ -273,8 +274,16 @@ class Executor(Actor):
         if nonce_problem is not None and self._nonce_problem is None:
             self.alert("critical", nonce_problem)
         self._nonce_problem = nonce_problem
+        storage = self._nonces.storage_problem or self.core.journal.problem
+        if storage is not None and self._storage_problem is None:
+            self.alert("critical", f"entries stopped: {storage}; flattens, cancels and the hard stop go on")
+        elif storage is None and self._storage_problem is not None:
+            self.log.info("storage_recovered", was=self._storage_problem)
+        self._storage_problem = storage
         if nonce_problem is not None:  # every signature would be refused: never READY (and say so)
             self.set_ready(False, nonce_problem)
+        elif storage is not None:  # entries need their nonce and journal line on disk; exits do not
+            self.set_ready(False, f"entries stopped: {storage}")
         elif connected and synced:
             self.set_ready(True, "order entry connected, positions synced")
         elif not connected:
@@ -295,13 +304,15 @@ class Executor(Actor):
         self._follow_exchange_clock()
         self._pump_paused = False
         self._pump()
+        # Keep the nonce ceiling's fsync off the send path (hip3.hyperliquid.nonce); while the disk refused
+        # a write, this and the journal's retry find out when it takes writes again.
+        if not self._nonces.reserve_ahead(_now_ms()) and self._nonces.storage_problem is not None:
+            self.count("nonce_reserve_failed")
+        if self.core.journal.problem is not None:
+            self.core.journal.retry()
+        self._check_storage()
         if (self._nonces.problem(_now_ms()) is None) != (self._nonce_problem is None):
             self._update_ready()  # the clock moved past (or back behind) the nonce state
-        try:  # keep the nonce ceiling's fsync off the send path (hip3.hyperliquid.nonce)
-            self._nonces.reserve_ahead(_now_ms())
-        except OSError as e:
-            self.count("nonce_reserve_failed")
-            self.log.warning("nonce_reserve_failed", error=str(e))
 
     # ------------------------------------------------------------------ intake
 
@@ -460,8 +471,14 @@ class Executor(Actor):
             self._nonces.set_server_offset(skew)
             self.stats["signing_offset_ms"] = skew
 
-    def _sign_payload(self, action: dict[str, object], now_ms: int) -> dict[str, Any]:
-        nonce = self._nonces.next(now_ms)
+    def _check_storage(self) -> None:
+        """READY follows whether the disk takes the nonce ceiling and the journal's lines."""
+        if (self._nonces.storage_problem is None and self.core.journal.problem is None) != (
+                self._storage_problem is None):
+            self._update_ready()
+
+    def _sign_payload(self, action: dict[str, object], now_ms: int, durable: bool = True) -> dict[str, Any]:
+        nonce = self._nonces.next(now_ms, durable=durable)
         # The exchange refuses an action once its own time passes expiresAfter: its time, not ours.
         expires = now_ms + self._nonces.server_offset_ms + self.params.expires_after_ms
         sig = self._signer.sign_action(action, self._vault, nonce, self._is_mainnet, expires)
@@ -476,6 +493,10 @@ class Executor(Actor):
         core = self.core
         t0 = clock.monotonic_ns()
         now_ms = _now_ms()
+        # An entry needs its nonce ceiling and journal line on disk (a restarted executor must neither reuse
+        # the nonce nor send the intent again); reduce-only orders and cancels leave without (see nonce.py,
+        # journal.py): a full disk must never stop a flatten.
+        entries = batch.kind == "order" and any(not o.reduce_only for o in batch.orders)
         try:
             if batch.kind == "order":
                 action = order_action([
@@ -484,14 +505,19 @@ class Executor(Actor):
             else:
                 action = cancel_action([(c.asset, c.oid) for c in batch.cancels])
             t1 = clock.monotonic_ns()
-            payload = self._sign_payload(action, now_ms)
+            payload = self._sign_payload(action, now_ms, durable=entries)
+        except NonceStorageError as e:
+            return self._storage_refused(batch, str(e), now_ms)
         except (ValueError, NonceError) as e:
             self.log.error("sign_failed", error=str(e), kind=batch.kind, n=len(batch))
             self.count("sign_failed")
             self._publish(core.on_send_failure(batch, f"sign failed: {e}", clock.monotonic_ns(), now_ms))
             return True
         t2 = clock.monotonic_ns()
-        core.prepare_send(batch, now_ms, sync=self.params.journal_fsync_before_send)
+        try:
+            core.prepare_send(batch, now_ms, sync=self.params.journal_fsync_before_send, required=entries)
+        except JournalWriteError as e:
+            return self._storage_refused(batch, str(e), now_ms)
         t3 = clock.monotonic_ns()
         try:
             post_id = self.ws.post("action", payload, self._on_order_response)
@@ -521,10 +547,22 @@ class Executor(Actor):
         self._publish(events)
         self._refill_timer.wake_by(sent_ns + _SIGN_POOL_REFILL_DELAY_NS)
         self._journal_timer.wake_by(sent_ns + _JOURNAL_SYNC_DELAY_NS)
+        if self._storage_problem is None and (self._nonces.storage_problem or core.journal.problem):
+            self._update_ready()  # a flatten left past a write the disk refused: entries stop now
+        return True
+
+    def _storage_refused(self, batch: Batch, why: str, now_ms: int) -> bool:
+        """The disk refused an entry's nonce ceiling or journal line: its entries dropped (released, benign),
+        its reduce-only orders requeued without spending their budget (they leave on the next turn)."""
+        self.count("entries_refused_storage")
+        self._publish(self.core.on_send_failure(batch, f"entries stopped: {why}", clock.monotonic_ns(), now_ms,
+                                                transient=True))
+        self._check_storage()
         return True
 
     def _sync_journal(self) -> None:
         self.core.journal.sync()  # no-op unless a line was written since the last one
+        self._check_storage()
 
     def _save_risk(self, sync: bool = False) -> None:
         """The loss limits' state to the kernel at the end of the turn that changed it; its fsync 5 ms later
@@ -579,7 +617,7 @@ class Executor(Actor):
             return
         self.switch.on_sent()
         try:
-            payload = self._sign_payload(schedule_cancel_action(until), now_ms)
+            payload = self._sign_payload(schedule_cancel_action(until), now_ms, durable=False)
             self.ws.post("action", payload, lambda r: self._on_schedule_cancel_response(r, until))
         except (WsNotConnected, WsBudgetError, NonceError, ValueError) as e:
             self.switch.on_not_sent()

@@ -291,13 +291,15 @@ class ExecutionCore:
                 wake = later
         return wake
 
-    def prepare_send(self, batch: Batch, now_ms: int, *, sync: bool = True) -> None:
+    def prepare_send(self, batch: Batch, now_ms: int, *, sync: bool = True, required: bool = True) -> None:
         """Journal the batch's intents; call right BEFORE writing the signed frame.
 
         ``sync=False`` writes the lines to the kernel (which survives the executor's death, the case the
         journal exists for) and leaves the fsync to ``journal.sync()`` after the frame is written, off
-        the tick-to-trade path (see ``ExecutorParams.journal_fsync_before_send``)."""
-        self.journal.record(((o.intent_id, o.cloid) for o in batch.orders), now_ms, sync=sync)
+        the tick-to-trade path (see ``ExecutorParams.journal_fsync_before_send``). ``required`` (a batch
+        with an entry): a line the disk refuses raises ``JournalWriteError`` and the batch must not be
+        sent; otherwise (reduce-only orders) the batch leaves all the same (``SentIntentJournal``)."""
+        self.journal.record(((o.intent_id, o.cloid) for o in batch.orders), now_ms, sync=sync, required=required)
 
     def on_sent(self, batch: Batch, post_id: int, nonce: int, now_ns: int) -> list[Msg]:
         self.scheduler.mark_sent(batch, post_id, now_ns)

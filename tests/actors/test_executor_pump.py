@@ -108,7 +108,7 @@ def executor(tmp_path: Path, ws: ScriptedWs, **params: Any) -> Executor:
     ex._pump_timer = Timer(60_000_000_000, lambda: None, time.monotonic_ns() + 60_000_000_000)
     ex._refill_timer = Timer(1_000_000_000, lambda: None, time.monotonic_ns() + 1_000_000_000)
     ex._journal_timer = Timer(1_000_000_000, lambda: None, time.monotonic_ns() + 1_000_000_000)
-    ex._sign_payload = lambda action, now_ms: {"action": action, "nonce": next(cl)}  # type: ignore[method-assign]
+    ex._sign_payload = lambda action, now_ms, durable=True: {"action": action, "nonce": next(cl)}  # type: ignore[method-assign]
     ex._nonces = NonceManager(None)  # the tick reserves nonce headroom (in memory here)
     ex._signer = Signer("0x" + "11" * 32, pool_size=2)  # its refill timer tops the nonce pool up
     return ex

@@ -75,13 +75,14 @@ from hip3.messages import (
     OrderRejected,
     OrderSubmitted,
     OrderUpdate,
+    PositionClosed,
     PositionSnapshot,
     UserFill,
 )
 from hip3.ownership import describe
 from hip3.ownership_ledger import FILE_NAME as OWNERSHIP_FILE
 from hip3.ownership_ledger import PositionOwnership, parse_history
-from hip3.positions import BookResult, ExchangePosition, PositionBook
+from hip3.positions import BookResult, ExchangePosition, HeldCloses, PositionBook, exit_reason_of
 from hip3.runtime.actor import Actor
 from hip3.runtime.budget_poller import BudgetPoller
 from hip3.runtime.markets import load_registry
@@ -154,6 +155,7 @@ class PositionTracker(Actor):
         self._dex_prefix = f"{self.dex}:"
         self.assets = {s.coin: s.asset for s in registry.specs}
         self.book = PositionBook(self.assets)
+        self._held = HeldCloses()  # closes waiting for the OrderSubmitted that names their exit reason
         self.ownership = PositionOwnership([m.coin for m in cfg.markets], cfg.positions.manual_positions,
                                            self.run_dir / OWNERSHIP_FILE)
         problem = self.ownership.ledger.load()
@@ -260,6 +262,10 @@ class PositionTracker(Actor):
         self._sync_wanted = True
 
     def _maybe_sync(self) -> None:
+        if self._held:
+            for c in self._held.expire(clock.time_ns() // 1_000_000):
+                self.count("close_reason_unknown")
+                self._publish_close(c)
         now = clock.monotonic_ns()
         interval_ms = self.cfg.positions.resync_interval_s * 1000
         if self.hardstop.latched:
@@ -400,6 +406,8 @@ class PositionTracker(Actor):
             book.on_order_update(msg)
         elif isinstance(msg, OrderSubmitted):
             book.on_order_submitted(msg, msg.edge_bps)
+            if self._held and (c := self._held.release(msg.cloid, exit_reason_of(msg.kind, msg.reason))):
+                self._publish_close(c)
         elif isinstance(msg, OrderAcked):
             book.on_order_acked(msg)
         elif isinstance(msg, OrderRejected):
@@ -442,10 +450,15 @@ class PositionTracker(Actor):
         for f in res.fills:
             pub(f)
         for c in res.closed:
-            self.count("positions_closed")
-            self.log.info("position_closed", coin=c.coin, pnl_usd=str(c.pnl_usd), reason=c.exit_reason,
-                          owner=c.owner)
-            pub(c)
+            self._publish_close(c)
+        for cloid, c in res.held:  # published when their OrderSubmitted (the exit reason) arrives
+            for late in self._held.hold(cloid, c, clock.time_ns() // 1_000_000):
+                self._publish_close(late)
+
+    def _publish_close(self, c: PositionClosed) -> None:
+        self.count("positions_closed")
+        self.log.info("position_closed", coin=c.coin, pnl_usd=str(c.pnl_usd), reason=c.exit_reason, owner=c.owner)
+        self.positions.publish(c)
 
     def _publish_snapshot(self, force: bool = False) -> None:
         if not force and self.book.version == self._published_version:

@@ -22,7 +22,11 @@ Guards against:
   on close: that coin is "unknown this round" (neither added nor removed), logged, and a resync is asked.
 * latent 1/2: exactly one ``PositionClosed`` per close, whichever path (post response, userFills,
   resync) closed it, with the exit reason of the closing order (``FlattenIntent.reason`` via the
-  ``OrderSubmitted`` of its cloid), "flip" for an entry that flips, "external" if unknown.
+  ``OrderSubmitted`` of its cloid), "flip" for an entry that flips, "external" if unknown. The closing
+  fill can reach the tracker on the user stream before the executor's ``OrderSubmitted`` of its cloid
+  (two publishers, no order between them): a close by one of hip3's cloids (``is_hip3_cloid``) whose
+  ``OrderSubmitted`` has not arrived is returned in ``BookResult.held``, not ``closed``, and the tracker
+  holds it (``HeldCloses``, bounded) until that ``OrderSubmitted`` names its reason.
 * B30: balance = L1 accountValue + dex accountValue; a sudden zero must be seen twice.
 
 PnL is gross (``realized_pnl_usd``); fees are separate (``fees_usd``). Fees only arrive on userFills, so a
@@ -38,6 +42,7 @@ from decimal import Decimal
 
 import msgspec
 
+from hip3.hyperliquid.wire import is_hip3_cloid
 from hip3.messages import (
     Fill,
     OpenOrder,
@@ -53,7 +58,7 @@ from hip3.messages import (
     UserFill,
 )
 
-__all__ = ["BookResult", "ExchangePosition", "PositionBook"]
+__all__ = ["BookResult", "ExchangePosition", "HeldCloses", "PositionBook", "exit_reason_of"]
 
 log = logging.getLogger(__name__)
 _ZERO = Decimal(0)
@@ -76,6 +81,50 @@ class BookResult(msgspec.Struct):
     suspect: bool = False  # resync: a contradicting empty response was held back
     stale_skipped: list[str] = msgspec.field(default_factory=list)  # resync: closed locally after the request
     unknown: list[str] = msgspec.field(default_factory=list)  # resync: rows without a usable entry price
+    # (cloid, close) closed by a hip3 cloid whose OrderSubmitted (the exit reason) has not arrived yet
+    held: list[tuple[str, PositionClosed]] = msgspec.field(default_factory=list)
+
+
+def exit_reason_of(kind: str, reason: str) -> str:
+    """A close's exit reason from its closing order: "flip" for an entry, else the flatten's reason."""
+    return "flip" if kind == "entry" else reason or kind
+
+
+class HeldCloses:
+    """Closes waiting for the ``OrderSubmitted`` that names their exit reason, at most ``hold_ms`` (then
+    published as they are, "external") and at most ``max_held`` at once (the oldest goes first)."""
+
+    def __init__(self, hold_ms: int = 2000, max_held: int = 1000) -> None:
+        self.hold_ms = hold_ms
+        self.max_held = max_held
+        self._held: OrderedDict[str, tuple[PositionClosed, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, cloid: str, closed: PositionClosed, now_ms: int) -> list[PositionClosed]:
+        """Hold ``closed``; returns what must go now to stay within ``max_held``."""
+        self._held[cloid] = (closed, now_ms + self.hold_ms)
+        out = []
+        while len(self._held) > self.max_held:
+            out.append(self._held.popitem(last=False)[1][0])
+        return out
+
+    def release(self, cloid: str, reason: str) -> PositionClosed | None:
+        """The held close of ``cloid`` with its exit reason, or None."""
+        item = self._held.pop(cloid, None)
+        return None if item is None else msgspec.structs.replace(item[0], exit_reason=reason)
+
+    def expire(self, now_ms: int) -> list[PositionClosed]:
+        """Closes held past their time: their ``OrderSubmitted`` never came (published as "external")."""
+        out = []
+        while self._held:
+            cloid, (closed, until) = next(iter(self._held.items()))
+            if until > now_ms:
+                break
+            del self._held[cloid]
+            out.append(closed)
+        return out
 
 
 class _Pos(msgspec.Struct):
@@ -360,11 +409,7 @@ class PositionBook:
 
     def _exit_reason(self, cloid: str | None) -> str:
         info = self._info.get(cloid) if cloid else None
-        if info is None:
-            return "external"
-        if info.kind == "entry":
-            return "flip"
-        return info.reason or info.kind
+        return "external" if info is None else exit_reason_of(info.kind, info.reason)
 
     def _apply(
         self,
@@ -445,7 +490,11 @@ class PositionBook:
         if p.size == 0:
             del self._pos[coin]
             self._closed_ms[coin] = max(time_ms, local_ms)
-            res.closed.append(self._closed(p, self._exit_reason(cloid), time_ms))
+            closed = self._closed(p, self._exit_reason(cloid), time_ms)
+            if cloid is not None and cloid not in self._info and is_hip3_cloid(cloid):
+                res.held.append((cloid, closed))  # its OrderSubmitted is still on its way
+            else:
+                res.closed.append(closed)
             if rest > 0:
                 if closing_hint:
                     log.warning(

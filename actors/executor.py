@@ -59,7 +59,7 @@ from hip3.execution.gates import MarketSpec, Verdict
 from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.journal import JournalWriteError, SentIntentJournal
 from hip3.execution.latency import LatencySamples, latency_stats
-from hip3.execution.orders import post_response_body
+from hip3.execution.orders import post_answer
 from hip3.execution.risk_state import RiskKeeper, RiskStateStore
 from hip3.hyperliquid.frames import PostResponse
 from hip3.hyperliquid.nonce import NonceError, NonceManager, NonceStorageError
@@ -575,11 +575,12 @@ class Executor(Actor):
             self._risk_timer.wake_by(clock.monotonic_ns() + _JOURNAL_SYNC_DELAY_NS)
 
     def _on_order_response(self, resp: PostResponse) -> None:
-        if resp.type in ("timeout", "disconnected", "unknown"):
+        answer = post_answer(resp)
+        if answer is None:
             # Outcome unknown: the scheduler's expiry (post_timeout_ms >= expires_after_ms) resolves it.
             self.count(f"post_{resp.type}")
             return
-        events = self.core.on_post_response(resp.id, post_response_body(resp), clock.monotonic_ns(), _now_ms())
+        events = self.core.on_post_response(resp.id, answer, clock.monotonic_ns(), _now_ms())
         ex = resp.exchange
         if resp.type == "action" and ex is not None and ex.ok:
             self.core.admission.on_accepted()

@@ -37,7 +37,7 @@ The actor's loop, roughly::
         post_id, nonce = sign_and_write(batch)         # the transport's business (refused: transient=True)
         publish(core.on_sent(batch, post_id, nonce, now_ns))
     core.journal.sync()                                # fsync once, after the frames
-    publish(core.on_post_response(post_id, response, recv_ns, now_ms))
+    publish(core.on_post_response(post_id, post_answer(response), recv_ns, now_ms))
     publish(core.expire(now_ns, now_ms)); reason = core.take_hardstop_request()
 """
 
@@ -61,6 +61,7 @@ from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.execution.risk import RiskMonitor
 from hip3.execution.soft_gates import SoftGates
 from hip3.hyperliquid.errors import is_oi_cap_rejection, is_rate_limit_error
+from hip3.hyperliquid.responses import ExchangeResponse
 from hip3.hyperliquid.wire import new_cloid
 from hip3.market_terms import UNVERIFIED, MarketTermsParams, TermsView, clamp_to_oracle
 from hip3.messages import (
@@ -334,8 +335,9 @@ class ExecutionCore:
 
     # ------------------------------------------------------------------ answers
 
-    def on_post_response(self, post_id: int, response: object, recv_ns: int, now_ms: int) -> list[Msg]:
-        """A post response (the WS ``data.response`` object). Unknown post ids are counted, not raised."""
+    def on_post_response(self, post_id: int, response: ExchangeResponse, recv_ns: int, now_ms: int) -> list[Msg]:
+        """The exchange's answer to a post, parsed once by the transport (``orders.post_answer``). Unknown
+        post ids are counted, not raised."""
         batch = self.scheduler.on_response(post_id)
         if batch is None:
             self.dropped_unmatched += 1

@@ -52,7 +52,7 @@ from hip3 import clock
 from hip3.collateral import collateral_from_states, collateral_problem
 from hip3.config import account_address, exchange_urls
 from hip3.hyperliquid.errors import is_margin_rejection
-from hip3.hyperliquid.rest import RestClient, RestError
+from hip3.hyperliquid.rest import RestClient
 from hip3.messages import (
     Alert,
     DexCollateral,
@@ -74,7 +74,7 @@ from hip3.ownership_ledger import FILE_NAME as OWNERSHIP_FILE
 from hip3.ownership_ledger import PositionOwnership, parse_history
 from hip3.positions import BookResult, ExchangePosition, HeldCloses, PositionBook, exit_reason_of
 from hip3.positions.planner import ResyncPlanner, SyncRequest
-from hip3.positions.rest import RestSnapshot, net_sizes, open_orders_from_rest, positions_from_rest
+from hip3.positions.rest import RestSnapshot, fetch_sync, net_sizes, open_orders_from_rest, positions_from_rest
 from hip3.runtime.actor import Actor
 from hip3.runtime.budget_poller import BudgetPoller
 from hip3.runtime.markets import load_registry
@@ -154,23 +154,7 @@ class PositionTracker(Actor):
             request = self._requests.get()
             if request is None:
                 return
-            snap = RestSnapshot(requested_ms=request.requested_ms, history_wanted=request.history_wanted)
-            try:
-                if request.history_wanted:  # before the positions: a fill in between breaks the chain, never hides
-                    try:
-                        snap.fills = self._rest.user_fills(self.account)
-                    except Exception as e:  # best effort: the positions matter, the history is asked again
-                        snap.history_error = str(e) or repr(e)
-                snap.dex_state = self._rest.clearinghouse_state(self.account, self.dex)
-                snap.open_orders = self._rest.open_orders(self.account, self.dex)
-                try:
-                    snap.l1_state = self._rest.clearinghouse_state(self.account, "")
-                except RestError:
-                    snap.l1_state = None  # balance only: the positions are what matters
-            except RestError as e:
-                snap.error = str(e)
-            except Exception as e:  # never let the worker die silently
-                snap.error = f"unexpected: {e!r}"
+            snap = fetch_sync(self._rest, self.account, self.dex, request)
             self._results.append(snap)
             self._wake()
 

@@ -7,9 +7,9 @@ terms, the request budget), and the hard stop's flatten sequence that this state
 * An entry is refused at once while not READY or on an entry condition (dex collateral, clock skew); else
   shed at intake by admission (``ExecutionCore.shed_entry``: counted by reason, summarised once a second,
   never a line each) before the gates.
-* Every verdict is logged at INFO (lesson B38) at the end of the loop turn, after the frame (a JSON line
-  before the send cost about 65 µs of the idle path), at most ``verdict_log_lines_per_s``; the rest are
-  counted and summarised.
+* Every verdict is logged at INFO (with verdicts at DEBUG, hundreds of signals and no trade could not be
+  explained) at the end of the loop turn, after the frame (a JSON line before the send cost about 65 µs of
+  the idle path), at most ``verdict_log_lines_per_s``; the rest are counted and summarised.
 * A refused flatten (expired, bad input, queue full) is answered with a benign ``OrderRejected`` so the exit
   watcher's claim is released now, not after its expiry; "skipped" means a flatten is already in flight.
 * Hard stop (``hardstop_step``, on every snapshot and answer and on the actor's short timer while the

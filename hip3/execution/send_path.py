@@ -200,7 +200,7 @@ class SendPath:
     # ------------------------------------------------------------------ timers
 
     def on_tick(self) -> None:
-        """Every ``_WS_TICK_MS`` (after the transport's own tick): post timeouts, entries past their
+        """The actor's 100 ms tick (after the transport's own): post timeouts, entries past their
         validity, the exchange's clock, un-pause, pump, and the files' health."""
         core = self.core
         now_ns = clock.monotonic_ns()

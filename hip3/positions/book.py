@@ -17,7 +17,8 @@ Guards against:
   (two publishers, no order between them): a close by one of hip3's cloids (``is_hip3_cloid``) whose
   ``OrderSubmitted`` has not arrived is returned in ``BookResult.held``, not ``closed``, and the tracker
   holds it (``HeldCloses``, bounded) until that ``OrderSubmitted`` names its reason.
-* The REST resync of the same book (lessons B26, B29, B30, B42) is ``book_resync.RestResync``.
+* The REST resync of the same book (never clearing first, suspect empty answers, the balance) is
+  ``book_resync.RestResync``.
 
 PnL is gross (``realized_pnl_usd``); fees are separate (``fees_usd``). Fees only arrive on userFills, so a
 ``PositionClosed`` emitted from a post response carries the fees known at that moment.

@@ -7,7 +7,7 @@ means for the next one, and which feed connection a sync's snapshot vouches for.
   flatten sequence ends on this view), and every ``recheck_unfunded_s`` while the dex is unfunded (a
   transfer is seen in seconds). One sync at a time.
 * A failed sync is retried after 0.5 s doubling to 10 s; until the first one succeeds the tracker is not
-  READY after three failures (never trade on an empty book: lesson 19).
+  READY after three failures (a book never synced is empty, not flat: never trade on it).
 * A suspect answer (an empty position list contradicting the book, held back by the book) is asked again
   after 300 ms; a stale one (a coin closed locally after the request) or rows without an entry price after
   1 s (the book asks; not at once, so a persistent quirk cannot spin).

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hip3 import clock
 from hip3.hyperliquid.nonce import NonceManager
 from hip3.messages import Alert, OrderRejected, OrderSubmitted, Ready
 from tests.execution.helpers import GOLD, SILVER, entry, flatten, pos, snap
@@ -44,14 +45,16 @@ def full_disk(tmp_path: Path) -> Iterator[tuple[Rig, ScriptedWs, Path]]:
             ex.close()
 
 
-def _past_the_ceiling(ex: Rig) -> None:
-    """The clock past the reserved ceiling (about 2 s into the full disk), without waiting for it."""
-    ex.nonces._last = ex.nonces._ceiling  # the next nonce needs a new ceiling on disk
+def _past_the_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock 3 s on, past the ceiling reserved 2 s ahead (a full disk for that long), without waiting."""
+    real = clock.time_ns
+    monkeypatch.setattr(clock, "time_ns", lambda: real() + 3_000_000_000)
 
 
-def test_full_disk_stops_entries_and_flattens_still_leave(full_disk: tuple[Rig, ScriptedWs, Path]) -> None:
+def test_full_disk_stops_entries_and_flattens_still_leave(full_disk: tuple[Rig, ScriptedWs, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     ex, ws, _ = full_disk
-    _past_the_ceiling(ex)
+    _past_the_ceiling(monkeypatch)
     v, _ = ex.core.submit_entry(entry(GOLD), snapshot=snap(), now_ns=0, now_ms=NOW_MS)
     assert v.accepted
     ex.send.pump()  # used to raise OSError out of the send path
@@ -77,9 +80,10 @@ def test_full_disk_stops_entries_and_flattens_still_leave(full_disk: tuple[Rig, 
     assert len([m for m in _inbox(ex) if isinstance(m, Alert)]) == 1  # said once
 
 
-def test_hard_stop_flattens_on_a_full_disk(full_disk: tuple[Rig, ScriptedWs, Path]) -> None:
+def test_hard_stop_flattens_on_a_full_disk(full_disk: tuple[Rig, ScriptedWs, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     ex, ws, _ = full_disk
-    _past_the_ceiling(ex)
+    _past_the_ceiling(monkeypatch)
     ex.send.snapshot = snap(pos(GOLD, "2"), pos(SILVER, "3"))
     ex.flattener.start(1, time.monotonic_ns())
     ex.core.set_hard_stop(True, 0)
@@ -89,9 +93,10 @@ def test_hard_stop_flattens_on_a_full_disk(full_disk: tuple[Rig, ScriptedWs, Pat
     assert ws.posts >= 1 and not ex.host.ready
 
 
-def test_ready_comes_back_when_the_disk_takes_writes_again(full_disk: tuple[Rig, ScriptedWs, Path]) -> None:
+def test_ready_comes_back_when_the_disk_takes_writes_again(full_disk: tuple[Rig, ScriptedWs, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     ex, _, where = full_disk
-    _past_the_ceiling(ex)
+    _past_the_ceiling(monkeypatch)
     ex.core.submit_entry(entry(GOLD), snapshot=snap(), now_ns=0, now_ms=NOW_MS)
     ex.send.pump()
     assert not ex.host.ready

@@ -1,24 +1,17 @@
 """The position_tracker actor process. The source of truth for positions and open orders.
 
-A thin loop over ``hip3.positions.PositionBook``:
+A thin loop over ``hip3.positions`` (the book, the resync planner, the REST converters): I/O and publishing.
 
 * sockets: SUB ``user`` (``OrderUpdate``, ``UserFill``, ``FeedState``) and ``exec`` (``OrderSubmitted``,
   ``OrderAcked``, ``OrderFilled``, ``OrderRejected``, ``OrderCancelled``); XPUB ``positions``
   (``PositionSnapshot`` as state ``positions`` on every change and every ``snapshot_interval_ms``,
   ``Fill``, exactly one ``PositionClosed`` per close).
-* REST sync (``clearinghouseState`` with the dex, the L1 one for the balance, ``openOrders`` with the dex)
-  at start, after every user-stream reconnect (``FeedState.conn_id`` change), again once the feed reports
-  the user streams acked on the new connection (``FeedState.user_ready``), when the book asks for it,
-  every ``positions.resync_interval_s`` and every second while the hard stop is latched (the flatten
-  sequence ends on this view). The book adds/updates first and removes after, never clearing first;
-  suspect empty answers are held back by the book and retried soon. Every snapshot carries
-  ``feed_conn_id``: the feed connection whose user streams (orderUpdates, userFills) were acked when the
-  last completed sync was asked for. The detector resumes entries after a reconnect on that exact match.
-  Why acked, not just connected: a fill between the reconnect and the exchange's acks reaches no stream
-  (the userFills snapshot that comes with the ack is never applied), so a sync that started before the
-  acks could miss it until the next periodic sync; a sync asked for after them cannot (what happens
-  later arrives on the stream). The sync right at the reconnect still runs (a fresh view for the exit
-  watcher and the hard-stop flatten even if the acks are slow) but does not resume entries.
+* REST sync (``clearinghouseState`` with the dex, the L1 one for the balance, ``openOrders`` with the dex):
+  when, and what an answer means for the next one, is ``hip3.positions.planner.ResyncPlanner`` (at start,
+  after a user-stream reconnect, once the user streams are acked, when the book asks, periodically, every
+  second while the hard stop is latched). The book adds/updates first and removes after, never clearing
+  first; suspect empty answers are held back by the book and retried soon. Every snapshot carries
+  ``feed_conn_id`` (``ResyncPlanner.synced_conn_id``): the detector resumes entries on that exact match.
 * REST calls block, so they run in one worker thread; results come back through a pipe whose read end
   sits in the actor's poller, and are applied on the actor's thread (the book is single-threaded). Two
   small periodic reads run as their own jobs, each on its own worker thread (``hip3.runtime.rest_job``):
@@ -52,7 +45,6 @@ import sys
 import threading
 from collections import deque
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
@@ -60,84 +52,36 @@ from hip3 import clock
 from hip3.collateral import collateral_from_states, collateral_problem
 from hip3.config import account_address, exchange_urls
 from hip3.hyperliquid.errors import is_margin_rejection
-from hip3.hyperliquid.rest import ClearinghouseState, RestClient, RestError
-from hip3.hyperliquid.rest import OpenOrder as RestOpenOrder
+from hip3.hyperliquid.rest import RestClient
 from hip3.messages import (
     Alert,
     DexCollateral,
     FeedState,
     HardStopState,
     Message,
-    OpenOrder,
     OrderAcked,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
     OrderUpdate,
+    PositionClosed,
     PositionSnapshot,
     UserFill,
 )
 from hip3.ownership import describe
 from hip3.ownership_ledger import FILE_NAME as OWNERSHIP_FILE
 from hip3.ownership_ledger import PositionOwnership, parse_history
-from hip3.positions import BookResult, ExchangePosition, PositionBook
+from hip3.positions import BookResult, ExchangePosition, HeldCloses, PositionBook, exit_reason_of
+from hip3.positions.planner import ResyncPlanner, SyncRequest
+from hip3.positions.rest import RestSnapshot, fetch_sync, net_sizes, open_orders_from_rest, positions_from_rest
 from hip3.runtime.actor import Actor
 from hip3.runtime.budget_poller import BudgetPoller
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.runtime.terms_poller import TermsPoller
 
-__all__ = ["PositionTracker", "RestSnapshot", "open_orders_from_rest", "positions_from_rest"]
-
-_HARDSTOP_RESYNC_MS = 1000
-_SUSPECT_RETRY_MS = 300
-_STALE_RETRY_MS = 1000  # a stale answer or rows without an entry price: sync again, not at once
-_RETRY_MAX_MS = 10_000
-
-
-class RestSnapshot(msgspec.Struct):
-    """One REST sync's answers (or its error), handed from the worker thread to the actor."""
-
-    requested_ms: int
-    dex_state: ClearinghouseState | None = None
-    l1_state: ClearinghouseState | None = None
-    open_orders: list[RestOpenOrder] | None = None
-    error: str | None = None
-    history_wanted: bool = False
-    fills: list[dict[str, Any]] | None = None  # REST userFills (newest first), when history_wanted and it answered
-    history_error: str | None = None
-
-
-def positions_from_rest(state: ClearinghouseState) -> list[ExchangePosition]:
-    """``assetPositions[].position`` rows → the book's input (signed size, entry price). A null entry price
-    becomes 0, which the book refuses to use: that coin is left as it is for the round (never entry 0)."""
-    return [
-        ExchangePosition(coin=ap.position.coin, szi=ap.position.szi, entry_px=ap.position.entry_px or Decimal(0))
-        for ap in state.asset_positions
-    ]
-
-
-def open_orders_from_rest(rows: list[RestOpenOrder], assets: dict[str, int]) -> list[OpenOrder]:
-    """``openOrders`` rows → the book's ``OpenOrder`` (side "B" = buy)."""
-    return [
-        OpenOrder(
-            coin=r.coin,
-            asset=assets.get(r.coin, 0),
-            oid=r.oid,
-            cloid=r.cloid,
-            is_buy=r.side == "B",
-            limit_px=r.limit_px,
-            sz=r.sz,
-            reduce_only=bool(r.reduce_only),
-        )
-        for r in rows
-    ]
-
-
-def _nets(book: PositionBook) -> dict[str, Decimal]:
-    """Signed size per coin (a resync that changes one corrected the book: a fill reached no stream)."""
-    return {p.coin: p.size if p.is_long else -p.size for p in book.snapshot().positions}
+__all__ = ["PositionTracker"]
 
 
 class PositionTracker(Actor):
@@ -154,6 +98,7 @@ class PositionTracker(Actor):
         self._dex_prefix = f"{self.dex}:"
         self.assets = {s.coin: s.asset for s in registry.specs}
         self.book = PositionBook(self.assets)
+        self._held = HeldCloses()  # closes waiting for the OrderSubmitted that names their exit reason
         self.ownership = PositionOwnership([m.coin for m in cfg.markets], cfg.positions.manual_positions,
                                            self.run_dir / OWNERSHIP_FILE)
         problem = self.ownership.ledger.load()
@@ -161,14 +106,13 @@ class PositionTracker(Actor):
             self.log.error("ownership_ledger_unusable", problem=problem,
                            effect="every position counts as manual until the exchange's history shows it")
             self.inbox.send(Alert(level="critical", actor=self.name, text=f"ownership ledger {problem}"))
-        self._history_wanted = True  # the first sync recovers what happened while no tracker listened
         self._save_failed = False
         self.positions = self.publisher("positions")
         self.subscriber(["user", "exec"], self.on_message)
 
         base, _ = exchange_urls(cfg)
         self._rest = RestClient(base, timeout_s=cfg.exchange.request_timeout_ms / 1000, info_retries=1)
-        self._requests: queue.Queue[tuple[int, bool] | None] = queue.Queue()
+        self._requests: queue.Queue[SyncRequest | None] = queue.Queue()
         self._results: deque[RestSnapshot] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -184,18 +128,7 @@ class PositionTracker(Actor):
         self._budget = BudgetPoller(self, self.positions, budget_rest, self.account,
                                     cfg.executor.request_budget_poll_ms)
 
-        self._sync_pending = False
-        self._sync_wanted = True
-        self._next_sync_ns = 0
-        self._last_sync_ns = 0
-        self._failures = 0
-        self._conn_id: int | None = None
-        # The latest feed connection whose user streams the feed reported acked (0: none yet).
-        self._acked_conn_id = 0
-        # The acked feed connection the REST sync in flight follows, and the one the last completed sync
-        # followed (stamped on every snapshot: the detector resumes entries on an exact match).
-        self._sync_conn_id = 0
-        self._synced_conn_id = 0
+        self.planner = ResyncPlanner(cfg.positions.resync_interval_s, cfg.collateral.recheck_unfunded_s)
         self._published_version = -1
         self.collateral: DexCollateral | None = None
         self._collateral_problem = ""
@@ -221,24 +154,7 @@ class PositionTracker(Actor):
             request = self._requests.get()
             if request is None:
                 return
-            requested_ms, history_wanted = request
-            snap = RestSnapshot(requested_ms=requested_ms, history_wanted=history_wanted)
-            try:
-                if history_wanted:  # before the positions: a fill in between breaks the chain, never hides
-                    try:
-                        snap.fills = self._rest.user_fills(self.account)
-                    except Exception as e:  # best effort: the positions matter, the history is asked again
-                        snap.history_error = str(e) or repr(e)
-                snap.dex_state = self._rest.clearinghouse_state(self.account, self.dex)
-                snap.open_orders = self._rest.open_orders(self.account, self.dex)
-                try:
-                    snap.l1_state = self._rest.clearinghouse_state(self.account, "")
-                except RestError:
-                    snap.l1_state = None  # balance only: the positions are what matters
-            except RestError as e:
-                snap.error = str(e)
-            except Exception as e:  # never let the worker die silently
-                snap.error = f"unexpected: {e!r}"
+            snap = fetch_sync(self._rest, self.account, self.dex, request)
             self._results.append(snap)
             self._wake()
 
@@ -250,32 +166,25 @@ class PositionTracker(Actor):
 
     def busy(self) -> bool:
         """A REST sync or read is in flight in a worker thread (a replay steps this actor alone until done)."""
-        return bool(getattr(self, "_sync_pending", False)) or any(
+        planner = getattr(self, "planner", None)
+        return (planner is not None and planner.pending) or any(
             job is not None and job.busy() for job in (getattr(self, "_terms", None), getattr(self, "_budget", None)))
 
     def request_resync(self, why: str) -> None:
         """Ask for a REST sync as soon as none is running."""
-        if not self._sync_wanted:
+        if self.planner.want():
             self.log.info("resync_requested", why=why)
-        self._sync_wanted = True
 
     def _maybe_sync(self) -> None:
-        now = clock.monotonic_ns()
-        interval_ms = self.cfg.positions.resync_interval_s * 1000
-        if self.hardstop.latched:
-            interval_ms = min(interval_ms, _HARDSTOP_RESYNC_MS)
-        if self.book.needs_resync:
-            self._sync_wanted = True
-        if self._collateral_problem:  # unfunded: look again soon (a transfer is seen in seconds)
-            interval_ms = min(interval_ms, self.cfg.collateral.recheck_unfunded_s * 1000)
-        if not self._sync_wanted and self.book.synced and now - self._last_sync_ns >= interval_ms * 1e6:
-            self._sync_wanted = True
-        if self._sync_wanted and not self._sync_pending and now >= self._next_sync_ns:
-            self._sync_wanted = False
-            self._sync_pending = True
-            self._sync_conn_id = self._acked_conn_id
-            self._requests.put((clock.time_ns() // 1_000_000, self._history_wanted))
-            self._history_wanted = False
+        if self._held:
+            for c in self._held.expire(clock.time_ns() // 1_000_000):
+                self.count("close_reason_unknown")
+                self._publish_close(c)
+        request = self.planner.next_request(clock.monotonic_ns(), clock.time_ns() // 1_000_000,
+                                            book_synced=self.book.synced, needs_resync=self.book.needs_resync,
+                                            hardstop_latched=self.hardstop.latched)
+        if request is not None:
+            self._requests.put(request)
 
     def _on_rest_results(self) -> None:
         try:
@@ -286,24 +195,18 @@ class PositionTracker(Actor):
             self._apply_sync(self._results.popleft())
 
     def _apply_sync(self, snap: RestSnapshot) -> None:
-        self._sync_pending = False
         now_ns = clock.monotonic_ns()
-        if snap.error is not None or snap.dex_state is None or snap.open_orders is None:
-            self._failures += 1
-            delay_ms = min(_RETRY_MAX_MS, 250 * 2 ** min(self._failures, 6))
-            self._next_sync_ns = now_ns + int(delay_ms * 1e6)
-            self._sync_wanted = True
-            self._history_wanted = self._history_wanted or snap.history_wanted
+        if not snap.complete or snap.dex_state is None or snap.open_orders is None:
+            delay_ms = self.planner.on_failed(snap.history_wanted, now_ns)
+            failures = self.planner.failures
             self.count("resync_failed")
-            self.log.warning("resync_failed", error=snap.error or "incomplete", failures=self._failures,
-                             retry_ms=delay_ms)
-            if not self.book.synced and self._failures >= 3:
+            self.log.warning("resync_failed", error=snap.error or "incomplete", failures=failures, retry_ms=delay_ms)
+            if not self.book.synced and failures >= 3:
                 self.set_ready(False, f"REST sync failing: {snap.error}")
             return
-        self._failures = 0
         now_ms = clock.time_ns() // 1_000_000
         rows = positions_from_rest(snap.dex_state)
-        before = _nets(self.book)
+        before = net_sizes(self.book)
         res = self.book.apply_rest_positions(rows, now_ms, requested_ms=snap.requested_ms)
         self._apply_ownership(snap, res, rows, before)
         if res.unknown:
@@ -312,16 +215,9 @@ class PositionTracker(Actor):
         if res.stale_skipped:
             self.count("resync_stale_skipped", len(res.stale_skipped))
             self.log.warning("resync_stale_answer", coins=res.stale_skipped)
-        if res.unknown or res.stale_skipped:
-            # The book asks for another sync (needs_resync); not at once, so a persistent quirk cannot spin.
-            self._next_sync_ns = now_ns + _STALE_RETRY_MS * 1_000_000
         if res.suspect:
             self.count("resync_suspect")
-            self._sync_wanted = True
-            self._next_sync_ns = now_ns + _SUSPECT_RETRY_MS * 1_000_000
-        else:
-            self._last_sync_ns = now_ns
-            self._synced_conn_id = self._sync_conn_id
+        if self.planner.on_answer(res, now_ns):
             self.book.apply_rest_open_orders(open_orders_from_rest(snap.open_orders, self.assets))
         l1 = snap.l1_state.margin_summary if snap.l1_state is not None else None
         dex = snap.dex_state.margin_summary
@@ -338,6 +234,7 @@ class PositionTracker(Actor):
         """Keep the dex's collateral for the snapshots; say it once when it becomes (un)usable."""
         self.collateral = c
         problem = collateral_problem(c, self.cfg.collateral)
+        self.planner.unfunded = bool(problem)
         self.stats["collateral_free_usd"] = int(c.withdrawable)
         changed = bool(problem) != bool(self._collateral_problem)
         self._collateral_problem = problem
@@ -366,7 +263,7 @@ class PositionTracker(Actor):
             if bad:
                 self.count("history_rows_bad", bad)
         elif snap.history_wanted:
-            self._history_wanted = True
+            self.planner.history_wanted = True
             self.count("history_failed")
             self.log.warning("history_failed", error=(snap.history_error or "")[:200])
         changes, uncovered = self.ownership.on_resync(res, self.book, rows, history, snap.requested_ms)
@@ -375,8 +272,8 @@ class PositionTracker(Actor):
         if uncovered:
             self.log.info("ownership_uncovered", coins=uncovered,
                           effect="the exchange's history does not reach the fill that opened these; the ledger stands")
-        if history is None and _nets(self.book) != before:
-            self._history_wanted = True
+        if history is None and net_sizes(self.book) != before:
+            self.planner.history_wanted = True
             self.request_resync("the resync corrected a position: whose was the fill it missed")
         if snap.l1_state is not None:
             self.ownership.set_others(positions_from_rest(snap.l1_state))
@@ -400,6 +297,8 @@ class PositionTracker(Actor):
             book.on_order_update(msg)
         elif isinstance(msg, OrderSubmitted):
             book.on_order_submitted(msg, msg.edge_bps)
+            if self._held and (c := self._held.release(msg.cloid, exit_reason_of(msg.kind, msg.reason))):
+                self._publish_close(c)
         elif isinstance(msg, OrderAcked):
             book.on_order_acked(msg)
         elif isinstance(msg, OrderRejected):
@@ -418,18 +317,12 @@ class PositionTracker(Actor):
         self._publish_snapshot()
 
     def _on_feed_state(self, msg: FeedState) -> None:
-        if msg.conn_id != self._conn_id:
-            previous, self._conn_id = self._conn_id, msg.conn_id
-            if previous is not None and self.book.synced:
-                self.book.set_synced(False)  # entries wait until the resync after the acks
-                self._publish_snapshot()
-            self.request_resync(f"user stream connection {previous} -> {msg.conn_id}")
-        if msg.user_ready and msg.state == "connected" and msg.conn_id != self._acked_conn_id:
-            # Everything the exchange does from now on reaches the stream: the sync asked for now is the
-            # one that lets entries resume (its snapshots carry this connection).
-            self._acked_conn_id = msg.conn_id
-            self._history_wanted = True  # fills before the acks reached no stream
-            self.request_resync(f"user streams acked on connection {msg.conn_id}")
+        unsync, reasons = self.planner.on_feed_state(msg.conn_id, msg.user_ready, msg.state == "connected")
+        if unsync and self.book.synced:
+            self.book.set_synced(False)  # entries wait until the resync after the acks
+            self._publish_snapshot()
+        for why in reasons:
+            self.request_resync(why)
 
     def on_hardstop(self, state: HardStopState) -> None:
         if state.latched and getattr(self, "_setup_done", False):
@@ -442,16 +335,21 @@ class PositionTracker(Actor):
         for f in res.fills:
             pub(f)
         for c in res.closed:
-            self.count("positions_closed")
-            self.log.info("position_closed", coin=c.coin, pnl_usd=str(c.pnl_usd), reason=c.exit_reason,
-                          owner=c.owner)
-            pub(c)
+            self._publish_close(c)
+        for cloid, c in res.held:  # published when their OrderSubmitted (the exit reason) arrives
+            for late in self._held.hold(cloid, c, clock.time_ns() // 1_000_000):
+                self._publish_close(late)
+
+    def _publish_close(self, c: PositionClosed) -> None:
+        self.count("positions_closed")
+        self.log.info("position_closed", coin=c.coin, pnl_usd=str(c.pnl_usd), reason=c.exit_reason, owner=c.owner)
+        self.positions.publish(c)
 
     def _publish_snapshot(self, force: bool = False) -> None:
         if not force and self.book.version == self._published_version:
             return
         self._published_version = self.book.version
-        snap = self.book.snapshot(self._synced_conn_id)
+        snap = self.book.snapshot(self.planner.synced_conn_id)
         if self.collateral is not None:
             snap = msgspec.structs.replace(snap, collateral=self.collateral)
         view = self.ownership.view(snap)

@@ -274,15 +274,18 @@ class PositionOwnership:
     def _tag(self, res: BookResult) -> None:
         res.closed = [c if (o := self.owner_of(c.coin)) == c.owner else msgspec.structs.replace(c, owner=o)
                       for c in res.closed]
+        res.held = [(k, c if (o := self.owner_of(c.coin)) == c.owner else msgspec.structs.replace(c, owner=o))
+                    for k, c in res.held]
 
     def on_result(self, res: BookResult, book: PositionBook, now_ms: int) -> list[PositionClosed]:
-        """After the book applied a fill: its closes tagged with their owner, and the ledger updated."""
+        """After the book applied a fill: its closes (held ones too) tagged with their owner, and the ledger
+        updated."""
         self._tag(res)
         for f in res.fills:
             p = book.position(f.coin)
             net_after = _ZERO if p is None else (p.size if p.is_long else -p.size)
             self.ledger.on_fill(f.coin, f.cloid, f.is_buy, f.sz, net_after, now_ms)
-        return res.closed
+        return res.closed + [c for _, c in res.held]
 
     def on_resync(self, res: BookResult, book: PositionBook, rest_rows: Sequence[ExchangePosition],
                   history: Sequence[HistoryFill] | None, requested_ms: int

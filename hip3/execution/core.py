@@ -37,7 +37,7 @@ The actor's loop, roughly::
         post_id, nonce = sign_and_write(batch)         # the transport's business (refused: transient=True)
         publish(core.on_sent(batch, post_id, nonce, now_ns))
     core.journal.sync()                                # fsync once, after the frames
-    publish(core.on_post_response(post_id, response, recv_ns, now_ms))
+    publish(core.on_post_response(post_id, post_answer(response), recv_ns, now_ms))
     publish(core.expire(now_ns, now_ms)); reason = core.take_hardstop_request()
 """
 
@@ -61,6 +61,7 @@ from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.execution.risk import RiskMonitor
 from hip3.execution.soft_gates import SoftGates
 from hip3.hyperliquid.errors import is_oi_cap_rejection, is_rate_limit_error
+from hip3.hyperliquid.responses import ExchangeResponse
 from hip3.hyperliquid.wire import new_cloid
 from hip3.market_terms import UNVERIFIED, MarketTermsParams, TermsView, clamp_to_oracle
 from hip3.messages import (
@@ -291,13 +292,15 @@ class ExecutionCore:
                 wake = later
         return wake
 
-    def prepare_send(self, batch: Batch, now_ms: int, *, sync: bool = True) -> None:
+    def prepare_send(self, batch: Batch, now_ms: int, *, sync: bool = True, required: bool = True) -> None:
         """Journal the batch's intents; call right BEFORE writing the signed frame.
 
         ``sync=False`` writes the lines to the kernel (which survives the executor's death, the case the
         journal exists for) and leaves the fsync to ``journal.sync()`` after the frame is written, off
-        the tick-to-trade path (see ``ExecutorParams.journal_fsync_before_send``)."""
-        self.journal.record(((o.intent_id, o.cloid) for o in batch.orders), now_ms, sync=sync)
+        the tick-to-trade path (see ``ExecutorParams.journal_fsync_before_send``). ``required`` (a batch
+        with an entry): a line the disk refuses raises ``JournalWriteError`` and the batch must not be
+        sent; otherwise (reduce-only orders) the batch leaves all the same (``SentIntentJournal``)."""
+        self.journal.record(((o.intent_id, o.cloid) for o in batch.orders), now_ms, sync=sync, required=required)
 
     def on_sent(self, batch: Batch, post_id: int, nonce: int, now_ns: int) -> list[Msg]:
         self.scheduler.mark_sent(batch, post_id, now_ns)
@@ -332,8 +335,9 @@ class ExecutionCore:
 
     # ------------------------------------------------------------------ answers
 
-    def on_post_response(self, post_id: int, response: object, recv_ns: int, now_ms: int) -> list[Msg]:
-        """A post response (the WS ``data.response`` object). Unknown post ids are counted, not raised."""
+    def on_post_response(self, post_id: int, response: ExchangeResponse, recv_ns: int, now_ms: int) -> list[Msg]:
+        """The exchange's answer to a post, parsed once by the transport (``orders.post_answer``). Unknown
+        post ids are counted, not raised."""
         batch = self.scheduler.on_response(post_id)
         if batch is None:
             self.dropped_unmatched += 1

@@ -8,6 +8,13 @@ id found there.
 Growth is bounded: at load, entries older than ``retention_ms`` (longer than any intent's TTL plus margin)
 are pruned and the file is rewritten atomically (write to a temporary file, fsync, rename). A torn last
 line (crash mid-write) is ignored: that frame was never written, because the append precedes the send.
+
+A write that fails (full disk, I/O error) is cut back off the file (never a torn line for the next append
+to run into) and kept in ``problem`` until a write succeeds again. The caller says what the line is worth:
+``required`` (an entry: refused, ``JournalWriteError``, the id forgotten since it is never sent) or not (a
+reduce-only order: it leaves all the same and its line is written with the next one that can be, or by
+``retry``; a flatten sent twice after a restart is reduce-only, refused benignly once the position is
+closed).
 """
 
 from __future__ import annotations
@@ -17,11 +24,20 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["SentIntentJournal", "valid_id"]
+from hip3.hardstop import describe_os_error
+
+__all__ = ["JournalWriteError", "SentIntentJournal", "valid_id"]
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "sent_intents.log"
+# Written (and skipped at load: not three fields) to learn whether the disk takes writes again when no
+# line is waiting.
+_PROBE = b"# write check\n"
+
+
+class JournalWriteError(OSError):
+    """A required line could not be written (its text is the one line for the operator)."""
 
 
 def valid_id(s: str) -> bool:
@@ -52,7 +68,11 @@ class SentIntentJournal:
         self._rewrite(kept)
         # A raw O_APPEND descriptor: one write(2) per batch, no text-layer buffering to flush.
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._fd).st_size  # where a failed write is cut back to
         self._dirty = False
+        self._torn = False  # a failed write left a fragment at the end of the file
+        self._unwritten: list[str] = []  # lines of orders sent while the disk refused them
+        self.problem: str | None = None  # why the last write failed (one line), until one succeeds
 
     def _rewrite(self, lines: list[str]) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -76,12 +96,16 @@ class SentIntentJournal:
     def cloid_of(self, intent_id: str) -> str | None:
         return self._sent.get(intent_id)
 
-    def record(self, entries: Iterable[tuple[str, str]], now_ms: int, *, sync: bool = True) -> None:
+    def record(
+        self, entries: Iterable[tuple[str, str]], now_ms: int, *, sync: bool = True, required: bool = True
+    ) -> None:
         """Append (intent_id, cloid) pairs and fsync; call BEFORE the frame is written.
 
         Already-recorded intent ids (a requeued reduce-only order) are not written again. ``sync=False``
         writes to the kernel only (``write(2)``: visible to a restarted process even after SIGKILL) and
-        leaves the fsync (host-crash durability) to ``sync()``.
+        leaves the fsync (host-crash durability) to ``sync()``. If the write fails: ``required`` raises
+        ``JournalWriteError`` (the ids are forgotten: the caller does not send them); otherwise the lines
+        are kept for the next write and ``problem`` says why.
         """
         lines = []
         for intent_id, cloid in entries:
@@ -93,22 +117,67 @@ class SentIntentJournal:
             lines.append(f"{now_ms} {intent_id} {cloid}\n")
         if not lines:
             return
+        try:
+            self._append("".join(self._unwritten + lines if self._unwritten else lines).encode(), sync)
+        except OSError as exc:
+            if required:
+                for line in lines:
+                    del self._sent[line.split()[1]]
+                raise JournalWriteError(self.problem or str(exc)) from None
+            self._unwritten.extend(lines)
+
+    def _append(self, data: bytes, sync: bool) -> None:
+        """One append (and its fsync if ``sync``); on failure the file is cut back to where it was."""
         fd = self._fd
         if fd is None:
             raise ValueError("journal is closed")
-        data = "".join(lines).encode()
-        while data:  # a regular file takes it whole unless the disk is full (then write raises)
-            data = data[os.write(fd, data):]
-        if sync:
-            os.fsync(fd)
-        else:
+        if self._torn:  # a fragment could not be cut off: end it, so this line stands on its own
+            data = b"\n" + data
+        start = self._size
+        try:
+            while data:  # a regular file takes it whole unless the disk is full (then write raises)
+                n = os.write(fd, data)
+                self._size += n
+                data = data[n:]
+            if sync:
+                os.fsync(fd)
+        except OSError as exc:
+            self.problem = f"cannot write the sent-intent journal {self.path}: {describe_os_error(exc)}"
+            try:
+                os.ftruncate(fd, start)
+                self._size = start
+            except OSError:
+                self._torn = self._size != start
+            raise
+        self._torn = False
+        if not sync:
             self._dirty = True
+        self._unwritten.clear()
+        self.problem = None
+
+    def retry(self) -> bool:
+        """While ``problem`` is set: write what is waiting (or a check line) and fsync. True if the journal
+        takes writes again. For a timer off the send path."""
+        if self.problem is None:
+            return True
+        data = "".join(self._unwritten).encode() or _PROBE
+        try:
+            self._append(data, True)
+        except OSError:
+            return False
+        self._dirty = False
+        return True
 
     def sync(self) -> None:
-        """fsync what ``record(..., sync=False)`` wrote (no-op if nothing is pending)."""
+        """fsync what ``record(..., sync=False)`` wrote (no-op if nothing is pending). A failure is kept
+        in ``problem`` (the fsync is tried again at the next call), never raised."""
         if self._dirty and self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self.problem = f"cannot write the sent-intent journal {self.path}: {describe_os_error(exc)}"
+                return
             self._dirty = False
-            os.fsync(self._fd)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

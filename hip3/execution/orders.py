@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import msgspec
 
@@ -41,7 +41,7 @@ from hip3.messages import (
     OrderUpdate,
 )
 
-__all__ = ["ManagedOrder", "OrderTracker", "parse_post_response", "post_response_body"]
+__all__ = ["ManagedOrder", "OrderTracker", "post_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -55,65 +55,16 @@ class ManagedOrder(msgspec.Struct, kw_only=True):
     acked: bool = False
 
 
-def parse_post_response(response: object) -> tuple[list[object], str | None]:
-    """(statuses, whole_request_error) from a WS post ``data.response`` object (or a bare /exchange body).
-
-    A whole-request failure (``type:"error"``, ``status:"err"``, or anything malformed) gives
-    ``([], error_text)``. A success without statuses (``type:"default"``) gives ``([], None)``.
-    """
-    if not isinstance(response, dict):
-        return [], f"malformed response: {type(response).__name__}"
-    body: object = response
-    if response.get("type") == "error":
-        return [], str(response.get("payload"))
-    if "payload" in response:
-        body = response["payload"]
-    if not isinstance(body, dict):
-        return [], f"malformed payload: {body!r}"[:200]
-    if body.get("status") != "ok":
-        return [], str(body.get("response", body.get("status")))
-    inner = body.get("response")
-    if not isinstance(inner, dict):
-        return [], None
-    data = inner.get("data")
-    if data is None:
-        return [], None
-    statuses = data.get("statuses") if isinstance(data, dict) else None
-    if not isinstance(statuses, list):
-        return [], f"malformed statuses: {data!r}"[:200]
-    return statuses, None
-
-
-def _status_dict(st: OrderStatus) -> object:
-    if st.kind == "filled":
-        return {"filled": {"totalSz": str(st.total_sz), "avgPx": str(st.avg_px), "oid": st.oid}}
-    if st.kind == "resting":
-        return {"resting": {"oid": st.oid}}
-    if st.kind == "error":
-        return {"error": st.text or ""}
-    if st.kind == "string":
-        return st.text or ""
-    return {"unknown": st.text}
-
-
-def post_response_body(resp: PostResponse) -> object:
-    """The WS ``data.response`` object the core parses, rebuilt from the client's typed ``PostResponse``."""
+def post_answer(resp: PostResponse) -> ExchangeResponse | None:
+    """The exchange's answer to an action post, as the WS client parsed it (``ExchangeResponse``), or None if
+    its outcome is unknown (``timeout``, ``disconnected``, an answer the client could not parse): the
+    scheduler's expiry resolves those. An ``error`` answer (the string mirroring the HTTP error) or any
+    other type is a whole-request failure."""
     if resp.type == "action" and resp.exchange is not None:
-        ex: ExchangeResponse = resp.exchange
-        if not ex.ok:
-            return {"type": "action", "payload": {"status": "err", "response": ex.error or "request failed"}}
-        statuses = [_status_dict(s) for s in ex.statuses]
-        inner = {"type": ex.response_type or "order", "data": {"statuses": statuses}}
-        return {"type": "action", "payload": {"status": "ok", "response": inner}}
-    return {"type": "error", "payload": resp.error or f"post answered with type {resp.type!r}"}
-
-
-def _dec(x: object) -> Decimal | None:
-    try:
-        d = Decimal(str(x))
-    except (InvalidOperation, ValueError):
+        return resp.exchange
+    if resp.type in ("timeout", "disconnected", "unknown"):
         return None
-    return d if d.is_finite() else None
+    return ExchangeResponse(False, error=resp.error or f"post answered with type {resp.type!r}")
 
 
 class OrderTracker:
@@ -206,24 +157,20 @@ class OrderTracker:
     # ------------------------------------------------------------------ post responses
 
     def apply_post_response(
-        self, batch: Batch, response: object, recv_ns: int
+        self, batch: Batch, response: ExchangeResponse, recv_ns: int
     ) -> tuple[list[Msg], str | None]:
-        """Apply a post response to its batch. Returns (events, whole_request_error); on a whole-request
-        error nothing is changed here: the caller cleans up the batch like a send failure."""
-        statuses, whole = parse_post_response(response)
-        if whole is not None:
-            return [], whole
+        """Apply the exchange's answer to its batch. Returns (events, whole_request_error); on a
+        whole-request error nothing is changed here: the caller cleans up the batch like a send failure."""
+        if not response.ok:
+            return [], response.error or "request failed"
+        statuses = response.statuses
         if batch.kind == "cancel":
             for c, st in zip(batch.cancels, statuses, strict=False):
-                if isinstance(st, dict) and "error" in st:
-                    log.info("cancel of oid %s refused: %s", c.oid, st["error"])
+                if st.kind == "error":
+                    log.info("cancel of oid %s refused: %s", c.oid, st.text)
             return [], None
         events: list[Msg] = []
-        first_error = None
-        for st in statuses:
-            if isinstance(st, dict) and "error" in st:
-                first_error = str(st["error"])
-                break
+        first_error = next((st.text or "" for st in statuses if st.kind == "error"), None)
         for i, o in enumerate(batch.orders):
             if i < len(statuses):
                 events.extend(self._apply_status(o, statuses[i], recv_ns))
@@ -264,15 +211,14 @@ class OrderTracker:
         return [] if rej is None else [rej]
 
     @staticmethod
-    def _filled_event(o: QueuedOrder, f: dict[str, object], recv_ns: int) -> list[Msg]:
-        total, avg, oid = _dec(f.get("totalSz")), _dec(f.get("avgPx")), f.get("oid")
+    def _filled_event(o: QueuedOrder, st: OrderStatus, recv_ns: int) -> list[Msg]:
+        total, avg = st.total_sz, st.avg_px
         if total is None or avg is None or total <= 0 or avg <= 0:
             return []
-        oid_i = oid if isinstance(oid, int) and not isinstance(oid, bool) else 0
         return [
             OrderFilled(
                 cloid=o.cloid,
-                oid=oid_i,
+                oid=st.oid or 0,
                 coin=o.coin,
                 is_buy=o.is_buy,
                 total_sz=total,
@@ -282,40 +228,39 @@ class OrderTracker:
             )
         ]
 
-    def _apply_status(self, o: QueuedOrder, st: object, recv_ns: int) -> list[Msg]:
+    def _apply_status(self, o: QueuedOrder, st: OrderStatus, recv_ns: int) -> list[Msg]:
         m = self._live.get(o.cloid)
+        kind = st.kind
         if m is None:
-            if o.cloid in self._done and isinstance(st, dict) and isinstance(st.get("filled"), dict):
+            if o.cloid in self._done and kind == "filled":
                 # orderUpdates already ended it (IOC "canceled"/"filled" can beat the post response);
                 # the post total is still the authoritative fill for the books.
-                return self._filled_event(o, st["filled"], recv_ns)
+                return self._filled_event(o, st, recv_ns)
             self.unmatched += 1
             log.warning("post status for unknown/finished order %s ignored: %r", o.cloid, st)
             return []
-        if isinstance(st, str):
+        if kind == "string":
             # "success" (ALO accepted, B40), "waitingForFill", ...: accepted, the oid comes later.
             return []
-        if isinstance(st, dict) and isinstance(st.get("filled"), dict):
-            events = self._filled_event(o, st["filled"], recv_ns)
+        if kind == "filled":
+            events = self._filled_event(o, st, recv_ns)
             if not events:
                 return self._rejected(o, f"exchange: malformed fill {st!r}"[:200], False, recv_ns)
             fill = events[0]
             self._finish(o.cloid, "filled", fill.total_sz if isinstance(fill, OrderFilled) else _ZERO)
             return events
-        if isinstance(st, dict) and isinstance(st.get("resting"), dict):
-            oid = st["resting"].get("oid")
-            if not isinstance(oid, int):
-                return self._rejected(o, f"exchange: malformed resting {st!r}"[:200], False, recv_ns)
+        if kind == "resting" and st.oid is not None:
+            oid = st.oid
             m.oid = oid
             self._by_oid[oid] = o.cloid
             if m.acked:
                 return []
             m.acked = True
             return [OrderAcked(cloid=o.cloid, oid=oid, coin=o.coin, recv_ns=recv_ns)]
-        if isinstance(st, dict) and "error" in st:
-            text = str(st["error"])
+        if kind == "error":
+            text = st.text or ""
             return self._rejected(o, f"exchange: {text}", is_benign_rejection(text), recv_ns)
-        return self._rejected(o, f"exchange: unparseable status {st!r}"[:200], False, recv_ns)
+        return self._rejected(o, f"exchange: unparseable status {st.text or st!r}"[:200], False, recv_ns)
 
     # ------------------------------------------------------------------ orderUpdates
 

@@ -15,6 +15,14 @@ stays at least half a reserve ahead of the clock and ``next()`` only writes when
 
 One owner per signer (protocol §7.6): an exclusive ``flock`` on ``<path>.lock`` refuses a second manager.
 
+A full disk (or any write error) must not stop the flattens: ``next(durable=False)`` (reduce-only orders,
+cancels, the dead man's switch) still signs when the new ceiling cannot be written, keeping it in memory;
+``next()`` (entries) refuses with ``NonceStorageError``. ``storage_problem`` says why, until a write
+succeeds again (``reserve_ahead`` retries on every call while it is set). What that risks: nonces are
+``max(last + 1, now)``, so a process restarted from the older ceiling reuses a nonce only if it starts
+within the same milliseconds that the unpersisted nonces ran ahead of the clock; the exchange refuses a
+duplicate nonce, it never executes an action twice.
+
 A state that cannot be used is refused with one line naming the file and what to do, never guessed: an
 unreadable or corrupt file (``NonceError`` at construction), and a ceiling so far ahead of the clock that
 the exchange would refuse every nonce (``problem()``: the owner reports it and does not trade). The
@@ -30,7 +38,9 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["DAY_MS", "NonceError", "NonceManager"]
+from hip3.hardstop import describe_os_error
+
+__all__ = ["DAY_MS", "NonceError", "NonceManager", "NonceStorageError"]
 
 DAY_MS = 86_400_000
 # The exchange window is (T - 2 days, T + 1 day) [DOCS]; an older page says 1 day, so stay well inside.
@@ -40,6 +50,10 @@ _WINDOW_AHEAD_MS = DAY_MS
 
 class NonceError(RuntimeError):
     """A nonce cannot be issued safely (outside the exchange window, or the state file is unusable)."""
+
+
+class NonceStorageError(NonceError):
+    """The persisted ceiling could not be extended (full disk, I/O error): no durable nonce now."""
 
 
 class NonceManager:
@@ -67,6 +81,7 @@ class NonceManager:
         self._path = Path(path) if path is not None else None
         self._lock_fd: int | None = None
         self.fsyncs = 0
+        self._storage_problem: str | None = None
         if self._path is not None:
             self._acquire_lock(self._path)
             try:
@@ -91,6 +106,11 @@ class NonceManager:
         """Server time minus local time, from an observed server timestamp (e.g. a frame's ``time``)."""
         self._offset_ms = int(offset_ms)
 
+    @property
+    def storage_problem(self) -> str | None:
+        """Why the ceiling cannot be written now (one line naming the file), or None."""
+        return self._storage_problem
+
     def problem(self, now_ms: int) -> str | None:
         """Why ``next(now_ms)`` would refuse (one line for the operator), or None. Cheap: for READY checks."""
         server_now = now_ms + self._offset_ms
@@ -102,12 +122,14 @@ class NonceManager:
                 "signature would be refused; check the host clock (NTP); if it is right, stop hip3 and delete "
                 "that file (nonces then follow the clock)")
 
-    def next(self, now_ms: int | None = None) -> int:
+    def next(self, now_ms: int | None = None, *, durable: bool = True) -> int:
         """The next nonce: ``max(last + 1, now_ms + server_offset_ms)``, persisted before it is returned.
 
         Raises ``NonceError`` if that nonce would fall outside the exchange's window around server time
         (for example a persisted ceiling far ahead after a clock jump): refusing beats a rejected or reused
-        nonce.
+        nonce. If the new ceiling cannot be written: ``durable`` raises ``NonceStorageError``; otherwise
+        the nonce is handed out all the same (see the module's docstring) and no write is tried again on
+        this path until ``reserve_ahead`` succeeds.
         """
         if now_ms is None:
             if self._clock_ms is None:
@@ -119,21 +141,33 @@ class NonceManager:
             raise NonceError(self.problem(now_ms) or f"nonce {nonce} is too far ahead of {server_now}")
         if nonce <= server_now - _WINDOW_BEHIND_MS:  # cannot happen unless server_now is bogus
             raise NonceError(f"nonce {nonce} is behind the exchange window around {server_now}")
-        if nonce > self._ceiling:
-            self._persist(nonce + self._reserve_ms)
+        if nonce > self._ceiling and (durable or self._storage_problem is None):
+            try:
+                self._persist(nonce + self._reserve_ms)
+            except OSError as exc:
+                self._storage_failed(exc)
+                if durable:
+                    raise NonceStorageError(self._storage_problem) from None
         self._last = nonce
         return nonce
 
     def reserve_ahead(self, now_ms: int) -> bool:
         """Move the persisted ceiling ahead of the clock when less than half a reserve is left, so the
-        next ``next()`` calls need no fsync. For a timer off the send path; True if it wrote."""
+        next ``next()`` calls need no fsync. For a timer off the send path; True if it wrote. While the
+        last write failed (``storage_problem``) it writes on every call, and a success clears the problem;
+        a failure is kept in ``storage_problem``, never raised."""
         server_now = now_ms + self._offset_ms
-        if server_now + self._reserve_ms // 2 <= self._ceiling:
+        ahead = max(self._last, server_now)
+        if server_now + self._reserve_ms // 2 <= self._ceiling and self._storage_problem is None:
             return False
-        ceiling = max(self._last, server_now) + self._reserve_ms
+        ceiling = max(ahead + self._reserve_ms, self._ceiling)
         if ceiling >= server_now + _WINDOW_AHEAD_MS - self._margin_ms:
             return False  # next() refuses such a state with a clear error; never persist further ahead
-        self._persist(ceiling)
+        try:
+            self._persist(ceiling)
+        except OSError as exc:
+            self._storage_failed(exc)
+            return False
         return True
 
     def close(self) -> None:
@@ -197,6 +231,9 @@ class NonceManager:
                              "delete it and start again (nonces then follow the clock)")
         return int(text)
 
+    def _storage_failed(self, exc: OSError) -> None:
+        self._storage_problem = f"cannot write the nonce ceiling {self._path}: {describe_os_error(exc)}"
+
     def _persist(self, ceiling: int) -> None:
         if self._path is None:
             self._ceiling = ceiling
@@ -215,4 +252,5 @@ class NonceManager:
         finally:
             os.close(dir_fd)
         self._ceiling = ceiling
+        self._storage_problem = None
         self.fsyncs += 1

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from actors.position_tracker import PositionTracker, open_orders_from_rest
+from actors.position_tracker import PositionTracker
 from hip3.hyperliquid.rest import AssetPosition, ClearinghouseState, MarginSummary, RestError
 from hip3.hyperliquid.rest import OpenOrder as RestOpenOrder
 from hip3.hyperliquid.rest import Position as RestPosition
 from hip3.messages import Position, PositionClosed, PositionSnapshot
+from hip3.positions.rest import open_orders_from_rest
 from hip3.runtime.inproc import InprocRun, inproc_graph
 from hip3.sim.app import SimServer
 from tests.actors.helpers import Capture, FakeFeed, account_of, wait

@@ -5,7 +5,12 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
+import msgspec
+
 from hip3.execution.gates import MarketSpec
+from hip3.execution.orders import post_answer
+from hip3.hyperliquid.frames import FrameDecoder, PostFrame, PostResponse
+from hip3.hyperliquid.responses import ExchangeResponse
 from hip3.messages import EntryIntent, FlattenIntent, OpenOrder, Position, PositionClosed, PositionSnapshot
 
 D = Decimal
@@ -57,3 +62,21 @@ def snap(*positions: Position, open_orders: tuple[OpenOrder, ...] = (), pending_
 def closed(coin: str = GOLD, pnl: str = "-1", fees: str = "0", reason: str = "time_stop") -> PositionClosed:
     return PositionClosed(coin=coin, is_long=True, size=D(1), entry_px=D(10), exit_px=D(9), pnl_usd=D(pnl),
                           fees_usd=D(fees), hold_ms=1000, exit_reason=reason, closed_ms=0)
+
+
+def post_frame(response: object, post_id: int = 1) -> PostResponse:
+    """A WS post answer (its ``data.response`` object, or a bare ``/exchange`` body, which is wrapped as an
+    action's payload) through the WS client's own decoder: the typed answer the executor gets."""
+    if not (isinstance(response, dict) and "payload" in response):
+        response = {"type": "action", "payload": response}
+    frame = FrameDecoder().decode(msgspec.json.encode({"channel": "post", "data": {"id": post_id,
+                                                                                     "response": response}}))
+    assert isinstance(frame, PostFrame), frame
+    return frame.response
+
+
+def answer(response: object) -> ExchangeResponse:
+    """``post_frame``'s typed exchange answer, as the core receives it (``orders.post_answer``)."""
+    ans = post_answer(post_frame(response))
+    assert ans is not None, response
+    return ans

@@ -11,18 +11,19 @@ import pytest
 from hip3.execution.batch import Batch
 from hip3.execution.core import ExecutionCore
 from hip3.execution.journal import SentIntentJournal
-from hip3.execution.orders import parse_post_response
+from hip3.execution.orders import post_answer
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
+from hip3.hyperliquid.responses import ExchangeResponse, OrderStatus
 from hip3.messages import OrderAcked, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, OrderUpdate
-from tests.execution.helpers import GOLD, MS, SILVER, SPECS, TSLA, D, entry, flatten, snap
+from tests.execution.helpers import GOLD, MS, SILVER, SPECS, TSLA, D, answer, entry, flatten, post_frame, snap
 from tests.terms_helpers import known_terms
 
 NOW_MS = 1_700_000_000_000
 
 
-def ok(*statuses: object) -> dict[str, object]:
-    return {"type": "action", "payload": {"status": "ok", "response": {"type": "order",
-                                                                        "data": {"statuses": list(statuses)}}}}
+def ok(*statuses: object) -> ExchangeResponse:
+    return answer({"type": "action", "payload": {"status": "ok", "response": {"type": "order",
+                                                                               "data": {"statuses": list(statuses)}}}})
 
 
 def make(tmp_path: Path, **kw: object) -> ExecutionCore:
@@ -114,14 +115,16 @@ def test_short_status_list_rejects_the_rest(tmp_path: Path) -> None:
 @pytest.mark.parametrize("resp", [
     {"type": "action", "payload": {"status": "err", "response": "Invalid nonce: duplicate nonce 5"}},
     {"type": "error", "payload": "400 Bad Request"},
-    "garbage",
+    # Garbage where the refusal's text should be (an answer that is not JSON at all has an unknown outcome,
+    # never reaches the core: ``test_post_answer_shapes``).
+    {"type": "action", "payload": {"status": "err", "response": {"garbage": [1]}}},
 ])
 def test_whole_request_error_cleans_up_like_send_failure(tmp_path: Path, resp: object) -> None:
     core = make(tmp_path)
     submit(core, entry(GOLD))
     core.submit_flatten(flatten(SILVER), now_ns=0)
     send(core, 1)
-    events = core.on_post_response(1, resp, 1, NOW_MS)
+    events = core.on_post_response(1, answer(resp), 1, NOW_MS)
     assert [type(e).__name__ for e in events] == ["OrderRejected"]  # the new order; flatten requeued
     assert len(core.gates.pending) == 0 and core.scheduler.inflight == 0
     assert core.scheduler.queued() == (0, 1, 0)
@@ -222,8 +225,10 @@ def test_invalid_intent_id_refused(tmp_path: Path) -> None:
     assert v.reason == "InvalidIntentId"
 
 
-def test_parse_post_response_shapes() -> None:
-    assert parse_post_response(ok("success")) == (["success"], None)
-    assert parse_post_response({"status": "ok", "response": {"type": "default"}}) == ([], None)
-    assert parse_post_response({"status": "err", "response": "boom"}) == ([], "boom")
-    assert parse_post_response(None)[1] is not None
+def test_post_answer_shapes() -> None:
+    assert ok("success").statuses == (OrderStatus("string", text="success"),) and ok("success").ok
+    default = answer({"status": "ok", "response": {"type": "default"}})
+    assert default.ok and default.statuses == ()
+    assert answer({"status": "err", "response": "boom"}) == ExchangeResponse(False, error="boom")
+    # Not a recognisable answer: its outcome is unknown (the scheduler's expiry), never a rejection.
+    assert post_answer(post_frame(None)) is None and post_frame(None).type == "unknown"

@@ -14,16 +14,17 @@ from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.journal import SentIntentJournal
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.hyperliquid.errors import ERR_MIN_TRADE_NTL, ERR_PERP_MARGIN
+from hip3.hyperliquid.responses import ExchangeResponse
 from hip3.messages import OrderRejected
-from tests.execution.helpers import GOLD, MS, SILVER, SPECS, TSLA, D, entry, pos, snap
+from tests.execution.helpers import GOLD, MS, SILVER, SPECS, TSLA, D, answer, entry, pos, snap
 from tests.terms_helpers import known_terms
 
 NOW_MS = 1_700_000_000_000
 
 
-def ok(*statuses: object) -> dict[str, object]:
-    return {"type": "action", "payload": {"status": "ok", "response": {"type": "order",
-                                                                        "data": {"statuses": list(statuses)}}}}
+def ok(*statuses: object) -> ExchangeResponse:
+    return answer({"type": "action", "payload": {"status": "ok", "response": {"type": "order",
+                                                                               "data": {"statuses": list(statuses)}}}})
 
 
 def make(tmp_path: Path, risk: RiskParams) -> ExecutionCore:

@@ -18,9 +18,10 @@ from hip3.execution.hardstop import HardStopStep
 from hip3.execution.journal import SentIntentJournal
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.hyperliquid.errors import ERR_OI_CAP, ERR_OI_INCREASE, ERR_TOO_AGGRESSIVE_AT_OI_CAP
+from hip3.hyperliquid.responses import ExchangeResponse
 from hip3.market_terms import MarketTermsParams, TermsView
 from hip3.messages import OrderRejected, OrderSubmitted
-from tests.execution.helpers import GOLD, SILVER, SPECS, D, entry, flatten, pos, snap
+from tests.execution.helpers import GOLD, SILVER, SPECS, D, answer, entry, flatten, pos, snap
 from tests.terms_helpers import terms_msg
 
 NOW_MS = 1_700_000_000_000
@@ -44,9 +45,9 @@ def view(**kw: object) -> TermsView:
     return v
 
 
-def ok(*statuses: object) -> dict[str, object]:
-    return {"type": "action", "payload": {"status": "ok", "response": {"type": "order",
-                                                                        "data": {"statuses": list(statuses)}}}}
+def ok(*statuses: object) -> ExchangeResponse:
+    return answer({"type": "action", "payload": {"status": "ok", "response": {"type": "order",
+                                                                               "data": {"statuses": list(statuses)}}}})
 
 
 def test_no_terms_no_entry(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hip3.execution.journal import SentIntentJournal
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.execution.risk import RiskMonitor
 from hip3.messages import OrderRejected
-from tests.execution.helpers import GOLD, MS, SILVER, SPECS, D, closed, entry, flatten, oo, pos, snap
+from tests.execution.helpers import GOLD, MS, SILVER, SPECS, D, answer, closed, entry, flatten, oo, pos, snap
 from tests.terms_helpers import known_terms
 
 H = 3_600_000
@@ -107,16 +107,16 @@ def test_core_feeds_risk_from_responses(tmp_path: Path) -> None:
     b = core.next_batch(0)
     assert b is not None
     core.on_sent(b, 1, 1, 0)
-    core.on_post_response(1, {"status": "ok", "response": {"type": "order", "data": {"statuses": [
-        {"error": "Order could not immediately match against any resting orders."}]}}}, 0, 0)
+    core.on_post_response(1, answer({"status": "ok", "response": {"type": "order", "data": {"statuses": [
+        {"error": "Order could not immediately match against any resting orders."}]}}}), 0, 0)
     assert core.take_hardstop_request() is None  # benign flatten miss: not a failure
     v, _ = core.submit_entry(entry(GOLD, px="10"), snapshot=snap(), now_ns=0, now_ms=0)
     assert v.accepted
     b = core.next_batch(0)
     assert b is not None
     core.on_sent(b, 2, 2, 0)
-    core.on_post_response(2, {"status": "ok", "response": {"type": "order", "data": {"statuses": [
-        {"filled": {"totalSz": "2", "avgPx": "10", "oid": 3}}]}}}, 0, 0)  # at the limit, as an IOC fills
+    core.on_post_response(2, answer({"status": "ok", "response": {"type": "order", "data": {"statuses": [
+        {"filled": {"totalSz": "2", "avgPx": "10", "oid": 3}}]}}}), 0, 0)  # at the limit, as an IOC fills
     reason = core.take_hardstop_request()
     assert reason is not None and reason.startswith("slippage")
     assert core.take_hardstop_request() is None

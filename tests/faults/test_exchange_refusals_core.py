@@ -14,13 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from hip3.hyperliquid.errors import rate_limit_error
+from hip3.hyperliquid.responses import ExchangeResponse
 from hip3.messages import OrderRejected
-from tests.execution.helpers import GOLD, MS, SILVER, TSLA, entry, flatten, pos, snap
+from tests.execution.helpers import GOLD, MS, SILVER, TSLA, answer, entry, flatten, pos, snap
 from tests.execution.test_core import NOW_MS, make, send, submit
 
 
-def _refused(text: str) -> dict[str, object]:
-    return {"type": "action", "payload": {"status": "err", "response": text}}
+def _refused(text: str) -> ExchangeResponse:
+    return answer({"type": "action", "payload": {"status": "err", "response": text}})
 
 
 def test_rate_limit_answer_is_benign_and_keeps_the_requeue_budget(tmp_path: Path) -> None:

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.position_tracker import open_orders_from_rest, positions_from_rest
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
 from hip3.hyperliquid.frames import FrameDecoder, OrderUpdatesFrame, PostFrame
 from hip3.hyperliquid.responses import parse_exchange_response
 from hip3.hyperliquid.rest import RestClient, RestError
 from hip3.hyperliquid.ws import _FrameReader, _ProtocolError
 from hip3.positions import PositionBook
+from hip3.positions.rest import open_orders_from_rest, positions_from_rest
 
 from .conftest import tally
 from .mutate import (

@@ -10,20 +10,15 @@ Guards against:
 * B21: ``is_snapshot`` userFills never touch positions.
 * latent 8: a closing fill (reduce-only, or ``closedPnl`` ≠ 0 from an unknown order) for a market the book
   does not hold never creates a phantom opposite position: it is logged and ``needs_resync`` is set.
-* B26: a REST resync adds/updates first and removes absent positions after, never clearing first; an
-  ``observer`` hook sees every intermediate state, so a gate reading snapshots mid-resync still sees
-  every position that exists both before and after.
-* B42: resync keeps local entry time, entry edge and entry cloid of positions that already exist.
-* latent 9 / B29: an empty response while the book holds positions is suspect: it must arrive twice in a
-  row before anything is removed; positions filled locally after the REST request are left alone, and a
-  position closed locally at or after the request is not re-added from that (older) answer (it would be
-  closed again, "resync", by the next sync: a second ``PositionClosed``).
-* A REST row without a usable entry price (null or 0) would become entry 0, i.e. PnL = the whole notional
-  on close: that coin is "unknown this round" (neither added nor removed), logged, and a resync is asked.
 * latent 1/2: exactly one ``PositionClosed`` per close, whichever path (post response, userFills,
   resync) closed it, with the exit reason of the closing order (``FlattenIntent.reason`` via the
-  ``OrderSubmitted`` of its cloid), "flip" for an entry that flips, "external" if unknown.
-* B30: balance = L1 accountValue + dex accountValue; a sudden zero must be seen twice.
+  ``OrderSubmitted`` of its cloid), "flip" for an entry that flips, "external" if unknown. The closing
+  fill can reach the tracker on the user stream before the executor's ``OrderSubmitted`` of its cloid
+  (two publishers, no order between them): a close by one of hip3's cloids (``is_hip3_cloid``) whose
+  ``OrderSubmitted`` has not arrived is returned in ``BookResult.held``, not ``closed``, and the tracker
+  holds it (``HeldCloses``, bounded) until that ``OrderSubmitted`` names its reason.
+* The REST resync of the same book (never clearing first, suspect empty answers, the balance) is
+  ``book_resync.RestResync``.
 
 PnL is gross (``realized_pnl_usd``); fees are separate (``fees_usd``). Fees only arrive on userFills, so a
 ``PositionClosed`` emitted from a post response carries the fees known at that moment.
@@ -33,11 +28,12 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import msgspec
 
+from hip3.hyperliquid.wire import is_hip3_cloid
 from hip3.messages import (
     Fill,
     OpenOrder,
@@ -48,51 +44,17 @@ from hip3.messages import (
     OrderSubmitted,
     OrderUpdate,
     Position,
-    PositionClosed,
     PositionSnapshot,
     UserFill,
 )
+from hip3.positions.book_resync import RestResync
+from hip3.positions.records import ZERO, BookPosition, BookResult, closed_record, exit_reason_of
 
-__all__ = ["BookResult", "ExchangePosition", "PositionBook"]
+__all__ = ["PositionBook"]
 
-log = logging.getLogger(__name__)
-_ZERO = Decimal(0)
+log = logging.getLogger("hip3.positions")
 _MEMORY = 20_000
 _LIVE = ("open", "triggered")
-
-
-class ExchangePosition(msgspec.Struct, frozen=True):
-    """One ``assetPositions[].position`` row of clearinghouseState(dex): signed ``szi``."""
-
-    coin: str
-    szi: Decimal
-    entry_px: Decimal
-
-
-class BookResult(msgspec.Struct):
-    fills: list[Fill] = msgspec.field(default_factory=list)
-    closed: list[PositionClosed] = msgspec.field(default_factory=list)
-    changed: bool = False
-    suspect: bool = False  # resync: a contradicting empty response was held back
-    stale_skipped: list[str] = msgspec.field(default_factory=list)  # resync: closed locally after the request
-    unknown: list[str] = msgspec.field(default_factory=list)  # resync: rows without a usable entry price
-
-
-class _Pos(msgspec.Struct):
-    coin: str
-    asset: int
-    is_long: bool
-    size: Decimal
-    entry_px: Decimal
-    opened_ms: int
-    entry_edge_bps: float = 0.0
-    entry_cloid: str | None = None
-    fees_usd: Decimal = _ZERO
-    realized_usd: Decimal = _ZERO
-    closed_sz: Decimal = _ZERO
-    closed_notional: Decimal = _ZERO
-    last_fill_ms: int = 0
-    cost: Decimal = _ZERO  # entry notional of the open size: PnL is exact on a full close
 
 
 class _OrderInfo(msgspec.Struct):
@@ -109,12 +71,12 @@ class _OrderInfo(msgspec.Struct):
 
 class _CloidFills(msgspec.Struct):
     post_total: Decimal | None = None
-    applied_sz: Decimal = _ZERO
-    applied_notional: Decimal = _ZERO
+    applied_sz: Decimal = ZERO
+    applied_notional: Decimal = ZERO
     tids: set[int] = msgspec.field(default_factory=set)
 
 
-class PositionBook:
+class PositionBook(RestResync):
     """Single-threaded; ``now_ms`` (epoch) is always passed in. Every mutation bumps ``version``."""
 
     def __init__(
@@ -122,7 +84,7 @@ class PositionBook:
     ) -> None:
         self.assets = dict(assets or {})
         self._observer = observer
-        self._pos: dict[str, _Pos] = {}
+        self._pos: dict[str, BookPosition] = {}
         self._orders: dict[int, OpenOrder] = {}
         self._info: OrderedDict[str, _OrderInfo] = OrderedDict()
         self._fills: OrderedDict[str, _CloidFills] = OrderedDict()
@@ -131,8 +93,8 @@ class PositionBook:
         self.version = 0
         self.synced = False
         self.needs_resync = False
-        self.realized_pnl_usd = _ZERO
-        self.fees_usd = _ZERO
+        self.realized_pnl_usd = ZERO
+        self.fees_usd = ZERO
         self.balance_usd: Decimal | None = None
         self._empty_streak = 0
         self._zero_balance_streak = 0
@@ -150,7 +112,7 @@ class PositionBook:
         return None if p is None else self._public(p)
 
     @staticmethod
-    def _public(p: _Pos) -> Position:
+    def _public(p: BookPosition) -> Position:
         return Position(
             coin=p.coin,
             asset=p.asset,
@@ -285,7 +247,7 @@ class PositionBook:
             is_buy=msg.is_buy,
             sz=remaining,
             px=px,
-            fee=_ZERO,
+            fee=ZERO,
             cloid=msg.cloid,
             oid=msg.oid,
             tid=0,
@@ -310,7 +272,7 @@ class PositionBook:
                 return res
             rec.tids.add(f.tid)
             if rec.post_total is not None:
-                apply_sz = max(_ZERO, min(f.sz, rec.post_total - rec.applied_sz))
+                apply_sz = max(ZERO, min(f.sz, rec.post_total - rec.applied_sz))
             rec.applied_sz += apply_sz
             rec.applied_notional += apply_sz * f.px
             info = self._info.get(f.cloid)
@@ -360,11 +322,7 @@ class PositionBook:
 
     def _exit_reason(self, cloid: str | None) -> str:
         info = self._info.get(cloid) if cloid else None
-        if info is None:
-            return "external"
-        if info.kind == "entry":
-            return "flip"
-        return info.reason or info.kind
+        return "external" if info is None else exit_reason_of(info.kind, info.reason)
 
     def _apply(
         self,
@@ -445,7 +403,11 @@ class PositionBook:
         if p.size == 0:
             del self._pos[coin]
             self._closed_ms[coin] = max(time_ms, local_ms)
-            res.closed.append(self._closed(p, self._exit_reason(cloid), time_ms))
+            closed = closed_record(p, self._exit_reason(cloid), time_ms)
+            if cloid is not None and cloid not in self._info and is_hip3_cloid(cloid):
+                res.held.append((cloid, closed))  # its OrderSubmitted is still on its way
+            else:
+                res.closed.append(closed)
             if rest > 0:
                 if closing_hint:
                     log.warning(
@@ -467,7 +429,7 @@ class PositionBook:
         time_ms: int,
     ) -> None:
         info = self._info.get(cloid) if cloid else None
-        self._pos[coin] = _Pos(
+        self._pos[coin] = BookPosition(
             coin=coin,
             asset=self.assets.get(coin, info.asset if info else 0),
             is_long=is_long,
@@ -480,134 +442,3 @@ class PositionBook:
             fees_usd=fee,
             last_fill_ms=time_ms,
         )
-
-    @staticmethod
-    def _closed(p: _Pos, reason: str, time_ms: int) -> PositionClosed:
-        exit_px = p.closed_notional / p.closed_sz if p.closed_sz else p.entry_px
-        return PositionClosed(
-            coin=p.coin,
-            is_long=p.is_long,
-            size=p.closed_sz,
-            entry_px=p.entry_px,
-            exit_px=exit_px,
-            pnl_usd=p.realized_usd,
-            fees_usd=p.fees_usd,
-            hold_ms=max(0, time_ms - p.opened_ms),
-            exit_reason=reason,
-            closed_ms=time_ms,
-        )
-
-    # ------------------------------------------------------------------ REST resync
-
-    def apply_rest_positions(
-        self, rows: Iterable[ExchangePosition], now_ms: int, *, requested_ms: int | None = None
-    ) -> BookResult:
-        """Resync from clearinghouseState(dex): add/update first, then remove absent (B26), keeping local
-        entry time/edge (B42). An empty response contradicting the book is held back once (latent 9).
-        Positions filled locally at or after ``requested_ms`` are newer than the response: left alone;
-        a coin closed locally at or after ``requested_ms`` is not re-added from it. A row without a usable
-        entry price leaves its coin as it is (neither added nor removed) and asks for another resync; if
-        the book was never synced it stays unsynced (a position it cannot value is not a flat market)."""
-        res = BookResult()
-        live: dict[str, ExchangePosition] = {}
-        for r in rows:
-            if r.szi == 0:
-                continue
-            if not r.entry_px.is_finite() or r.entry_px <= 0:
-                log.warning("resync: %s szi %s has no usable entryPx (%s): left as it is this round, resync",
-                            r.coin, r.szi, r.entry_px)
-                res.unknown.append(r.coin)
-                continue
-            live[r.coin] = r
-        if not live and not res.unknown and self._pos:
-            self._empty_streak += 1
-            if self._empty_streak < 2:
-                log.warning(
-                    "resync: empty position list while the book holds %s: suspect, retry", sorted(self._pos)
-                )
-                res.suspect = True
-                return res
-        else:
-            self._empty_streak = 0
-
-        def fresh(p: _Pos) -> bool:
-            return requested_ms is not None and p.last_fill_ms >= requested_ms
-
-        for coin, r in live.items():  # phase 1: add / update
-            is_long, size = r.szi > 0, abs(r.szi)
-            p = self._pos.get(coin)
-            if p is not None and fresh(p):
-                continue
-            closed_ms = self._closed_ms.get(coin)
-            if p is None and requested_ms is not None and closed_ms is not None and closed_ms >= requested_ms:
-                log.warning("resync: %s was closed locally at %s, after the request (%s): the answer is older, "
-                            "not re-added", coin, closed_ms, requested_ms)
-                res.stale_skipped.append(coin)
-                continue
-            if p is not None and p.is_long == is_long:
-                if p.size != size or p.entry_px != r.entry_px:
-                    p.size, p.entry_px, p.cost = size, r.entry_px, size * r.entry_px
-                    res.changed = True
-                    self._bump()
-                continue
-            if p is not None:  # the exchange holds the other side: the old position ended unseen
-                res.closed.append(self._closed(p, "resync", now_ms))
-            self._pos[coin] = _Pos(
-                coin=coin,
-                asset=self.assets.get(coin, 0),
-                is_long=is_long,
-                size=size,
-                entry_px=r.entry_px,
-                cost=size * r.entry_px,
-                opened_ms=now_ms,
-            )
-            res.changed = True
-            self._bump()
-        for coin in [c for c in self._pos if c not in live]:  # phase 2: remove absent
-            p = self._pos[coin]
-            if fresh(p) or coin in res.unknown:
-                continue
-            del self._pos[coin]
-            log.warning("resync: %s no longer held at the exchange; removed", coin)
-            res.closed.append(self._closed(p, "resync", now_ms))
-            res.changed = True
-            self._bump()
-        # A stale or unusable answer: the next sync (requested after now) settles it.
-        self.needs_resync = bool(res.unknown or res.stale_skipped)
-        if not self.synced and not res.unknown:
-            self.synced = True
-            res.changed = True
-            self._bump()
-        return res
-
-    def apply_rest_open_orders(self, orders: Iterable[OpenOrder]) -> bool:
-        """Resync open orders (REST openOrders): add/update first, then remove absent."""
-        new = {o.oid: o for o in orders}
-        changed = False
-        for oid, o in new.items():
-            if self._orders.get(oid) != o:
-                self._orders[oid] = o
-                changed = True
-                self._bump()
-        for oid in [x for x in self._orders if x not in new]:
-            del self._orders[oid]
-            changed = True
-            self._bump()
-        return changed
-
-    def set_synced(self, synced: bool) -> None:
-        """False while a resync after a reconnect is pending (entries wait for it)."""
-        if self.synced != synced:
-            self.synced = synced
-            self._bump()
-
-    def set_balance(self, l1_account_value: Decimal, dex_account_value: Decimal) -> Decimal | None:
-        """Balance = L1 + dex accountValue (B30). A sudden zero must be seen twice; 0 means unknown."""
-        total = l1_account_value + dex_account_value
-        if total <= 0 and self.balance_usd is not None and self.balance_usd > 0:
-            self._zero_balance_streak += 1
-            if self._zero_balance_streak < 2:
-                return self.balance_usd
-        self._zero_balance_streak = 0
-        self.balance_usd = total if total > 0 else None
-        return self.balance_usd

@@ -242,7 +242,9 @@ def test_the_stop_message_says_what_stays_open(core: Core, rcv: Receiver) -> Non
 def test_covered_alert_texts_still_match_what_the_actors_send() -> None:
     """Each prefix the rules fold into a state rule must be the start of a text an actor (or the supervisor)
     sends: a changed wording would otherwise reach a person twice, or not at all."""
-    sources = "\n".join(p.read_text() for d in ("actors", "hip3/runtime") for p in (REPO_ROOT / d).glob("*.py"))
+    # Every module that sends, but not the rules themselves (they hold the prefixes: the test could not fail).
+    sources = "\n".join(p.read_text() for d in ("actors", "hip3") for p in (REPO_ROOT / d).rglob("*.py")
+                         if "ops" not in p.relative_to(REPO_ROOT).parts)
     for (_actor, prefix), _kind in COVERED.items():
         assert re.search(r'f?"' + re.escape(prefix), sources), prefix
 

@@ -170,8 +170,24 @@ class RecorderConfig(_Section, frozen=True):
 
 
 class LoggingConfig(_Section, frozen=True):
+    """The JSON log files, ``<run_dir>/logs/<actor>.log`` (``hip3.logs``, ``hip3.ops.logrotate``).
+
+    A file that would grow past ``max_file_mb`` is renamed to ``<actor>.log.000001``, ``.000002``, ...
+    (a higher number is newer) and a new one is started: one rename, on the line that crosses the size,
+    never more work than that in an actor. The supervisor deletes the oldest rotated files beyond
+    ``keep_files`` per log every few seconds (an actor run alone does it when it starts).
+    """
+
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # Also write every process's JSON lines to stderr. In console mode (``start`` on a terminal, or
+    # ``--log-format console``) the actors write only to their files whatever this says.
     stderr: bool = True
+    # Rotate a log file when the next line would take it past this many megabytes (10^6 bytes); 0 never
+    # rotates (the files then grow until the disk is full).
+    max_file_mb: Annotated[float, msgspec.Meta(ge=0.0, le=100_000.0)] = 20.0
+    # Rotated files kept per log (the current file not counted): at most (keep_files + 1) x max_file_mb
+    # per process on disk.
+    keep_files: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
 
 
 class MetricsConfig(_Section, frozen=True):

@@ -1,4 +1,4 @@
-"""hip3's command line: start, watch and stop the actors; raise and reset the hard stop.
+"""hip3's command line: start, watch and stop the actors; raise and reset the hard stop. Installed as ``hip3``.
 
     python supervisor.py start [--config FILE] [--detach] [--log-format auto|console|json]
     python supervisor.py status [--json | --watch] [--config FILE]      (``top`` = ``status --watch``)
@@ -152,12 +152,15 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
     stdout (``hip3.ui.terminal``) instead of every process's JSON lines on stderr."""
     from hip3.logs import setup_logging
     from hip3.metrics import MetricsError
+    from hip3.ops.service import Service
     from hip3.runtime.launchers import ProcessLauncher
-    from hip3.runtime.paper import PaperExchange, PaperExchangeError
+    from hip3.runtime.paper import PaperExchange, PaperExchangeError, open_paper_exchange
     from hip3.runtime.supervisor import Supervisor
     from hip3.secrets import SecretError, SigningKey, check_signer, load_signing_key, scrub_environment
 
-    log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr and not console)
+    log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr and not console,
+                        cfg.logging)
+    service = Service.from_environment(cfg, log)  # systemd's variables are this process's, no child's
     term = None
     if console:
         from hip3.ui.terminal import open_terminal
@@ -169,15 +172,13 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
         if cfg.mode == "live":
             key = load_signing_key()
             if key is None:
-                raise CliError("live mode needs a key: set HIP3_PRIVATE_KEY or HIP3_KEYSTORE (+ password)")
+                raise CliError("live mode needs a key: set HIP3_PRIVATE_KEY (or _FILE) or HIP3_KEYSTORE (+ password)")
             check_signer(key, cfg.exchange.signer_address)
             if not cfg.exchange.account_address:
                 raise CliError("live mode needs exchange.account_address (the master or sub-account address)")
-        scrub_environment()  # no actor inherits a secret through its environment
-        if cfg.mode == "paper":
-            exchange = PaperExchange(cfg, config_path, log)
-            exchange.start()
-            key = exchange.key  # a throwaway key for the simulator's account, never a real one
+        scrubbed = scrub_environment()  # no actor inherits a secret through its environment
+        if cfg.mode == "paper":  # its own simulator and a throwaway key, or one of its own (exchange.rest_url)
+            exchange, key = open_paper_exchange(cfg, config_path, log, scrubbed)
         stderr_path = cfg.run_path / "logs" / "actors.stderr" if console else None
         sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path, key, stderr_path), log, exchange=exchange)
     except LatchFileError as e:
@@ -206,36 +207,22 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
     try:
         while not sup.stopping:
             sup.step()
+            service.tick(sup)  # READY=1, the watchdog's pings (only from a loop that turns), STATUS=
             if term is not None:
                 term.tick(sup.status)
     finally:
+        service.stopping()
         sup.shutdown()
-        from hip3.ui.stopping import end_of_session
+        from hip3.ui.stopping import end_of_session, print_summary
 
         status, left = end_of_session(sup)
         if term is not None:
             term.close()
             term.print_end(status, left)
         else:
-            _print_summary(status, left)
+            print_summary(status, left)
         sup.close()
     return 0
-
-
-def _print_summary(status: dict[str, Any], left: list[str]) -> None:
-    hs = status["hard_stop"]
-    lines = [f"hip3 session ended after {status['uptime_s']} s (run dir {status['run_dir']})",
-             f"hard stop: {'LATCHED: ' + str(hs['reason']) if hs['latched'] else 'not latched'} (epoch {hs['epoch']})"]
-    if not hs.get("persisted", True):
-        lines.append(f"HARD STOP NOT SAVED: cannot write {hs['path']}: {hs['persist_error']}; the next start does "
-                     "not know it: repair that path and run `hardstop` again before starting")
-    for a in status["actors"]:
-        lines.append(f"  {a['name']:<17} restarts={a['restarts']}")
-    if status.get("trading"):
-        from hip3.runtime.trading import format_trading
-
-        lines.extend(format_trading(status["trading"]))
-    print("\n".join([*lines, *left]), file=sys.stderr)
 
 
 def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
@@ -463,7 +450,8 @@ def cmd_optimize(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python supervisor.py", description="run and control hip3")
+    prog = "hip3" if Path(sys.argv[0]).name == "hip3" else "python supervisor.py"  # the console script, or this
+    parser = argparse.ArgumentParser(prog=prog, description="run and control hip3")
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start every actor (foreground; Ctrl-C stops)")
     p_start.add_argument("--detach", action="store_true", help="return once every actor is READY")

@@ -92,7 +92,9 @@ class ExchangeConfig(_Section, frozen=True):
     """Which exchange. ``sim`` is the built-in simulator on loopback (paper mode)."""
 
     network: Literal["sim", "testnet", "mainnet"] = "sim"
-    # Empty means the network's default (sim: ws://{sim.host}:{sim.port}/ws).
+    # Empty means the network's default (sim: the simulator the supervisor starts). In paper mode a
+    # rest_url names a simulator that runs as its own process (python -m hip3.sim --fund ADDRESS:USD) and
+    # outlives the supervisor, as an exchange would; its account's key is then HIP3_SIM_KEY.
     ws_url: str = ""
     rest_url: str = ""
     # The builder dex: the first perpDexs entry whose name contains this (case-insensitive).
@@ -315,6 +317,12 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(
             f"config error in {source}: `exchange.network`: paper mode runs against the simulator (sim)"
         )
+    if cfg.mode == "paper" and any(u.startswith(real) for u in (cfg.exchange.rest_url, cfg.exchange.ws_url) if u
+                                   for urls in NETWORK_URLS.values() for real in urls):
+        # Paper mode with an address runs against a simulator of its own (hip3.runtime.paper), never the
+        # exchange, whatever key the environment holds.
+        raise ConfigError(f"config error in {source}: `exchange.rest_url`: paper mode runs against a simulator, "
+                          "not the exchange (use mode = \"live\" with network testnet or mainnet)")
     if cfg.mode == "live" and cfg.exchange.network == "sim":
         raise ConfigError(f"config error in {source}: `exchange.network`: live mode needs testnet or mainnet")
     if cfg.bus.transport == "tcp" and cfg.mode == "live":

@@ -10,8 +10,9 @@
   turns again after a long stall pings once, not the pings it missed.
 * ``STATUS=`` when the readiness verdict changes (``systemctl status`` shows it).
 * ``STOPPING=1`` when the loop ends, before the actors are stopped.
-* The log files' rotated copies beyond ``[logging] keep_files`` are deleted here, every
-  ``PRUNE_INTERVAL_S``, so that no actor ever spends its hot path deleting files (``hip3.ops.logrotate``).
+* The log files' housekeeping, every ``HOUSEKEEP_INTERVAL_S``: a spare file ready for every log's next
+  rotation and the rotated copies beyond ``[logging] keep_files`` deleted, so that no actor ever spends its
+  hot path creating or deleting files (``hip3.ops.logrotate``).
 
 Without ``NOTIFY_SOCKET`` (a terminal, a container) only the pruning runs.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from hip3.ops.logrotate import prune_dir
+from hip3.ops.logrotate import housekeep
 from hip3.ops.sd_notify import SdNotify, Watchdog
 
 if TYPE_CHECKING:
@@ -31,9 +32,9 @@ if TYPE_CHECKING:
     from hip3.logs import Log
     from hip3.ops.readiness import Probes
 
-__all__ = ["PRUNE_INTERVAL_S", "Service"]
+__all__ = ["HOUSEKEEP_INTERVAL_S", "Service"]
 
-PRUNE_INTERVAL_S = 10.0
+HOUSEKEEP_INTERVAL_S = 1.0
 
 
 class _Supervisor(Protocol):
@@ -55,7 +56,7 @@ class Service:
         self.ready_sent = False
         self.pings = 0
         self._status = ""
-        self._next_prune_ns = 0
+        self._next_housekeep_ns = 0
         self._failure_logged = False
 
     @classmethod
@@ -81,9 +82,9 @@ class Service:
         if status != self._status:
             self._status = status
             self._sent(self.notify.status(status))
-        if now >= self._next_prune_ns:
-            self._next_prune_ns = now + int(PRUNE_INTERVAL_S * 1e9)
-            prune_dir(self.logs_dir, self.keep_files)
+        if now >= self._next_housekeep_ns:
+            self._next_housekeep_ns = now + int(HOUSEKEEP_INTERVAL_S * 1e9)
+            housekeep(self.logs_dir, self.keep_files)
 
     def stopping(self) -> None:
         self._sent(self.notify.stopping("stopping the actors"))

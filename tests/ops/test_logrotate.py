@@ -17,7 +17,7 @@ import pytest
 from hip3.config import REPO_ROOT
 from hip3.logs import _JsonFormatter
 from hip3.ops import logrotate
-from hip3.ops.logrotate import RotatingLineHandler, prune, prune_dir, rotated_files
+from hip3.ops.logrotate import RotatingLineHandler, ensure_spare, prune, prune_dir, rotated_files, spare_path
 from hip3.ui.logtail import LogTail
 
 
@@ -77,21 +77,34 @@ def test_a_restarted_writer_continues_the_numbering_and_the_file(log_path: Path)
 
 
 class _Calls:
+    """Every file-system call the handler makes (os.*, and its no-replace rename), with os.open's flags."""
+
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[str] = []
         for name in ("write", "rename", "stat", "fstat", "lstat", "listdir", "unlink", "open", "close"):
             real = getattr(os, name)
 
             def wrapped(*a: object, _real: object = real, _name: str = name, **k: object) -> object:
-                self.calls.append(_name)
+                if _name == "open":
+                    self.calls.append("create" if int(a[1]) & os.O_CREAT else "open")  # type: ignore[call-overload]
+                else:
+                    self.calls.append(_name)
                 return _real(*a, **k)  # type: ignore[operator]
 
             monkeypatch.setattr(logrotate.os, name, wrapped)
+        real_nr = logrotate.rename_noreplace
+
+        def noreplace(src: Path, dst: Path) -> None:
+            self.calls.append("rename")
+            real_nr(src, dst)
+
+        monkeypatch.setattr(logrotate, "rename_noreplace", noreplace)
 
 
-def test_a_line_costs_one_write_and_a_rotation_one_rename(log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_line_costs_one_write_and_a_rotation_two_renames(log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The hot path's cost: no stat, tell or listing per line (the stdlib's RotatingFileHandler stats the path
-    and formats each record twice); a rotation renames one file and deletes none."""
+    and formats each record twice); a rotation renames the file aside and the spare into place, opens it
+    (an existing file: nothing is created) and deletes nothing. Without a spare it creates the file."""
     h = _handler(log_path, max_bytes=2000)
     for i in range(3):
         h.emit(_record(i))
@@ -101,11 +114,19 @@ def test_a_line_costs_one_write_and_a_rotation_one_rename(log_path: Path, monkey
     while h.rotations == 0:
         calls.calls.clear()
         h.emit(_record(4, pad=300))
-    assert calls.calls.count("rename") == 1
-    assert "unlink" not in calls.calls and "listdir" not in calls.calls
-    assert calls.calls.count("write") == 1
+    assert calls.calls == ["rename", "rename", "open", "close", "write"]
+    # The next rotation, before the supervisor made a new spare: the file is created on the spot.
+    while h.rotations == 1:
+        calls.calls.clear()
+        h.emit(_record(5, pad=300))
+    assert calls.calls == ["rename", "rename", "create", "fstat", "close", "write"]
     monkeypatch.undo()
+    assert ensure_spare(log_path) and spare_path(log_path).exists()  # the supervisor's housekeeping
+    while h.rotations == 2:
+        h.emit(_record(6, pad=300))
+    assert not spare_path(log_path).exists()  # it became the log
     h.close()
+    assert [r["i"] for r in _all_lines(log_path)][:4] == [0, 1, 2, 3]
 
 
 def test_the_oldest_files_are_pruned_off_the_writer_and_at_open(tmp_path: Path) -> None:
@@ -138,9 +159,9 @@ def test_a_failed_rename_keeps_every_line_and_retries_later(log_path: Path, monk
     def refuse(*_a: object) -> None:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(logrotate.os, "rename", refuse)
+    monkeypatch.setattr(logrotate, "rename_noreplace", refuse)
     i = 0
-    while h.rotate_errors == 0:
+    while h.rotate_errors == 0 and i < 1000:
         h.emit(_record(i))
         i += 1
     for _ in range(3):  # not tried again on every line: after another max_bytes
@@ -163,16 +184,36 @@ def test_never_renames_over_or_away_a_file_it_does_not_own(log_path: Path) -> No
         h.emit(_record(i))
     assert (log_path.parent / "feed.log.000001").read_text() == "someone else's\n"
     assert (log_path.parent / "feed.log.000002").exists()
-    # The path was rotated by another process: this handler opens the path again, renames nothing.
+    # The path was moved by someone else and a file put there: this handler's lines stay in its own file until
+    # it rotates; then that file is moved aside (not replaced) and the spare takes the path. Nothing is lost.
     os.rename(log_path, log_path.parent / "elsewhere.log")
-    log_path.write_text("")
+    log_path.write_text("someone else's\n")
     n_rotated = len(rotated_files(log_path))
     for i in range(12, 30):
         h.emit(_record(i))
     h.close()
     lines = [json.loads(x)["i"] for x in (log_path.parent / "elsewhere.log").read_text().splitlines()]
     assert lines == sorted(lines) and lines[-1] < 30
-    assert len(rotated_files(log_path)) >= n_rotated
+    assert len(rotated_files(log_path)) > n_rotated
+    assert any(p.read_text() == "someone else's\n" for p in rotated_files(log_path))
+    later = [json.loads(x)["i"] for p in [*rotated_files(log_path), log_path] for x in p.read_text().splitlines()
+             if x.startswith("{")]
+    assert sorted(lines + later) == list(range(30))  # every line once, across all the files
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_rename_noreplace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    if not native:
+        monkeypatch.setattr(logrotate, "_RENAMEAT2", None)  # a C library without renameat2: check, then rename
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    with pytest.raises(FileExistsError):
+        logrotate.rename_noreplace(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "a").read_text() == "a" and (tmp_path / "b").read_text() == "b"
+    with pytest.raises(FileNotFoundError):
+        logrotate.rename_noreplace(tmp_path / "absent", tmp_path / "c")
+    logrotate.rename_noreplace(tmp_path / "a", tmp_path / "c")
+    assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
 
 
 WRITER = textwrap.dedent("""

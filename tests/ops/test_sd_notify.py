@@ -160,18 +160,23 @@ def test_service_ready_status_and_pings_come_from_the_loop_only_while_it_turns(m
     assert _drain(manager)[-1] == "STOPPING=1\nSTATUS=stopping the actors"
 
 
-def test_service_prunes_the_rotated_logs_off_the_actors(tmp_path: Path) -> None:
+def test_service_keeps_the_logs_house_off_the_actors(tmp_path: Path) -> None:
+    """Every second: a spare ready for each log's next rotation, the rotated files beyond keep_files deleted."""
+    (tmp_path / "executor.log").write_text("x\n")
     for n in range(1, 8):
         (tmp_path / f"executor.log.{n:06d}").write_text("x\n")
     now = [0]
     svc = Service(SdNotify(None), tmp_path, keep_files=2, clock_ns=lambda: now[0])
     sup = _Sup()
     svc.tick(sup)  # type: ignore[arg-type]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["executor.log.000006", "executor.log.000007"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".executor.log.spare", "executor.log",
+                                                          "executor.log.000006", "executor.log.000007"]
     (tmp_path / "executor.log.000008").write_text("x\n")
+    (tmp_path / ".executor.log.spare").unlink()  # a rotation used it
+    now[0] = 500_000_000
+    svc.tick(sup)  # type: ignore[arg-type]
+    assert len(list(tmp_path.iterdir())) == 4  # not every turn: every HOUSEKEEP_INTERVAL_S
     now[0] = 1_000_000_000
     svc.tick(sup)  # type: ignore[arg-type]
-    assert len(list(tmp_path.iterdir())) == 3  # not every turn: every PRUNE_INTERVAL_S
-    now[0] = 11_000_000_000
-    svc.tick(sup)  # type: ignore[arg-type]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["executor.log.000007", "executor.log.000008"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".executor.log.spare", "executor.log",
+                                                          "executor.log.000007", "executor.log.000008"]

@@ -188,9 +188,10 @@ class LoggingConfig(_Section, frozen=True):
     """The JSON log files, ``<run_dir>/logs/<actor>.log`` (``hip3.logs``, ``hip3.ops.logrotate``).
 
     A file that would grow past ``max_file_mb`` is renamed to ``<actor>.log.000001``, ``.000002``, ...
-    (a higher number is newer) and a new one is started: one rename, on the line that crosses the size,
-    never more work than that in an actor. The supervisor deletes the oldest rotated files beyond
-    ``keep_files`` per log every few seconds (an actor run alone does it when it starts).
+    (a higher number is newer) and an empty spare made beforehand takes its place: two renames on the line
+    that crosses the size, never a file created or deleted by an actor. The supervisor makes the spares and
+    deletes the oldest rotated files beyond ``keep_files`` per log every second (an actor run alone does
+    both once, when it starts).
     """
 
     # Lines below this level are not written (debug adds the hot paths' lines).

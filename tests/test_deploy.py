@@ -243,3 +243,21 @@ def test_compose_runs_hip3_restarts_it_and_adds_monitoring_under_a_profile() -> 
     dash = json.loads((DEPLOY / "grafana/dashboards/hip3.json").read_text())
     uid = ds["datasources"][0]["uid"]
     assert dash["panels"] and all(p["datasource"]["uid"] == uid for p in dash["panels"])
+
+
+def test_the_hip3_console_script_is_the_supervisor_cli(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "hip3"]
+    import supervisor
+
+    assert ep.value == "supervisor:main" and ep.load() is supervisor.main
+    if not HIP3.exists():
+        pytest.skip("no hip3 console script: pip install -e .")
+    r = subprocess.run([str(HIP3), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("usage: hip3 ")
+    assert all(c in r.stdout for c in ("start", "status", "stop", "hardstop", "reset-hardstop", "report"))
+    config = tmp_path / "c.toml"
+    config.write_text(f'run_dir = "{tmp_path / "run"}"\nmode = "paper"\n[[markets]]\ncoin = "xyz:GOLD"\n')
+    r = subprocess.run([str(HIP3), "status", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "NOT RUNNING" in r.stdout  # the same command, the same answer

@@ -1,4 +1,4 @@
-"""hip3's command line: start, watch and stop the actors; raise and reset the hard stop.
+"""hip3's command line: start, watch and stop the actors; raise and reset the hard stop. Installed as ``hip3``.
 
     python supervisor.py start [--config FILE] [--detach] [--log-format auto|console|json]
     python supervisor.py check [--config FILE]          (the preflight check; ``start`` runs it too)
@@ -40,7 +40,11 @@ LOCK_FILE = "supervisor.lock"
 
 
 class CliError(Exception):
-    """One line for the operator, and a non-zero exit."""
+    """One line for the operator, and a non-zero exit (2 unless ``exit_code`` says otherwise)."""
+
+    def __init__(self, text: str, exit_code: int = 2) -> None:
+        super().__init__(text)
+        self.exit_code = exit_code
 
 
 # -------------------------------------------------------------------------------------------------
@@ -155,13 +159,16 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
     from hip3.logs import setup_logging
     from hip3.metrics import MetricsError
     from hip3.ops.alerts import AlertsError
-    from hip3.ops.preflight_cli import PreflightFailed, preflight_for_start
+    from hip3.ops.preflight_cli import EXIT_TRANSIENT, PreflightFailed, preflight_for_start
+    from hip3.ops.service import Service
     from hip3.runtime.launchers import ProcessLauncher
-    from hip3.runtime.paper import PaperExchange, PaperExchangeError
+    from hip3.runtime.paper import PaperExchange, PaperExchangeError, open_paper_exchange
     from hip3.runtime.supervisor import Supervisor
     from hip3.secrets import SecretError, SigningKey, check_signer, load_signing_key, scrub_environment
 
-    log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr and not console)
+    log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr and not console,
+                        cfg.logging)
+    service = Service.from_environment(cfg, log)  # systemd's variables are this process's, no child's
     term = None
     if console:
         from hip3.ui.terminal import open_terminal
@@ -173,18 +180,16 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
         if cfg.mode == "live":
             key = load_signing_key()
             if key is None:
-                raise CliError("live mode needs a key: set HIP3_PRIVATE_KEY or HIP3_KEYSTORE (+ password)")
+                raise CliError("live mode needs a key: set HIP3_PRIVATE_KEY (or _FILE) or HIP3_KEYSTORE (+ password)")
             check_signer(key, cfg.exchange.signer_address)
             if not cfg.exchange.account_address:
                 raise CliError("live mode needs exchange.account_address (the master or sub-account address)")
-        scrub_environment()  # no actor inherits a secret through its environment
-        if cfg.mode == "paper":
-            exchange = PaperExchange(cfg, config_path, log)
-            exchange.start()
-            key = exchange.key  # a throwaway key for the simulator's account, never a real one
+        scrubbed = scrub_environment()  # no actor inherits a secret through its environment
+        if cfg.mode == "paper":  # its own simulator and a throwaway key, or one of its own (exchange.rest_url)
+            exchange, key = open_paper_exchange(cfg, config_path, log, scrubbed)
         # Before any actor: a misspelt market, an unreachable host or a wrong key is refused here, one line each.
-        preflight_for_start(cfg, log, key.address if key else None, "paper: the session's own key" if exchange
-                            else "the key from the environment")
+        preflight_for_start(cfg, log, key.address if key else None,
+                            "paper: the session's own key" if cfg.mode == "paper" else "the key from the environment")
         stderr_path = cfg.run_path / "logs" / "actors.stderr" if console else None
         sup = Supervisor(cfg, ProcessLauncher(config_path, cfg.run_path, key, stderr_path), log, exchange=exchange)
     except LatchFileError as e:
@@ -198,7 +203,8 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
             exchange.stop()
         if term is not None:
             term.close()
-        raise CliError(str(e)) from None
+        transient = isinstance(e, PreflightFailed) and e.transient
+        raise CliError(str(e), EXIT_TRANSIENT if transient else 2) from None
     if term is not None:
         sup.board.listeners.append(term.on_trade)
 
@@ -213,36 +219,22 @@ def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> in
     try:
         while not sup.stopping:
             sup.step()
+            service.tick(sup)  # READY=1, the watchdog's pings (only from a loop that turns), STATUS=
             if term is not None:
                 term.tick(sup.status)
     finally:
+        service.stopping()
         sup.shutdown()
-        from hip3.ui.stopping import end_of_session
+        from hip3.ui.stopping import end_of_session, print_summary
 
         status, left = end_of_session(sup)
         if term is not None:
             term.close()
             term.print_end(status, left)
         else:
-            _print_summary(status, left)
+            print_summary(status, left)
         sup.close()
     return 0
-
-
-def _print_summary(status: dict[str, Any], left: list[str]) -> None:
-    hs = status["hard_stop"]
-    lines = [f"hip3 session ended after {status['uptime_s']} s (run dir {status['run_dir']})",
-             f"hard stop: {'LATCHED: ' + str(hs['reason']) if hs['latched'] else 'not latched'} (epoch {hs['epoch']})"]
-    if not hs.get("persisted", True):
-        lines.append(f"HARD STOP NOT SAVED: cannot write {hs['path']}: {hs['persist_error']}; the next start does "
-                     "not know it: repair that path and run `hardstop` again before starting")
-    for a in status["actors"]:
-        lines.append(f"  {a['name']:<17} restarts={a['restarts']}")
-    if status.get("trading"):
-        from hip3.runtime.trading import format_trading
-
-        lines.extend(format_trading(status["trading"]))
-    print("\n".join([*lines, *left]), file=sys.stderr)
 
 
 def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
@@ -265,7 +257,8 @@ def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
         if proc.poll() is not None:
             tail = (run_dir / "logs" / "supervisor.out").read_text(errors="replace").strip().splitlines()[-20:]
             if tail and tail[-1].startswith("error: "):  # its own refusal (a line per problem): pass it on as it is
-                raise CliError("\nerror: ".join(t.removeprefix("error: ") for t in tail if t.startswith("error: ")))
+                raise CliError("\nerror: ".join(t.removeprefix("error: ") for t in tail if t.startswith("error: ")),
+                               proc.returncode or 2)
             raise CliError(f"the supervisor exited with code {proc.returncode}: " + " | ".join(tail))
         if _lock_holder(run_dir) == proc.pid:
             try:
@@ -423,7 +416,8 @@ def cmd_optimize(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python supervisor.py", description="run and control hip3")
+    prog = "hip3" if Path(sys.argv[0]).name == "hip3" else "python supervisor.py"  # the console script, or this
+    parser = argparse.ArgumentParser(prog=prog, description="run and control hip3")
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start every actor (foreground; Ctrl-C stops)")
     p_start.add_argument("--detach", action="store_true", help="return once every actor is READY")
@@ -503,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_reset(cfg)
     except (ConfigError, CliError, BusError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code if isinstance(e, CliError) else 2
 
 
 if __name__ == "__main__":

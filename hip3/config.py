@@ -50,6 +50,8 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class BusConfig(_Section, frozen=True):
     """Where the actors' sockets live. Actor code is the same for every transport."""
 
+    # ipc: unix sockets in <run_dir>/sock (0700), one host; tcp: loopback ports (not in live mode); inproc:
+    # every actor a thread of one process (tests).
     transport: Literal["ipc", "tcp", "inproc"] = "ipc"
     # tcp: every endpoint is tcp://{tcp_host}:{tcp_base_port + offset}. Loopback only, and not in live
     # mode: the bus is not authenticated (any local process could reach a tcp port).
@@ -59,10 +61,12 @@ class BusConfig(_Section, frozen=True):
     # intents, order events and fills must not, so their queues are deep.
     md_hwm: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 20000
     event_hwm: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100000
+    # How long a closing socket may still send what it holds (so that a shutdown never hangs).
     linger_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 200
 
 
 class SupervisorConfig(_Section, frozen=True):
+    # Every actor reports to the supervisor this often (READY, counters, the hard-stop epoch it applied).
     heartbeat_interval_ms: Annotated[int, msgspec.Meta(gt=0, le=10_000)] = 200
     # An actor whose heartbeats stop for this long is hung: it is killed and restarted. At least twice
     # the interval (checked at load: a single late heartbeat must not kill a healthy actor), at most a
@@ -70,6 +74,8 @@ class SupervisorConfig(_Section, frozen=True):
     heartbeat_timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 3000
     # An actor that does not report READY within this long after its start counts as failed.
     ready_timeout_ms: MinutesMs = 30000
+    # A failed actor is restarted after restart_backoff_initial_ms, doubled for each of its restarts within
+    # restart_period_s, at most restart_backoff_max_ms, each delay scaled by a random 1 +- restart_jitter.
     restart_backoff_initial_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 50
     restart_backoff_max_ms: MinutesMs = 10000
     restart_jitter: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.2
@@ -79,7 +85,9 @@ class SupervisorConfig(_Section, frozen=True):
     # backoff: restarts are never closer together than the backoff allows).
     max_restarts: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5
     restart_period_s: Annotated[float, msgspec.Meta(gt=0, le=86_400.0)] = 60.0
+    # The hard-stop state is published again this often (a subscriber that missed it catches up).
     hardstop_rebroadcast_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 500
+    # At stop, actors still running this long after SIGTERM are killed.
     stop_timeout_ms: MinutesMs = 5000
     # Which actors to run, in dependency order. Empty means the mode's default set.
     actors: tuple[str, ...] = ()
@@ -92,8 +100,11 @@ class SupervisorConfig(_Section, frozen=True):
 class ExchangeConfig(_Section, frozen=True):
     """Which exchange. ``sim`` is the built-in simulator on loopback (paper mode)."""
 
+    # sim: the simulator (paper mode); testnet or mainnet: the exchange (observe or live mode).
     network: Literal["sim", "testnet", "mainnet"] = "sim"
-    # Empty means the network's default (sim: ws://{sim.host}:{sim.port}/ws).
+    # Empty means the network's default (sim: the simulator the supervisor starts). In paper mode a
+    # rest_url names a simulator that runs as its own process (python -m hip3.sim --fund ADDRESS:USD) and
+    # outlives the supervisor, as an exchange would; its account's key is then HIP3_SIM_KEY.
     ws_url: str = ""
     rest_url: str = ""
     # The builder dex: the first perpDexs entry whose name contains this (case-insensitive).
@@ -104,11 +115,13 @@ class ExchangeConfig(_Section, frozen=True):
     signer_address: str = ""
     # Trading for a sub-account or vault (lower-case hex), else empty.
     vault_address: str = ""
+    # A REST request (info, the resyncs) with no answer after this long fails.
     request_timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=120_000)] = 10000
 
 
 class MarketConfig(_Section, frozen=True):
     coin: str  # full HIP-3 name, e.g. "xyz:GOLD"
+    # This market's own entry threshold; unset: the detector's.
     threshold_bps: Annotated[float, msgspec.Meta(gt=0, le=MAX_BPS)] | None = None
 
 
@@ -151,7 +164,9 @@ class PositionParams(_Section, frozen=True):
     never blocks the configured markets.
     """
 
+    # The tracker reads the positions and open orders from REST this often (and at every reconnect).
     resync_interval_s: Annotated[float, msgspec.Meta(gt=0, le=3600.0)] = 60.0
+    # It publishes its snapshot this often even when nothing changed (late joiners, dropped messages).
     snapshot_interval_ms: Annotated[int, msgspec.Meta(gt=0, le=60_000)] = 500
     manual_positions: Literal["leave", "adopt"] = "leave"
 
@@ -171,8 +186,26 @@ class RecorderConfig(_Section, frozen=True):
 
 
 class LoggingConfig(_Section, frozen=True):
+    """The JSON log files, ``<run_dir>/logs/<actor>.log`` (``hip3.logs``, ``hip3.ops.logrotate``).
+
+    A file that would grow past ``max_file_mb`` is renamed to ``<actor>.log.000001``, ``.000002``, ...
+    (a higher number is newer) and an empty spare made beforehand takes its place: two renames on the line
+    that crosses the size, never a file created or deleted by an actor. The supervisor makes the spares and
+    deletes the oldest rotated files beyond ``keep_files`` per log every second (an actor run alone does
+    both once, when it starts).
+    """
+
+    # Lines below this level are not written (debug adds the hot paths' lines).
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # Also write every process's JSON lines to stderr. In console mode (``start`` on a terminal, or
+    # ``--log-format console``) the actors write only to their files whatever this says.
     stderr: bool = True
+    # Rotate a log file when the next line would take it past this many megabytes (10^6 bytes); 0 never
+    # rotates (the files then grow until the disk is full).
+    max_file_mb: Annotated[float, msgspec.Meta(ge=0.0, le=100_000.0)] = 20.0
+    # Rotated files kept per log (the current file not counted): at most (keep_files + 1) x max_file_mb
+    # per process on disk.
+    keep_files: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
 
 
 class MetricsConfig(_Section, frozen=True):
@@ -182,6 +215,7 @@ class MetricsConfig(_Section, frozen=True):
     authentication and shows positions and PnL. ``port = 0`` takes any free port (``status`` shows it).
     """
 
+    # Serve /metrics (with /ready and /healthz) on host:port.
     enabled: bool = False
     host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
     port: Port = 9464
@@ -197,7 +231,9 @@ class DashboardConfig(_Section, frozen=True):
     the first load (or ``Authorization: Bearer``). ``refresh_ms``: how often the page and its data refresh.
     """
 
+    # Serve the dashboard at / (and /api/status) on [metrics] host:port.
     enabled: bool = False
+    # The environment variable that holds the token (never the config file).
     token_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Z_][A-Z0-9_]*$")] = "HIP3_DASHBOARD_TOKEN"
     refresh_ms: Annotated[int, msgspec.Meta(ge=250, le=10_000)] = 1000
 
@@ -205,6 +241,8 @@ class DashboardConfig(_Section, frozen=True):
 class Config(_Section, frozen=True):
     """The whole configuration of one hip3 deployment."""
 
+    # observe: no orders, signals recorded; paper: against the simulator; live: the exchange, real orders
+    # (needs a key, exchange.account_address and `start --live`).
     mode: Literal["observe", "paper", "live"] = "paper"
     # Relative paths are taken from the current directory. HIP3_RUN_DIR overrides it.
     run_dir: str = "run"
@@ -302,6 +340,12 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(
             f"config error in {source}: `exchange.network`: paper mode runs against the simulator (sim)"
         )
+    if cfg.mode == "paper" and any(u.startswith(real) for u in (cfg.exchange.rest_url, cfg.exchange.ws_url) if u
+                                   for urls in NETWORK_URLS.values() for real in urls):
+        # Paper mode with an address runs against a simulator of its own (hip3.runtime.paper), never the
+        # exchange, whatever key the environment holds.
+        raise ConfigError(f"config error in {source}: `exchange.rest_url`: paper mode runs against a simulator, "
+                          "not the exchange (use mode = \"live\" with network testnet or mainnet)")
     if cfg.mode == "live" and cfg.exchange.network == "sim":
         raise ConfigError(f"config error in {source}: `exchange.network`: live mode needs testnet or mainnet")
     if cfg.bus.transport == "tcp" and cfg.mode == "live":

@@ -1,5 +1,8 @@
 """Structured logs: one JSON object a line, to ``<run_dir>/logs/<actor>.log`` and to stderr.
 
+The files rotate by size (``[logging] max_file_mb``, ``keep_files``; ``hip3.ops.logrotate``): one rename,
+never more work than that on the line that triggers it.
+
 Every line has ``ts`` (epoch seconds), ``level``, ``actor``, ``event`` and the event's fields, so a
 person and a program can both read it. Hot paths log nothing above debug; gate blocks are logged on
 state transitions only (lesson B03).
@@ -14,9 +17,11 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
+
+from hip3.ops.logrotate import RotatingLineHandler
 
 _KEY_RE = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 _ENC = msgspec.json.Encoder(decimal_format="string")
@@ -89,8 +94,21 @@ class Log:
         return self._logger.isEnabledFor(logging.DEBUG)
 
 
-def setup_logging(actor: str, run_dir: Path | None, level: str = "info", stderr: bool = True) -> Log:
+class Rotation(Protocol):
+    """How the log files rotate (``hip3.config.LoggingConfig``)."""
+
+    @property
+    def max_file_mb(self) -> float: ...
+
+    @property
+    def keep_files(self) -> int: ...
+
+
+def setup_logging(actor: str, run_dir: Path | None, level: str = "info", stderr: bool = True,
+                  rotation: Rotation | None = None) -> Log:
     """Configure the process's root ``hip3`` logger (once per process) and return ``actor``'s logger.
+
+    ``rotation``: rotate ``<run_dir>/logs/<actor>.log`` by size (None: never).
 
     In an inproc test several actors share one process: the first call configures the handlers and
     later calls only return loggers (each line still names its actor).
@@ -102,7 +120,9 @@ def setup_logging(actor: str, run_dir: Path | None, level: str = "info", stderr:
         fmt = _JsonFormatter()
         if run_dir is not None:
             (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(run_dir / "logs" / f"{actor}.log", encoding="utf-8")
+            max_bytes = int(rotation.max_file_mb * 1_000_000) if rotation is not None else 0
+            fh = RotatingLineHandler(run_dir / "logs" / f"{actor}.log", max_bytes,
+                                     rotation.keep_files if rotation is not None else 0)
             fh.setFormatter(fmt)
             root.addHandler(fh)
         if stderr:

@@ -1,6 +1,8 @@
 """The signing key: from the environment or an encrypted keystore, never from a config file.
 
 * ``HIP3_PRIVATE_KEY``: the API wallet's key (hex), or
+* ``HIP3_PRIVATE_KEY_FILE``: a file holding it (readable by its owner only: mode 0600 or 0400), e.g. a
+  systemd credential (``LoadCredential=``, ``$CREDENTIALS_DIRECTORY``) or a container secret, or
 * ``HIP3_KEYSTORE``: the path of an encrypted keystore in eth-account's (Web3 Secret Storage) format,
   with its password in ``HIP3_KEYSTORE_PASSWORD`` or in the file named by ``HIP3_KEYSTORE_PASSWORD_FILE``.
 
@@ -17,10 +19,14 @@ import re
 from pathlib import Path
 
 ENV_KEY = "HIP3_PRIVATE_KEY"
+ENV_KEY_FILE = "HIP3_PRIVATE_KEY_FILE"
 ENV_KEYSTORE = "HIP3_KEYSTORE"
 ENV_KEYSTORE_PASSWORD = "HIP3_KEYSTORE_PASSWORD"
 ENV_KEYSTORE_PASSWORD_FILE = "HIP3_KEYSTORE_PASSWORD_FILE"
-SECRET_ENV_VARS = (ENV_KEY, ENV_KEYSTORE_PASSWORD)
+# Paper mode against a simulator that runs as its own process: the key of the account it funds (a throwaway
+# key; paper mode never reads HIP3_PRIVATE_KEY).
+ENV_SIM_KEY = "HIP3_SIM_KEY"
+SECRET_ENV_VARS = (ENV_KEY, ENV_KEYSTORE_PASSWORD, ENV_SIM_KEY)
 
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
@@ -66,6 +72,9 @@ def load_signing_key(env: dict[str, str] | None = None) -> SigningKey | None:
             return SigningKey(raw)
         except SecretError:
             raise SecretError(f"{ENV_KEY} is set but is not a 32-byte hex key") from None
+    key_file = e.get(ENV_KEY_FILE, "").strip()
+    if key_file:
+        return _key_from_file(Path(key_file))
     path = e.get(ENV_KEYSTORE, "").strip()
     if not path:
         return None
@@ -94,9 +103,26 @@ def load_signing_key(env: dict[str, str] | None = None) -> SigningKey | None:
     return SigningKey("0x" + bytes(key_bytes).hex())
 
 
+def _key_from_file(path: Path) -> SigningKey:
+    """The key in ``path`` (hex, surrounding whitespace ignored). Refused, naming the file and never its content,
+    if others than its owner may read or write it: a key left readable to the group is a key shared."""
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as err:
+        raise SecretError(f"cannot read {ENV_KEY_FILE} ({path}): {err.strerror}") from None
+    if st.st_mode & 0o077:
+        raise SecretError(f"{ENV_KEY_FILE} ({path}) is readable or writable by others than its owner (mode "
+                          f"{st.st_mode & 0o777:o}): chmod 600 it")
+    try:
+        return SigningKey(text.strip())
+    except SecretError:
+        raise SecretError(f"{ENV_KEY_FILE} ({path}) does not hold a 32-byte hex key") from None
+
+
 def scrub_environment() -> dict[str, str]:
     """Remove the secret variables from this process's environment; return them (for the executor)."""
-    return {k: os.environ.pop(k) for k in (*SECRET_ENV_VARS, ENV_KEYSTORE, ENV_KEYSTORE_PASSWORD_FILE)
+    return {k: os.environ.pop(k) for k in (*SECRET_ENV_VARS, ENV_KEY_FILE, ENV_KEYSTORE, ENV_KEYSTORE_PASSWORD_FILE)
             if k in os.environ}
 
 

@@ -95,3 +95,14 @@ def test_cli_with_bad_arguments_exits_non_zero() -> None:
     r = subprocess.run([sys.executable, str(REPO_ROOT / "supervisor.py"), "strat"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+@pytest.mark.parametrize("url", ["https://api.hyperliquid.xyz", "https://api.hyperliquid-testnet.xyz/",
+                                 "wss://api.hyperliquid.xyz/ws"])
+def test_paper_mode_never_points_at_the_exchange(url: str) -> None:
+    """Paper mode with an address runs against a simulator of its own; an exchange's address there is refused."""
+    key = "ws_url" if url.startswith("wss") else "rest_url"
+    text = f'mode = "paper"\n[exchange]\nnetwork = "sim"\n{key} = "{url}"\n[[markets]]\ncoin = "xyz:GOLD"\n'
+    with pytest.raises(ConfigError, match="paper mode runs against a simulator, not the exchange"):
+        parse_config(text, "paper.toml")
+    parse_config(text.replace(url, "http://127.0.0.1:7000"), "paper.toml")

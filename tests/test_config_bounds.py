@@ -42,6 +42,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("supervisor.max_restarts", "zero"): "the first crash of an actor latches the hard stop; the actors the "
                                          "flatten needs are restarted regardless",
     ("metrics.port", "zero"): "documented: any free port, shown by `status`",
+    ("logging.max_file_mb", "zero"): "documented 0 = the log files never rotate (the operator's rotation, e.g. "
+                                     "logrotate with copytruncate, or none); no trading limit depends on it",
     ("oracle.min_move_bps", "zero"): _STRATEGY,
     ("gates.max_bbo_age_ms", "zero"): "documented 0 = off: the IOC's limit still bounds the fill, and the "
                                       "oracle-age gate (never off) and the feed's stall detection still block "

@@ -63,6 +63,10 @@ class Finding(msgspec.Struct, frozen=True):
     severity: Severity
     topic: str
     text: str
+    # A host that did not answer: it may answer in a minute (an outage, a network blip), unlike a typo or a
+    # wrong key. A start refused only for these exits with ``EXIT_TRANSIENT``, which a service manager
+    # retries: a supervisor restarted during an exchange outage must not stay down with positions open.
+    transient: bool = False
 
     def line(self) -> str:
         return f"{_LABEL[self.severity]:<5} {self.topic:<11} {self.text}"
@@ -128,8 +132,8 @@ class _Ctx:
     def __init__(self) -> None:
         self.findings: list[Finding] = []
 
-    def add(self, severity: Severity, topic: str, text: str) -> None:
-        self.findings.append(Finding(severity=severity, topic=topic, text=text))
+    def add(self, severity: Severity, topic: str, text: str, transient: bool = False) -> None:
+        self.findings.append(Finding(severity=severity, topic=topic, text=text, transient=transient))
 
 
 def run_checks(cfg: Config, rest_url: str, ws_url: str, key_address: str | None, key_source: str, account: str,
@@ -149,7 +153,7 @@ def run_checks(cfg: Config, rest_url: str, ws_url: str, key_address: str | None,
         retry.run("WebSocket connect", ws_url, lambda: ws_probe(ws_url, timeout_s))
         c.add("ok", "websocket", f"{ws_url} accepts a connection")
     except RestError as e:
-        c.add("fatal", "websocket", f"cannot reach the exchange's WebSocket: {e}")
+        c.add("fatal", "websocket", f"cannot reach the exchange's WebSocket: {e}", transient=True)
     if registry is not None:
         _terms(c, cfg, rest_url, client, retry, registry, account, now_ms)
         if account and cfg.mode != "observe":
@@ -211,7 +215,7 @@ def _markets(c: _Ctx, cfg: Config, rest_url: str, client: RestClient, log: Log, 
         c.add("fatal", "dex", f"{e} (exchange.dex_pattern = {cfg.exchange.dex_pattern!r})")
         return None
     except RestError as e:
-        c.add("fatal", "rest", f"cannot reach the exchange's REST API: {e}")
+        c.add("fatal", "rest", f"cannot reach the exchange's REST API: {e}", transient=True)
         return None
     c.add("ok", "rest", f"{rest_url} answers")
     c.add("ok", "dex", f"{registry.dex!r} (perp dex {registry.perp_dex_index}, {len(registry)} markets listed)")

@@ -34,19 +34,26 @@ from hip3.logs import Log
 from hip3.ops.preflight import Finding, PreflightInterrupted, Retry, run_checks
 from hip3.runtime.paper import PaperExchangeError
 
-__all__ = ["PreflightFailed", "cmd_check", "preflight_for_start"]
+__all__ = ["EXIT_TRANSIENT", "PreflightFailed", "cmd_check", "preflight_for_start"]
 
 ATTEMPTS = 3  # per request: about 1.5 s of waits in all, plus the requests' own timeouts
 WAIT_S = 0.5
 INTERRUPTED_EXIT = 130
 
 
-class PreflightFailed(Exception):
-    """The start is refused; ``str`` is the problems, one ``error:`` line each (the CLI adds the first)."""
+# The start was refused only because a host did not answer (EX_TEMPFAIL): a service manager restarts on
+# it (deploy/hip3.service refuses to restart only on 2, a refusal that a restart cannot mend).
+EXIT_TRANSIENT = 75
 
-    def __init__(self, lines: list[str]) -> None:
+
+class PreflightFailed(Exception):
+    """The start is refused; ``str`` is the problems, one ``error:`` line each (the CLI adds the first).
+    ``transient``: every problem was a host that did not answer (worth starting again soon)."""
+
+    def __init__(self, lines: list[str], transient: bool = False) -> None:
         super().__init__("\nerror: ".join(lines))
         self.lines = lines
+        self.transient = transient
 
 
 @contextmanager
@@ -94,9 +101,10 @@ def preflight_for_start(cfg: Config, log: Log, key_address: str | None, key_sour
     except PreflightInterrupted as e:
         raise PreflightFailed([f"preflight check interrupted by {e}: nothing was started"]) from None
     _log_findings(log, findings, (time.monotonic() - t0) * 1000)
-    fatal = [f.text for f in findings if f.severity == "fatal"]
+    fatal = [f for f in findings if f.severity == "fatal"]
     if fatal:
-        raise PreflightFailed([*fatal, "nothing was started; `python supervisor.py check` repeats the check"])
+        raise PreflightFailed([*(f.text for f in fatal), "nothing was started; `python supervisor.py check` repeats "
+                               "the check"], transient=all(f.transient for f in fatal))
     return findings
 
 

@@ -90,7 +90,8 @@ class Actor:
         self.run_dir = cfg.run_path
         self.supervised = supervised
         self.stop_event = stop_event or threading.Event()
-        self.log = log or setup_logging(self.name, self.run_dir, cfg.logging.level, cfg.logging.stderr)
+        self.log = log or setup_logging(self.name, self.run_dir, cfg.logging.level, cfg.logging.stderr,
+                                               rotation=cfg.logging)
         self.bus = Bus(cfg, self.name, context=context, run_dir=self.run_dir)
         self.pid = os.getpid()
         self.ready = False

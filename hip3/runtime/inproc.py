@@ -33,7 +33,7 @@ class InprocRun:
         self.cfg = cfg
         prepare_run_dir(cfg.run_path)
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr)
+        log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr, cfg.logging)
         self.sup = Supervisor(cfg, ThreadLauncher(cfg, self.context, factories, signing_key), log, context=self.context)
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -9,6 +9,10 @@ Actors learn the simulator's address and the account from ``HIP3_EXCHANGE_URL`` 
 ``fund-dex`` in paper mode (``python supervisor.py fund-dex``) comes here through the supervisor, which
 alone holds the session's key: the same signed ``sendAsset`` as on the real exchange (``hip3.funding``).
 
+With ``exchange.rest_url`` set, the simulator is not the supervisor's: it runs as its own process
+(``python -m hip3.sim --fund ADDRESS:USD``: its own unit or container, or a test's), and outlives a
+supervisor that dies, as a real exchange would, with the positions it holds (``open_paper_exchange``).
+
 If the simulator dies it is restarted on the same port with a fresh state (a paper exchange has no
 durable state), and the event is logged as critical: positions at the "exchange" are gone, and the
 position tracker's resync will show it.
@@ -22,13 +26,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
-from hip3.config import ENV_ACCOUNT_ADDRESS, ENV_EXCHANGE_URL, REPO_ROOT, Config
+from hip3.config import ENV_ACCOUNT_ADDRESS, ENV_EXCHANGE_URL, REPO_ROOT, Config, exchange_urls
 from hip3.logs import Log
 from hip3.runtime.sched import background_priority
-from hip3.secrets import SigningKey
+from hip3.secrets import ENV_SIM_KEY, SecretError, SigningKey
 
 PAPER_FUNDS_USD = Decimal(100_000)
 _READY_PREFIX = "SIM READY port="
@@ -140,3 +145,32 @@ class PaperExchange:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(2)
+
+
+def open_paper_exchange(cfg: Config, config_path: Path, log: Log, secrets: Mapping[str, str]
+                        ) -> tuple[PaperExchange | None, SigningKey]:
+    """Paper mode's exchange and the key of its account.
+
+    Without ``exchange.rest_url``: the supervisor's own simulator (started here, its child) and the
+    throwaway key it funds. With it: no simulator is started; the account's key is ``HIP3_SIM_KEY`` (taken
+    from ``secrets``, the variables scrubbed from the environment), never ``HIP3_PRIVATE_KEY``: paper mode
+    does not read the live key, whatever the environment holds. ``PaperExchangeError`` (one line) if it
+    is missing or malformed, or the simulator cannot be started.
+    """
+    if not cfg.exchange.rest_url:
+        exchange = PaperExchange(cfg, config_path, log)
+        exchange.start()
+        return exchange, exchange.key
+    url = exchange_urls(cfg)[0]
+    raw = secrets.get(ENV_SIM_KEY, "").strip()
+    if not raw:
+        raise PaperExchangeError(f"paper mode against the simulator at {url} (exchange.rest_url): set {ENV_SIM_KEY} "
+                                 "to the key of the account it funds (python -m hip3.sim --fund ADDRESS:USD)")
+    try:
+        key = SigningKey(raw)
+    except SecretError:
+        raise PaperExchangeError(f"{ENV_SIM_KEY} is not a 32-byte hex key") from None
+    if not cfg.exchange.account_address:
+        os.environ[ENV_ACCOUNT_ADDRESS] = key.address
+    log.info("paper_exchange_external", url=url, account=cfg.exchange.account_address.lower() or key.address)
+    return None, key

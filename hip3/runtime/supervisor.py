@@ -44,6 +44,7 @@ from hip3.messages import (
 )
 from hip3.metrics import SupervisorMetrics
 from hip3.ops.alert_rules import open_alerts
+from hip3.ops.readiness import Probes
 from hip3.runtime.launchers import Launcher
 from hip3.runtime.liveness import LoopWatch, Slot, judge, stall_allowance_ms
 from hip3.runtime.paper import PaperExchange
@@ -53,11 +54,9 @@ from hip3.runtime.trading import TradingStats
 from hip3.ui.board import Board
 from hip3.ui.dashboard import open_endpoint
 
-DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
-    "observe": ("feed", "detector", "recorder"),
-    "paper": ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder"),
-    "live": ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder"),
-}
+_TRADING = ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder")
+DEFAULT_ORDER: dict[str, tuple[str, ...]] = {"observe": ("feed", "detector", "recorder"), "paper": _TRADING,
+                                             "live": _TRADING}
 
 # The hard stop's flatten runs in the executor, from the position tracker's synced view and the feed's
 # marks. Past the restart limit these are not given up (that would latch the stop and leave the
@@ -99,11 +98,11 @@ class Supervisor:
                                      sc.max_restarts, sc.restart_period_s, rng))
             for n in names
         }
-        # The HTTP endpoint (off by default): /metrics and the dashboard, served from daemon threads that
-        # read snapshots this loop publishes.
+        # The HTTP endpoint (off by default): /metrics, the dashboard, the probes; served from loop snapshots.
         self.metrics = SupervisorMetrics() if cfg.metrics.enabled else None
         self.notifier = open_alerts(cfg, log)  # alerts to a person (off by default): hip3.ops.alert_rules
-        self.http, self.dashboard = open_endpoint(cfg, log, self.metrics)
+        self.probes = Probes(sc.heartbeat_timeout_ms, clock_ns)
+        self.http, self.dashboard = open_endpoint(cfg, log, self.metrics, self.probes)
         self.bus = Bus(cfg, "supervisor", context=context, run_dir=self.run_dir)
         self.control = self.bus.publisher("control")
         self.inbox = self.bus.puller("inbox")
@@ -454,6 +453,7 @@ class Supervisor:
             self.metrics.refresh(self, now)
         if self.dashboard is not None:
             self.dashboard.refresh(self.status, now)
+        self.probes.publish_from(self, self.latch.state, now)
         if (now - self._last_rebroadcast) / 1e6 >= self.cfg.supervisor.hardstop_rebroadcast_ms:
             self._broadcast_latch()
 

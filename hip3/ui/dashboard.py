@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from hip3.config import Config
     from hip3.logs import Log
     from hip3.metrics import SupervisorMetrics
+    from hip3.ops.readiness import Probes
 
 __all__ = ["MIN_TOKEN_CHARS", "Dashboard", "open_endpoint"]
 
@@ -69,9 +70,10 @@ class Dashboard:
         return Response(200, self._body, "application/json")
 
 
-def open_endpoint(cfg: Config, log: Log, metrics: SupervisorMetrics | None
+def open_endpoint(cfg: Config, log: Log, metrics: SupervisorMetrics | None, probes: Probes | None = None
                   ) -> tuple[HttpEndpoint | None, Dashboard | None]:
-    """The supervisor's HTTP endpoint with ``/metrics`` and/or the dashboard; (None, None) if both are off.
+    """The supervisor's HTTP endpoint with ``/metrics`` and/or the dashboard, and the probes ``/ready`` and
+    ``/healthz`` (``hip3.ops.readiness``) whenever it listens; (None, None) if both are off.
 
     Raises ``EndpointError`` (one line) for a non-loopback dashboard without a token, a token too short,
     or a port that cannot be taken.
@@ -94,6 +96,8 @@ def open_endpoint(cfg: Config, log: Log, metrics: SupervisorMetrics | None
     dash = Dashboard(dc.refresh_ms) if dc.enabled else None
     if dash is not None:
         dash.attach(ep)
+    if probes is not None:
+        probes.attach(ep)
     try:
         ep.start()
     except EndpointError as e:
@@ -105,4 +109,6 @@ def open_endpoint(cfg: Config, log: Log, metrics: SupervisorMetrics | None
     if dash is not None:
         dash.url = ep.url("/")
         log.info("dashboard_serving", url=dash.url, token_required=ep.has_token)
+    if probes is not None:
+        log.info("probes_serving", ready=ep.url("/ready"), healthz=ep.url("/healthz"))
     return ep, dash

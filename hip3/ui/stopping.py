@@ -15,6 +15,7 @@ hip3 keeps running latched and keeps flattening, and the operator is told so in 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from hip3.runtime.supervisor import Supervisor
 
 __all__ = ["FLATTEN_REASON", "FlattenResult", "FlattenWait", "StopTimeout", "clear_after_flatten", "end_of_session",
-           "flatten_before_stop", "format_leftovers", "stop_session"]
+           "flatten_before_stop", "format_leftovers", "print_summary", "stop_session"]
 
 FLATTEN_REASON = "operator: stop --flatten"
 
@@ -164,6 +165,23 @@ def end_of_session(sup: Supervisor) -> tuple[dict[str, Any], list[str]]:
     the lines listing what stays open at the exchange."""
     clear_after_flatten(sup)
     return sup.status(), format_leftovers(sup.board.left(sup.trading.snapshot))
+
+
+def print_summary(status: dict[str, Any], left: list[str]) -> None:
+    """The end of a session without the console (``--log-format json``, a pipe, a service): on stderr."""
+    hs = status["hard_stop"]
+    lines = [f"hip3 session ended after {status['uptime_s']} s (run dir {status['run_dir']})",
+             f"hard stop: {'LATCHED: ' + str(hs['reason']) if hs['latched'] else 'not latched'} (epoch {hs['epoch']})"]
+    if not hs.get("persisted", True):
+        lines.append(f"HARD STOP NOT SAVED: cannot write {hs['path']}: {hs['persist_error']}; the next start does "
+                     "not know it: repair that path and run `hardstop` again before starting")
+    for a in status["actors"]:
+        lines.append(f"  {a['name']:<17} restarts={a['restarts']}")
+    if status.get("trading"):
+        from hip3.runtime.trading import format_trading
+
+        lines.extend(format_trading(status["trading"]))
+    print("\n".join([*lines, *left]), file=sys.stderr)
 
 
 class StopTimeout(Exception):

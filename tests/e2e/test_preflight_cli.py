@@ -137,3 +137,25 @@ def test_a_signal_ends_a_check_waiting_on_a_silent_host(run_dir: Path, silent_po
         assert f"error: preflight check interrupted by {waited}: nothing was started" in err.splitlines(), err
         assert "actor_started" not in err
     assert "Traceback" not in err
+
+
+def test_start_refused_only_for_an_unreachable_exchange_exits_for_a_retry(run_dir: Path) -> None:
+    """A supervisor restarted by its service manager during an exchange outage must come back when the
+    exchange does: a start refused only because a host did not answer exits 75 (EX_TEMPFAIL), which the
+    unit restarts; a refusal a restart cannot mend (a typo, a key) stays 2, which it does not."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens: every connection is refused
+    config = run_dir / "down.toml"
+    config.write_text(f'run_dir = "{run_dir}"\nmode = "observe"\n[exchange]\nnetwork = "testnet"\n'
+                      f'rest_url = "http://127.0.0.1:{port}"\nws_url = "ws://127.0.0.1:{port}/ws"\n'
+                      'request_timeout_ms = 1000\n[[markets]]\ncoin = "xyz:GOLD"\n')
+    r = cli(config, "start", "--log-format", "json", timeout=60)
+    assert r.returncode == 75, (r.returncode, r.stderr[-2000:])
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert errors[0].startswith("error: cannot reach the exchange's REST API") and f"127.0.0.1:{port}" in errors[0]
+    assert "Traceback" not in r.stderr
+    unit = (REPO_ROOT / "deploy" / "hip3.service").read_text()
+    prevent = next(line for line in unit.splitlines() if line.startswith("RestartPreventExitStatus="))
+    assert "75" not in prevent.split("=", 1)[1].split() and "Restart=on-failure" in unit

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults.restart_loop import start_simulator
 from tests.faults.session import Session
 
 
@@ -31,3 +32,13 @@ def make_session(run_dir: Path) -> Iterator[Callable[..., Session]]:
         s.close()
         leftovers += s.leftover_processes()
     assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture
+def external_sim(run_dir: Path) -> Iterator[tuple[str, str, str, str]]:
+    """``python -m hip3.sim`` run by the test: (url, account, key, config path). Killed at the end."""
+    sim = start_simulator(run_dir)
+    try:
+        yield sim.url, sim.account, sim.key, str(sim.config)
+    finally:
+        sim.stop()

@@ -9,18 +9,12 @@ keeps the dead bot's positions, as a real one would.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
-from hip3.config import REPO_ROOT
-from tests.conftest import stop_process
 from tests.faults.session import Session, alive, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -51,29 +45,6 @@ def test_paper_supervisor_kill_leaves_nothing_and_restarts(make_session: Callabl
     assert wait_until(s.all_ready, 20), s.status()["actors"]
     assert wait_until(lambda: s.status()["trading"]["entries"] >= 1, 30, 0.2)
     assert s.wait_books_agree(15) == ""
-
-
-@pytest.fixture
-def external_sim(run_dir: Path) -> Iterator[tuple[str, str, str, str]]:
-    """``python -m hip3.sim`` run by the test: (url, account, key, config path). Killed at the end."""
-    key = "0x" + secrets.token_hex(32)
-    account = Account.from_key(key).address.lower()
-    (run_dir / "sim").mkdir(parents=True, exist_ok=True)
-    sim_cfg = run_dir / "sim.toml"
-    sim_cfg.write_text("[sim.model]\noracle_interval_ms = 500\nmaker_lag_ms = 1500\njump_prob = 0.15\n")
-    out = open(run_dir / "sim" / "stdout.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "hip3.sim", "--port", "0", "--seed", "5", "--config",
-                             str(sim_cfg), "--order-log", str(run_dir / "sim" / "orders.jsonl"),
-                             "--fund", f"{account}:100000"], stdout=out, stderr=subprocess.STDOUT,
-                            cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
-    try:
-        log = run_dir / "sim" / "stdout.log"
-        assert wait_until(lambda: "SIM READY port=" in log.read_text(), 30), log.read_text()
-        port = log.read_text().split("SIM READY port=")[1].split()[0]
-        yield f"http://127.0.0.1:{port}", account, key, str(sim_cfg)
-    finally:
-        stop_process(proc, 5)
-        out.close()
 
 
 def test_supervisor_kill_resyncs_positions_and_keeps_the_latch(

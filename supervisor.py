@@ -31,9 +31,9 @@ from typing import Any, TextIO
 import msgspec
 import zmq
 
-from hip3.bus import BusError, endpoint_address, prepare_run_dir
 from hip3.config import Config, ConfigError, load_config, resolve_config_path
-from hip3.hardstop import Latch, LatchFileError, read_latch
+from hip3.runtime.bus import BusError, endpoint_address, prepare_run_dir
+from hip3.runtime.hardstop import Latch, LatchFileError, read_latch
 from hip3.ui.status_text import format_status
 
 LOCK_FILE = "supervisor.lock"
@@ -156,15 +156,15 @@ def cmd_start(cfg: Config, config_path: Path, detach: bool, live: bool = False, 
 def _run_foreground(cfg: Config, config_path: Path, console: bool = False) -> int:
     """Run the supervisor's loop here until a signal or ``stop``. ``console``: readable coloured lines on
     stdout (``hip3.ui.terminal``) instead of every process's JSON lines on stderr."""
-    from hip3.logs import setup_logging
-    from hip3.metrics import MetricsError
     from hip3.ops.alerts import AlertsError
     from hip3.ops.preflight_cli import EXIT_TRANSIENT, PreflightFailed, preflight_for_start
     from hip3.ops.service import Service
     from hip3.runtime.launchers import ProcessLauncher
+    from hip3.runtime.logs import setup_logging
+    from hip3.runtime.metrics import MetricsError
     from hip3.runtime.paper import PaperExchange, PaperExchangeError, open_paper_exchange
+    from hip3.runtime.secrets import SecretError, SigningKey, check_signer, load_signing_key, scrub_environment
     from hip3.runtime.supervisor import Supervisor
-    from hip3.secrets import SecretError, SigningKey, check_signer, load_signing_key, scrub_environment
 
     log = setup_logging("supervisor", cfg.run_path, cfg.logging.level, cfg.logging.stderr and not console,
                         cfg.logging)
@@ -379,7 +379,7 @@ def cmd_fund_dex(cfg: Config, usd: str | None, yes: bool) -> int:
     Paper mode: through the running supervisor (it alone holds the session's key). Otherwise the account's
     own key must be in HIP3_PRIVATE_KEY / HIP3_KEYSTORE for this command (an API wallet cannot move funds);
     on mainnet ``--yes`` is required."""
-    from hip3.funding import FundingError, fund_with_own_key, parse_amount
+    from hip3.account.funding import FundingError, fund_with_own_key, parse_amount
 
     try:
         amount = parse_amount(usd, cfg.collateral.transfer_usd)

@@ -17,11 +17,10 @@ import os
 import sys
 
 from hip3 import clock
-from hip3.bus import Pusher
+from hip3.account.entry_conditions import EntryConditions
+from hip3.account.market_terms import TermsError, TermsView, build_terms
 from hip3.config import MarketConfig, account_address, exchange_urls
-from hip3.entry_conditions import EntryConditions
 from hip3.hyperliquid.rest import RestClient, RestError
-from hip3.market_terms import TermsError, TermsView, build_terms
 from hip3.messages import (
     AssetCtx,
     Bbo,
@@ -34,6 +33,7 @@ from hip3.messages import (
     PositionSnapshot,
 )
 from hip3.runtime.actor import Actor
+from hip3.runtime.bus import Pusher
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
 from hip3.runtime.terms_poller import fetch_raw_terms

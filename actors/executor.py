@@ -33,8 +33,9 @@ from __future__ import annotations
 import sys
 
 from hip3 import clock
+from hip3.account.entry_conditions import EntryConditions
+from hip3.account.market_terms import TermsView
 from hip3.config import exchange_urls
-from hip3.entry_conditions import EntryConditions
 from hip3.execution.core import ExecutionCore
 from hip3.execution.gates import MarketSpec
 from hip3.execution.hardstop import HardStopFlattener
@@ -46,13 +47,12 @@ from hip3.execution.send_path import JOURNAL_SYNC_DELAY_NS, SendPath, now_ms
 from hip3.hyperliquid.nonce import NonceError, NonceManager
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.ws import ConnState, WsClient
-from hip3.journal_db import JOURNAL_FILE
-from hip3.market_terms import TermsView
+from hip3.journal.db import JOURNAL_FILE
 from hip3.messages import AssetCtx, ExchangeClock, HardStopProgress, HardStopState, Msg
 from hip3.runtime.actor import Actor, ActorStartError, Timer
 from hip3.runtime.markets import load_registry
 from hip3.runtime.runner import standalone_main
-from hip3.secrets import check_signer, executor_key
+from hip3.runtime.secrets import check_signer, executor_key
 
 __all__ = ["Executor", "ExecutorStartError"]
 

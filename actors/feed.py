@@ -7,10 +7,10 @@ account's user events.
   ``OrderUpdate``/``UserFill`` (snapshot fills flagged) and the same ``FeedState``. Each ``recv``'s
   frames are published as soon as they are decoded, those of markets with a position or open order
   (from the tracker's ``PositionSnapshot`` on ``positions``) first.
-* READY, freshness and dispatch are decided in ``hip3.feed.FeedCore``; ``FeedState`` is published on
+* READY, freshness and dispatch are decided in ``hip3.hyperliquid.feed.FeedCore``; ``FeedState`` is published on
   every change and every ``STATE_MS``. On a disconnect READY drops at once.
 * ``ExchangeClock`` (state key ``clock`` on ``md``): the exchange's clock estimated from the frames'
-  timestamps (``hip3.exchange_clock``), published at the first sample and every ``STATE_MS``; the
+  timestamps (``hip3.account.exchange_clock``), published at the first sample and every ``STATE_MS``; the
   executor signs with it, the detector refuses entries beyond ``[clock] max_skew_ms``.
 * Error and malformed frames are counted (heartbeat stats) and logged at most every ``LOG_EVERY_S``.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hip3 import clock
 from hip3.config import account_address, exchange_urls
-from hip3.feed import FeedCore
+from hip3.hyperliquid.feed import FeedCore
 from hip3.hyperliquid.ws import ConnState, WsClient
 from hip3.messages import Message, PositionSnapshot
 from hip3.replay.rotation import Recorder, RotationParams, open_recorder

@@ -18,15 +18,15 @@ A thin loop over ``hip3.positions`` (the book, the resync planner, the REST conv
   the market terms (``hip3.runtime.terms_poller``) and the account's request budget (``userRateLimit``
   every ``executor.request_budget_poll_ms``, ``hip3.runtime.budget_poller``, published as state
   ``request_budget`` for the executor's admission).
-* The dex's collateral (``hip3.collateral``) from the sync's clearinghouseState answers, on every snapshot
+* The dex's collateral (``hip3.account.collateral``) from the sync's clearinghouseState answers, on every snapshot
   (``PositionSnapshot.collateral``); an unfunded dex is said once (WARNING + alert, naming the dex, the
   balance and how to fund it) and re-read every ``collateral.recheck_unfunded_s`` until funded. It is
   an entry condition (the detector and the executor refuse entries), never a READY condition: the
   tracker is doing its job, and exits must keep working.
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
   trade on an empty book (lesson 19).
-* Ownership (``hip3.ownership``, ``hip3.ownership_ledger``): every applied fill and resync also updates
-  hip3's part of each position (persisted in ``<run_dir>/ownership.json``), and the published snapshot is
+* Ownership (``hip3.positions.ownership``, ``hip3.positions.ownership_ledger``): every applied fill and resync
+  also updates hip3's part of each position (persisted in ``<run_dir>/ownership.json``), and the published snapshot is
   divided into what hip3 manages and what it leaves (``outside``). The first sync of the process, the
   one after the user streams are acked and the one after a sync that corrected the book also fetch the
   account's recent fills (REST ``userFills``) to recover fills no tracker saw. Each outside position is
@@ -49,7 +49,7 @@ from decimal import Decimal
 import msgspec
 
 from hip3 import clock
-from hip3.collateral import collateral_from_states, collateral_problem
+from hip3.account.collateral import collateral_from_states, collateral_problem
 from hip3.config import account_address, exchange_urls
 from hip3.hyperliquid.errors import is_margin_rejection
 from hip3.hyperliquid.rest import RestClient
@@ -69,10 +69,10 @@ from hip3.messages import (
     PositionSnapshot,
     UserFill,
 )
-from hip3.ownership import describe
-from hip3.ownership_ledger import FILE_NAME as OWNERSHIP_FILE
-from hip3.ownership_ledger import PositionOwnership, parse_history
 from hip3.positions import BookResult, ExchangePosition, HeldCloses, PositionBook, exit_reason_of
+from hip3.positions.ownership import describe
+from hip3.positions.ownership_ledger import FILE_NAME as OWNERSHIP_FILE
+from hip3.positions.ownership_ledger import PositionOwnership, parse_history
 from hip3.positions.planner import ResyncPlanner, SyncRequest
 from hip3.positions.rest import RestSnapshot, fetch_sync, net_sizes, open_orders_from_rest, positions_from_rest
 from hip3.runtime.actor import Actor

@@ -1,6 +1,6 @@
 """The recorder actor process. Off the hot path: writes the trade journal (``<run_dir>/journal.sqlite``).
 
-A thin loop over ``hip3.journal_db.JournalWriter``:
+A thin loop over ``hip3.journal.db.JournalWriter``:
 
 * sockets: SUB ``signals`` (``Signal``, ``SignalFollowup``), ``exec`` (order lifecycle, ``HardStopProgress``),
   ``positions`` (``Fill``, ``PositionClosed``, ``PositionSnapshot``) and ``user`` (``OrderUpdate``,
@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 
 from hip3 import clock
-from hip3.journal_db import JournalWriter, journal_path
+from hip3.journal.db import JournalWriter, journal_path
 from hip3.messages import HardStopState
 from hip3.runtime.actor import Actor
 from hip3.runtime.runner import standalone_main

@@ -26,10 +26,10 @@ from typing import Any
 
 import zmq
 
-from hip3.bus import Bus
 from hip3.config import parse_config
-from hip3.logs import Log
 from hip3.messages import Alert, Heartbeat, Ready
+from hip3.runtime.bus import Bus
+from hip3.runtime.logs import Log
 from hip3.runtime.supervisor import Supervisor
 
 ACTORS = ("feed", "position_tracker", "executor", "detector")

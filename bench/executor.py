@@ -63,7 +63,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from hip3.bus import Bus, prepare_run_dir
 from hip3.config import parse_config
 from hip3.hyperliquid.signing import Signer
 from hip3.messages import (
@@ -79,6 +78,7 @@ from hip3.messages import (
     Ready,
     RequestBudgetReading,
 )
+from hip3.runtime.bus import Bus, prepare_run_dir
 
 KEY = "0x" + "5a" * 32
 N_MARKETS = 100

@@ -206,9 +206,9 @@ def run_feed(config_text: str) -> None:
 def count(config_text: str, warmup_s: float, seconds: float, out: Connection) -> None:
     import zmq
 
-    from hip3.bus import Bus
     from hip3.config import parse_config
     from hip3.messages import Bbo
+    from hip3.runtime.bus import Bus
 
     cfg = parse_config(config_text, "bench.toml")
     bus = Bus(cfg, "bench")

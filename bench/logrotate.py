@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hip3.logs import _JsonFormatter
 from hip3.ops.logrotate import RotatingLineHandler, housekeep
+from hip3.runtime.logs import _JsonFormatter
 
 
 def _record(i: int) -> logging.LogRecord:

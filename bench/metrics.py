@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from hip3.messages import OrderSubmitted, Position, PositionSnapshot
-from hip3.metrics import SupervisorMetrics
+from hip3.runtime.metrics import SupervisorMetrics
 from hip3.runtime.restart import RestartPolicy
 from hip3.runtime.supervisor import Slot
 from hip3.runtime.trading import TradingStats

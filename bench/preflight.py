@@ -27,9 +27,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from hip3.config import REPO_ROOT, parse_config
-from hip3.logs import Log
 from hip3.ops.preflight import Retry, run_checks
-from hip3.secrets import SigningKey
+from hip3.runtime.logs import Log
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 
 MARKETS = ("GOLD", "SILVER", "TSLA", "NVDA", "AAPL", "MSFT", "AMZN", "META")
@@ -58,7 +58,7 @@ def check_ms(runs: int) -> list[float]:
 
 
 def import_ms() -> float:
-    base = "import hip3.runtime.supervisor, hip3.runtime.paper, hip3.secrets, hip3.ui.stopping"
+    base = "import hip3.runtime.supervisor, hip3.runtime.paper, hip3.runtime.secrets, hip3.ui.stopping"
     code = f"{base}; import time; t = time.perf_counter(); import hip3.ops.preflight_cli; " \
            "print((time.perf_counter() - t) * 1000)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)

@@ -39,7 +39,7 @@ from hip3.execution.params import (
 from hip3.execution.risk import RiskMonitor
 from hip3.execution.risk_state import RiskKeeper, RiskStateStore
 from hip3.execution.soft_gates import SoftGates
-from hip3.journal_db import JOURNAL_FILE, JournalWriter
+from hip3.journal.db import JOURNAL_FILE, JournalWriter
 from hip3.messages import HardStopState, PositionClosed
 
 T0 = 1_769_594_000_000

@@ -44,9 +44,9 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import supervisor as cli
 from bench.floor import run_floor
-from hip3.bus import Bus
 from hip3.config import load_config
 from hip3.messages import OrderSubmitted
+from hip3.runtime.bus import Bus
 from hip3.runtime.trading import percentile
 
 MARKETS = ("XYZ100", "TSLA", "NVDA", "GOLD", "AAPL", "MSFT", "GOOGL", "AMZN", "META", "HOOD", "PLTR", "COIN",

@@ -2,7 +2,7 @@
 
 A misspelt key, a wrong type or an out-of-range value stops the start with one line that names the key
 and the file (``ConfigError``). Secrets never come from config files: the signing key comes from the
-environment or an encrypted keystore (``hip3.secrets``), and a config that contains a key-like value
+environment or an encrypted keystore (``hip3.runtime.secrets``), and a config that contains a key-like value
 is refused.
 
 Which file: ``--config`` on the command line, else the ``HIP3_CONFIG`` environment variable, else
@@ -19,12 +19,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hip3.account.collateral import CollateralParams
+from hip3.account.exchange_clock import ClockParams
+from hip3.account.market_terms import MarketTermsParams
 from hip3.bounds import MAX_BPS, MAX_DURATION_MS
-from hip3.collateral import CollateralParams
 from hip3.config_safety import problems as safety_problems
-from hip3.exchange_clock import ClockParams
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
-from hip3.market_terms import MarketTermsParams
 from hip3.ops.alerts import AlertsConfig
 from hip3.strategy.params import DetectorParams, ExitParams, GateParams, OracleTrackerParams
 
@@ -153,7 +153,7 @@ class FeedParams(_Section, frozen=True):
 
 class PositionParams(_Section, frozen=True):
     """The position tracker (``actors/position_tracker.py``) and what hip3 does with positions it did not
-    open (``hip3.ownership``; README "Positions opened outside hip3").
+    open (``hip3.positions.ownership``; README "Positions opened outside hip3").
 
     ``manual_positions``: a position opened outside hip3 (by hand, another tool, or already there when
     hip3 started) on a *configured* market. ``"leave"`` (default): hip3 never sends an exit, a hard-stop
@@ -172,7 +172,7 @@ class PositionParams(_Section, frozen=True):
 
 
 class RecorderConfig(_Section, frozen=True):
-    """The recorder's trade journal (``hip3.journal_db``, ``<run_dir>/journal.sqlite``), off the hot path.
+    """The recorder's trade journal (``hip3.journal.db``, ``<run_dir>/journal.sqlite``), off the hot path.
 
     ``commit_interval_ms``: rows are committed at most this long after they arrive (0 = after every drained
     batch); a ``kill -9`` of the recorder loses at most that window. ``synchronous``: ``normal`` survives a
@@ -186,7 +186,7 @@ class RecorderConfig(_Section, frozen=True):
 
 
 class LoggingConfig(_Section, frozen=True):
-    """The JSON log files, ``<run_dir>/logs/<actor>.log`` (``hip3.logs``, ``hip3.ops.logrotate``).
+    """The JSON log files, ``<run_dir>/logs/<actor>.log`` (``hip3.runtime.logs``, ``hip3.ops.logrotate``).
 
     A file that would grow past ``max_file_mb`` is renamed to ``<actor>.log.000001``, ``.000002``, ...
     (a higher number is newer) and an empty spare made beforehand takes its place: two renames on the line
@@ -209,7 +209,7 @@ class LoggingConfig(_Section, frozen=True):
 
 
 class MetricsConfig(_Section, frozen=True):
-    """The supervisor's Prometheus endpoint (``hip3.metrics``): off by default, loopback by default.
+    """The supervisor's Prometheus endpoint (``hip3.runtime.metrics``): off by default, loopback by default.
 
     Another host is an explicit choice (logged as a warning at start): the endpoint has no
     authentication and shows positions and PnL. ``port = 0`` takes any free port (``status`` shows it).
@@ -264,7 +264,7 @@ class Config(_Section, frozen=True):
     risk: RiskParams = RiskParams()
     soft_gates: SoftGateParams = SoftGateParams()
     positions: PositionParams = PositionParams()
-    # Fees and open-interest caps read from the exchange (hip3.market_terms).
+    # Fees and open-interest caps read from the exchange (hip3.account.market_terms).
     market_terms: MarketTermsParams = MarketTermsParams()
     recorder: RecorderConfig = RecorderConfig()
     # Collateral on the traded dex (entries refused while unfunded) and the exchange clock's bound.

@@ -304,7 +304,7 @@ def render(sections: list[Section] | None = None) -> str:
         "at load too: `hip3/config.py` (`_check`) and `hip3/config_safety.py`.",
         "",
         "Secrets never go in a config file: the signing key comes from the environment or a keystore "
-        "(`hip3/secrets.py`), and a config holding a 64-hex-digit value is refused.",
+        "(`hip3/runtime/secrets.py`), and a config holding a 64-hex-digit value is refused.",
         "",
         "Sections:",
         "",

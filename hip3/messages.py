@@ -6,14 +6,14 @@ Rules (architecture.md, conventions.md):
   encoded as a msgpack map, so fields can be appended in later versions and older readers still decode.
   Fields are only ever appended, never reordered or renamed.
 * Every message carries its publisher's sequence number ``seq`` and name ``src``. The bus stamps both
-  when it sends (``hip3.bus``), so receivers can count gaps: PUB/SUB drops silently.
+  when it sends (``hip3.runtime.bus``), so receivers can count gaps: PUB/SUB drops silently.
 * Every message that descends from an exchange frame carries that frame's receive time
   (``time.monotonic_ns()`` in the feed; comparable across processes on one host), so tick-to-trade is
   measured, not guessed.
 * Market data carries floats (hot-path comparisons only). Anything that reaches the wire or the books
   (limit prices, sizes, fills, positions, PnL) is an exact ``Decimal`` (a decimal string on the bus).
 
-Encoders and decoders are created once per socket by ``hip3.bus``; ``DECODER``/``ENCODER`` below are
+Encoders and decoders are created once per socket by ``hip3.runtime.bus``; ``DECODER``/``ENCODER`` below are
 shared instances for code that is not attached to a socket.
 """
 
@@ -76,7 +76,7 @@ class FeedState(Msg, frozen=True, tag="feed"):
 
 
 class ExchangeClock(Msg, frozen=True, tag="xclk"):
-    """The feed's estimate of the exchange's clock (``hip3.exchange_clock``): a state stream on ``md``.
+    """The feed's estimate of the exchange's clock (``hip3.account.exchange_clock``): a state stream on ``md``.
 
     ``offset_mono_ms`` = exchange ms minus ``time.monotonic_ns() // 1e6`` (comparable across processes on
     one host): the executor signs with ``monotonic + offset``. ``skew_ms`` = exchange minus the feed
@@ -151,7 +151,7 @@ class EntryIntent(Msg, frozen=True, tag="entry"):
     edge_bps: float
     signal_id: str
     # The per-leg taker fee the detector assumed for this market (bps of notional; a round trip pays it on
-    # the entry and on the exit) and where it came from (``hip3.market_terms``: "exchange", "worst_case",
+    # the entry and on the exit) and where it came from (``hip3.account.market_terms``: "exchange", "worst_case",
     # ...). It travels to the order and the journal, so the report compares it with the fees paid.
     taker_fee_bps: float = 0.0
     fee_source: str = ""
@@ -285,7 +285,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     opened_ms: int
     entry_edge_bps: float = 0.0
     entry_cloid: str | None = None
-    # Whose it is (``hip3.ownership``): "hip3" (hip3's own fills), "adopted" (opened outside hip3 on a
+    # Whose it is (``hip3.positions.ownership``): "hip3" (hip3's own fills), "adopted" (opened outside hip3 on a
     # configured market, managed by hip3: ``manual_positions = "adopt"``), "manual" (opened outside hip3
     # on a configured market and left alone), "unconfigured" (a market hip3 does not trade).
     owner: str = "hip3"
@@ -312,7 +312,7 @@ class DexCollateral(msgspec.Struct, frozen=True, kw_only=True):
     ``clearinghouseState`` with the dex: ``account_value`` (marginSummary.accountValue), ``withdrawable``
     (free collateral), ``margin_used`` (marginSummary.totalMarginUsed); ``perp_withdrawable`` is the
     validator perp dex's withdrawable (where a deposit lands; -1 when that read failed); ``time_ms`` the
-    answer's exchange time (0 if absent). ``hip3.collateral`` decides whether entries may use it.
+    answer's exchange time (0 if absent). ``hip3.account.collateral`` decides whether entries may use it.
     """
 
     dex: str
@@ -341,7 +341,7 @@ class PositionSnapshot(Msg, frozen=True, tag="pos"):
     fees_usd: Decimal
     pending_flatten: tuple[str, ...] = ()  # coins with a reduce-only order in flight
     feed_conn_id: int = 0
-    # What hip3 does not manage (``hip3.ownership``): ``positions`` and ``open_orders`` above hold only
+    # What hip3 does not manage (``hip3.positions.ownership``): ``positions`` and ``open_orders`` above hold only
     # what hip3's exits and hard stop act on; these are the account's other positions (owner "manual" or
     # "unconfigured") and orders, shown to the operator and never exited, flattened or cancelled by hip3.
     outside: tuple[Position, ...] = ()
@@ -394,7 +394,7 @@ class MarketTerm(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MarketTerms(Msg, frozen=True, tag="terms"):
-    """Fees and open-interest caps of the configured markets (``hip3.market_terms``).
+    """Fees and open-interest caps of the configured markets (``hip3.account.market_terms``).
 
     ``fees_ms``/``caps_ms``: wall time (ms) of the last successful full read and of the last "at cap" list
     (0: never). Consumers refuse entries when either is older than the configured maximum age, and use
@@ -590,7 +590,7 @@ def wire_prefix(cls: type[Msg]) -> bytes:
     """The first bytes of every encoded ``cls`` message: the map header and the tag (encoded first).
 
     ZeroMQ SUB sockets filter by prefix at the publisher, so a subscriber can ask for some message
-    types only (``hip3.bus.Bus.subscriber(..., only=...)``) and is never woken for the others. The
+    types only (``hip3.runtime.bus.Bus.subscriber(..., only=...)``) and is never woken for the others. The
     prefixes of the union's types are distinct and none is a prefix of another (tested). Publisher and
     subscriber must run the same message definitions (the header counts the fields).
     """

@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 import zmq
 
-from hip3.bus import Bus
-from hip3.logs import Log
 from hip3.messages import HardStopState, Heartbeat, Msg, Ready
+from hip3.runtime.bus import Bus
+from hip3.runtime.logs import Log
 from hip3.runtime.supervisor import Supervisor
 from tests.conftest import make_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hip3.market_terms import MarketTermsParams, TermsView
+from hip3.account.market_terms import MarketTermsParams, TermsView
 from hip3.messages import MarketTerm, MarketTerms
 
 T0_MS = 1_700_000_000_000

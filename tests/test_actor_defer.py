@@ -7,9 +7,9 @@ from pathlib import Path
 
 import zmq
 
-from hip3.bus import Bus
 from hip3.messages import Bbo, Message
 from hip3.runtime.actor import Actor
+from hip3.runtime.bus import Bus
 from tests.conftest import make_config
 
 

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 import zmq
 
-from hip3.bus import Bus, BusError, GapCounter, endpoint_address
 from hip3.messages import HardStopState, Shutdown
+from hip3.runtime.bus import Bus, BusError, GapCounter, endpoint_address
 from tests.conftest import make_config
 
 

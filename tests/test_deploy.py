@@ -23,7 +23,7 @@ import yaml
 
 from hip3.config import REPO_ROOT, SupervisorConfig, load_config
 from hip3.runtime.paper import PaperExchange
-from hip3.secrets import ENV_KEY_FILE
+from hip3.runtime.secrets import ENV_KEY_FILE
 from tests.faults.restart_loop import seconds
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -90,7 +90,7 @@ def test_the_credential_drop_in_hands_the_key_file_to_hip3() -> None:
     cred_id, _, source = one(u, "Service", "LoadCredential").partition(":")
     assert source.startswith("/etc/hip3/")
     env = one(u, "Service", "Environment")
-    assert env == f"{ENV_KEY_FILE}=%d/{cred_id}"  # %d: $CREDENTIALS_DIRECTORY; the variable hip3.secrets reads
+    assert env == f"{ENV_KEY_FILE}=%d/{cred_id}"  # %d: $CREDENTIALS_DIRECTORY; the variable hip3.runtime.secrets reads
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

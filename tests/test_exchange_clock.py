@@ -1,4 +1,5 @@
-"""The exchange-clock estimate (hip3.exchange_clock) and the entry conditions built on it: pure, clock-injected."""
+"""The exchange-clock estimate (hip3.account.exchange_clock) and the entry conditions built on it: pure,
+clock-injected."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from hip3.collateral import CollateralParams
-from hip3.entry_conditions import EntryConditions
-from hip3.exchange_clock import ClockOffsetEstimator, ClockParams, ExchangeTime, skew_problem
+from hip3.account.collateral import CollateralParams
+from hip3.account.entry_conditions import EntryConditions
+from hip3.account.exchange_clock import ClockOffsetEstimator, ClockParams, ExchangeTime, skew_problem
 from hip3.messages import DexCollateral, ExchangeClock, FeedState, PositionSnapshot
 from hip3.strategy.entry_readiness import EntryReadiness, reason_key
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hip3.feed import FeedCore
+from hip3.hyperliquid.feed import FeedCore
 from hip3.messages import AssetCtx, Bbo, Msg
 
 A, B, C = "xyz:A", "xyz:B", "xyz:C"

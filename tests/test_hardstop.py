@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hip3 import hardstop
-from hip3.hardstop import LATCH_FILE, Latch, LatchFileError, read_latch
-from hip3.hardstop import atomic_write as hardstop_atomic_write
+from hip3.runtime import hardstop
+from hip3.runtime.hardstop import LATCH_FILE, Latch, LatchFileError, read_latch
+from hip3.runtime.hardstop import atomic_write as hardstop_atomic_write
 from tests.fs_faults import as_other_user
 
 

@@ -1,4 +1,4 @@
-"""The journal writer (hip3/journal_db.py): every message kind becomes its rows, replays and restarts never
+"""The journal writer (hip3/journal/db.py): every message kind becomes its rows, replays and restarts never
 duplicate a row, malformed or unexpected messages are counted and skipped, an unwritable database keeps
 the rows for later, the schema is versioned, and no secret reaches the file."""
 
@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from hip3.journal_db import SCHEMA_VERSION, JournalWriter, open_journal, rows_for, table_counts
+from hip3.journal.db import SCHEMA_VERSION, JournalWriter, open_journal, rows_for, table_counts
 from hip3.messages import (
     Bbo,
     FeedState,

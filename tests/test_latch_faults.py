@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hip3.hardstop import LATCH_FILE, LatchFileError, read_latch
+from hip3.runtime.hardstop import LATCH_FILE, LatchFileError, read_latch
 from tests.fs_faults import full_tmpfs, immutable, readonly_bind
 from tests.supervisor_harness import Core
 

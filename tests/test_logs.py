@@ -6,7 +6,7 @@ import logging
 
 import msgspec
 
-from hip3.logs import _JsonFormatter
+from hip3.runtime.logs import _JsonFormatter
 
 
 def _line(who: str, message: str, **fields: object) -> dict[str, object]:

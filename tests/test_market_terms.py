@@ -1,4 +1,4 @@
-"""Market terms (hip3/market_terms.py): the exchange's answers become per-market fees and open-interest
+"""Market terms (hip3/account/market_terms.py): the exchange's answers become per-market fees and open-interest
 caps; the view the detector and the executor use fails closed (no terms, old terms, a market at its cap)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from hip3.market_terms import (
+from hip3.account.market_terms import (
     WORST_CASE_TAKER_BPS,
     MarketTermsParams,
     RawTerms,

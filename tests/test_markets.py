@@ -12,8 +12,8 @@ import pytest
 
 from hip3.hyperliquid.assets import AssetError
 from hip3.hyperliquid.rest import RestError
-from hip3.logs import Log
 from hip3.runtime import markets
+from hip3.runtime.logs import Log
 from hip3.runtime.markets import CACHE_AFTER_ATTEMPTS, cache_path, load_registry
 from tests.conftest import BASE_TOML, make_config
 from tests.hyperliquid.test_assets import meta, perp_dexs

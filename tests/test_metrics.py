@@ -1,4 +1,4 @@
-"""hip3.metrics: stats classification, counters that survive restarts, histograms, the exposition parsed
+"""hip3.runtime.metrics: stats classification, counters that survive restarts, histograms, the exposition parsed
 back with prometheus-client's own parser, and the supervisor's endpoint (off by default, port 0)."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import zmq
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hip3.bus import prepare_run_dir
 from hip3.config import ConfigError, MetricsConfig
-from hip3.logs import Log
 from hip3.messages import Message, OpenOrder, OrderFilled, OrderSubmitted, Position, PositionClosed, PositionSnapshot
-from hip3.metrics import (
+from hip3.runtime.bus import prepare_run_dir
+from hip3.runtime.logs import Log
+from hip3.runtime.metrics import (
     TICK_TO_TRADE_BUCKETS_S,
     ActorSnapshot,
     HistogramSnapshot,

@@ -1,5 +1,5 @@
-"""hip3.ownership and hip3.ownership_ledger: whose part of a position is whose, what each actor sees, and
-that the answer survives a restart (the ledger file) and a gap (the exchange's fill history)."""
+"""hip3.positions.ownership and hip3.positions.ownership_ledger: whose part of a position is whose, what each actor
+sees, and that the answer survives a restart (the ledger file) and a gap (the exchange's fill history)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.execution.soft_gates import SoftGates
 from hip3.hyperliquid.wire import HIP3_CLOID_PREFIX, is_hip3_cloid, is_valid_cloid, new_cloid
 from hip3.messages import EntryIntent, OpenOrder, OrderFilled, Position, PositionSnapshot, UserFill
-from hip3.ownership import blocking_position, clamp_own, own_after_fill, split
-from hip3.ownership_ledger import FILE_NAME, OwnershipLedger, PositionOwnership, parse_history, rebuild_own
 from hip3.positions import ExchangePosition, PositionBook
+from hip3.positions.ownership import blocking_position, clamp_own, own_after_fill, split
+from hip3.positions.ownership_ledger import FILE_NAME, OwnershipLedger, PositionOwnership, parse_history, rebuild_own
 
 D = Decimal
 OWN = new_cloid()

@@ -1,4 +1,4 @@
-"""The session report (hip3/report.py) against journal rows written here: PnL net of the fees attributed
+"""The session report (hip3/journal/report.py) against journal rows written here: PnL net of the fees attributed
 from userFills, win rate, by market, by exit reason, latency percentiles, --since, hard-stop events, and
 ``python supervisor.py report`` reading the journal read-only without a supervisor."""
 
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 import supervisor as cli
-from hip3.journal_db import JournalWriter, journal_path
+from hip3.journal.db import JournalWriter, journal_path
+from hip3.journal.report import build_report, format_report, open_readonly, parse_since
 from hip3.messages import HardStopProgress, HardStopState, Msg, OrderRejected, Signal
-from hip3.report import build_report, format_report, open_readonly, parse_since
 from tests.conftest import make_config
 from tests.test_journal_db import closed, submitted, user_fill
 

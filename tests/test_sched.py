@@ -12,8 +12,8 @@ import pytest
 import zmq
 
 from hip3.config import Config
-from hip3.logs import Log
 from hip3.runtime import sched
+from hip3.runtime.logs import Log
 from hip3.runtime.runner import apply_scheduling
 from hip3.runtime.supervisor import Supervisor
 from tests.conftest import make_config

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from hip3.secrets import SecretError, SigningKey, check_signer, load_signing_key
+from hip3.runtime.secrets import SecretError, SigningKey, check_signer, load_signing_key
 
 KEY = "0x" + "4c" * 32
 
@@ -83,7 +83,7 @@ def test_key_from_a_file_readable_by_its_owner_only(tmp_path: Path) -> None:
 def test_the_simulator_key_and_the_key_file_variable_leave_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from hip3.secrets import scrub_environment
+    from hip3.runtime.secrets import scrub_environment
 
     monkeypatch.setenv("HIP3_SIM_KEY", KEY)
     monkeypatch.setenv("HIP3_PRIVATE_KEY_FILE", "/run/credentials/hip3.service/hip3-private-key")

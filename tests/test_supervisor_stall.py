@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hip3 import hardstop
+from hip3.runtime import hardstop
 from hip3.runtime.liveness import LoopWatch, judge, stall_allowance_ms
 from tests.supervisor_harness import Core
 

@@ -1,7 +1,7 @@
 """Equity and drawdown from closed trades, and the optimiser's objective.
 
 Net PnL is each trade's realised PnL minus its fees as the report attributes them (the exchange's fills,
-``hip3.report.closed_trades``), so the optimiser scores a parameter set with exactly the figures the
+``hip3.journal.report.closed_trades``), so the optimiser scores a parameter set with exactly the figures the
 operator's report shows. Drawdown is the largest fall of cumulative net PnL from its running peak
 (starting at 0: a session that only loses has its whole loss as drawdown).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from hip3.report import ClosedTrade
+from hip3.journal.report import ClosedTrade
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The replay is ``hip3.replay.driver`` (the production actors against the recorded market), its journal is
 written by the production recorder, and the score is read from that journal the way ``report`` reads it
-(``hip3.report.closed_trades``: PnL minus the fees of the exchange's fills). So a trial is scored by the
+(``hip3.journal.report.closed_trades``: PnL minus the fees of the exchange's fills). So a trial is scored by the
 code that trades and the figures the operator sees, not by a model of them.
 
 A task is a pure function of (config, recording bytes): nothing depends on the process, the worker or
@@ -49,8 +49,8 @@ class Score:
 
 
 def _score_journal(run_dir: Path, score: Score) -> None:
-    from hip3.journal_db import journal_path
-    from hip3.report import closed_trades, open_readonly
+    from hip3.journal.db import journal_path
+    from hip3.journal.report import closed_trades, open_readonly
 
     conn = open_readonly(journal_path(run_dir))
     try:

@@ -10,7 +10,7 @@ model built from ``userFees``, the deployer fee scale and growth mode is wired h
 
 Where that model connects: anything with ``taker_bps(coin) -> float`` is a ``FeeModel``; pass it to
 ``hip3.analysis.followups.analyse`` (``fees=``). Realised trades (the session report, the replay's journal,
-the optimiser's objective) never use this: they take the fee of each exchange fill (``hip3.report``).
+the optimiser's objective) never use this: they take the fee of each exchange fill (``hip3.journal.report``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Charts: the equity curve (cumulative net PnL after each closed trade), its drawdown, net PnL and fees by
 market and by exit reason, and the follow-up edge curves per market (the mean net edge of a taker round
 trip at each follow-up horizon, and the share of the signal's edge still there). The figures are the
-session report's (``hip3.report``: fees from the exchange's fills) and the follow-up analysis's
+session report's (``hip3.journal.report``: fees from the exchange's fills) and the follow-up analysis's
 (``hip3.analysis.followups``); this module only draws them.
 
 Self-contained: plotly.js is inlined once (about 5 MB), nothing is fetched when the page opens, so it can

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 
 from hip3.analysis.fees import TakerFees
-from hip3.journal_db import journal_path
-from hip3.report import build_report, format_report, open_readonly, parse_since
+from hip3.journal.db import journal_path
+from hip3.journal.report import build_report, format_report, open_readonly, parse_since
 
 
 class ReportError(Exception):
@@ -61,7 +61,7 @@ def _write_html(conn: sqlite3.Connection, rep: dict[str, Any], fu: dict[str, Any
         from hip3.analysis.html import render, write_html
     except ImportError as e:  # plotly is in the analysis extra
         raise ReportError(f"--html needs plotly ({e.name} is not installed): pip install -e '.[analysis]'") from None
-    from hip3.report import closed_trades
+    from hip3.journal.report import closed_trades
 
     page = render(rep, equity_curve(closed_trades(conn, since_ms)), fu, source)
     try:

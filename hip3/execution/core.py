@@ -19,7 +19,7 @@ Invariants held here (each tested in ``tests/execution/test_core.py``):
   reason (``MarketTermsUnknown``, ``MarketTermsStale``, ``OpenInterestCap``). An exchange refusal for the
   cap blocks entries in that market for a while and never counts toward the hard stop. Exits are never
   refused for the cap; while a market is at its cap they are priced no more aggressively than the oracle
-  (the exchange refuses more aggressive ones there; ``hip3.market_terms.UNVERIFIED``).
+  (the exchange refuses more aggressive ones there; ``hip3.account.market_terms.UNVERIFIED``).
 * What leaves, and when, is admitted by ``Admission`` (``hip3.execution.admission``): the address request
   budget with a reserve for flattens and cancels, the pacing of entry posts within the WebSocket message
   budget, the backoff after a refused action; ``shed_entry`` refuses an entry at intake before the gates.
@@ -50,6 +50,7 @@ from decimal import Decimal
 
 import msgspec
 
+from hip3.account.market_terms import UNVERIFIED, MarketTermsParams, TermsView, clamp_to_oracle
 from hip3.execution.admission import Admission
 from hip3.execution.batch import Batch, BatchScheduler, QueuedOrder
 from hip3.execution.dust import DustBook
@@ -63,7 +64,6 @@ from hip3.execution.soft_gates import SoftGates
 from hip3.hyperliquid.errors import is_oi_cap_rejection, is_rate_limit_error
 from hip3.hyperliquid.responses import ExchangeResponse
 from hip3.hyperliquid.wire import new_cloid
-from hip3.market_terms import UNVERIFIED, MarketTermsParams, TermsView, clamp_to_oracle
 from hip3.messages import (
     EntryIntent,
     FlattenIntent,
@@ -75,7 +75,7 @@ from hip3.messages import (
     PositionSnapshot,
     RequestBudgetReading,
 )
-from hip3.ownership import HIP3
+from hip3.positions.ownership import HIP3
 
 __all__ = ["ExecutionCore"]
 
@@ -388,7 +388,7 @@ class ExecutionCore:
 
     def on_position_closed(self, closed: PositionClosed, now_ms: int) -> None:
         self.gates.filled.on_position_closed(closed.coin)
-        if closed.owner != HIP3:  # an operator's trade (hip3.ownership): not hip3's losses or cooldowns
+        if closed.owner != HIP3:  # an operator's trade (hip3.positions.ownership): not hip3's losses or cooldowns
             return
         if not self.risk.first_count(closed):
             return  # counted already (read back from the recorder's journal at start, see risk_catchup)

@@ -37,7 +37,7 @@ from hip3.execution.params import ExecutorParams
 from hip3.execution.soft_gates import SoftGates
 from hip3.hyperliquid.wire import floor_size, is_valid_price, is_valid_size
 from hip3.messages import EntryIntent, FlattenIntent, PositionSnapshot
-from hip3.ownership import blocking_position
+from hip3.positions.ownership import blocking_position
 
 __all__ = ["ExecutorGates", "MarketSpec", "PendingMarks", "Verdict", "check_flatten", "check_order_input"]
 
@@ -339,7 +339,7 @@ class ExecutorGates:
         # 2 (READY) is the caller's; positions must at least be synced (latent 19)
         if snapshot is None or not snapshot.synced:
             return _verdict("rejected", "PositionsNotSynced", iid, coin, sz)
-        # hip3.ownership: a position hip3 leaves alone blocks its market (and is not in the caps below)
+        # hip3.positions.ownership: a position hip3 leaves alone blocks its market (and is not in the caps below)
         if (manual := blocking_position(snapshot, coin)) is not None:
             return _verdict("skipped", "ManualPositionOpen", iid, coin, sz, f"{manual.size} held outside hip3")
         self.filled.observe(snapshot)

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from hip3.hardstop import describe_os_error
+from hip3.runtime.hardstop import describe_os_error
 
 __all__ = ["JournalWriteError", "SentIntentJournal", "valid_id"]
 

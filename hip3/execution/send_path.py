@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from hip3 import clock
-from hip3.entry_conditions import EntryConditions
+from hip3.account.entry_conditions import EntryConditions
 from hip3.execution.batch import Batch
 from hip3.execution.core import ExecutionCore
 from hip3.execution.deadman import DeadMansSwitch, Note
@@ -47,8 +47,8 @@ from hip3.hyperliquid.nonce import NonceError, NonceManager, NonceStorageError
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import cancel_action, order_action, order_wire, schedule_cancel_action
 from hip3.hyperliquid.ws import WsBudgetError, WsNotConnected
-from hip3.logs import Log
 from hip3.messages import HardStopProgress, Msg, OrderSubmitted, PositionSnapshot
+from hip3.runtime.logs import Log
 
 __all__ = ["Host", "SendPath", "Transport", "Wake", "Waker", "now_ms"]
 

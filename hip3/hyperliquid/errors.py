@@ -12,7 +12,7 @@ Guards against:
 * An insufficient-margin refusal (``Insufficient margin to place order.`` / ``perpMarginRejected``) says
   the dex's collateral is short, not that the order was wrong: benign for the hard stop's rejection
   trigger (an unfunded HIP-3 dex would otherwise latch it with every entry refused); entries stop on the
-  collateral check instead (``hip3.collateral``).
+  collateral check instead (``hip3.account.collateral``).
 
 The simulator emits these exact constants; the executor classifies with the functions below.
 """
@@ -195,7 +195,7 @@ _BENIGN_SUBSTRINGS = (
 
 # The exchange refuses an order because of a market's open-interest cap (builder-deployed markets):
 # the market's state, not a fault of the order or of hip3. They never count toward the HardStop; the
-# executor stops entries in that market for a while instead (hip3.market_terms).
+# executor stops entries in that market for a while instead (hip3.account.market_terms).
 OI_CAP_STATUSES = frozenset({
     "positionIncreaseAtOpenInterestCapRejected",
     "positionFlipAtOpenInterestCapRejected",

@@ -38,7 +38,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from hip3.hardstop import describe_os_error
+from hip3.runtime.hardstop import describe_os_error
 
 __all__ = ["DAY_MS", "NonceError", "NonceManager", "NonceStorageError"]
 

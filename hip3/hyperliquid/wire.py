@@ -155,7 +155,7 @@ def floor_size(sz: Decimal, sz_decimals: int) -> Decimal:
 # Every client order id hip3 makes starts with these 6 bytes ("hip3" in ASCII, then a format version), so
 # a fill or an order seen at the exchange tells by itself whether hip3 sent it: its own fills are told
 # from an operator's (no cloid, or another tool's) without any local state, across restarts
-# (``hip3.ownership``). A foreign random cloid carries this prefix with odds of 2^-48; the 10 random bytes
+# (``hip3.positions.ownership``). A foreign random cloid carries this prefix with odds of 2^-48; the 10 random bytes
 # that follow make two of hip3's own collide only after about 10^12 orders.
 HIP3_CLOID_PREFIX = "0x686970330001"
 

@@ -33,10 +33,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hip3.entry_conditions import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX
-from hip3.logs import Log
+from hip3.account.entry_conditions import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX
 from hip3.messages import PositionClosed
 from hip3.ops.alerts import AlertEvent, AppriseSender, Notifier, Scrubber, destinations_from_env
+from hip3.runtime.logs import Log
 
 if TYPE_CHECKING:
     from hip3.config import Config
@@ -300,8 +300,8 @@ class AlertRouter:
 def day_summary(run_dir: Path, start_ms: int, end_ms: int, fallback: list[PositionClosed]) -> str:
     """The day's trades from the journal (fees from the exchange's fills, every session of the day), or,
     without a readable journal, from the closes this supervisor saw."""
-    from hip3.journal_db import JOURNAL_FILE
-    from hip3.report import closed_trades, open_readonly
+    from hip3.journal.db import JOURNAL_FILE
+    from hip3.journal.report import closed_trades, open_readonly
 
     day = time.strftime("%Y-%m-%d", time.gmtime(start_ms / 1000))
     try:

@@ -39,7 +39,7 @@ from typing import Annotated, Protocol
 
 import msgspec
 
-from hip3.logs import Log, redact
+from hip3.runtime.logs import Log, redact
 
 __all__ = ["AlertEvent", "AlertsConfig", "AlertsError", "AppriseSender", "Notifier", "RateLimiter", "Scrubber",
            "destinations_from_env"]

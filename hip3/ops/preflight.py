@@ -29,14 +29,14 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from hip3.collateral import collateral_from_states, collateral_problem, usable_usd
+from hip3.account.collateral import collateral_from_states, collateral_problem, usable_usd
+from hip3.account.market_terms import TermsError, TermsView, build_terms
 from hip3.config import Config
 from hip3.execution.admission import Admission
 from hip3.hyperliquid.assets import AssetError, AssetRegistry, UnknownMarkets
 from hip3.hyperliquid.rest import RestClient, RestError
-from hip3.logs import Log
-from hip3.market_terms import TermsError, TermsView, build_terms
 from hip3.runtime.budget_poller import read_request_budget
+from hip3.runtime.logs import Log
 from hip3.runtime.markets import load_registry
 from hip3.runtime.terms_poller import fetch_raw_terms
 from hip3.strategy.detector import base_threshold_bps

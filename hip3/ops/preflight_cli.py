@@ -30,8 +30,8 @@ from types import FrameType
 from typing import Any
 
 from hip3.config import ENV_EXCHANGE_URL, Config, account_address, exchange_urls
-from hip3.logs import Log
 from hip3.ops.preflight import Finding, PreflightInterrupted, Retry, run_checks
+from hip3.runtime.logs import Log
 from hip3.runtime.paper import PaperExchangeError
 
 __all__ = ["EXIT_TRANSIENT", "PreflightFailed", "cmd_check", "preflight_for_start"]
@@ -118,7 +118,7 @@ def _quiet_log() -> Log:
 
 
 def _live_key(cfg: Config) -> tuple[str | None, str]:
-    from hip3.secrets import SecretError, check_signer, load_signing_key
+    from hip3.runtime.secrets import SecretError, check_signer, load_signing_key
 
     try:
         key = load_signing_key()

@@ -29,8 +29,8 @@ from hip3.ops.sd_notify import SdNotify, Watchdog
 
 if TYPE_CHECKING:
     from hip3.config import Config
-    from hip3.logs import Log
     from hip3.ops.readiness import Probes
+    from hip3.runtime.logs import Log
 
 __all__ = ["HOUSEKEEP_INTERVAL_S", "Service"]
 

@@ -38,17 +38,17 @@ import zmq
 from eth_account import Account
 
 from hip3 import clock
-from hip3.bus import Bus, prepare_run_dir
 from hip3.config import Config, MarketConfig
-from hip3.hardstop import Latch
+from hip3.journal.trades import TradeLog
 from hip3.messages import HardStopRequest, HardStopState
 from hip3.replay.recording import Recording, read_recording
-from hip3.replay.trades import TradeLog
 from hip3.runtime.actor import Actor
+from hip3.runtime.bus import Bus, prepare_run_dir
+from hip3.runtime.hardstop import Latch
 from hip3.runtime.paper import PAPER_FUNDS_USD
 from hip3.runtime.runner import actor_class
+from hip3.runtime.secrets import SigningKey, hand_over
 from hip3.runtime.trading import TradingStats
-from hip3.secrets import SigningKey, hand_over
 from hip3.sim.params import SimParams
 from hip3.sim.replay import ReplayExchange, params_from_header
 

@@ -29,11 +29,8 @@ from typing import ClassVar
 import zmq
 
 from hip3 import clock
-from hip3.bus import Bus, Publisher, Receiver
 from hip3.config import Config
-from hip3.hardstop import Latch
 from hip3.hyperliquid.assets import UnknownMarkets
-from hip3.logs import Log, setup_logging
 from hip3.messages import (
     Alert,
     HardStopAck,
@@ -45,6 +42,9 @@ from hip3.messages import (
     Ready,
     Shutdown,
 )
+from hip3.runtime.bus import Bus, Publisher, Receiver
+from hip3.runtime.hardstop import Latch
+from hip3.runtime.logs import Log, setup_logging
 
 MessageHandler = Callable[[Message], None]
 

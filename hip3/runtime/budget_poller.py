@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hip3 import clock
-from hip3.bus import Publisher
 from hip3.hyperliquid.rest import RestClient
 from hip3.messages import RequestBudgetReading
+from hip3.runtime.bus import Publisher
 from hip3.runtime.rest_job import RestJob
 
 if TYPE_CHECKING:

@@ -15,12 +15,12 @@ from typing import Any
 import msgspec
 import zmq
 
-from hip3.bus import prepare_run_dir
 from hip3.config import Config
-from hip3.logs import setup_logging
+from hip3.runtime.bus import prepare_run_dir
 from hip3.runtime.launchers import ThreadLauncher
+from hip3.runtime.logs import setup_logging
+from hip3.runtime.secrets import SigningKey
 from hip3.runtime.supervisor import Supervisor
-from hip3.secrets import SigningKey
 
 
 class InprocRun:

@@ -20,12 +20,12 @@ from typing import Protocol
 import zmq
 
 from hip3.config import Config
-from hip3.secrets import SigningKey, hand_over
+from hip3.runtime.secrets import SigningKey, hand_over
 
 _PRELOAD = [
     "hip3.runtime.runner",
     "hip3.messages",
-    "hip3.bus",
+    "hip3.runtime.bus",
     "actors.feed",
     "actors.position_tracker",
     "actors.detector",

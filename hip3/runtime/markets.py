@@ -18,7 +18,7 @@ from hip3 import clock
 from hip3.config import Config, exchange_urls
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
 from hip3.hyperliquid.rest import RestClient, RestError
-from hip3.logs import Log
+from hip3.runtime.logs import Log
 
 CACHE_NAME = "markets.json"
 # With a cache from an earlier load, this many failed attempts (about 1.5 s) and the cache is used: an

@@ -7,7 +7,7 @@ Actors learn the simulator's address and the account from ``HIP3_EXCHANGE_URL`` 
 ``HIP3_ACCOUNT_ADDRESS``, which are set before any actor starts; only the executor gets the key.
 
 ``fund-dex`` in paper mode (``python supervisor.py fund-dex``) comes here through the supervisor, which
-alone holds the session's key: the same signed ``sendAsset`` as on the real exchange (``hip3.funding``).
+alone holds the session's key: the same signed ``sendAsset`` as on the real exchange (``hip3.account.funding``).
 
 With ``exchange.rest_url`` set, the simulator is not the supervisor's: it runs as its own process
 (``python -m hip3.sim --fund ADDRESS:USD``: its own unit or container, or a test's), and outlives a
@@ -31,9 +31,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from hip3.config import ENV_ACCOUNT_ADDRESS, ENV_EXCHANGE_URL, REPO_ROOT, Config, exchange_urls
-from hip3.logs import Log
+from hip3.runtime.logs import Log
 from hip3.runtime.sched import background_priority
-from hip3.secrets import ENV_SIM_KEY, SecretError, SigningKey
+from hip3.runtime.secrets import ENV_SIM_KEY, SecretError, SigningKey
 
 PAPER_FUNDS_USD = Decimal(100_000)
 _READY_PREFIX = "SIM READY port="
@@ -118,7 +118,7 @@ class PaperExchange:
     def fund_dex(self, amount: Decimal) -> str:
         """Move ``amount`` USDC from the paper account's perp balance to the traded dex (a signed
         ``sendAsset``); the result line. ``FundingError`` if refused."""
-        from hip3.funding import move_to_dex, resolve_dex
+        from hip3.account.funding import move_to_dex, resolve_dex
         from hip3.hyperliquid.rest import RestClient
 
         rest = RestClient(self.url, timeout_s=3.0, info_retries=0)

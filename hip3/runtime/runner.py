@@ -20,7 +20,7 @@ import msgspec
 from hip3.config import Config, ConfigError, load_config
 from hip3.runtime.actor import Actor, install_signal_handlers
 from hip3.runtime.sched import realtime_priority
-from hip3.secrets import SigningKey, hand_over
+from hip3.runtime.secrets import SigningKey, hand_over
 
 # name -> "module:Class". Dependency order for a start: market data, then positions, then the rest.
 ACTORS: dict[str, str] = {
@@ -113,7 +113,7 @@ def standalone_main(name: str, argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
-    from hip3.bus import prepare_run_dir
+    from hip3.runtime.bus import prepare_run_dir
 
     prepare_run_dir(cfg.run_path)
     return run_actor_process(name, cfg, supervised=False)

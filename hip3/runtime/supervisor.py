@@ -8,7 +8,7 @@
 * The hard-stop latch: persisted atomically before it is broadcast on the control stream, re-broadcast
   every ``hardstop_rebroadcast_ms``, replayed to every joiner (XPUB), reloaded on restart; only
   ``reset-hardstop`` clears it. Actors acknowledge every epoch; the acks are in the status. A latch the
-  disk refuses holds in memory (alert, write retried; ``hip3.hardstop``); no start on an unusable file.
+  disk refuses holds in memory (alert, write retried; ``hip3.runtime.hardstop``); no start on an unusable file.
 * Its own stalls (GC, swap, SIGSTOP) are not the actors' fault: drain, then judge, on a clock without
   them (``hip3.runtime.liveness``).
 * Operator commands arrive on the ``ctl`` ROUTER socket (run directory, mode 0600) as JSON.
@@ -24,11 +24,8 @@ from typing import Any
 import msgspec
 import zmq
 
-from hip3.bus import Bus
+from hip3.account.entry_conditions import status_view
 from hip3.config import Config
-from hip3.entry_conditions import status_view
-from hip3.hardstop import Latch, LatchFileError
-from hip3.logs import Log
 from hip3.messages import (
     Alert,
     DexCollateral,
@@ -42,11 +39,14 @@ from hip3.messages import (
     Ready,
     Shutdown,
 )
-from hip3.metrics import SupervisorMetrics
 from hip3.ops.alert_rules import open_alerts
 from hip3.ops.readiness import Probes
+from hip3.runtime.bus import Bus
+from hip3.runtime.hardstop import Latch, LatchFileError
 from hip3.runtime.launchers import Launcher
 from hip3.runtime.liveness import LoopWatch, Slot, judge, stall_allowance_ms
+from hip3.runtime.logs import Log
+from hip3.runtime.metrics import SupervisorMetrics
 from hip3.runtime.paper import PaperExchange
 from hip3.runtime.restart import RestartPolicy
 from hip3.runtime.runner import ACTORS
@@ -389,7 +389,7 @@ class Supervisor:
             # What this stop leaves at the exchange: the loop reads no more position snapshots after this.
             return {"ok": True, "left": self.board.left(self.trading.snapshot)}
         if cmd == "fund-dex":
-            from hip3.funding import paper_fund_dex
+            from hip3.account.funding import paper_fund_dex
 
             return paper_fund_dex(self.exchange, self.cfg, req.get("usd"), self.log)
         return {"ok": False, "error": f"unknown command {cmd!r}"}

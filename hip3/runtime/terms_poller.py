@@ -3,7 +3,7 @@
 Runs inside the position tracker (which already owns REST and the ``positions`` publisher the detector
 and the executor subscribe to) as its own small job: its own worker thread (``RestJob``), its own timer
 and its own pipe, so a slow read never delays a position resync and the tracker's sync code is untouched.
-The decisions (how answers become ``MarketTerms``, what a failure means) are ``hip3.market_terms``.
+The decisions (how answers become ``MarketTerms``, what a failure means) are ``hip3.account.market_terms``.
 
 * Full read (userFees, perpDexs, metaAndAssetCtxs, perpDexLimits, perpsAtOpenInterestCap) at start and
   every ``refresh_interval_s``; the "at cap" list alone every ``at_cap_refresh_interval_s``.
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from hip3 import clock
-from hip3.bus import Publisher
+from hip3.account.market_terms import MarketTermsParams, RawTerms, TermsError, apply_at_cap, build_terms, fee_mismatch
 from hip3.hyperliquid.rest import RestClient
-from hip3.market_terms import MarketTermsParams, RawTerms, TermsError, apply_at_cap, build_terms, fee_mismatch
 from hip3.messages import MarketTerms, UserFill
+from hip3.runtime.bus import Publisher
 from hip3.runtime.rest_job import JobResult, RestJob
 
 if TYPE_CHECKING:

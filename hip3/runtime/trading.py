@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from hip3.messages import Message, OrderFilled, OrderSubmitted, PositionClosed, PositionSnapshot
-from hip3.ownership import HIP3, describe
+from hip3.positions.ownership import HIP3, describe
 
 _KEEP = 20_000
 
@@ -29,7 +29,7 @@ class TradingStats:
         self.exit_fills = 0
         self.closes: list[PositionClosed] = []
         self.exit_reasons: Counter[str] = Counter()
-        # Closes of positions hip3 did not own (hip3.ownership): not hip3's trades. The tracker's realised
+        # Closes of positions hip3 did not own (hip3.positions.ownership): not hip3's trades. The tracker's realised
         # PnL is the account's and includes theirs; their sum is shown apart so it can be told.
         self.outside_closes = 0
         self.outside_pnl_usd = Decimal(0)

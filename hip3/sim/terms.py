@@ -11,7 +11,7 @@
   than the oracle ("... while at open interest cap"; whether the exchange applies that to reduce-only
   orders is [UNVERIFIED], modelled as yes). An opening order that would take the open interest past the
   cap is refused with the first text too [UNVERIFIED: the exchange may fill up to the cap]. Both
-  assumptions are switches in ``hip3.market_terms.UNVERIFIED``, shared with hip3's own logic. Markets in
+  assumptions are switches in ``hip3.account.market_terms.UNVERIFIED``, shared with hip3's own logic. Markets in
   ``oi.increase_too_quickly`` refuse opening orders with the rate rule's text.
 * Reported like the exchange: ``perpDexLimits`` (``coinToOiCap``, ``totalOiCap``), ``perpsAtOpenInterestCap``
   (full ``dex:COIN`` names), ``perpDexs.assetToStreamingOiCap`` and ``openInterest`` in the asset contexts.
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from hip3.account.market_terms import UNVERIFIED
 from hip3.hyperliquid.errors import ERR_OI_CAP, ERR_OI_INCREASE, ERR_TOO_AGGRESSIVE_AT_OI_CAP
 from hip3.hyperliquid.fees import FeeRates, hip3_fee_rates
-from hip3.market_terms import UNVERIFIED
 from hip3.sim.accounts import dstr
 from hip3.sim.params import FeeParams, OiParams
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
+from hip3.account.market_terms import MarketTermsParams, TermsView
 from hip3.config import MarketConfig
-from hip3.market_terms import MarketTermsParams, TermsView
 from hip3.messages import AssetCtx, Bbo, EntryIntent, FeedState, MarketTerms, Signal, SignalFollowup
 from hip3.strategy.detector import (
     DetectorMarket,

@@ -14,7 +14,7 @@ resync overtook the feed's new connection on the bus, or when a restarted tracke
 published (found by the fault tests: the detector waited for a resync that had already happened). A
 snapshot without ``feed_conn_id`` (0: an older tracker) still uses that order.
 
-Last, the exchange's own preconditions (``hip3.entry_conditions``): usable collateral on the dex and the
+Last, the exchange's own preconditions (``hip3.account.entry_conditions``): usable collateral on the dex and the
 host's clock within bound, each refusing with one line that says what to do.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from hip3.entry_conditions import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX, EntryConditions
+from hip3.account.entry_conditions import ENTRIES_ALLOWED, ENTRIES_BLOCKED_PREFIX, EntryConditions
 from hip3.messages import ExchangeClock, FeedState, PositionSnapshot
 
 __all__ = ["ENTRIES_ALLOWED", "ENTRIES_BLOCKED_PREFIX", "EntryReadiness", "reason_key"]

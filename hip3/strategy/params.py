@@ -102,7 +102,7 @@ class DetectorParams(_Params, frozen=True):
     """§5 dislocation detector, §5.3 sizing, §5.4 confidence, §5.6 correlation, §6.1 checks, §15 followups."""
 
     # 5.1 threshold base = the round-trip taker fee (2 x this account's fee on the market, read from the
-    # exchange: hip3.market_terms) + slippage + min edge. ``taker_fee_bps`` is gone (a constant 4 bps
+    # exchange: hip3.account.market_terms) + slippage + min edge. ``taker_fee_bps`` is gone (a constant 4 bps
     # against a real HIP-3 taker fee of 9+ bps): setting it stops the start with that reason.
     taker_fee_bps: float | None = None
     slippage_bps: NonNegFloat = 2.0

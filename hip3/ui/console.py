@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.text import Text
 
-from hip3.logs import redact
+from hip3.runtime.logs import redact
 
 __all__ = ["HIDDEN_EVENTS", "SHOWN_INFO", "log_text", "summary_text", "trade_text", "wall"]
 

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hip3.metrics import is_loopback
+from hip3.runtime.metrics import is_loopback
 from hip3.ui.http import EndpointError, HttpEndpoint, Request, Response
 from hip3.ui.view import api_document
 
 if TYPE_CHECKING:
     from hip3.config import Config
-    from hip3.logs import Log
-    from hip3.metrics import SupervisorMetrics
     from hip3.ops.readiness import Probes
+    from hip3.runtime.logs import Log
+    from hip3.runtime.metrics import SupervisorMetrics
 
 __all__ = ["MIN_TOKEN_CHARS", "Dashboard", "open_endpoint"]
 

@@ -43,7 +43,7 @@ def format_status(status: dict[str, Any]) -> str:
         from hip3.execution.limits_status import limits_lines
 
         out.extend(limits_lines(next((a.get("stats") or {} for a in status["actors"] if a["name"] == "executor"), {})))
-    from hip3.entry_conditions import format_status_lines
+    from hip3.account.entry_conditions import format_status_lines
 
     out.extend(format_status_lines(status))
     if status.get("trading"):

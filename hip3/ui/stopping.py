@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from hip3.hardstop import Latch, LatchFileError
+from hip3.runtime.hardstop import Latch, LatchFileError
 
 if TYPE_CHECKING:
     from hip3.runtime.supervisor import Supervisor

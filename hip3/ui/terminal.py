@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from hip3.logs import record_dict
+from hip3.runtime.logs import record_dict
 from hip3.ui.console import SHOWN_INFO, end_texts, log_text, summary_text, trade_text
 from hip3.ui.logtail import LogTail
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import zmq
 
-from hip3.bus import Bus
 from hip3.config import Config
 from hip3.hyperliquid.rest import RestClient
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import floor_size, order_action, order_wire, round_price
 from hip3.messages import AssetCtx, EntryIntent, FeedState, FlattenIntent, Message, Msg, RequestBudgetReading
+from hip3.runtime.bus import Bus
 from hip3.sim.app import SimServer
 
 D = Decimal

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 import msgspec
 import zmq
 
-from hip3.bus import Bus, Receiver
 from hip3.config import Config
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.wire import order_action, order_wire
 from hip3.messages import Message
 from hip3.runtime.actor import Actor
+from hip3.runtime.bus import Bus, Receiver
 
 A = TypeVar("A", bound=Actor)
 

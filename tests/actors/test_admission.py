@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from hip3.bus import Bus
 from hip3.execution.deadman import STATE_CODES
 from hip3.messages import OrderFilled, OrderSubmitted
+from hip3.runtime.bus import Bus
 from hip3.runtime.inproc import InprocRun, inproc_graph
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from hip3.sim.params import ModelParams, SimParams
 from supervisor import format_status

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from hip3.bus import Bus
-from hip3.funding import move_to_dex
+from hip3.account.funding import move_to_dex
 from hip3.hyperliquid.rest import RestClient
 from hip3.hyperliquid.user_signed import SEND_ASSET_PRIMARY, SEND_ASSET_TYPES, send_asset_action, sign_user_signed
 from hip3.messages import OrderFilled, OrderRejected, OrderSubmitted, PositionSnapshot
+from hip3.runtime.bus import Bus
 from hip3.runtime.inproc import InprocRun, inproc_graph
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from hip3.sim.params import ModelParams, SimParams
 from tests.actors.helpers import EXTRA, Capture, FakeFeed, entry, flatten, order_log, sim_account, wait

@@ -19,7 +19,7 @@ from eth_account import Account
 
 from hip3.messages import HardStopProgress
 from hip3.runtime.inproc import inproc_graph
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from hip3.sim.params import ModelParams, SimParams
 from tests.actors.helpers import Agent, Capture, FakeFeed, crossing_px, market, order_log, sim_account, wait

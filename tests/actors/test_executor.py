@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from hip3.bus import Bus
 from hip3.execution.admission import RefusalBackoff
 from hip3.messages import (
     OrderFilled,
@@ -21,9 +20,10 @@ from hip3.messages import (
     PositionSnapshot,
     UserFill,
 )
+from hip3.runtime.bus import Bus
 from hip3.runtime.inproc import InprocRun, inproc_graph
+from hip3.runtime.secrets import SigningKey
 from hip3.runtime.supervisor import Supervisor
-from hip3.secrets import SigningKey
 from hip3.sim.app import SimServer
 from tests.actors.helpers import (
     EXTRA,

@@ -16,9 +16,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hip3.bus import Bus, prepare_run_dir
 from hip3.config import Config, parse_config
 from hip3.messages import EntryIntent, Heartbeat, OrderSubmitted, PositionSnapshot, Ready
+from hip3.runtime.bus import Bus, prepare_run_dir
 from hip3.sim.app import SimServer
 from tests.actors.helpers import (
     Capture,

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from hip3.config import MarketConfig
-from hip3.feed import FeedCore
+from hip3.hyperliquid.feed import FeedCore
 from hip3.hyperliquid.frames import FrameDecoder
 from hip3.hyperliquid.ws import _FrameReader, _ProtocolError, text_frame
 from hip3.messages import AssetCtx, Bbo, FeedState, Msg, PositionSnapshot

@@ -16,7 +16,6 @@ import msgspec
 import pytest
 from eth_account import Account
 
-from hip3.bus import Bus
 from hip3.hyperliquid.rest import RestClient
 from hip3.hyperliquid.wire import round_price
 from hip3.messages import (
@@ -28,8 +27,9 @@ from hip3.messages import (
     PositionSnapshot,
     UserFill,
 )
+from hip3.runtime.bus import Bus
 from hip3.runtime.inproc import InprocRun, inproc_graph
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from hip3.sim.params import DEFAULT_MARKETS, ModelParams, SimParams
 from tests.actors.helpers import EXTRA, Capture, FakeFeed, account_of, entry, flatten, market, order_log, wait

@@ -26,10 +26,10 @@ import pytest
 import zmq
 
 from actors.recorder import Recorder
-from hip3.bus import Bus, Publisher
 from hip3.config import REPO_ROOT, Config
-from hip3.journal_db import SCHEMA_VERSION, journal_path, table_counts
+from hip3.journal.db import SCHEMA_VERSION, journal_path, table_counts
 from hip3.messages import Bbo, HardStopState, Heartbeat, Msg
+from hip3.runtime.bus import Bus, Publisher
 from tests.actors.helpers import wait
 from tests.conftest import make_config, stop_process
 from tests.test_journal_db import EXPECTED, closed, one_of_each, submitted, user_fill
@@ -93,7 +93,7 @@ class Publishers:
 
 @pytest.fixture
 def inproc(run_dir: Path) -> Iterator[tuple[Config, zmq.Context[zmq.Socket[bytes]]]]:
-    from hip3.bus import prepare_run_dir
+    from hip3.runtime.bus import prepare_run_dir
 
     cfg = make_config(run_dir, '[bus]\ntransport = "inproc"\n[supervisor]\nheartbeat_interval_ms = 50\n'
                                '[recorder]\ncommit_interval_ms = 20\n')
@@ -195,7 +195,7 @@ def test_committed_rows_survive_kill_9_and_a_restart_adds_no_duplicates(run_dir:
     config.write_text(f'run_dir = "{run_dir}"\nmode = "paper"\n[[markets]]\ncoin = "xyz:GOLD"\n'
                       "[logging]\nstderr = false\n[supervisor]\nheartbeat_interval_ms = 100\n"
                       "[recorder]\ncommit_interval_ms = 20\n")
-    from hip3.bus import prepare_run_dir
+    from hip3.runtime.bus import prepare_run_dir
 
     prepare_run_dir(run_dir)
     pubs = Publishers(cfg)

@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import msgspec
 
-from hip3.bus import Bus
 from hip3.hyperliquid.wire import new_cloid
 from hip3.messages import OrderSubmitted, PositionClosed, UserFill
 from hip3.positions import HeldCloses
+from hip3.runtime.bus import Bus
 from tests.actors.helpers import wait
 from tests.actors.test_position_tracker import Tracked, _ready, held, tracked  # noqa: F401 - fixture
 from tests.execution.helpers import closed

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hip3.config import load_config
-from hip3.hardstop import LATCH_FILE
+from hip3.runtime.hardstop import LATCH_FILE
 from tests.e2e.helpers import cli
 from tests.fs_faults import as_other_user
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hip3.config import REPO_ROOT
-from hip3.hardstop import LATCH_FILE, read_latch
+from hip3.runtime.hardstop import LATCH_FILE, read_latch
 from tests.conftest import stop_process
 from tests.e2e.helpers import SUPERVISOR, cli
 

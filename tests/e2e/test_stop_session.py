@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hip3.config import REPO_ROOT
-from hip3.hardstop import Latch
+from hip3.runtime.hardstop import Latch
 from tests.e2e.helpers import cli, status, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

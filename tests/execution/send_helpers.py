@@ -17,8 +17,8 @@ from hip3.execution.send_path import SendPath
 from hip3.hyperliquid.frames import PostResponse
 from hip3.hyperliquid.nonce import NonceManager
 from hip3.hyperliquid.signing import Signer
-from hip3.logs import Log
 from hip3.messages import Alert, HardStopProgress, Msg, Ready
+from hip3.runtime.logs import Log
 from tests.execution.helpers import SPECS, snap
 from tests.terms_helpers import known_terms
 

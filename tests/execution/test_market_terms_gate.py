@@ -1,4 +1,4 @@
-"""The executor and the market terms (hip3/execution/core.py with hip3/market_terms.py): no entry without
+"""The executor and the market terms (hip3/execution/core.py with hip3/account/market_terms.py): no entry without
 known, fresh terms; none into a market at its open-interest cap (refused before signing, with its own
 reason); an exchange refusal for the cap is benign for the hard stop and blocks the market for a while;
 exits are never refused for the cap and go out no more aggressive than the oracle while it lasts; the fee
@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from hip3.account.market_terms import MarketTermsParams, TermsView
 from hip3.execution.batch import QueuedOrder
 from hip3.execution.core import ExecutionCore
 from hip3.execution.hardstop import HardStopStep
@@ -19,7 +20,6 @@ from hip3.execution.journal import SentIntentJournal
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.hyperliquid.errors import ERR_OI_CAP, ERR_OI_INCREASE, ERR_TOO_AGGRESSIVE_AT_OI_CAP
 from hip3.hyperliquid.responses import ExchangeResponse
-from hip3.market_terms import MarketTermsParams, TermsView
 from hip3.messages import OrderRejected, OrderSubmitted
 from tests.execution.helpers import GOLD, SILVER, SPECS, D, answer, entry, flatten, pos, snap
 from tests.terms_helpers import terms_msg

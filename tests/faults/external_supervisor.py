@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import supervisor as cli
-from hip3.bus import prepare_run_dir
 from hip3.config import load_config
-from hip3.logs import setup_logging
+from hip3.runtime.bus import prepare_run_dir
 from hip3.runtime.launchers import ProcessLauncher
+from hip3.runtime.logs import setup_logging
+from hip3.runtime.secrets import SigningKey
 from hip3.runtime.supervisor import Supervisor
-from hip3.secrets import SigningKey
 
 ENV_KEY = "HIP3_FAULTS_KEY"
 

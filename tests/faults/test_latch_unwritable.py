@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hip3.hardstop import LATCH_FILE, read_latch
+from hip3.runtime.hardstop import LATCH_FILE, read_latch
 from tests.faults.session import Session, wait_until
 from tests.fs_faults import immutable
 

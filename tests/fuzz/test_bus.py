@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hip3.messages as m
-from hip3.bus import Bus, Receiver
 from hip3.execution.core import ExecutionCore
 from hip3.execution.journal import SentIntentJournal
 from hip3.execution.params import ExecutorParams, RiskParams, SoftGateParams
 from hip3.messages import EntryIntent, FlattenIntent, Heartbeat
 from hip3.runtime.actor import Actor
+from hip3.runtime.bus import Bus, Receiver
 from tests.conftest import make_config
 from tests.execution.helpers import SPECS, snap
 from tests.terms_helpers import known_terms

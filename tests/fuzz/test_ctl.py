@@ -15,9 +15,9 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hip3.bus import Bus
-from hip3.logs import Log
 from hip3.messages import Alert, HardStopRequest, Heartbeat, Message
+from hip3.runtime.bus import Bus
+from hip3.runtime.logs import Log
 from hip3.runtime.supervisor import Supervisor
 from tests.conftest import make_config
 

@@ -9,11 +9,11 @@ import msgspec
 import pytest
 
 import hip3.messages as m
-from hip3.bus import Receiver
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
 from hip3.hyperliquid.frames import FrameDecoder, PostFrame
 from hip3.hyperliquid.responses import parse_exchange_response
 from hip3.hyperliquid.rest import RestClient, RestError
+from hip3.runtime.bus import Receiver
 
 DEEP = b"[" * 100_000 + b"]" * 100_000  # deeper than any recursion limit
 BAD_UTF8 = b'["\xe1\x80"]'

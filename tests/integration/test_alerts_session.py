@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hip3.runtime.inproc import inproc_graph
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from tests.conftest import sim_config
 from tests.ops.receiver import Receiver
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hip3.messages import HardStopProgress, PositionSnapshot
 from hip3.runtime.inproc import inproc_graph
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from tests.actors.helpers import (
     EXTRA,

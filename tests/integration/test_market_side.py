@@ -17,8 +17,8 @@ import msgspec
 import pytest
 from eth_account import Account
 
-from hip3.bus import Bus
 from hip3.messages import DexCollateral, EntryIntent, FlattenIntent, Message, Position, PositionSnapshot
+from hip3.runtime.bus import Bus
 from hip3.runtime.inproc import inproc_graph
 from hip3.sim.app import SimServer
 from hip3.sim.params import DEFAULT_MARKETS, ModelParams, SimParams

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from hip3.bus import Bus
 from hip3.messages import HardStopProgress, OrderFilled, OrderRejected, OrderSubmitted, PositionSnapshot
+from hip3.runtime.bus import Bus
 from hip3.runtime.inproc import InprocRun, inproc_graph
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from tests.actors.helpers import (
     EXTRA,

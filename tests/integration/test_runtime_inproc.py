@@ -16,8 +16,8 @@ import zmq
 from hip3.runtime.actor import Actor
 from hip3.runtime.inproc import inproc_graph
 from hip3.runtime.runner import actor_class
+from hip3.runtime.secrets import SigningKey
 from hip3.runtime.supervisor import Supervisor
-from hip3.secrets import SigningKey
 from tests.conftest import sim_config
 
 ALL = ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder")

@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 
 from hip3.config import ENV_ACCOUNT_ADDRESS
-from hip3.logs import Log
+from hip3.runtime.logs import Log
 from hip3.runtime.paper import PaperExchangeError, open_paper_exchange
 from tests.conftest import make_config
 

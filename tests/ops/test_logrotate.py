@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from hip3.config import REPO_ROOT
-from hip3.logs import _JsonFormatter
 from hip3.ops import logrotate
 from hip3.ops.logrotate import RotatingLineHandler, ensure_spare, prune, prune_dir, rotated_files, spare_path
+from hip3.runtime.logs import _JsonFormatter
 from hip3.ui.logtail import LogTail
 
 
@@ -219,7 +219,7 @@ def test_rename_noreplace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nativ
 WRITER = textwrap.dedent("""
     import logging, sys
     from pathlib import Path
-    from hip3.logs import _JsonFormatter
+    from hip3.runtime.logs import _JsonFormatter
     from hip3.ops.logrotate import RotatingLineHandler
     h = RotatingLineHandler(Path(sys.argv[1]), int(sys.argv[2]), 0)
     h.setFormatter(_JsonFormatter())

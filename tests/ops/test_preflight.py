@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from hip3.config import parse_config
-from hip3.logs import Log
 from hip3.ops.preflight import Finding, PreflightInterrupted, Retry, run_checks
-from hip3.secrets import SigningKey
+from hip3.runtime.logs import Log
+from hip3.runtime.secrets import SigningKey
 from tests.conftest import sim_config
 
 MARKETS = ("xyz:GOLD", "xyz:SILVER", "xyz:TSLA")

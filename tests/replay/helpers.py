@@ -13,11 +13,11 @@ from pathlib import Path
 import msgspec
 from eth_account import Account
 
-from hip3.bus import Bus
 from hip3.config import Config
-from hip3.replay.trades import TradeLog
+from hip3.journal.trades import TradeLog
+from hip3.runtime.bus import Bus
 from hip3.runtime.inproc import inproc_graph
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from hip3.sim.params import DEFAULT_MARKETS, ModelParams, SimParams
 from tests.conftest import sim_config

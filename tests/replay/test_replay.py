@@ -21,9 +21,9 @@ import pytest
 
 from hip3 import clock
 from hip3.config import Config
+from hip3.journal.trades import TradeLog
 from hip3.replay.driver import ReplayResult, replay
 from hip3.replay.recording import read_recording
-from hip3.replay.trades import TradeLog
 from hip3.sim.book import MAKER
 from hip3.sim.replay import ReplayExchange, params_from_header
 from tests.replay.helpers import live_session
@@ -85,8 +85,8 @@ def _money(groups: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]
 def test_the_replays_journal_reports_the_live_sessions_fees_and_pnl(session: Session) -> None:
     """The replay's recorder (the live recorder's code) journals the replay; its report gives the same
     trades, fees (from the exchange's fills) and net PnL as the live session's journal."""
-    from hip3.journal_db import journal_path
-    from hip3.report import build_report, open_readonly
+    from hip3.journal.db import journal_path
+    from hip3.journal.report import build_report, open_readonly
 
     live_conn = open_readonly(journal_path(session.dir / "live"))
     replay_conn = open_readonly(journal_path(session.first.run_dir))

@@ -15,8 +15,8 @@ import pytest
 from eth_account import Account
 
 from hip3.config import REPO_ROOT
-from hip3.logs import redact
-from hip3.secrets import SecretError, load_signing_key
+from hip3.runtime.logs import redact
+from hip3.runtime.secrets import SecretError, load_signing_key
 
 from .helpers import cli, loose_permissions, scan_bytes, scan_tree, secret_needles
 

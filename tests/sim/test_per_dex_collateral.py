@@ -15,11 +15,11 @@ from eth_account.signers.local import LocalAccount
 from hyperliquid.exchange import Exchange
 from hyperliquid.info import Info
 
-from hip3.funding import FundingError, move_to_dex, read_collateral
+from hip3.account.funding import FundingError, move_to_dex, read_collateral
 from hip3.hyperliquid.errors import ERR_MUST_DEPOSIT, ERR_PERP_MARGIN
 from hip3.hyperliquid.rest import RestClient
 from hip3.hyperliquid.user_signed import SEND_ASSET_PRIMARY, SEND_ASSET_TYPES, send_asset_action, sign_user_signed
-from hip3.secrets import SigningKey
+from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from hip3.sim.params import SimParams
 from hip3.sim.transfers import ERR_TRANSFER_BALANCE

@@ -1,5 +1,5 @@
 """The detector's threshold pays the exchange's fee on both legs (hip3/strategy/detector_core.py with
-hip3/market_terms.py): a round trip of taker IOCs costs twice the market's taker fee; without known
+hip3/account/market_terms.py): a round trip of taker IOCs costs twice the market's taker fee; without known
 terms the stated worst case is used and no intent is built; a market at its open-interest cap gets no
 intent; the assumed fee travels with the signal and the intent."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from hip3.account.market_terms import WORST_CASE_TAKER_BPS, MarketTermsParams, TermsView
 from hip3.config import ConfigError, MarketConfig, parse_config
-from hip3.market_terms import WORST_CASE_TAKER_BPS, MarketTermsParams, TermsView
 from hip3.strategy.detector_core import DetectorCore
 from hip3.strategy.params import DetectorParams, GateParams, OracleTrackerParams
 from tests.terms_helpers import T0_MS as TERMS_MS

@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from hip3.logs import Log
+from hip3.runtime.logs import Log
 from hip3.ui.console import log_text, summary_text, trade_text
 from hip3.ui.terminal import QUEUE_MAX, Terminal
 from tests.ui.samples import status

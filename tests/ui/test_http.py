@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from hip3.config import Config
-from hip3.logs import Log
-from hip3.metrics import SupervisorMetrics
+from hip3.runtime.logs import Log
+from hip3.runtime.metrics import SupervisorMetrics
 from hip3.ui.dashboard import Dashboard, open_endpoint
 from hip3.ui.http import EndpointError, HttpEndpoint, Request, Response
 from tests.conftest import make_config

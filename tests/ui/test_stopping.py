@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hip3.hardstop import Latch
 from hip3.messages import HardStopProgress
+from hip3.runtime.hardstop import Latch
 from hip3.ui.board import Board
 from hip3.ui.stopping import (
     FLATTEN_REASON,

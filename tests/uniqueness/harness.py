@@ -26,7 +26,6 @@ from typing import Any
 import msgspec
 from eth_account import Account
 
-from hip3.bus import Bus, prepare_run_dir
 from hip3.config import REPO_ROOT, Config, parse_config
 from hip3.hyperliquid.wire import floor_size, round_price
 from hip3.messages import (
@@ -40,6 +39,7 @@ from hip3.messages import (
     PositionSnapshot,
     Ready,
 )
+from hip3.runtime.bus import Bus, prepare_run_dir
 from tests.actors.helpers import budget_reading
 from tests.conftest import stop_process
 from tests.security.helpers import SimProcess

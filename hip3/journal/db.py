@@ -2,7 +2,7 @@
 
 Not to be confused with ``hip3/execution/journal.py`` (the executor's sent-intent journal, which guards
 against sending an intent twice). This one is the session's record for the operator: signals, orders and
-their statuses, fills, position closes with exit reason and PnL, hard-stop events. ``hip3.report`` reads it.
+their statuses, fills, position closes with exit reason and PnL, hard-stop events. ``hip3.journal.report`` reads it.
 
 What it guards against:
 
@@ -24,7 +24,7 @@ What it guards against:
   the rows kept in memory (bounded: the oldest are dropped and counted), so the recorder never crash-loops
   (a restart limit on any actor latches the hard stop, and the journal must never stop trading).
 * **Secrets**: the journal holds bus messages only, which never carry the key; free text (reasons) is
-  scrubbed with ``hip3.logs.redact`` as defence in depth.
+  scrubbed with ``hip3.runtime.logs.redact`` as defence in depth.
 * **Other users reading positions and PnL**: the file is created mode 0600 (the WAL files follow it).
 * **A journal from a newer hip3** (``meta.schema_version`` above ``SCHEMA_VERSION``): refused, not rewritten.
 
@@ -46,7 +46,6 @@ from typing import Any
 
 import msgspec
 
-from hip3.logs import redact
 from hip3.messages import (
     FeedState,
     Fill,
@@ -66,6 +65,7 @@ from hip3.messages import (
     SignalFollowup,
     UserFill,
 )
+from hip3.runtime.logs import redact
 
 SCHEMA_VERSION = 2
 # Columns added after a table's first version, in the order they were added: a journal written by an

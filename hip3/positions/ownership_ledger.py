@@ -1,4 +1,4 @@
-"""hip3's part of each position (``hip3.ownership``), kept across restarts, resyncs and gaps.
+"""hip3's part of each position (``hip3.positions.ownership``), kept across restarts, resyncs and gaps.
 
 The position tracker owns one ``PositionOwnership``: it feeds it every fill its book applied and every
 REST resync, and publishes ``view(book.snapshot())``. Nothing here touches a socket or a clock.
@@ -38,8 +38,8 @@ import msgspec
 from hip3.hyperliquid.frames import WsFill
 from hip3.hyperliquid.wire import is_hip3_cloid
 from hip3.messages import Position, PositionClosed, PositionSnapshot
-from hip3.ownership import ADOPTED, HIP3, MANUAL, UNCONFIGURED, Policy, clamp_own, own_after_fill, split
 from hip3.positions import BookResult, ExchangePosition, PositionBook
+from hip3.positions.ownership import ADOPTED, HIP3, MANUAL, UNCONFIGURED, Policy, clamp_own, own_after_fill, split
 
 __all__ = ["FILE_NAME", "HistoryFill", "OwnershipLedger", "PositionOwnership", "parse_history", "rebuild_own"]
 
@@ -253,7 +253,7 @@ def _signed_positions(book: PositionBook) -> dict[str, Decimal]:
 
 
 class PositionOwnership:
-    """The tracker's side of ``hip3.ownership``: the ledger, the classification it publishes, and which
+    """The tracker's side of ``hip3.positions.ownership``: the ledger, the classification it publishes, and which
     outside positions appeared or went away (so each is logged once, not per message)."""
 
     def __init__(self, configured: Iterable[str], policy: Policy, path: Path | None = None) -> None:

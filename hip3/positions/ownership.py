@@ -46,7 +46,7 @@ rebuild from the exchange's history):
   exits close only hip3's part (a reduce-only order of ``own``'s size) in "leave" mode;
 * a position the ledger has no record of (already there at a first start) is manual.
 
-Restarts and gaps: see ``hip3.ownership_ledger``.
+Restarts and gaps: see ``hip3.positions.ownership_ledger``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The opt-in transfer that funds the traded HIP-3 dex: ``python supervisor.py fund-dex``.
 
 Each HIP-3 dex has its own margin and a deposit lands on the validator perp dex, so a fresh account
-refuses every entry on the builder dex until USDC is moved there (``hip3.collateral`` says so). This moves
+refuses every entry on the builder dex until USDC is moved there (``hip3.account.collateral`` says so). This moves
 a stated amount with one user-signed ``sendAsset`` (``sourceDex ""`` → ``destinationDex <dex>``, token
 ``USDC``, to the account itself), and only when the operator runs the command: hip3 never moves money on
 its own, and nothing is configured to by default (``[collateral] transfer_usd = 0``).
@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hip3.collateral import collateral_from_states, describe
+from hip3.account.collateral import collateral_from_states, describe
 from hip3.config import Config, exchange_urls
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
 from hip3.hyperliquid.rest import RestClient, RestError
 from hip3.hyperliquid.user_signed import SEND_ASSET_PRIMARY, SEND_ASSET_TYPES, send_asset_action, sign_user_signed
 from hip3.messages import DexCollateral
-from hip3.secrets import SecretError, SigningKey, load_signing_key
+from hip3.runtime.secrets import SecretError, SigningKey, load_signing_key
 
 if TYPE_CHECKING:
-    from hip3.logs import Log
+    from hip3.runtime.logs import Log
     from hip3.runtime.paper import PaperExchange
 
 __all__ = ["FundResult", "FundingError", "fund_with_own_key", "move_to_dex", "paper_fund_dex", "parse_amount",

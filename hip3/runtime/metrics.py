@@ -61,7 +61,7 @@ from hip3.ui.http import EndpointError, HttpEndpoint, Request, Response
 
 if TYPE_CHECKING:
     from hip3.config import MetricsConfig
-    from hip3.logs import Log
+    from hip3.runtime.logs import Log
     from hip3.runtime.supervisor import Supervisor
 
 __all__ = [

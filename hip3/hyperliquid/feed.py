@@ -19,7 +19,7 @@ publish functions and the frames ``WsClient.poll_read_market()`` returns.
   seconds, and without a ctx a market is not evaluated).
 * Freshness is by receive time (B02): a market channel with nothing for ``stall_timeout_ms`` (counted
   from the connect for one that never sent anything) is stale. Transitions are reported (B03).
-* The exchange's clock (``hip3.exchange_clock``): the newest bbo of each receive burst, and every live
+* The exchange's clock (``hip3.account.exchange_clock``): the newest bbo of each receive burst, and every live
   order update and fill, give a sample (the exchange's timestamp against the frame's receive time);
   ``clock`` holds the estimate, the actor publishes it as ``ExchangeClock``.
 * A frame for a coin that was not subscribed is counted and dropped; a user frame for another user too.
@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from hip3.exchange_clock import ClockOffsetEstimator
+from hip3.account.exchange_clock import ClockOffsetEstimator
 from hip3.hyperliquid.frames import (
     ErrorFrame,
     OrderUpdatesFrame,

@@ -3,9 +3,9 @@
 Two facts about the account's situation at the exchange, not about hip3's processes, decide whether an
 entry may be sent:
 
-* the traded HIP-3 dex has usable collateral (``hip3.collateral``; from the position tracker's
+* the traded HIP-3 dex has usable collateral (``hip3.account.collateral``; from the position tracker's
   ``PositionSnapshot.collateral``): an unfunded dex refuses every entry with a margin error;
-* the host's clock is within ``[clock] max_skew_ms`` of the exchange's (``hip3.exchange_clock``; from the
+* the host's clock is within ``[clock] max_skew_ms`` of the exchange's (``hip3.account.exchange_clock``; from the
   feed's ``ExchangeClock``): beyond it hip3's time-based decisions and the exchange's checks disagree.
 
 Both are entry conditions, never READY conditions of an actor: an actor that is doing its job stays READY
@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from hip3.collateral import CollateralParams, collateral_problem
-from hip3.exchange_clock import ClockParams, ExchangeTime, skew_problem
+from hip3.account.collateral import CollateralParams, collateral_problem
+from hip3.account.exchange_clock import ClockParams, ExchangeTime, skew_problem
 from hip3.messages import DexCollateral, ExchangeClock, PositionSnapshot
 
 __all__ = ["ENTRIES_ALLOWED", "ENTRIES_BLOCKED_PREFIX", "EntryConditions", "format_status_lines", "status_view"]

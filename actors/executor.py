@@ -4,7 +4,7 @@ signs and posts orders. Wiring only; the decisions are in ``hip3.execution``:
 * ``core.ExecutionCore``: gates, queues, the order tracker, the loss limits' triggers, admission;
 * ``send_path.SendPath``: pump -> sign -> journal -> post, the exchange's answers and backoff, READY, the dead
   man's switch, the files on a full disk; ``intake.Intake``: intents and the state taken from the bus;
-* ``hardstop.HardStopFlattener`` and ``risk_state.RiskKeeper``: the hard-stop sequence and the loss limits'
+* ``hardstop.HardStopFlattener`` and ``risk_keeper.RiskKeeper``: the hard-stop sequence and the loss limits'
   state across restarts.
 
 Sockets: PULL ``intents`` (binds), SUB ``md`` (``AssetCtx`` marks and ``ExchangeClock`` only, filtered at
@@ -42,7 +42,8 @@ from hip3.execution.hardstop import HardStopFlattener
 from hip3.execution.intake import Intake
 from hip3.execution.journal import SentIntentJournal
 from hip3.execution.latency import latency_stats
-from hip3.execution.risk_state import RiskKeeper, RiskStateStore
+from hip3.execution.risk_keeper import RiskKeeper
+from hip3.execution.risk_state import RiskStateStore
 from hip3.execution.send_path import JOURNAL_SYNC_DELAY_NS, SendPath, now_ms
 from hip3.hyperliquid.nonce import NonceError, NonceManager
 from hip3.hyperliquid.signing import Signer

@@ -28,7 +28,7 @@ from eth_account import Account
 from hip3.config import DEFAULT_CONFIG, parse_config
 from hip3.journal.trades import TradeLog
 from hip3.replay.driver import replay
-from hip3.replay.recording import read_recording
+from hip3.replay.rotation import read_recording
 from hip3.runtime.bus import Bus
 from hip3.runtime.inproc import inproc_graph
 from hip3.runtime.secrets import SigningKey

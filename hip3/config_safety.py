@@ -20,14 +20,59 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 
-if TYPE_CHECKING:
-    from hip3.config import Config
+__all__ = ["Checked", "crash_loop_span_ms", "non_finite", "problems"]
 
-__all__ = ["crash_loop_span_ms", "non_finite", "problems"]
+
+# The parts of a config the rules below read, as read-only shapes: ``hip3.config.Config`` fits them, and
+# this module needs nothing from ``hip3.config`` (which calls it while loading), so the two do not import
+# each other.
+class _Supervision(Protocol):
+    @property
+    def heartbeat_interval_ms(self) -> int: ...
+    @property
+    def heartbeat_timeout_ms(self) -> int: ...
+    @property
+    def restart_backoff_initial_ms(self) -> int: ...
+    @property
+    def restart_backoff_max_ms(self) -> int: ...
+    @property
+    def restart_jitter(self) -> float: ...
+    @property
+    def max_restarts(self) -> int: ...
+    @property
+    def restart_period_s(self) -> float: ...
+
+
+class _EntryTtl(Protocol):
+    @property
+    def entry_ttl_ms(self) -> int: ...
+
+
+class _ExitTtl(Protocol):
+    @property
+    def exit_ttl_ms(self) -> int: ...
+
+
+class _SentJournal(Protocol):
+    @property
+    def sent_journal_retention_ms(self) -> int: ...
+
+
+class Checked(Protocol):
+    """What ``problems`` reads from a ``hip3.config.Config``."""
+
+    @property
+    def supervisor(self) -> _Supervision: ...
+    @property
+    def detector(self) -> _EntryTtl: ...
+    @property
+    def exits(self) -> _ExitTtl: ...
+    @property
+    def executor(self) -> _SentJournal: ...
 
 
 def non_finite(value: object, path: str = "") -> Iterator[str]:
@@ -53,7 +98,7 @@ def crash_loop_span_ms(initial_ms: float, max_ms: float, jitter: float, max_rest
     return sum(min(max_ms, initial_ms * 2.0**n) for n in range(max_restarts)) * (1.0 + jitter)
 
 
-def problems(cfg: Config) -> list[tuple[str, str]]:
+def problems(cfg: Checked) -> list[tuple[str, str]]:
     """Every rule ``cfg`` breaks, as (dotted key, why); empty if none."""
     out = [(key, "must be a finite number (not inf or nan)") for key in non_finite(cfg)]
     sc = cfg.supervisor

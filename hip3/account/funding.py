@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -29,10 +29,9 @@ from hip3.messages import DexCollateral
 from hip3.runtime.secrets import SecretError, SigningKey, load_signing_key
 
 if TYPE_CHECKING:
-    from hip3.runtime.logs import Log
-    from hip3.runtime.paper import PaperExchange
+    pass
 
-__all__ = ["FundResult", "FundingError", "fund_with_own_key", "move_to_dex", "paper_fund_dex", "parse_amount",
+__all__ = ["FundResult", "FundingError", "fund_with_own_key", "move_to_dex", "parse_amount",
            "read_collateral", "resolve_dex"]
 
 
@@ -137,18 +136,3 @@ def fund_with_own_key(cfg: Config, amount: Decimal, yes: bool) -> str:
     dex = resolve_dex(rest, cfg.exchange.dex_pattern)
     res = move_to_dex(rest, key, account, dex, amount, is_mainnet=mainnet, nonce_ms=time.time_ns() // 1_000_000)
     return res.line()
-
-
-def paper_fund_dex(exchange: PaperExchange | None, cfg: Config, usd: object, log: Log) -> dict[str, Any]:
-    """The supervisor's ``fund-dex`` command in paper mode: the operator's explicit transfer to the dex,
-    signed with the session's key (only the supervisor holds it). Live mode runs ``fund-dex`` with the
-    account's key instead. The reply for the CLI."""
-    if exchange is None:
-        return {"ok": False, "error": "the supervisor funds the dex in paper mode only; on the real exchange "
-                                      "run `python supervisor.py fund-dex` with the account's own key"}
-    try:
-        line = exchange.fund_dex(parse_amount(None if usd is None else str(usd), cfg.collateral.transfer_usd))
-    except FundingError as e:
-        return {"ok": False, "error": str(e)}
-    log.warning("dex_funded_by_operator", line=line)
-    return {"ok": True, "line": line}

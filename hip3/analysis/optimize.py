@@ -33,8 +33,8 @@ from hip3.analysis.equity import max_drawdown, score
 from hip3.analysis.evaluate import Score, Task
 from hip3.analysis.space import InvalidTrial, Space, apply, toml_fragment
 from hip3.config import Config
-from hip3.replay.recording import RecordingError, read_recording
-from hip3.replay.rotation import base_of_index, load_index
+from hip3.replay.recording import RecordingError
+from hip3.replay.rotation import base_of_index, load_index, read_recording
 
 
 class OptimizeError(Exception):

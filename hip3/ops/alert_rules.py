@@ -40,7 +40,7 @@ from hip3.runtime.logs import Log
 
 if TYPE_CHECKING:
     from hip3.config import Config
-    from hip3.runtime.supervisor import Supervisor
+    from hip3.runtime.supervisor_view import SupervisorView
 
 __all__ = ["COVERED", "AlertRouter", "day_summary", "open_alerts"]
 
@@ -108,7 +108,7 @@ class AlertRouter:
 
     # ------------------------------------------------------------------ the loop's turn
 
-    def observe(self, sup: Supervisor, now_ns: int) -> None:
+    def observe(self, sup: SupervisorView, now_ns: int) -> None:
         self._now_s = now_ns / 1e9
         if not self._started:
             self._started = True
@@ -121,7 +121,7 @@ class AlertRouter:
         self._daily(sup)
         self.notifier.tick(self._now_s)
 
-    def _session_started(self, sup: Supervisor) -> None:
+    def _session_started(self, sup: SupervisorView) -> None:
         st = sup.latch.state
         self._epoch = st.epoch
         self._persisted = sup.latch.persisted
@@ -133,7 +133,7 @@ class AlertRouter:
                    f"hip3 started in {sup.cfg.mode} mode: {_n(len(sup.cfg.markets), 'market')}, "
                    f"{_n(len(sup.slots), 'actor')}, run directory {sup.run_dir}{latched}")
 
-    def _hard_stop(self, sup: Supervisor) -> None:
+    def _hard_stop(self, sup: SupervisorView) -> None:
         st = sup.latch.state
         if st.epoch != self._epoch:
             self._epoch = st.epoch
@@ -172,7 +172,7 @@ class AlertRouter:
                            f"the hard stop is latched in memory only: cannot write {sup.latch.path}: "
                            f"{sup.latch.persist_error}; a restart now would forget it: repair that path")
 
-    def _actor_alerts(self, sup: Supervisor) -> None:
+    def _actor_alerts(self, sup: SupervisorView) -> None:
         alerts = sup.alerts
         new: list[dict[str, Any]] = []
         for a in reversed(alerts):  # the list is bounded; the last one seen marks where the new ones start
@@ -198,7 +198,7 @@ class AlertRouter:
             level = level if level in ("warning", "critical") else "warning"
             self._send(kind, level, f"{actor}: {_TITLES.get(kind, 'alert')}", text, key=f"{kind}:{actor}")
 
-    def _crash_loops(self, sup: Supervisor, now_ns: int) -> None:
+    def _crash_loops(self, sup: SupervisorView, now_ns: int) -> None:
         """An actor restarted ``crash_loop_restarts`` times within the period, before the restart limit
         (which the supervisor's own alert reports: ``COVERED``). Once per episode: again only after a
         whole period without a restart."""
@@ -215,7 +215,7 @@ class AlertRouter:
                        f"{name} restarted {recent} times within {sc.restart_period_s:g} s (more than "
                        f"{sc.max_restarts} latches the hard stop){why}", key=f"crash_loop:{name}")
 
-    def _feed(self, sup: Supervisor, now_ns: int) -> None:
+    def _feed(self, sup: SupervisorView, now_ns: int) -> None:
         feed = sup.slots.get("feed")
         if feed is None or sup.stopping:
             return
@@ -238,7 +238,7 @@ class AlertRouter:
             self._feed_bad_seen = False
             self._send("feed", "success", "feed fresh again", "the feed is READY and every market is fresh again")
 
-    def _entries(self, sup: Supervisor, now_ns: int) -> None:
+    def _entries(self, sup: SupervisorView, now_ns: int) -> None:
         det = sup.slots.get("detector")
         if det is None or sup.cfg.mode == "observe" or sup.stopping:
             return
@@ -264,7 +264,7 @@ class AlertRouter:
             self._send("entries_blocked", "warning", "entries blocked",
                        f"no entry for {(now_ns - self._blocked_since_ns) / 60e9:.1f} min: {reason}")
 
-    def _daily(self, sup: Supervisor) -> None:
+    def _daily(self, sup: SupervisorView) -> None:
         if not self.params.daily_summary:
             return
         day = self.wall_ms() // _DAY_MS
@@ -281,7 +281,7 @@ class AlertRouter:
 
     # ------------------------------------------------------------------ the end
 
-    def close(self, sup: Supervisor, timeout_s: float = 5.0) -> None:
+    def close(self, sup: SupervisorView, timeout_s: float = 5.0) -> None:
         """The session's last message (what stays open at the exchange), then drain the queue (bounded)."""
         if self.params.session_messages and self._started:
             from hip3.ui.stopping import format_leftovers

@@ -41,7 +41,8 @@ from hip3 import clock
 from hip3.config import Config, MarketConfig
 from hip3.journal.trades import TradeLog
 from hip3.messages import HardStopRequest, HardStopState
-from hip3.replay.recording import Recording, read_recording
+from hip3.replay.recording import Recording
+from hip3.replay.rotation import read_recording
 from hip3.runtime.actor import Actor
 from hip3.runtime.bus import Bus, prepare_run_dir
 from hip3.runtime.hardstop import Latch

@@ -19,7 +19,7 @@ userFills), acks, pongs and post answers are not: a replay's matching engine mak
 Written off the hot path: the WebSocket client collects ``(recv_ns, payload)`` pairs while it reads, the
 feed hands them over *after* it published the frames, the recorder appends them to a buffer and writes it
 when it exceeds ``FLUSH_BYTES`` or on ``flush()`` (the feed's 1 s timer) and at stop. A record cut by a
-kill (``kill -9`` mid-write) or a bad CRC ends the readable part: ``read_recording`` ignores the tail
+kill (``kill -9`` mid-write) or a bad CRC ends the readable part: ``read_file`` ignores the tail
 and reports it (``torn_bytes``, ``torn_reason``).
 
 Compressed (``zstd_level``): the same bytes as one zstd stream, a block ended at every flush (so what was
@@ -194,16 +194,11 @@ def _inflate(data: bytes) -> tuple[bytes, str]:
     return bytes(out), "" if d.eof else "unfinished compressed stream"
 
 
-def read_recording(path: Path | str) -> Recording:
-    """Read every whole record of a recording file (compressed or not) or of every part an index lists
-    (``hip3.replay.rotation``); a torn or corrupt tail is ignored and reported, never raised."""
-    from hip3.replay.rotation import index_path, read_index_recording
-
+def read_file(path: Path | str) -> Recording:
+    """Read every whole record of one recording file (compressed or not); a torn or corrupt tail is
+    ignored and reported, never raised. A rotated recording (an index and its parts) is read with
+    ``hip3.replay.rotation.read_recording``, which reads each part with this."""
     path = Path(path)
-    if path.name.endswith(".index.jsonl"):
-        return read_index_recording(path)
-    if not path.exists() and index_path(path).exists():  # record_path of a rotated recording: its parts
-        return read_index_recording(index_path(path))
     data = path.read_bytes()
     stream_note = ""
     if data.startswith(ZSTD_MAGIC):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from hip3.replay.recording import FrameRecorder, Recording, RecordingError, read_recording
+from hip3.replay.recording import FrameRecorder, Recording, RecordingError, read_file
 
 INDEX_FORMAT = 1
 _PART_RE = re.compile(r"^(?P<stem>.+)\.(?P<n>\d{5,})\.rec(?P<zst>\.zst)?$")
@@ -123,7 +123,7 @@ def rebuild_index(base: Path) -> dict[str, Any]:
     parts = []
     for n, p in list_parts(base):
         try:
-            parts.append(entry_for(p, n, read_recording(p), closed=True))
+            parts.append(entry_for(p, n, read_file(p), closed=True))
         except (OSError, RecordingError):
             continue
     return {"format": INDEX_FORMAT, "stem": stem_of(base), "parts": parts}
@@ -182,7 +182,7 @@ def read_index_recording(path: Path) -> Recording:
         if not part.exists():
             reasons.append(f"{entry['file']}: missing")
             continue
-        rec = read_recording(part)
+        rec = read_file(part)
         segments.extend(rec.segments)
         torn += rec.torn_bytes
         if rec.torn_reason:
@@ -190,6 +190,17 @@ def read_index_recording(path: Path) -> Recording:
     if not segments:
         raise RecordingError(f"{path}: none of the listed parts exists")
     return Recording(segments, torn, "; ".join(reasons))
+
+
+def read_recording(path: Path | str) -> Recording:
+    """Read every whole record of a recording file (compressed or not) or of every part an index lists;
+    a torn or corrupt tail is ignored and reported, never raised."""
+    path = Path(path)
+    if path.name.endswith(".index.jsonl"):
+        return read_index_recording(path)
+    if not path.exists() and index_path(path).exists():  # record_path of a rotated recording: its parts
+        return read_index_recording(index_path(path))
+    return read_file(path)
 
 
 class RotatingRecorder:
@@ -220,7 +231,7 @@ class RotatingRecorder:
             if not e.get("closed"):
                 path = self.base.parent / str(e["file"])
                 try:
-                    fixed = entry_for(path, int(e["part"]), read_recording(path), closed=True)
+                    fixed = entry_for(path, int(e["part"]), read_file(path), closed=True)
                 except (OSError, RecordingError) as err:
                     fixed = {**e, "closed": True, "torn_reason": f"unreadable: {err}"}
                 append_index(self.base, fixed)

@@ -62,7 +62,7 @@ from hip3.ui.http import EndpointError, HttpEndpoint, Request, Response
 if TYPE_CHECKING:
     from hip3.config import MetricsConfig
     from hip3.runtime.logs import Log
-    from hip3.runtime.supervisor import Supervisor
+    from hip3.runtime.supervisor_view import SupervisorView
 
 __all__ = [
     "ActorSnapshot", "HistogramSnapshot", "LatencyHistogram", "MetricsError", "MetricsSnapshot",
@@ -431,14 +431,14 @@ class SupervisorMetrics:
         if msg.intent_recv_ns > 0 and msg.sent_ns >= msg.intent_recv_ns:
             self.executor_added[kind].observe((msg.sent_ns - msg.intent_recv_ns) / 1e9)
 
-    def refresh(self, sup: Supervisor, now_ns: int, force: bool = False) -> None:
+    def refresh(self, sup: SupervisorView, now_ns: int, force: bool = False) -> None:
         """Publish a new snapshot if the last one is ``SNAPSHOT_INTERVAL_MS`` old (or ``force``)."""
         if now_ns < self._next_ns and not force:
             return
         self._next_ns = now_ns + SNAPSHOT_INTERVAL_MS * 1_000_000
         self.snapshot = self.build(sup)
 
-    def build(self, sup: Supervisor) -> MetricsSnapshot:
+    def build(self, sup: SupervisorView) -> MetricsSnapshot:
         actors = tuple(
             ActorSnapshot(
                 name=s.name, pid=s.pid if s.handle is not None else None,

@@ -24,7 +24,6 @@ from typing import Any
 import msgspec
 import zmq
 
-from hip3.account.entry_conditions import status_view
 from hip3.config import Config
 from hip3.messages import (
     Alert,
@@ -42,7 +41,7 @@ from hip3.messages import (
 from hip3.ops.alert_rules import open_alerts
 from hip3.ops.readiness import Probes
 from hip3.runtime.bus import Bus
-from hip3.runtime.hardstop import Latch, LatchFileError
+from hip3.runtime.hardstop import Latch
 from hip3.runtime.launchers import Launcher
 from hip3.runtime.liveness import LoopWatch, Slot, judge, stall_allowance_ms
 from hip3.runtime.logs import Log
@@ -50,6 +49,8 @@ from hip3.runtime.metrics import SupervisorMetrics
 from hip3.runtime.paper import PaperExchange
 from hip3.runtime.restart import RestartPolicy
 from hip3.runtime.runner import ACTORS
+from hip3.runtime.supervisor_ctl import handle_command
+from hip3.runtime.supervisor_status import status_snapshot
 from hip3.runtime.trading import TradingStats
 from hip3.ui.board import Board
 from hip3.ui.dashboard import open_endpoint
@@ -312,87 +313,10 @@ class Supervisor:
     # ---------------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        now = self._now()
-        view = self.board.view(self.trading.snapshot, now)
-        trading = {**self.trading.as_dict(), "unrealized_pnl_usd": view.pop("unrealized_pnl_usd")}
-        st = self.latch.state
-        actors = []
-        for s in self.slots.values():
-            actors.append({
-                "name": s.name,
-                "pid": s.pid if s.handle is not None else None,
-                "state": s.state,
-                "restarts": s.restarts,
-                "heartbeat_age_ms": round((now - s.last_hb_ns) / 1e6) if s.last_hb_ns is not None else None,
-                "ready": s.ready,
-                "ready_detail": s.ready_detail,
-                "hardstop_epoch_acked": s.acked_epoch,
-                # monotonic_ns timestamps (comparable across processes on one host), for benchmarks
-                "ready_since_ns": s.ready_ns if s.ready else None,
-                "hardstop_acked_ns": s.acked_ns,
-                "stats": s.stats,
-            })
-        return {
-            "run_dir": str(self.run_dir),
-            "running": True,
-            "mode": self.cfg.mode,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "hard_stop": {"latched": st.latched, "reason": st.reason, "epoch": st.epoch, "since_ms": st.since_ms,
-                          "flatten": msgspec.to_builtins(self.hardstop_progress) if self.hardstop_progress else None,
-                          **self._latch_file_status()},
-            "supervisor": {"stalls": self.watch.stalls, "stalled_ms": round(self.watch.stalled_ns / 1e6),
-                           "longest_stall_ms": round(self.watch.longest_stall_ns / 1e6)},
-            "actors": actors,
-            "seq_gaps": sum(s.stats.get("seq_gaps", 0) for s in self.slots.values()),
-            "alerts": self.alerts[-10:],
-            **self._entry_conditions(),
-            "trading": trading,
-            **view,
-            "exchange": None if self.exchange is None else {
-                "kind": "simulator", "url": self.exchange.url, "account": self.exchange.key.address,
-                "order_log": str(self.exchange.order_log), "restarts": self.exchange.restarts,
-                "pid": self.exchange.proc.pid if self.exchange.proc is not None else None},
-            "metrics": None if self.metrics is None else {"url": self.metrics.url},
-            "dashboard": None if self.dashboard is None else {"url": self.dashboard.url},
-            "left": self.board.left(self.trading.snapshot),  # what a stop now would leave at the exchange
-        }
-
-    def _latch_file_status(self) -> dict[str, Any]:
-        """Whether the latch file holds the current state, and if not, why (for status and replies)."""
-        return {"persisted": self.latch.persisted, "persist_error": self.latch.persist_error,
-                "path": str(self.latch.path), "failed_writes": self.latch.failed_writes}
-
-    def _entry_conditions(self) -> dict[str, Any]:
-        det, feed = self.slots.get("detector"), self.slots.get("feed")
-        return status_view(self.cfg.collateral, self.cfg.clock, None if det is None else (det.ready, det.ready_detail),
-                           feed.stats.get("clock_skew_ms") if feed is not None else None, self.collateral)
+        return status_snapshot(self, self._now())
 
     def handle_command(self, req: dict[str, Any]) -> dict[str, Any]:
-        cmd = req.get("cmd")
-        if cmd == "status":
-            return self.status()
-        if cmd == "hardstop":
-            reason = str(req.get("reason") or "operator")
-            changed = self.hardstop(f"operator: {reason}", "cli")
-            return {"ok": True, "changed": changed,
-                    "hard_stop": {**msgspec.to_builtins(self.latch.state), **self._latch_file_status()}}
-        if cmd == "reset-hardstop":
-            try:
-                changed = self.reset_hardstop()
-            except LatchFileError as e:
-                self.log.error("hardstop_reset_refused", error=str(e))
-                return {"ok": False, "error": str(e)}
-            return {"ok": True, "changed": changed, "hard_stop": msgspec.to_builtins(self.latch.state)}
-        if cmd == "stop":
-            self.stopping = True
-            self.stop_request = req  # stop --flatten asks for its latch to be cleared once every actor is down
-            # What this stop leaves at the exchange: the loop reads no more position snapshots after this.
-            return {"ok": True, "left": self.board.left(self.trading.snapshot)}
-        if cmd == "fund-dex":
-            from hip3.account.funding import paper_fund_dex
-
-            return paper_fund_dex(self.exchange, self.cfg, req.get("usd"), self.log)
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+        return handle_command(self, req)
 
     def _on_ctl(self) -> None:
         while True:

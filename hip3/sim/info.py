@@ -14,7 +14,8 @@ from typing import Any
 
 from hip3.sim.accounts import Account, dstr, order_dict, position_margin, unrealized
 from hip3.sim.book import fmt_units
-from hip3.sim.engine import BadRequest, Engine, Market
+from hip3.sim.engine import Engine
+from hip3.sim.market import BadRequest, Market
 
 _ZERO = Decimal(0)
 DEPLOYER = "0x88806a71d74ad0a510b350545c9ae490912f0888"

@@ -16,7 +16,7 @@ immediately match against any resting orders. asset=<a>``), a GTC/ALO remainder 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hip3.hyperliquid.errors import (
     ERR_CANCEL_MISSING_ORDER,
@@ -32,9 +32,7 @@ from hip3.hyperliquid.errors import (
 from hip3.hyperliquid.wire import is_valid_cloid, is_valid_price, is_valid_size
 from hip3.sim.accounts import Account, apply_fill, dstr, position_margin, unrealized, ws_order
 from hip3.sim.book import Order, to_units
-
-if TYPE_CHECKING:
-    from hip3.sim.engine import Engine, Market
+from hip3.sim.market import BadRequest, Exchange, Market
 
 # [UNVERIFIED] wording: a size with more decimals than szDecimals.
 ERR_BAD_SIZE = "Order has invalid size."
@@ -43,8 +41,6 @@ _AVG_Q = Decimal("1e-8")
 
 
 def _bad(what: str) -> Exception:
-    from hip3.sim.engine import BadRequest
-
     return BadRequest(f"Failed to deserialize the JSON body into the target type: {what}")
 
 
@@ -70,7 +66,7 @@ def _parse_wire(w: Any) -> tuple[int, bool, str, str, bool, str, str | None]:
 
 
 def place_orders(
-    eng: Engine, acct: Account, action: dict[str, Any], tx_hash: str, now_ms: int
+    eng: Exchange, acct: Account, action: dict[str, Any], tx_hash: str, now_ms: int
 ) -> tuple[dict[str, Any], list[str], list[Any]]:
     """Handle an ``order`` action; returns (response body, cloids, statuses)."""
     wires = action.get("orders")
@@ -82,7 +78,7 @@ def place_orders(
     return {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}, cloids, statuses
 
 
-def available_margin(eng: Engine, acct: Account) -> Decimal:
+def available_margin(eng: Exchange, acct: Account) -> Decimal:
     """Collateral on the builder dex + unrealised PnL - margin of positions - margin reserved by resting
     orders. Only the builder dex's own balance counts (the perp balance does not back these markets)."""
     avail = acct.balance
@@ -100,7 +96,7 @@ def available_margin(eng: Engine, acct: Account) -> Decimal:
 
 
 def _place_one(
-    eng: Engine,
+    eng: Exchange,
     acct: Account,
     a: int,
     is_buy: bool,
@@ -202,7 +198,7 @@ def _place_one(
     return {"resting": {"oid": order.oid}}
 
 
-def _min_value_exempt(eng: Engine, reduce_only: bool, is_buy: bool, lots: int, szi: int) -> bool:
+def _min_value_exempt(eng: Exchange, reduce_only: bool, is_buy: bool, lots: int, szi: int) -> bool:
     """A reduce-only order below the minimum value (``SimParams.reduce_only_min_value``, [UNVERIFIED]
     rule in ``hip3.hyperliquid.rules``): exempt always, only when it closes the whole position, or never."""
     rule = eng.p.reduce_only_min_value
@@ -217,7 +213,7 @@ def _filled(m: Market, lots: int, ntl: int, oid: int) -> dict[str, Any]:
 
 
 def _book_fill(
-    eng: Engine,
+    eng: Exchange,
     m: Market,
     acct: Account,
     order: Order,
@@ -239,7 +235,7 @@ def _book_fill(
         m.day_base_lots += lots
 
 
-def _forget(eng: Engine, o: Order, status: str, now_ms: int) -> None:
+def _forget(eng: Exchange, o: Order, status: str, now_ms: int) -> None:
     """A resting user order leaves the book (already removed from it) with ``status``."""
     m = eng.by_asset[o.asset]
     acct = eng.accounts[o.owner] if o.owner is not None else None
@@ -248,7 +244,7 @@ def _forget(eng: Engine, o: Order, status: str, now_ms: int) -> None:
         eng.outbox.order_update(acct.address, ws_order(o, m.coin, m.szd, status, now_ms))
 
 
-def cancel_order(eng: Engine, acct: Account, o: Order, status: str, now_ms: int) -> None:
+def cancel_order(eng: Exchange, acct: Account, o: Order, status: str, now_ms: int) -> None:
     """Take one of ``acct``'s resting orders off the book with ``status`` (canceled, scheduledCancel...)."""
     m = eng.by_asset[o.asset]
     m.book.remove(o)
@@ -257,7 +253,7 @@ def cancel_order(eng: Engine, acct: Account, o: Order, status: str, now_ms: int)
 
 
 def cancel_by_oid(
-    eng: Engine, acct: Account, action: dict[str, Any], now_ms: int
+    eng: Exchange, acct: Account, action: dict[str, Any], now_ms: int
 ) -> tuple[dict[str, Any], list[Any]]:
     cancels = action.get("cancels")
     if not isinstance(cancels, list) or not cancels:
@@ -276,7 +272,7 @@ def cancel_by_oid(
 
 
 def cancel_by_cloid(
-    eng: Engine, acct: Account, action: dict[str, Any], now_ms: int
+    eng: Exchange, acct: Account, action: dict[str, Any], now_ms: int
 ) -> tuple[dict[str, Any], list[str], list[Any]]:
     cancels = action.get("cancels")
     if not isinstance(cancels, list) or not cancels:

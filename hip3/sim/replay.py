@@ -35,7 +35,8 @@ import msgspec
 
 from hip3 import clock
 from hip3.sim.book import MAKER, Order
-from hip3.sim.engine import Engine, Market
+from hip3.sim.engine import Engine
+from hip3.sim.market import Market
 from hip3.sim.orderlog import OrderLog
 from hip3.sim.params import MarketSpec, SimParams
 from hip3.sim.server import SimCore

@@ -23,8 +23,9 @@ import msgspec
 
 from hip3.hyperliquid.errors import ERR_WS_ALREADY_SUBSCRIBED, ERR_WS_BAD_REQUEST, rate_limit_error
 from hip3.sim import info as info_mod
-from hip3.sim.engine import BadRequest, Engine, Market, err
+from hip3.sim.engine import Engine
 from hip3.sim.faults import Faults
+from hip3.sim.market import BadRequest, Market, err
 from hip3.sim.orderlog import fault_record
 from hip3.sim.params import SimParams
 from hip3.sim.transport import Conn, text_frame

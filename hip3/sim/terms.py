@@ -31,7 +31,7 @@ from hip3.sim.accounts import dstr
 from hip3.sim.params import FeeParams, OiParams
 
 if TYPE_CHECKING:
-    from hip3.sim.engine import Engine, Market
+    from hip3.sim.market import Exchange, Market
 
 __all__ = ["SimTerms"]
 
@@ -44,7 +44,7 @@ def _d(x: float) -> Decimal:
 
 
 class SimTerms:
-    def __init__(self, eng: Engine, fees: FeeParams, oi: OiParams) -> None:
+    def __init__(self, eng: Exchange, fees: FeeParams, oi: OiParams) -> None:
         self._eng = eng
         self.fees = fees
         self.oi = oi

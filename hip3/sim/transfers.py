@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from hip3.hyperliquid.errors import ERR_MUST_DEPOSIT
 from hip3.hyperliquid.user_signed import SEND_ASSET_PRIMARY, SEND_ASSET_TYPES, recover_user_signed
+from hip3.sim.market import OK_DEFAULT, BadRequest, Exchange, err
+from hip3.sim.orders import available_margin
 
 if TYPE_CHECKING:
     from hip3.sim.accounts import Account
-    from hip3.sim.engine import Engine
 
 __all__ = ["ERR_TRANSFER_BALANCE", "send_asset"]
 
@@ -38,11 +39,9 @@ _ERR_SUB = "Sub-account transfers are not supported by the simulator"
 _USDC_DECIMALS = Decimal("0.000001")
 
 
-def _available(eng: Engine, acct: Account, dex: str) -> Decimal:
+def _available(eng: Exchange, acct: Account, dex: str) -> Decimal:
     if dex == "":
         return max(Decimal(0), acct.perp_balance)
-    from hip3.sim.orders import available_margin
-
     return max(Decimal(0), min(acct.balance, available_margin(eng, acct)))
 
 
@@ -58,10 +57,8 @@ def _amount(v: Any) -> Decimal | None:
     return d
 
 
-def send_asset(eng: Engine, action: dict[str, Any], nonce: int, sig: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def send_asset(eng: Exchange, action: dict[str, Any], nonce: int, sig: dict[str, Any], now_ms: int) -> dict[str, Any]:
     """Answer a ``sendAsset`` action (raises BadRequest where the exchange fails to deserialize it)."""
-    from hip3.sim.engine import OK_DEFAULT, BadRequest, err
-
     try:
         signer = recover_user_signed(action, sig, SEND_ASSET_TYPES, SEND_ASSET_PRIMARY)
         dest = str(action["destination"]).lower()

@@ -13,15 +13,28 @@ per-connection output is joined into one ``transport.write`` per tick. No compre
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-if TYPE_CHECKING:
-    from hip3.sim.server import SimCore
+from hip3.sim.params import SimParams
+
+
+class ConnHandler(Protocol):
+    """What a connection calls on the simulator's core (``hip3.sim.server.SimCore``): the transport only
+    frames bytes, the core decides; declared here so the transport does not import the server."""
+
+    @property
+    def params(self) -> SimParams: ...
+    def log_exception(self, what: str) -> None: ...
+    def ws_opened(self, c: Conn) -> None: ...
+    def forget(self, c: Conn) -> None: ...
+    def http_request(self, c: Conn, path: str, body: bytes, close: bool) -> None: ...
+    def ws_message(self, c: Conn, raw: bytes) -> None: ...
+
 
 GREETING = b"Websocket connection established."
 MAX_HEAD = 64 * 1024
@@ -60,7 +73,7 @@ def http_response(
 class Conn(asyncio.Protocol):
     """One client connection; all methods run on the server's event loop."""
 
-    def __init__(self, core: SimCore) -> None:
+    def __init__(self, core: ConnHandler) -> None:
         self.core = core
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from hip3.runtime.hardstop import Latch, LatchFileError
 
 if TYPE_CHECKING:
-    from hip3.runtime.supervisor import Supervisor
+    from hip3.runtime.supervisor_view import SupervisorView
 
 __all__ = ["FLATTEN_REASON", "FlattenResult", "FlattenWait", "StopTimeout", "clear_after_flatten", "end_of_session",
            "flatten_before_stop", "format_leftovers", "print_summary", "stop_session"]
@@ -139,7 +139,7 @@ def flatten_before_stop(request: Callable[[dict[str, Any]], dict[str, Any]], tim
         sleep(poll_s)
 
 
-def clear_after_flatten(sup: Supervisor) -> bool:
+def clear_after_flatten(sup: SupervisorView) -> bool:
     """Once every actor is down: clear the latch ``stop --flatten`` raised, if the stop asked for it
     (``clear_hardstop_epoch``), the latch is still that one (same epoch, the flatten's reason), the flatten
     of that epoch reported done and the last position view holds nothing. Anything else stays latched."""
@@ -160,7 +160,7 @@ def clear_after_flatten(sup: Supervisor) -> bool:
     return True
 
 
-def end_of_session(sup: Supervisor) -> tuple[dict[str, Any], list[str]]:
+def end_of_session(sup: SupervisorView) -> tuple[dict[str, Any], list[str]]:
     """After ``sup.shutdown()``: the latch cleared if ``stop --flatten`` earned it, then the final status and
     the lines listing what stays open at the exchange."""
     clear_after_flatten(sup)

@@ -28,7 +28,8 @@ from hip3.execution.params import (
     TiltGuardParams,
 )
 from hip3.execution.risk import MS_PER_DAY, RiskMonitor
-from hip3.execution.risk_state import STATE_FILE, RiskKeeper, RiskStateError, RiskStateStore
+from hip3.execution.risk_keeper import RiskKeeper
+from hip3.execution.risk_state import STATE_FILE, RiskStateError, RiskStateStore
 from hip3.execution.soft_gates import SoftGates
 from hip3.messages import HardStopState, OrderRejected
 from tests.execution.helpers import GOLD, SILVER, SPECS, closed, entry, pos, snap

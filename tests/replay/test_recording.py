@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hip3.replay.recording import MAGIC, FrameRecorder, RecordingError, read_recording
+from hip3.replay.recording import MAGIC, FrameRecorder, RecordingError
+from hip3.replay.rotation import read_recording
 
 pytestmark = pytest.mark.timeout(20)
 

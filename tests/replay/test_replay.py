@@ -23,7 +23,7 @@ from hip3 import clock
 from hip3.config import Config
 from hip3.journal.trades import TradeLog
 from hip3.replay.driver import ReplayResult, replay
-from hip3.replay.recording import read_recording
+from hip3.replay.rotation import read_recording
 from hip3.sim.book import MAKER
 from hip3.sim.replay import ReplayExchange, params_from_header
 from tests.replay.helpers import live_session

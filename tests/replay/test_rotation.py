@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hip3.replay.recording import MAGIC, ZSTD_MAGIC, FrameRecorder, RecordingError, read_recording
-from hip3.replay.rotation import RotatingRecorder, RotationParams, index_path, load_index, open_recorder
+from hip3.replay.recording import MAGIC, ZSTD_MAGIC, FrameRecorder, RecordingError
+from hip3.replay.rotation import RotatingRecorder, RotationParams, index_path, load_index, open_recorder, read_recording
 from tests.replay.test_recording import HEADER
 
 pytestmark = pytest.mark.timeout(30)

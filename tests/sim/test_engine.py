@@ -15,7 +15,8 @@ from hip3.hyperliquid.errors import (
     ERR_REDUCE_ONLY,
     ERR_TICK,
 )
-from hip3.sim.engine import BadRequest, Engine
+from hip3.sim.engine import Engine
+from hip3.sim.market import BadRequest
 from hip3.sim.params import SimParams
 from tests.sim.helpers import order, signed
 

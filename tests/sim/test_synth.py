@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hip3.replay.recording import read_recording
+from hip3.replay.rotation import read_recording
 from hip3.sim.synth import default_params, main, synth_recording
 
 

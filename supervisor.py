@@ -248,9 +248,9 @@ def _start_detached(cfg: Config, config_path: Path, live: bool) -> int:
     proc = subprocess.Popen([*cmd, "--live"] if live else cmd,
                             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env)
     out.close()
-    from hip3.runtime.supervisor import DEFAULT_ORDER
+    from hip3.runtime.roster import start_order
 
-    n_actors = len(cfg.supervisor.actors or DEFAULT_ORDER[cfg.mode])
+    n_actors = len(cfg.supervisor.actors or start_order(cfg.mode))
     # Actors start one after another, each allowed ready_timeout_ms; plus the simulator's start.
     deadline = time.monotonic() + cfg.supervisor.ready_timeout_ms / 1000 * n_actors + 30
     while time.monotonic() < deadline:

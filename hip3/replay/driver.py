@@ -47,15 +47,13 @@ from hip3.runtime.actor import Actor
 from hip3.runtime.bus import Bus, prepare_run_dir
 from hip3.runtime.hardstop import Latch
 from hip3.runtime.paper import PAPER_FUNDS_USD
+from hip3.runtime.roster import start_order
 from hip3.runtime.runner import actor_class
 from hip3.runtime.secrets import SigningKey, hand_over
 from hip3.runtime.trading import TradingStats
 from hip3.sim.params import SimParams
 from hip3.sim.replay import ReplayExchange, params_from_header
 
-# The paper graph, in the supervisor's start order: the recorder writes the replay's journal
-# (``<run_dir>/journal.sqlite``) with the same code as a live session, so ``report --run-dir`` reads both alike.
-REPLAY_ACTORS = ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder")
 # The journal is committed at the end of the replay anyway (the recorder's teardown); a long commit
 # interval keeps its timer from waking the graph twenty times a virtual second.
 REPLAY_COMMIT_INTERVAL_MS = 1000
@@ -226,7 +224,10 @@ class Replay:
         hand_over(key)
         groups = self._groups()
         try:
-            for name in REPLAY_ACTORS:
+            # The paper graph, in the supervisor's start order: the recorder writes the replay's journal
+            # (``<run_dir>/journal.sqlite``) with the same code as a live session, so ``report --run-dir``
+            # reads both alike.
+            for name in start_order("paper"):
                 actor = actor_class(name)(cfg, context=context, supervised=False)
                 with sim.serving():
                     actor.start()

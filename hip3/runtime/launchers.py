@@ -20,18 +20,15 @@ from typing import Protocol
 import zmq
 
 from hip3.config import Config
+from hip3.runtime.roster import preloaded_modules
 from hip3.runtime.secrets import SigningKey, hand_over
 
-_PRELOAD = [
-    "hip3.runtime.runner",
-    "hip3.messages",
-    "hip3.runtime.bus",
-    "actors.feed",
-    "actors.position_tracker",
-    "actors.detector",
-    "actors.exit_watcher",
-    "actors.executor",
-]
+_PRELOAD = ["hip3.runtime.runner", "hip3.messages", "hip3.runtime.bus"]  # then the actors (``preload_list``)
+
+
+def preload_list() -> list[str]:
+    """What the forkserver imports before any fork: the runtime, then every actor the roster preloads."""
+    return [*_PRELOAD, *preloaded_modules()]
 
 
 class Handle(Protocol):
@@ -112,7 +109,7 @@ class ProcessLauncher:
         os.environ["HIP3_SUPERVISOR_PID"] = str(os.getpid())
         os.environ["HIP3_RUN_DIR"] = self.run_dir
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(_PRELOAD)
+        self._ctx.set_forkserver_preload(preload_list())
 
     def launch(self, name: str) -> Handle:
         from hip3.runtime.runner import supervised_main

@@ -19,26 +19,15 @@ import msgspec
 
 from hip3.config import Config, ConfigError, load_config
 from hip3.runtime.actor import Actor, install_signal_handlers
+from hip3.runtime.roster import target_of
 from hip3.runtime.sched import realtime_priority
 from hip3.runtime.secrets import SigningKey, hand_over
-
-# name -> "module:Class". Dependency order for a start: market data, then positions, then the rest.
-ACTORS: dict[str, str] = {
-    "feed": "actors.feed:Feed",
-    "position_tracker": "actors.position_tracker:PositionTracker",
-    "executor": "actors.executor:Executor",
-    "detector": "actors.detector:Detector",
-    "exit_watcher": "actors.exit_watcher:ExitWatcher",
-    "recorder": "actors.recorder:Recorder",  # off the hot path: the journal; nothing depends on it
-}
 
 _PR_SET_PDEATHSIG = 1
 
 
 def actor_class(name: str) -> type[Actor]:
-    if name not in ACTORS:
-        raise KeyError(f"unknown actor {name!r}; known: {', '.join(ACTORS)}")
-    module, cls = ACTORS[name].split(":")
+    module, cls = target_of(name).split(":")
     result: type[Actor] = getattr(importlib.import_module(module), cls)
     return result
 

@@ -48,22 +48,12 @@ from hip3.runtime.logs import Log
 from hip3.runtime.metrics import SupervisorMetrics
 from hip3.runtime.paper import PaperExchange
 from hip3.runtime.restart import RestartPolicy
-from hip3.runtime.runner import ACTORS
+from hip3.runtime.roster import actor_names, flatten_actors, start_order
 from hip3.runtime.supervisor_ctl import handle_command
 from hip3.runtime.supervisor_status import status_snapshot
 from hip3.runtime.trading import TradingStats
 from hip3.ui.board import Board
 from hip3.ui.dashboard import open_endpoint
-
-_TRADING = ("feed", "position_tracker", "executor", "detector", "exit_watcher", "recorder")
-DEFAULT_ORDER: dict[str, tuple[str, ...]] = {"observe": ("feed", "detector", "recorder"), "paper": _TRADING,
-                                             "live": _TRADING}
-
-# The hard stop's flatten runs in the executor, from the position tracker's synced view and the feed's
-# marks. Past the restart limit these are not given up (that would latch the stop and leave the
-# positions open at the exchange for good): the stop latches and they keep being restarted, every
-# ``restart_backoff_max_ms``. The others stop being restarted (Erlang/OTP's intensity limit).
-FLATTEN_ACTORS = frozenset({"feed", "position_tracker", "executor"})
 
 
 class Supervisor:
@@ -80,11 +70,12 @@ class Supervisor:
         self.log = log
         self.run_dir = cfg.run_path
         sc = cfg.supervisor
-        names = sc.actors or DEFAULT_ORDER[cfg.mode]
-        unknown = [n for n in names if n not in ACTORS]
+        known = actor_names()
+        names = sc.actors or start_order(cfg.mode)
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise ValueError(f"unknown actors in supervisor.actors: {', '.join(unknown)}")
-        unknown = [n for n in sc.realtime_actors if n not in ACTORS]
+        unknown = [n for n in sc.realtime_actors if n not in known]
         if unknown:
             raise ValueError(f"unknown actors in supervisor.realtime_actors: {', '.join(unknown)}")
         # Before any socket: a supervisor that cannot keep a hard stop across a restart does not start.
@@ -212,7 +203,7 @@ class Supervisor:
             self.log.critical("actor_restart_limit", actor=slot.name, why=why, exitcode=code)
             self._alert("critical", slot.name, reason)
             self.hardstop(reason, "supervisor")
-            if slot.name not in FLATTEN_ACTORS:
+            if slot.name not in flatten_actors():
                 slot.state = "failed"
                 return
             # The latched stop must still flatten: keep restarting this one, at the slowest cadence.

@@ -48,7 +48,7 @@ from hip3.execution.send_path import JOURNAL_SYNC_DELAY_NS, SendPath, now_ms
 from hip3.hyperliquid.nonce import NonceError, NonceManager
 from hip3.hyperliquid.signing import Signer
 from hip3.hyperliquid.ws import ConnState, WsClient
-from hip3.journal.db import JOURNAL_FILE
+from hip3.journal.schema import JOURNAL_FILE
 from hip3.messages import AssetCtx, ExchangeClock, HardStopProgress, HardStopState, Msg
 from hip3.runtime.actor import Actor, ActorStartError, Timer
 from hip3.runtime.markets import load_registry

@@ -26,7 +26,8 @@ from __future__ import annotations
 import sys
 
 from hip3 import clock
-from hip3.journal.db import JournalWriter, journal_path
+from hip3.journal.db import JournalWriter
+from hip3.journal.schema import journal_path
 from hip3.messages import HardStopState
 from hip3.runtime.actor import Actor
 from hip3.runtime.runner import standalone_main

@@ -40,7 +40,8 @@ from hip3.execution.risk import RiskMonitor
 from hip3.execution.risk_keeper import RiskKeeper
 from hip3.execution.risk_state import RiskStateStore
 from hip3.execution.soft_gates import SoftGates
-from hip3.journal.db import JOURNAL_FILE, JournalWriter
+from hip3.journal.db import JournalWriter
+from hip3.journal.schema import JOURNAL_FILE
 from hip3.messages import HardStopState, PositionClosed
 
 T0 = 1_769_594_000_000

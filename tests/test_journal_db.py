@@ -13,7 +13,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from hip3.journal.db import SCHEMA_VERSION, JournalWriter, open_journal, rows_for, table_counts
+from hip3.journal.db import JournalWriter
+from hip3.journal.rows import rows_for
+from hip3.journal.schema import SCHEMA_VERSION, open_journal, table_counts
 from hip3.messages import (
     Bbo,
     FeedState,

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 import supervisor as cli
-from hip3.journal.db import JournalWriter, journal_path
+from hip3.journal.db import JournalWriter
 from hip3.journal.report import build_report, format_report, open_readonly, parse_since
+from hip3.journal.schema import journal_path
 from hip3.messages import HardStopProgress, HardStopState, Msg, OrderRejected, Signal
 from tests.conftest import make_config
 from tests.test_journal_db import closed, submitted, user_fill

@@ -49,8 +49,8 @@ class Score:
 
 
 def _score_journal(run_dir: Path, score: Score) -> None:
-    from hip3.journal.db import journal_path
     from hip3.journal.report import closed_trades, open_readonly
+    from hip3.journal.schema import journal_path
 
     conn = open_readonly(journal_path(run_dir))
     try:

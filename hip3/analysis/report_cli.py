@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 
 from hip3.analysis.fees import TakerFees
-from hip3.journal.db import journal_path
 from hip3.journal.report import build_report, format_report, open_readonly, parse_since
+from hip3.journal.schema import journal_path
 
 
 class ReportError(Exception):

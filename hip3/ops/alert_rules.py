@@ -300,8 +300,8 @@ class AlertRouter:
 def day_summary(run_dir: Path, start_ms: int, end_ms: int, fallback: list[PositionClosed]) -> str:
     """The day's trades from the journal (fees from the exchange's fills, every session of the day), or,
     without a readable journal, from the closes this supervisor saw."""
-    from hip3.journal.db import JOURNAL_FILE
     from hip3.journal.report import closed_trades, open_readonly
+    from hip3.journal.schema import JOURNAL_FILE
 
     day = time.strftime("%Y-%m-%d", time.gmtime(start_ms / 1000))
     try:

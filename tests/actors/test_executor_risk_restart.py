@@ -171,7 +171,8 @@ def test_losses_booked_while_the_executor_was_down_count_from_the_recorders_jour
         make: Callable[[str], RiskHarness], run_dir: Path) -> None:
     """An IOC flatten sent just before the crash fills after it: its close reaches no executor on the bus,
     but the recorder journals it, and the restarted executor counts it (once)."""
-    from hip3.journal.db import JOURNAL_FILE, JournalWriter
+    from hip3.journal.db import JournalWriter
+    from hip3.journal.schema import JOURNAL_FILE
 
     h = make("max_consecutive_failures = 3\nmax_loss_usd = 1000.0\ndaily_loss_cap_usd = 1000.0")
     recorder = JournalWriter(run_dir / JOURNAL_FILE)

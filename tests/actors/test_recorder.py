@@ -27,7 +27,7 @@ import zmq
 
 from actors.recorder import Recorder
 from hip3.config import REPO_ROOT, Config
-from hip3.journal.db import SCHEMA_VERSION, journal_path, table_counts
+from hip3.journal.schema import SCHEMA_VERSION, journal_path, table_counts
 from hip3.messages import Bbo, HardStopState, Heartbeat, Msg
 from hip3.runtime.bus import Bus, Publisher
 from tests.actors.helpers import wait

@@ -17,8 +17,9 @@ import pytest
 import supervisor as cli
 from hip3.analysis.fees import HIP3_TIER0_TAKER_BPS, TakerFees, round_trip_bps
 from hip3.analysis.followups import analyse, best_threshold, bucket_label, format_analysis
-from hip3.journal.db import JournalWriter, journal_path
+from hip3.journal.db import JournalWriter
 from hip3.journal.report import open_readonly
+from hip3.journal.schema import journal_path
 from hip3.messages import Msg, Signal, SignalFollowup
 
 T14 = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000 + 14 * 3_600_000  # 14:00 UTC that day

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from hip3.analysis.equity import equity_curve, max_drawdown, score
-from hip3.journal.db import JournalWriter, journal_path
+from hip3.journal.db import JournalWriter
 from hip3.journal.report import closed_trades, open_readonly
+from hip3.journal.schema import journal_path
 from tests.analysis.test_followups import _cli
 from tests.analysis.test_followups import session as signal_session
 from tests.test_report import journal

@@ -20,8 +20,8 @@ from hip3.analysis.evaluate import Score, Task
 from hip3.analysis.optimize import OptimizeError, Optimizer, RecordingInfo, Settings, expand
 from hip3.analysis.space import apply, parse_space
 from hip3.config import Config, parse_config
-from hip3.journal.db import journal_path
 from hip3.journal.report import build_report, open_readonly
+from hip3.journal.schema import journal_path
 from hip3.replay.driver import replay
 from hip3.sim.synth import default_params, synth_recording
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from hip3.config import REPO_ROOT
-from hip3.journal.db import journal_path, table_counts
+from hip3.journal.schema import journal_path, table_counts
 from hip3.runtime.trading import percentile
 from tests.e2e.helpers import alive, cli, status, wait_until
 

@@ -455,7 +455,7 @@ def _close(pnl: str, closed_ms: int, coin: str = GOLD, size: str = "1.50") -> ob
 
 
 def test_closes_published_while_the_executor_was_down_count_once(tmp_path: Path) -> None:
-    from hip3.journal.db import JOURNAL_FILE
+    from hip3.journal.schema import JOURNAL_FILE
 
     params = RiskParams(max_consecutive_failures=3, max_loss_usd=1000.0, daily_loss_cap_usd=1000.0)
     a, b, c, d = (_close("-1", T + i * 1000) for i in range(4))

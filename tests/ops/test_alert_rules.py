@@ -261,7 +261,7 @@ def test_alerts_enabled_without_a_destination_refuse_the_start(run_dir: Path,
 def test_the_daily_summary_reads_the_journal_with_the_fills_fees(tmp_path: Path) -> None:
     """The summary's source is the journal: every session of the day, fees from the exchange's fills (the
     closes' own fees can lack the exit's), nothing of the day before or after."""
-    from hip3.journal.db import journal_path
+    from hip3.journal.schema import journal_path
     from hip3.ops.alert_rules import day_summary
     from tests.test_report import T0_MS, journal, session
 

@@ -85,8 +85,8 @@ def _money(groups: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]
 def test_the_replays_journal_reports_the_live_sessions_fees_and_pnl(session: Session) -> None:
     """The replay's recorder (the live recorder's code) journals the replay; its report gives the same
     trades, fees (from the exchange's fills) and net PnL as the live session's journal."""
-    from hip3.journal.db import journal_path
     from hip3.journal.report import build_report, open_readonly
+    from hip3.journal.schema import journal_path
 
     live_conn = open_readonly(journal_path(session.dir / "live"))
     replay_conn = open_readonly(journal_path(session.first.run_dir))

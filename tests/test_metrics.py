@@ -21,17 +21,14 @@ from hip3.runtime.bus import prepare_run_dir
 from hip3.runtime.logs import Log
 from hip3.runtime.metrics import (
     TICK_TO_TRADE_BUCKETS_S,
-    ActorSnapshot,
-    HistogramSnapshot,
     LatencyHistogram,
     MetricsError,
-    MetricsSnapshot,
-    SnapshotCollector,
     StatsAccumulator,
     SupervisorMetrics,
     is_gauge,
     is_loopback,
 )
+from hip3.runtime.metrics_export import ActorSnapshot, HistogramSnapshot, MetricsSnapshot, SnapshotCollector
 from hip3.runtime.restart import RestartPolicy
 from hip3.runtime.supervisor import Slot, Supervisor
 from hip3.runtime.trading import TradingStats

@@ -4,7 +4,8 @@ executor's heartbeat stats (the request budget used against the cap, the dead ma
 from __future__ import annotations
 
 from hip3.execution.limits_status import limits_lines
-from hip3.runtime.metrics import ActorSnapshot, is_gauge
+from hip3.runtime.metrics import is_gauge
+from hip3.runtime.metrics_export import ActorSnapshot
 from tests.test_metrics import _families, _registry, _snapshot, _value
 
 STATS = {"request_budget_known": 1, "request_budget_used": 9_600, "request_budget_cap": 10_015,

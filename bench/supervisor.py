@@ -26,6 +26,7 @@ from hip3.config import load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import supervisor as cli
+from hip3.ops import ctl
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -51,7 +52,7 @@ def main() -> None:
         raise SystemExit("could not start hip3")
 
     def status() -> dict[str, Any]:
-        return cli.request(cfg, {"cmd": "status"})
+        return ctl.request(cfg, {"cmd": "status"})
 
     restart_ms: list[float] = []
     hs_ms: list[float] = []
@@ -75,7 +76,7 @@ def main() -> None:
         for i in range(args.hardstops):
             cmd = {"cmd": "hardstop", "reason": f"bench {i}"}
             t0 = time.monotonic_ns()
-            epoch = cli.request(cfg, cmd)["hard_stop"]["epoch"]
+            epoch = ctl.request(cfg, cmd)["hard_stop"]["epoch"]
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 acts = status()["actors"]
@@ -85,7 +86,7 @@ def main() -> None:
                 time.sleep(0.002)
             else:
                 raise SystemExit("hard stop not acknowledged by every actor within 5 s")
-            cli.request(cfg, {"cmd": "reset-hardstop"})
+            ctl.request(cfg, {"cmd": "reset-hardstop"})
             time.sleep(0.05)
     finally:
         cli.main(["stop", "--config", str(cfg_path)])

@@ -46,6 +46,7 @@ import supervisor as cli
 from bench.floor import run_floor
 from hip3.config import load_config
 from hip3.messages import OrderSubmitted
+from hip3.ops import ctl
 from hip3.runtime.bus import Bus
 from hip3.runtime.trading import percentile
 
@@ -126,14 +127,14 @@ def main() -> None:
     sub = bus.subscriber(["exec"])
     samples: list[OrderSubmitted] = []
     try:
-        st0 = cli.request(cfg, {"cmd": "status"})
+        st0 = ctl.request(cfg, {"cmd": "status"})
         if not args.sim_normal:
             # The simulator stands in for a remote exchange: its matching must not run on our CPU inside
             # the executor's send (bench.executor found 245 µs of a 368 µs write was the simulator).
             # SCHED_BATCH keeps it from preempting on wake-up.
             os.sched_setscheduler(st0["exchange"]["pid"], os.SCHED_BATCH, os.sched_param(0))
         time.sleep(5.0)  # warm-up: connections, first positions
-        st0 = cli.request(cfg, {"cmd": "status"})
+        st0 = ctl.request(cfg, {"cmd": "status"})
         pids = {a["name"]: a["pid"] for a in st0["actors"]}
         policies = {n: _policy(p) for n, p in pids.items()}
         feed0 = next(a for a in st0["actors"] if a["name"] == "feed")["stats"]
@@ -147,7 +148,7 @@ def main() -> None:
                     if isinstance(msg, OrderSubmitted) and msg.origin_recv_ns > 0:
                         samples.append(msg)
         elapsed = time.monotonic() - t0
-        st1 = cli.request(cfg, {"cmd": "status"})
+        st1 = ctl.request(cfg, {"cmd": "status"})
         feed1 = next(a for a in st1["actors"] if a["name"] == "feed")["stats"]
         cpu1 = {n: _cpu_ticks(p) for n, p in pids.items()}
         executor_stats = next(a for a in st1["actors"] if a["name"] == "executor")["stats"]

@@ -57,7 +57,7 @@ from hip3.ui.dashboard import open_endpoint
 
 
 class Supervisor:
-    """One supervisor per run directory (the CLI holds the lock; see ``supervisor.py``)."""
+    """One supervisor per run directory (the command line holds the lock: ``hip3.ops.ctl``)."""
 
     def __init__(self, cfg: Config, launcher: Launcher, log: Log,
                  context: zmq.Context[zmq.Socket[bytes]] | None = None,

@@ -22,7 +22,7 @@ from hip3.runtime.inproc import InprocRun, inproc_graph
 from hip3.runtime.secrets import SigningKey
 from hip3.sim.app import SimServer
 from hip3.sim.params import ModelParams, SimParams
-from supervisor import format_status
+from hip3.ui.status_text import format_status
 from tests.actors.helpers import EXTRA, Capture, FakeFeed, entry, flatten, order_log, passive_px, sim_account, wait
 from tests.conftest import sim_config
 

@@ -70,7 +70,7 @@ def test_unreadable_latch_is_reported_by_status_and_refused_by_every_command(con
 
 def test_latch_without_read_permission_is_reported_by_status_for_that_user(config: Path, run_dir: Path) -> None:
     """Root reads any file: the status runs as another uid (a forked child; skipped unless root)."""
-    import supervisor as cli_mod
+    from hip3.ops import commands as cli_mod
 
     assert cli(config, "hardstop", "--reason", "before").returncode == 0  # a real latch, root's, 0600
     os.chmod(run_dir, 0o755)

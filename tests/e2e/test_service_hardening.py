@@ -60,7 +60,7 @@ def test_a_paper_session_runs_confined_as_the_unit_confines_it(run_dir_outside_t
     why = _can_confine()
     if why:
         pytest.skip(why)
-    import supervisor as cli
+    from hip3.ops import ctl as cli
 
     run = run_dir_outside_tmp
     config = run / "hip3.toml"

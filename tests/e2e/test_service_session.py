@@ -96,7 +96,7 @@ def session(run_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], NotifyList
 
 def test_ready_watchdog_status_probes_and_stopping(session: tuple[subprocess.Popen[bytes], NotifyListener, Path]
                                                    ) -> None:
-    import supervisor as cli
+    from hip3.ops import ctl as cli
 
     proc, notify, config = session
     cfg = parse_config(config.read_text(), str(config))

@@ -15,8 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-import supervisor as cli
 from hip3.config import load_config
+from hip3.ops import ctl as cli
 from hip3.runtime.bus import prepare_run_dir
 from hip3.runtime.launchers import ProcessLauncher
 from hip3.runtime.logs import setup_logging

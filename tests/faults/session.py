@@ -201,7 +201,7 @@ class Session:
 
     def status(self, timeout_ms: int = 5000) -> dict[str, Any]:
         """The supervisor's status (over its ctl socket, no interpreter start)."""
-        import supervisor as cli_mod
+        from hip3.ops import ctl as cli_mod
 
         st = cli_mod.request(self.cfg, {"cmd": "status"}, timeout_ms=timeout_ms)
         for a in st.get("actors", []):

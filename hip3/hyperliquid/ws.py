@@ -42,10 +42,10 @@ import websocket
 from hip3 import clock as _hip3_clock
 from hip3.messages import AssetCtx, Bbo
 
+from .frame_decoder import FrameDecoder
 from .frames import (
     ErrorFrame,
     Frame,
-    FrameDecoder,
     L2BookFrame,
     PongFrame,
     PostFrame,

@@ -9,7 +9,7 @@ import pytest
 
 from hip3.config import MarketConfig
 from hip3.feed import FeedCore
-from hip3.hyperliquid.frames import FrameDecoder
+from hip3.hyperliquid.frame_decoder import FrameDecoder
 from hip3.hyperliquid.ws_framing import FrameReader, FramingError, text_frame
 from hip3.messages import AssetCtx, Bbo, FeedState, Msg, PositionSnapshot
 from hip3.strategy.detector_core import DetectorCore

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
-from hip3.hyperliquid.frames import FrameDecoder, OrderUpdatesFrame, PostFrame
+from hip3.hyperliquid.frame_decoder import FrameDecoder
+from hip3.hyperliquid.frames import OrderUpdatesFrame, PostFrame
 from hip3.hyperliquid.responses import parse_exchange_response
 from hip3.hyperliquid.rest import RestClient, RestError
 from hip3.hyperliquid.ws_framing import FrameReader, FramingError

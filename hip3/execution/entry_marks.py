@@ -21,7 +21,8 @@ __all__ = ["FilledAwaitingSnapshot", "PendingMarks"]
 
 
 class PendingMarks:
-    """Markets with a new (non-reduce-only) order pending; at most one per market (§6.2 gate 8, B14)."""
+    """Markets with a new (non-reduce-only) order pending; at most one per market (the one-pending-entry
+    gate), marked and released exactly once per order."""
 
     def __init__(self) -> None:
         self._by_coin: dict[str, tuple[str, Decimal]] = {}
@@ -63,7 +64,7 @@ class _Filled(msgspec.Struct):
 
 
 class FilledAwaitingSnapshot:
-    """Markets whose entry filled but whose position no snapshot has shown yet (gate 7 and the caps).
+    """Markets whose entry filled but whose position no snapshot has shown yet (no pyramiding, and the caps).
 
     Cleared for a market when a snapshot observed at or after the fill shows its position (from then on
     the snapshot itself blocks, and a later flat snapshot means a later close), or when its
@@ -81,20 +82,22 @@ class FilledAwaitingSnapshot:
         if snapshot is None:
             return
         if snapshot.version < self._version:  # a restarted tracker numbers again from 0
-            for f in self._by_coin.values():
-                f.after_version = -1
+            for filled in self._by_coin.values():
+                filled.after_version = -1
         self._version = snapshot.version
         if self._by_coin:
-            held = {p.coin for p in snapshot.positions}
-            for coin in [c for c, f in self._by_coin.items() if c in held and snapshot.version >= f.after_version]:
+            held = {position.coin for position in snapshot.positions}
+            shown = [coin for coin, filled in self._by_coin.items()
+                     if coin in held and snapshot.version >= filled.after_version]
+            for coin in shown:
                 del self._by_coin[coin]
 
     def on_entry_filled(self, coin: str, is_buy: bool, sz: Decimal) -> None:
-        f = self._by_coin.get(coin)
-        if f is None:
+        filled = self._by_coin.get(coin)
+        if filled is None:
             self._by_coin[coin] = _Filled(sz=sz, is_long=is_buy, after_version=self._version)
         else:  # the same order reported twice (post total and orderUpdate), or a later partial fill
-            f.sz, f.after_version = max(f.sz, sz), self._version
+            filled.sz, filled.after_version = max(filled.sz, sz), self._version
 
     def on_position_closed(self, coin: str) -> None:
         self._by_coin.pop(coin, None)

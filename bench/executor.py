@@ -4,11 +4,11 @@ The rig (the simulator and the executor as their own processes, this process as 
 intent pushers) is ``bench/executor_rig.py``. Phases:
 
 1. **idle path** → ``added_latency_median_us`` (p90, p99): ``LAT_N`` (150) intents, one every
-   ``LAT_GAP_S`` (5 ms), pushed from this process (300 before the entry posts were paced). Nothing is
-   in flight when each arrives, so each is gated, signed, journalled and written at once. The latency is
-   measured INSIDE the executor: its intake handler receives the decoded intent → the WebSocket frame
-   with the signed order was handed to the kernel. It is read from the executor's heartbeat stats after
-   this phase only, with the per-stage breakdown.
+   ``LAT_GAP_S`` (5 ms), pushed from this process (within the entry posts' burst, so no intent waits for
+   a token). Nothing is in flight when each arrives, so each is gated, signed, journalled and written at
+   once. The latency is measured INSIDE the executor: its intake handler receives the decoded intent →
+   the WebSocket frame with the signed order was handed to the kernel. It is read from the executor's
+   heartbeat stats after this phase only, with the per-stage breakdown.
 2. **load sweep** → one step per offered rate in ``RATES`` (1,000 / 2,500 / 5,000 / 10,000 intents/s),
    each for ``STEP_S`` seconds, in one run against the same executor, round robin over the entry
    markets. ``sent_per_s`` is the step's entry orders written (``OrderSubmitted``, attributed to the step
@@ -92,8 +92,8 @@ def _cpu_s(pid: int) -> float:
 def _pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
-    s = sorted(xs)
-    return round(s[min(len(s) - 1, int(q * len(s)))], 1)
+    ordered = sorted(xs)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
 def _step(side: Side, ex_pid: int, cfg_text: str, run_dir: Path, rate: int, k: int, step_s: float
@@ -136,11 +136,11 @@ def _step(side: Side, ex_pid: int, cfg_text: str, run_dir: Path, rate: int, k: i
     stats1 = dict(side.stats)
     verdicts = _delta(stats1, stats0, "entry_")
     received = verdicts.pop("entry_intents", 0)
-    refused = {k2.split("_", 1)[1]: v for k2, v in verdicts.items()
-               if ":" in k2 and not k2.startswith("entry_accepted")}
+    refused = {key.split("_", 1)[1]: count for key, count in verdicts.items()
+               if ":" in key and not key.startswith("entry_accepted")}
     sent = side.sent_by_prefix[prefix]
     unsent = dict(side.unsent.get(prefix, Counter()))
-    lat = side.flatten_added_us.get(probe_prefix, [])
+    flatten_us = side.flatten_added_us.get(probe_prefix, [])
     return {
         "offered_per_s": rate,
         "pushed": pushed,
@@ -157,9 +157,9 @@ def _step(side: Side, ex_pid: int, cfg_text: str, run_dir: Path, rate: int, k: i
         "posts_per_s": round((stats1.get("posts", 0) - posts0) / elapsed, 1) if elapsed else 0,
         "cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1) if cpu0 is not None and t0 is not None else None,
         "flatten_probes": n_probe,
-        "flatten_sent": len(lat),
-        "flatten_added_p50_us": _pct(lat, 0.5),
-        "flatten_added_max_us": max(lat) if lat else None,
+        "flatten_sent": len(flatten_us),
+        "flatten_added_p50_us": _pct(flatten_us, 0.5),
+        "flatten_added_max_us": max(flatten_us) if flatten_us else None,
     }
 
 
@@ -175,7 +175,7 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[i
                            stdout=subprocess.PIPE, text=True, env=env)
     if sim_batch:
         os.sched_setscheduler(sim.pid, os.SCHED_BATCH, os.sched_param(0))  # see the module docstring
-    ex: subprocess.Popen[bytes] | None = None
+    executor: subprocess.Popen[bytes] | None = None
     side: Side | None = None
     try:
         assert sim.stdout is not None
@@ -189,9 +189,9 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[i
         meta = RestClient(url).meta("xyz")
         assets = {u["name"]: 110000 + i for i, u in enumerate(meta["universe"]) if u["name"] in set(market_names())}
         side = Side(cfg_text, run_dir, assets)
-        ex = subprocess.Popen([sys.executable, "-m", "actors.executor", "--config", str(tmp / "executor.toml"),
-                               "--run-dir", str(run_dir)], env={**env, "HIP3_PRIVATE_KEY": KEY},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        executor = subprocess.Popen([sys.executable, "-m", "actors.executor", "--config", str(tmp / "executor.toml"),
+                                     "--run-dir", str(run_dir)], env={**env, "HIP3_PRIVATE_KEY": KEY},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while not side.ready and time.monotonic() < deadline:
             side.pump()
@@ -222,9 +222,9 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[i
         }
 
         # Phase 2: the load sweep, one pusher process per offered rate.
-        steps = [_step(side, ex.pid, cfg_text, run_dir, rate, k, step_s) for k, rate in enumerate(rates)]
-        at_2500 = next((s["sent_per_s"] for s in steps if s["offered_per_s"] == 2500), None)
-        above = [s["sent_per_s"] for s in steps if s["offered_per_s"] >= 2500]
+        steps = [_step(side, executor.pid, cfg_text, run_dir, rate, k, step_s) for k, rate in enumerate(rates)]
+        at_2500 = next((step["sent_per_s"] for step in steps if step["offered_per_s"] == 2500), None)
+        above = [step["sent_per_s"] for step in steps if step["offered_per_s"] >= 2500]
         return {
             "label": label or "default",
             "sim_sched": "batch" if sim_batch else "normal",
@@ -235,22 +235,22 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[i
             "idle_stages": _stages(idle_stats),
             "idle_accounting": idle_acct,
             "steps": steps,
-            "sent_per_s_by_offered": {str(s["offered_per_s"]): s["sent_per_s"] for s in steps},
+            "sent_per_s_by_offered": {str(step["offered_per_s"]): step["sent_per_s"] for step in steps},
             "sent_per_s_at_2500": at_2500,
             "min_sent_per_s_from_2500": min(above) if above else None,
             "holds_2500_rate": bool(above) and at_2500 is not None and min(above) >= at_2500,
-            "unaccounted": sum(int(s["unaccounted"]) for s in steps),
-            "flatten_added_max_us": max((s["flatten_added_max_us"] or 0 for s in steps), default=None),
+            "unaccounted": sum(int(step["unaccounted"]) for step in steps),
+            "flatten_added_max_us": max((step["flatten_added_max_us"] or 0 for step in steps), default=None),
             "step_s": step_s,
             "markets": N_MARKETS,
         }
     finally:
-        if ex is not None:
-            ex.terminate()
+        if executor is not None:
+            executor.terminate()
             try:
-                ex.wait(10)
+                executor.wait(10)
             except subprocess.TimeoutExpired:
-                ex.kill()
+                executor.kill()
         if side is not None:
             side.close()
         sim.terminate()
@@ -271,17 +271,18 @@ def main() -> None:
         variants.append(("sign_nonce_pool = 0", "no nonce pool (RFC 6979)"))
     results = []
     for extra, label in variants:
-        r = run(extra, label, sim_batch=sim_batch, rates=rates, step_s=step_s)
-        results.append(r)
-        print(f"{label}: idle path added latency p50 {r['added_latency_median_us']} us, "
-              f"p90 {r['added_latency_p90_us']} us; steps of {step_s} s:")
-        for s in r["steps"]:  # type: ignore[attr-defined]
-            print(f"offered {s['offered_per_s']:>6}/s  pushed {s['pushed_per_s']:>6}/s  sent {s['sent_per_s']:>6}/s  "
-                  f"posts {s['posts']:>5} ({s['posts_per_s']}/s)  cpu {s['cpu_pct']}%  refused {s['refused']}  "
-                  f"unsent {s['dropped_unsent']}  unaccounted {s['unaccounted']}  flatten p50/max "
-                  f"{s['flatten_added_p50_us']}/{s['flatten_added_max_us']} us "
-                  f"({s['flatten_sent']}/{s['flatten_probes']})")
-        print(json.dumps(r))
+        result = run(extra, label, sim_batch=sim_batch, rates=rates, step_s=step_s)
+        results.append(result)
+        print(f"{label}: idle path added latency p50 {result['added_latency_median_us']} us, "
+              f"p90 {result['added_latency_p90_us']} us; steps of {step_s} s:")
+        for step in result["steps"]:  # type: ignore[attr-defined]
+            print(f"offered {step['offered_per_s']:>6}/s  pushed {step['pushed_per_s']:>6}/s  "
+                  f"sent {step['sent_per_s']:>6}/s  posts {step['posts']:>5} ({step['posts_per_s']}/s)  "
+                  f"cpu {step['cpu_pct']}%  refused {step['refused']}  "
+                  f"unsent {step['dropped_unsent']}  unaccounted {step['unaccounted']}  flatten p50/max "
+                  f"{step['flatten_added_p50_us']}/{step['flatten_added_max_us']} us "
+                  f"({step['flatten_sent']}/{step['flatten_probes']})")
+        print(json.dumps(result))
     print(json.dumps(results[0]))
 
 

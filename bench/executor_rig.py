@@ -58,8 +58,8 @@ def market_names() -> list[str]:
 def sim_toml() -> str:
     out = f"[sim]\nl2_min_interval_ms = 500\nrequest_budget_initial = {BUDGET}\n" \
           "[sim.model]\ntick_ms = 200\noracle_interval_ms = 1000\nrefresh_ms = 1000\nmaker_lag_ms = 400\n"
-    for c in market_names():
-        out += f'[[sim.markets]]\nname = "{c}"\nsz_decimals = 2\nstart_px = {PX}\nvol_bps = 0.5\n'
+    for name in market_names():
+        out += f'[[sim.markets]]\nname = "{name}"\nsz_decimals = 2\nstart_px = {PX}\nvol_bps = 0.5\n'
     return out
 
 
@@ -138,23 +138,23 @@ class Side:
         cfg = parse_config(cfg_text, "bench.toml")
         prepare_run_dir(run_dir)
         self.assets = assets
-        self.feed = Bus(cfg, "feed", run_dir=run_dir)
-        self.md = self.feed.publisher("md")
-        self.pt = Bus(cfg, "position_tracker", run_dir=run_dir)
-        self.pos = self.pt.publisher("positions")
+        self.feed_bus = Bus(cfg, "feed", run_dir=run_dir)
+        self.md = self.feed_bus.publisher("md")
+        self.tracker_bus = Bus(cfg, "position_tracker", run_dir=run_dir)
+        self.pos = self.tracker_bus.publisher("positions")
         self.pos.publish(PositionSnapshot(version=1, synced=True, positions=(), open_orders=(),
                                           realized_pnl_usd=Decimal(0), fees_usd=Decimal(0)), state_key="positions")
         self.pos.publish(RequestBudgetReading(cum_vlm_usd=Decimal(0), n_requests_used=0, n_requests_cap=BUDGET,
                                               n_requests_surplus=0, requested_ms=int(time.time() * 1000)),
                          state_key="request_budget")
-        self.sup = Bus(cfg, "supervisor", run_dir=run_dir)
-        self.inbox = self.sup.puller("inbox")
-        self.obs = Bus(cfg, "recorder", run_dir=run_dir)
-        self.exec = self.obs.subscriber(["exec"])
-        self.det = Bus(cfg, "detector", run_dir=run_dir)
-        self.push = self.det.pusher("intents")
-        self.exw = Bus(cfg, "exit_watcher", run_dir=run_dir)
-        self.probe_push = self.exw.pusher("intents")
+        self.supervisor_bus = Bus(cfg, "supervisor", run_dir=run_dir)
+        self.inbox = self.supervisor_bus.puller("inbox")
+        self.recorder_bus = Bus(cfg, "recorder", run_dir=run_dir)
+        self.exec = self.recorder_bus.subscriber(["exec"])
+        self.detector_bus = Bus(cfg, "detector", run_dir=run_dir)
+        self.push = self.detector_bus.pusher("intents")
+        self.exit_watcher_bus = Bus(cfg, "exit_watcher", run_dir=run_dir)
+        self.probe_push = self.exit_watcher_bus.pusher("intents")
         self.ready = False
         self.stats: dict[str, int] = {}
         self.submitted: list[int] = []  # sent_ns of entry orders
@@ -167,25 +167,26 @@ class Side:
     def pump(self) -> None:
         self.md.on_subscription()
         self.pos.on_subscription()
-        for m in self.inbox.drain():
-            if isinstance(m, Ready) and m.actor == "executor":
-                self.ready = m.ready
-            elif isinstance(m, Heartbeat) and m.actor == "executor":
-                self.stats = dict(m.stats)
-        for m in self.exec.drain(100_000):
-            if isinstance(m, OrderSubmitted):
-                p = _prefix(m.intent_id)
-                if m.kind == "entry":
-                    self.submitted.append(m.sent_ns)
-                    self.sent_by_prefix[p] += 1
-                    self.sent_ids.add(m.intent_id)
-                elif m.intent_recv_ns:
-                    self.flatten_added_us.setdefault(p, []).append((m.sent_ns - m.intent_recv_ns) / 1000)
-            elif isinstance(m, OrderRejected):
-                key = m.reason[:40] if m.reason.startswith(("exchange", "send_failed")) else m.reason.split(":")[0]
+        for msg in self.inbox.drain():
+            if isinstance(msg, Ready) and msg.actor == "executor":
+                self.ready = msg.ready
+            elif isinstance(msg, Heartbeat) and msg.actor == "executor":
+                self.stats = dict(msg.stats)
+        for msg in self.exec.drain(100_000):
+            if isinstance(msg, OrderSubmitted):
+                prefix = _prefix(msg.intent_id)
+                if msg.kind == "entry":
+                    self.submitted.append(msg.sent_ns)
+                    self.sent_by_prefix[prefix] += 1
+                    self.sent_ids.add(msg.intent_id)
+                elif msg.intent_recv_ns:
+                    self.flatten_added_us.setdefault(prefix, []).append((msg.sent_ns - msg.intent_recv_ns) / 1000)
+            elif isinstance(msg, OrderRejected):
+                exchange_text = msg.reason.startswith(("exchange", "send_failed"))
+                key = msg.reason[:40] if exchange_text else msg.reason.split(":")[0]
                 self.rejected[key] = self.rejected.get(key, 0) + 1
-                if not m.reduce_only and m.intent_id not in self.sent_ids:
-                    self.unsent.setdefault(_prefix(m.intent_id), Counter())[key] += 1
+                if not msg.reduce_only and msg.intent_id not in self.sent_ids:
+                    self.unsent.setdefault(_prefix(msg.intent_id), Counter())[key] += 1
 
     def marks(self) -> None:
         now = time.monotonic_ns()
@@ -207,5 +208,6 @@ class Side:
             time.sleep(0.005)
 
     def close(self) -> None:
-        for b in (self.feed, self.pt, self.sup, self.obs, self.det, self.exw):
-            b.close()
+        for bus in (self.feed_bus, self.tracker_bus, self.supervisor_bus, self.recorder_bus, self.detector_bus,
+                    self.exit_watcher_bus):
+            bus.close()

@@ -87,7 +87,8 @@ class _InfoPayload(msgspec.Struct):
     data: Any = None
 
 
-# lax (strict=False): decimal strings decode into float fields. Created once (conventions.md).
+# lax (strict=False): decimal strings decode into float fields. Built once at import: building a decoder
+# costs far more than a decode.
 _DECODER = msgspec.json.Decoder(_WireFrame, strict=False)
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _ORDER_LIST = msgspec.json.Decoder(list[msgspec.Raw] | dict[str, Any])

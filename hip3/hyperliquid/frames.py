@@ -1,5 +1,5 @@
-"""The shapes of every WebSocket frame hip3 consumes (``hyperliquid-protocol.md``, WebSocket channels),
-and the conversion of account frames to bus messages. ``hip3.hyperliquid.frame_decoder`` decodes them.
+"""The shapes of every WebSocket frame hip3 consumes (the exchange's WebSocket channels), and the
+conversion of account frames to bus messages. ``hip3.hyperliquid.frame_decoder`` decodes them.
 
 The shapes follow the exchange, where parsers of the same feed went wrong before:
 
@@ -153,7 +153,7 @@ class WsFill(msgspec.Struct, frozen=True, rename="camel"):
 class WsUserFills(msgspec.Struct, frozen=True, rename="camel"):
     user: str
     fills: list[WsFill]
-    is_snapshot: bool = False  # absent on live messages (B19)
+    is_snapshot: bool = False  # absent on live messages, which are never a snapshot
 
 
 class WsSubscription(msgspec.Struct, frozen=True):
@@ -252,39 +252,40 @@ def order_update_msgs(frame: OrderUpdatesFrame, recv_ns: int) -> list[OrderUpdat
     """One ``hip3.messages.OrderUpdate`` per element of an orderUpdates frame."""
     return [
         OrderUpdate(
-            coin=o.order.coin,
-            oid=o.order.oid,
-            cloid=o.order.cloid,
-            is_buy=o.order.side == "B",
-            limit_px=o.order.limit_px,
-            sz=o.order.sz,
-            orig_sz=o.order.orig_sz,
-            status=o.status,
-            status_ms=o.status_timestamp,
+            coin=update.order.coin,
+            oid=update.order.oid,
+            cloid=update.order.cloid,
+            is_buy=update.order.side == "B",
+            limit_px=update.order.limit_px,
+            sz=update.order.sz,
+            orig_sz=update.order.orig_sz,
+            status=update.status,
+            status_ms=update.status_timestamp,
             recv_ns=recv_ns,
         )
-        for o in frame.orders
+        for update in frame.orders
     ]
 
 
 def user_fill_msgs(frame: UserFillsFrame, recv_ns: int) -> list[UserFill]:
-    """One ``hip3.messages.UserFill`` per fill; snapshot fills are flagged (never move positions, B21)."""
+    """One ``hip3.messages.UserFill`` per fill; snapshot fills are flagged: they never move positions
+    (replaying the snapshot at start-up once brought closed positions back)."""
     snap = frame.data.is_snapshot
     return [
         UserFill(
-            coin=f.coin,
-            px=f.px,
-            sz=f.sz,
-            is_buy=f.side == "B",
-            time_ms=f.time,
-            oid=f.oid,
-            tid=f.tid,
-            cloid=f.cloid,
-            fee=f.fee,
-            closed_pnl=f.closed_pnl,
-            crossed=f.crossed,
+            coin=fill.coin,
+            px=fill.px,
+            sz=fill.sz,
+            is_buy=fill.side == "B",
+            time_ms=fill.time,
+            oid=fill.oid,
+            tid=fill.tid,
+            cloid=fill.cloid,
+            fee=fill.fee,
+            closed_pnl=fill.closed_pnl,
+            crossed=fill.crossed,
             is_snapshot=snap,
             recv_ns=recv_ns,
         )
-        for f in frame.data.fills
+        for fill in frame.data.fills
     ]

@@ -11,7 +11,7 @@ blocking helper for tools and tests.
 
 The client is one object built from three parts over the same state: this module (the connection),
 ``ws_subscriptions`` (subscriptions and their acks) and ``ws_posts`` (the message budget and the post
-channel). What it guards against (``hyperliquid-protocol.md``, WebSocket):
+channel). What it guards against, from the exchange's WebSocket rules:
 
 * the server closes a connection that received nothing for 60 s: ping ``{"method":"ping"}`` after
   ``ping_after_idle_s`` of silence, reconnect when no pong within ``pong_timeout_s``;
@@ -141,7 +141,6 @@ class WsClient(PostChannel, Subscriptions):
         if ws is None or ws.sock is None:
             return -1
         return int(ws.sock.fileno())
-
 
     @property
     def reconnect_at(self) -> float | None:
@@ -282,7 +281,6 @@ class WsClient(PostChannel, Subscriptions):
             self._run_deferred()
         return out
 
-
     def tick(self, now: float | None = None) -> None:
         """Run the timers: post timeouts, ping/pong, stall, health reset, reconnect when due."""
         if now is None:
@@ -296,7 +294,7 @@ class WsClient(PostChannel, Subscriptions):
             return
         self._expire_posts(now)
         if self.attempt and now - self._connected_at >= self.healthy_after_s:
-            self.attempt = 0  # a healthy session resets the backoff (latent issue 12)
+            self.attempt = 0  # a healthy session resets the backoff: the next drop reconnects quickly
         idle = now - self._last_recv
         if self._ping_sent_at is not None:
             if now - self._ping_sent_at >= self.pong_timeout_s:
@@ -356,13 +354,12 @@ class WsClient(PostChannel, Subscriptions):
             return True
         if isinstance(frame, ErrorFrame):
             self.last_error = frame.data
-            n = self.errors["error_frame"] = self.errors["error_frame"] + 1
+            count = self.errors["error_frame"] = self.errors["error_frame"] + 1
             now = self._clock()
             if now - self._error_logged_at >= _ERROR_LOG_INTERVAL_S:  # a flood must not flood the log
                 self._error_logged_at = now
-                _log.warning("ws error frame (%d so far): %s", n, frame.data[:300])
+                _log.warning("ws error frame (%d so far): %s", count, frame.data[:300])
         return False
-
 
     def _set_state(self, state: ConnState) -> None:
         if state != self.state:

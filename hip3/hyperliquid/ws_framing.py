@@ -57,79 +57,81 @@ class FrameReader:
         pos = 0
         end = len(data)
         while end - pos >= 2:
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            n = b1 & 0x7F
+            # Byte 0: FIN, three reserved bits, the opcode. Byte 1: MASK, then a 7-bit length (126 and
+            # 127 mean a 16- or 64-bit length follows).
+            fin_rsv_op = data[pos]
+            mask_len = data[pos + 1]
+            length = mask_len & 0x7F
             start = pos + 2
-            if n == 126:
+            if length == 126:
                 if end - pos < 4:
                     break
-                n = (data[pos + 2] << 8) | data[pos + 3]
+                length = (data[pos + 2] << 8) | data[pos + 3]
                 start = pos + 4
-            elif n == 127:
+            elif length == 127:
                 if end - pos < 10:
                     break
-                n = int.from_bytes(data[pos + 2:pos + 10], "big")
+                length = int.from_bytes(data[pos + 2:pos + 10], "big")
                 start = pos + 10
-            if b1 & 0x80:
+            if mask_len & 0x80:
                 raise FramingError("masked frame from the server")
-            if b0 & 0x70:
+            if fin_rsv_op & 0x70:
                 raise FramingError("reserved bits set (no extension negotiated)")
-            if n > MAX_MESSAGE:
-                raise FramingError(f"frame of {n} bytes")
-            stop = start + n
+            if length > MAX_MESSAGE:
+                raise FramingError(f"frame of {length} bytes")
+            stop = start + length
             if stop > end:
                 break
             payload = data[start:stop]
             pos = stop
-            op = b0 & 0x0F
-            if op >= 0x8:  # control frames: never fragmented, may sit between fragments
-                if not b0 & 0x80 or n > 125:
+            opcode = fin_rsv_op & 0x0F
+            if opcode >= 0x8:  # control frames: never fragmented, may sit between fragments
+                if not fin_rsv_op & 0x80 or length > 125:
                     raise FramingError("bad control frame")
-                out.append((op, payload))
-            elif op == OP_CONT:
+                out.append((opcode, payload))
+            elif opcode == OP_CONT:
                 if self._frag_op < 0:
                     raise FramingError("continuation without a start")
                 self._frags.append(payload)
-                self._frag_len += n
+                self._frag_len += length
                 if self._frag_len > MAX_MESSAGE:
                     raise FramingError("fragmented message too large")
-                if b0 & 0x80:
+                if fin_rsv_op & 0x80:
                     out.append((self._frag_op, b"".join(self._frags)))
                     self._frag_op = -1
                     self._frags = []
                     self._frag_len = 0
-            elif op in (OP_TEXT, OP_BINARY):
+            elif opcode in (OP_TEXT, OP_BINARY):
                 if self._frag_op >= 0:
                     raise FramingError("new message inside a fragmented one")
-                if b0 & 0x80:
-                    out.append((op, payload))
+                if fin_rsv_op & 0x80:
+                    out.append((opcode, payload))
                 else:
-                    self._frag_op = op
+                    self._frag_op = opcode
                     self._frags = [payload]
-                    self._frag_len = n
+                    self._frag_len = length
             else:
-                raise FramingError(f"unknown opcode {op}")
+                raise FramingError(f"unknown opcode {opcode}")
         self._buf = data[pos:] if pos < end else b""
         return out
 
 
 def text_frame(payload: bytes, mask_key: bytes | None = None, opcode: int = 0x1) -> bytes:
-    """A single (FIN) masked client frame carrying ``payload`` (RFC 6455 §5.2: a client masks every
-    frame): a text frame unless ``opcode`` says otherwise (a pong).
+    """A single (FIN) masked client frame carrying ``payload`` (RFC 6455, section 5.2: a client
+    masks every frame): a text frame unless ``opcode`` says otherwise (a pong).
 
     ``mask_key`` is 4 fresh random bytes per frame unless given (tests)."""
-    n = len(payload)
+    length = len(payload)
     key = os.urandom(4) if mask_key is None else mask_key
     first = 0x80 | opcode
-    if n < 126:
-        header = bytes((first, 0x80 | n))
-    elif n < 65536:
-        header = bytes((first, 0xFE)) + n.to_bytes(2, "big")
+    if length < 126:
+        header = bytes((first, 0x80 | length))
+    elif length < 65536:
+        header = bytes((first, 0xFE)) + length.to_bytes(2, "big")
     else:
-        header = bytes((first, 0xFF)) + n.to_bytes(8, "big")
-    if not n:
+        header = bytes((first, 0xFF)) + length.to_bytes(8, "big")
+    if not length:
         return header + key
     # XOR the whole payload with the repeated key as one big integer (about 1 µs for an order frame).
-    masked = int.from_bytes(payload, "little") ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
-    return header + key + masked.to_bytes(n, "little")
+    masked = int.from_bytes(payload, "little") ^ int.from_bytes((key * ((length >> 2) + 1))[:length], "little")
+    return header + key + masked.to_bytes(length, "little")

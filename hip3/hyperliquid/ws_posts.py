@@ -1,9 +1,9 @@
 """The WebSocket client's outbound side: the message budget every send passes, and the post channel.
 
 A post is a request sent over the WebSocket (``{"method":"post","id":N,"request":...}``) whose answer
-comes back as a ``post`` frame with the same id. The exchange limits a connection to 2,000 client
-messages a rolling minute and 100 posts in flight (``hyperliquid-protocol.md``, rate limits per IP):
-both are refused here (``WsBudgetError``) rather than risking the exchange's penalty.
+comes back as a ``post`` frame with the same id. The exchange allows 2,000 client messages a rolling
+minute and 100 posts in flight, per IP across all connections: both are refused here (``WsBudgetError``)
+rather than risking the exchange's penalty.
 
 A post whose connection dropped or that timed out resolves as ``type="disconnected"``/``"timeout"``: its
 outcome is UNKNOWN (an action may have executed), so the caller must reconcile, never assume failure.
@@ -149,7 +149,7 @@ class PostChannel:
             callback(response)
 
     def _expire_posts(self, now: float) -> None:
-        expired = [pid for pid, p in self._posts.items() if now >= p.deadline]
+        expired = [pid for pid, post in self._posts.items() if now >= post.deadline]
         for pid in expired:
             post = self._posts.pop(pid)
             post.callback(PostResponse(pid, "timeout", error="post timed out; outcome unknown"))

@@ -74,7 +74,9 @@ class Subscriptions:
         return all(self._send_json({"method": "subscribe", "subscription": sub}) for sub in subs)
 
     def _on_ack(self, frame: SubscriptionResponseFrame) -> None:
-        if frame.method == "subscribe":  # unsubscribe acks are ignored [UNVERIFIED shape, §2.2]
+        # Unsubscribe acks are ignored. [UNVERIFIED] that they come back as method "unsubscribe": observed
+        # in third-party code, not documented by the exchange.
+        if frame.method == "subscribe":
             key = sub_key(msgspec.structs.asdict(frame.subscription))
             if key in self._subs:
                 self._acked.add(key)

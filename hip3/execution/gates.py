@@ -6,7 +6,7 @@ correlation cooldown, burst, tilt guard, same-market re-entry delay, market heal
 concurrency; a flatten in progress; no pyramiding; one pending entry per market; the action budget.
 Flattens skip the entry gates (``check_flatten``) but not input validation.
 
-What it guards against, each a way the same strategy lost money or stopped trading before:
+What it guards against, each an incident of an earlier bot running this strategy:
 
 * notional gates that passed when a mark price was missing: any missing mark (the order's market, a
   position's or a pending order's) rejects with ``MarketDataUnavailable`` (fail closed);

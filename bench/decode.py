@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from hip3.hyperliquid.frames import FrameDecoder
+from hip3.hyperliquid.frame_decoder import FrameDecoder
 from hip3.messages import AssetCtx, Bbo
 
 BBO = (

@@ -1,31 +1,14 @@
 """Benchmark: the executor's added latency on the idle path, and what it sends when offered more than it can.
 
-Setup (all on loopback, ipc bus):
-
-* the simulator as its own process (``python -m hip3.sim``) with ``N_MARKETS`` synthetic markets (the
-  executor's gates allow one pending entry per market, so concurrency needs markets) and a slow model;
-  its address request budget is set far beyond the run (a real account earns it by trading; this one
-  never fills);
-* the executor actor as its own process (``python -m actors.executor``), paper mode, the key in its
-  environment; caps raised for the bench (``[executor]`` below): notional caps, max positions and the
-  per-second action budget;
-* this process plays the other actors: a positions publisher (one synced, empty snapshot, and the
-  account's request budget as the position tracker would read it), an md publisher (marks), the
-  supervisor's inbox (READY and the executor's stats), an ``exec`` subscriber, and the exit watcher's
-  flatten intents (probes);
-* a pusher process per load step (PUSH on ``intents``) feeding entry intents with fresh ids and
-  ``valid_until`` 2 s ahead.
-
-Every entry is an IOC 2 % away from the mark: it passes every gate, is signed and posted, and the simulator
-answers with a benign "could not immediately match" rejection (no position ever opens, so the caps and
-the risk triggers never engage). Phases:
+The rig (the simulator and the executor as their own processes, this process as the other actors, the
+intent pushers) is ``bench/executor_rig.py``. Phases:
 
 1. **idle path** → ``added_latency_median_us`` (p90, p99): ``LAT_N`` (150) intents, one every
-   ``LAT_GAP_S`` (5 ms), pushed from this process (300 before the entry posts were paced). Nothing is
-   in flight when each arrives, so each is gated, signed, journalled and written at once. The latency is
-   measured INSIDE the executor: its intake handler receives the decoded intent → the WebSocket frame
-   with the signed order was handed to the kernel. It is read from the executor's heartbeat stats after
-   this phase only, with the per-stage breakdown.
+   ``LAT_GAP_S`` (5 ms), pushed from this process (within the entry posts' burst, so no intent waits for
+   a token). Nothing is in flight when each arrives, so each is gated, signed, journalled and written at
+   once. The latency is measured INSIDE the executor: its intake handler receives the decoded intent →
+   the WebSocket frame with the signed order was handed to the kernel. It is read from the executor's
+   heartbeat stats after this phase only, with the per-stage breakdown.
 2. **load sweep** → one step per offered rate in ``RATES`` (1,000 / 2,500 / 5,000 / 10,000 intents/s),
    each for ``STEP_S`` seconds, in one run against the same executor, round robin over the entry
    markets. ``sent_per_s`` is the step's entry orders written (``OrderSubmitted``, attributed to the step
@@ -59,31 +42,23 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from hip3.config import parse_config
-from hip3.hyperliquid.signing import Signer
-from hip3.messages import (
-    AssetCtx,
-    EntryIntent,
-    FlattenIntent,
-    Heartbeat,
-    MarketTerm,
-    MarketTerms,
-    OrderRejected,
-    OrderSubmitted,
-    PositionSnapshot,
-    Ready,
-    RequestBudgetReading,
+from bench.executor_rig import (
+    KEY,
+    N_MARKETS,
+    N_PROBE_MARKETS,
+    Side,
+    executor_toml,
+    make_flatten,
+    make_intent,
+    market_names,
+    pusher,
+    sim_toml,
 )
-from hip3.runtime.bus import Bus, prepare_run_dir
+from hip3.hyperliquid.signing import Signer
 
-KEY = "0x" + "5a" * 32
-N_MARKETS = 100
-N_PROBE_MARKETS = 10  # the last ones: flatten probes only, never an entry
-PX = 100.0
 # Within the entry posts' token bucket (``entry_posts_burst``, 200): 200 intents/s for longer would be
 # paced at the WebSocket budget's rate, and the idle path would measure the wait for a token.
 LAT_N = 150
@@ -94,167 +69,7 @@ PROBE_EVERY_S = 0.1
 SETTLE_S = 2.5  # after a step: past the last intent's validity (2 s) and the tick that drops it
 STAGES = ("stage_gates", "stage_wire", "stage_sign", "stage_journal", "stage_write")
 ROOT = Path(__file__).resolve().parents[1]
-BUDGET = 10**12  # requests: far beyond any run (the simulator's initial buffer and the reading's cap)
 
-
-def _coins() -> list[str]:
-    return [f"xyz:B{i:03d}" for i in range(N_MARKETS)]
-
-
-def sim_toml() -> str:
-    out = f"[sim]\nl2_min_interval_ms = 500\nrequest_budget_initial = {BUDGET}\n" \
-          "[sim.model]\ntick_ms = 200\noracle_interval_ms = 1000\nrefresh_ms = 1000\nmaker_lag_ms = 400\n"
-    for c in _coins():
-        out += f'[[sim.markets]]\nname = "{c}"\nsz_decimals = 2\nstart_px = {PX}\nvol_bps = 0.5\n'
-    return out
-
-
-def executor_toml(run_dir: Path, url: str, account: str, extra: str) -> str:
-    text = f"""run_dir = "{run_dir}"
-mode = "paper"
-[exchange]
-network = "sim"
-rest_url = "{url}"
-account_address = "{account}"
-[bus]
-transport = "ipc"
-[logging]
-stderr = false
-level = "info"
-[supervisor]
-heartbeat_interval_ms = 100
-[executor]
-max_notional_per_market_usd = 1000000.0
-max_total_notional_usd = 10000000.0
-max_concurrent_positions = 1000
-action_budget_orders = 1000000
-{extra}
-"""
-    return text + "".join(f'[[markets]]\ncoin = "{c}"\n' for c in _coins())
-
-
-def make_intent(i: int, coin: str, asset: int, prefix: str) -> EntryIntent:
-    now = time.monotonic_ns()
-    is_buy = i % 2 == 0
-    px = Decimal("98") if is_buy else Decimal("102")  # 2 % away: an IOC miss, inside the oracle band
-    return EntryIntent(intent_id=f"{prefix}{i}", coin=coin, asset=asset, is_buy=is_buy, px=px, sz=Decimal("0.2"),
-                       reduce_only=False, valid_until_ns=now + 2_000_000_000, origin_recv_ns=now, created_ns=now,
-                       edge_bps=10.0, signal_id="bench")
-
-
-def make_flatten(i: int, coin: str, asset: int, prefix: str) -> FlattenIntent:
-    now = time.monotonic_ns()
-    return FlattenIntent(intent_id=f"{prefix}{i}", coin=coin, asset=asset, is_buy=True, px=Decimal("101"),
-                         sz=Decimal("0.2"), reduce_only=True, valid_until_ns=now + 2_000_000_000,
-                         origin_recv_ns=now, created_ns=now, reason="bench_probe")
-
-
-def pusher(cfg_text: str, run_dir: str, assets: dict[str, int], rate: int, seconds: float, prefix: str,
-           out: Any, started: Any) -> None:
-    """The pusher process: ``rate`` intents/s in 1 ms slices, round-robin over the markets. Sets
-    ``started`` when the first intent goes; puts ``(pushed, dropped, elapsed_s)`` on ``out`` (a drop: the
-    PUSH socket refused, high-water mark or no peer)."""
-    cfg = parse_config(cfg_text, "bench.toml")
-    bus = Bus(cfg, "detector", run_dir=Path(run_dir))
-    push = bus.pusher("intents")
-    time.sleep(0.3)
-    coins = list(assets)
-    i = 0
-    started.set()
-    start = time.monotonic()
-    while (elapsed := time.monotonic() - start) < seconds:
-        due = int(elapsed * rate)
-        while i < due:
-            coin = coins[i % len(coins)]
-            push.send(make_intent(i, coin, assets[coin], prefix))
-            i += 1
-        time.sleep(0.001)
-    out.put((i, push.dropped, time.monotonic() - start))
-    bus.close()
-
-
-def _prefix(intent_id: str) -> str:
-    return intent_id.split("_", 1)[0] + "_" if "_" in intent_id else ""
-
-
-class Side:
-    """This process's sockets: md, positions, inbox, exec, and a pusher for the flatten probes."""
-
-    def __init__(self, cfg_text: str, run_dir: Path, assets: dict[str, int]) -> None:
-        cfg = parse_config(cfg_text, "bench.toml")
-        prepare_run_dir(run_dir)
-        self.assets = assets
-        self.feed = Bus(cfg, "feed", run_dir=run_dir)
-        self.md = self.feed.publisher("md")
-        self.pt = Bus(cfg, "position_tracker", run_dir=run_dir)
-        self.pos = self.pt.publisher("positions")
-        self.pos.publish(PositionSnapshot(version=1, synced=True, positions=(), open_orders=(),
-                                          realized_pnl_usd=Decimal(0), fees_usd=Decimal(0)), state_key="positions")
-        self.pos.publish(RequestBudgetReading(cum_vlm_usd=Decimal(0), n_requests_used=0, n_requests_cap=BUDGET,
-                                              n_requests_surplus=0, requested_ms=int(time.time() * 1000)),
-                         state_key="request_budget")
-        self.sup = Bus(cfg, "supervisor", run_dir=run_dir)
-        self.inbox = self.sup.puller("inbox")
-        self.obs = Bus(cfg, "recorder", run_dir=run_dir)
-        self.exec = self.obs.subscriber(["exec"])
-        self.det = Bus(cfg, "detector", run_dir=run_dir)
-        self.push = self.det.pusher("intents")
-        self.exw = Bus(cfg, "exit_watcher", run_dir=run_dir)
-        self.probe_push = self.exw.pusher("intents")
-        self.ready = False
-        self.stats: dict[str, int] = {}
-        self.submitted: list[int] = []  # sent_ns of entry orders
-        self.sent_by_prefix: Counter[str] = Counter()
-        self.sent_ids: set[str] = set()
-        self.flatten_added_us: dict[str, list[float]] = {}
-        self.rejected: dict[str, int] = {}  # OrderRejected by reason
-        self.unsent: dict[str, Counter[str]] = {}  # prefix -> reason -> accepted entries dropped unsent
-
-    def pump(self) -> None:
-        self.md.on_subscription()
-        self.pos.on_subscription()
-        for m in self.inbox.drain():
-            if isinstance(m, Ready) and m.actor == "executor":
-                self.ready = m.ready
-            elif isinstance(m, Heartbeat) and m.actor == "executor":
-                self.stats = dict(m.stats)
-        for m in self.exec.drain(100_000):
-            if isinstance(m, OrderSubmitted):
-                p = _prefix(m.intent_id)
-                if m.kind == "entry":
-                    self.submitted.append(m.sent_ns)
-                    self.sent_by_prefix[p] += 1
-                    self.sent_ids.add(m.intent_id)
-                elif m.intent_recv_ns:
-                    self.flatten_added_us.setdefault(p, []).append((m.sent_ns - m.intent_recv_ns) / 1000)
-            elif isinstance(m, OrderRejected):
-                key = m.reason[:40] if m.reason.startswith(("exchange", "send_failed")) else m.reason.split(":")[0]
-                self.rejected[key] = self.rejected.get(key, 0) + 1
-                if not m.reduce_only and m.intent_id not in self.sent_ids:
-                    self.unsent.setdefault(_prefix(m.intent_id), Counter())[key] += 1
-
-    def marks(self) -> None:
-        now = time.monotonic_ns()
-        for c in self.assets:
-            self.md.publish(AssetCtx(coin=c, oracle_px=PX, mark_px=PX, mid_px=PX, funding=0.0, open_interest=0.0,
-                                     recv_ns=now))
-        # The tracker's market terms (fees, open-interest caps), fresh: without them no entry is sent.
-        wall_ms = time.time_ns() // 1_000_000
-        terms = tuple(MarketTerm(coin=c, taker_fee_bps=9.0, maker_fee_bps=3.0, deployer_fee_scale=1.0,
-                                 scale_source="meta", growth_mode=False, fee_source="exchange") for c in self.assets)
-        self.pos.publish(MarketTerms(fees_ms=wall_ms, caps_ms=wall_ms, user_cross_rate=0.00045, user_add_rate=0.00015,
-                                     referral_discount=0.0, dex_oi_cap_usd=0.0, dex_oi_usd=0.0, markets=terms),
-                         state_key="terms")
-
-    def idle(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.pump()
-            time.sleep(0.005)
-
-    def close(self) -> None:
-        for b in (self.feed, self.pt, self.sup, self.obs, self.det, self.exw):
-            b.close()
 
 
 def _delta(after: dict[str, int], before: dict[str, int], prefix: str) -> dict[str, int]:
@@ -277,8 +92,8 @@ def _cpu_s(pid: int) -> float:
 def _pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
-    s = sorted(xs)
-    return round(s[min(len(s) - 1, int(q * len(s)))], 1)
+    ordered = sorted(xs)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
 def _step(side: Side, ex_pid: int, cfg_text: str, run_dir: Path, rate: int, k: int, step_s: float
@@ -321,11 +136,11 @@ def _step(side: Side, ex_pid: int, cfg_text: str, run_dir: Path, rate: int, k: i
     stats1 = dict(side.stats)
     verdicts = _delta(stats1, stats0, "entry_")
     received = verdicts.pop("entry_intents", 0)
-    refused = {k2.split("_", 1)[1]: v for k2, v in verdicts.items()
-               if ":" in k2 and not k2.startswith("entry_accepted")}
+    refused = {key.split("_", 1)[1]: count for key, count in verdicts.items()
+               if ":" in key and not key.startswith("entry_accepted")}
     sent = side.sent_by_prefix[prefix]
     unsent = dict(side.unsent.get(prefix, Counter()))
-    lat = side.flatten_added_us.get(probe_prefix, [])
+    flatten_us = side.flatten_added_us.get(probe_prefix, [])
     return {
         "offered_per_s": rate,
         "pushed": pushed,
@@ -342,9 +157,9 @@ def _step(side: Side, ex_pid: int, cfg_text: str, run_dir: Path, rate: int, k: i
         "posts_per_s": round((stats1.get("posts", 0) - posts0) / elapsed, 1) if elapsed else 0,
         "cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1) if cpu0 is not None and t0 is not None else None,
         "flatten_probes": n_probe,
-        "flatten_sent": len(lat),
-        "flatten_added_p50_us": _pct(lat, 0.5),
-        "flatten_added_max_us": max(lat) if lat else None,
+        "flatten_sent": len(flatten_us),
+        "flatten_added_p50_us": _pct(flatten_us, 0.5),
+        "flatten_added_max_us": max(flatten_us) if flatten_us else None,
     }
 
 
@@ -360,7 +175,7 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[i
                            stdout=subprocess.PIPE, text=True, env=env)
     if sim_batch:
         os.sched_setscheduler(sim.pid, os.SCHED_BATCH, os.sched_param(0))  # see the module docstring
-    ex: subprocess.Popen[bytes] | None = None
+    executor: subprocess.Popen[bytes] | None = None
     side: Side | None = None
     try:
         assert sim.stdout is not None
@@ -372,11 +187,11 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[i
         from hip3.hyperliquid.rest import RestClient
 
         meta = RestClient(url).meta("xyz")
-        assets = {u["name"]: 110000 + i for i, u in enumerate(meta["universe"]) if u["name"] in set(_coins())}
+        assets = {u["name"]: 110000 + i for i, u in enumerate(meta["universe"]) if u["name"] in set(market_names())}
         side = Side(cfg_text, run_dir, assets)
-        ex = subprocess.Popen([sys.executable, "-m", "actors.executor", "--config", str(tmp / "executor.toml"),
-                               "--run-dir", str(run_dir)], env={**env, "HIP3_PRIVATE_KEY": KEY},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        executor = subprocess.Popen([sys.executable, "-m", "actors.executor", "--config", str(tmp / "executor.toml"),
+                                     "--run-dir", str(run_dir)], env={**env, "HIP3_PRIVATE_KEY": KEY},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while not side.ready and time.monotonic() < deadline:
             side.pump()
@@ -407,9 +222,9 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[i
         }
 
         # Phase 2: the load sweep, one pusher process per offered rate.
-        steps = [_step(side, ex.pid, cfg_text, run_dir, rate, k, step_s) for k, rate in enumerate(rates)]
-        at_2500 = next((s["sent_per_s"] for s in steps if s["offered_per_s"] == 2500), None)
-        above = [s["sent_per_s"] for s in steps if s["offered_per_s"] >= 2500]
+        steps = [_step(side, executor.pid, cfg_text, run_dir, rate, k, step_s) for k, rate in enumerate(rates)]
+        at_2500 = next((step["sent_per_s"] for step in steps if step["offered_per_s"] == 2500), None)
+        above = [step["sent_per_s"] for step in steps if step["offered_per_s"] >= 2500]
         return {
             "label": label or "default",
             "sim_sched": "batch" if sim_batch else "normal",
@@ -420,22 +235,22 @@ def run(extra: str = "", label: str = "", sim_batch: bool = True, rates: tuple[i
             "idle_stages": _stages(idle_stats),
             "idle_accounting": idle_acct,
             "steps": steps,
-            "sent_per_s_by_offered": {str(s["offered_per_s"]): s["sent_per_s"] for s in steps},
+            "sent_per_s_by_offered": {str(step["offered_per_s"]): step["sent_per_s"] for step in steps},
             "sent_per_s_at_2500": at_2500,
             "min_sent_per_s_from_2500": min(above) if above else None,
             "holds_2500_rate": bool(above) and at_2500 is not None and min(above) >= at_2500,
-            "unaccounted": sum(int(s["unaccounted"]) for s in steps),
-            "flatten_added_max_us": max((s["flatten_added_max_us"] or 0 for s in steps), default=None),
+            "unaccounted": sum(int(step["unaccounted"]) for step in steps),
+            "flatten_added_max_us": max((step["flatten_added_max_us"] or 0 for step in steps), default=None),
             "step_s": step_s,
             "markets": N_MARKETS,
         }
     finally:
-        if ex is not None:
-            ex.terminate()
+        if executor is not None:
+            executor.terminate()
             try:
-                ex.wait(10)
+                executor.wait(10)
             except subprocess.TimeoutExpired:
-                ex.kill()
+                executor.kill()
         if side is not None:
             side.close()
         sim.terminate()
@@ -456,17 +271,18 @@ def main() -> None:
         variants.append(("sign_nonce_pool = 0", "no nonce pool (RFC 6979)"))
     results = []
     for extra, label in variants:
-        r = run(extra, label, sim_batch=sim_batch, rates=rates, step_s=step_s)
-        results.append(r)
-        print(f"{label}: idle path added latency p50 {r['added_latency_median_us']} us, "
-              f"p90 {r['added_latency_p90_us']} us; steps of {step_s} s:")
-        for s in r["steps"]:  # type: ignore[attr-defined]
-            print(f"offered {s['offered_per_s']:>6}/s  pushed {s['pushed_per_s']:>6}/s  sent {s['sent_per_s']:>6}/s  "
-                  f"posts {s['posts']:>5} ({s['posts_per_s']}/s)  cpu {s['cpu_pct']}%  refused {s['refused']}  "
-                  f"unsent {s['dropped_unsent']}  unaccounted {s['unaccounted']}  flatten p50/max "
-                  f"{s['flatten_added_p50_us']}/{s['flatten_added_max_us']} us "
-                  f"({s['flatten_sent']}/{s['flatten_probes']})")
-        print(json.dumps(r))
+        result = run(extra, label, sim_batch=sim_batch, rates=rates, step_s=step_s)
+        results.append(result)
+        print(f"{label}: idle path added latency p50 {result['added_latency_median_us']} us, "
+              f"p90 {result['added_latency_p90_us']} us; steps of {step_s} s:")
+        for step in result["steps"]:  # type: ignore[attr-defined]
+            print(f"offered {step['offered_per_s']:>6}/s  pushed {step['pushed_per_s']:>6}/s  "
+                  f"sent {step['sent_per_s']:>6}/s  posts {step['posts']:>5} ({step['posts_per_s']}/s)  "
+                  f"cpu {step['cpu_pct']}%  refused {step['refused']}  "
+                  f"unsent {step['dropped_unsent']}  unaccounted {step['unaccounted']}  flatten p50/max "
+                  f"{step['flatten_added_p50_us']}/{step['flatten_added_max_us']} us "
+                  f"({step['flatten_sent']}/{step['flatten_probes']})")
+        print(json.dumps(result))
     print(json.dumps(results[0]))
 
 

@@ -133,7 +133,7 @@ def _stage_c(in_addr: str, port: int, result_q: Any, ready: Any) -> None:
 
     from hip3.hyperliquid import wire
     from hip3.hyperliquid.signing import Signer
-    from hip3.hyperliquid.ws import text_frame
+    from hip3.hyperliquid.ws_framing import text_frame
 
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)

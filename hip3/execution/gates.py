@@ -1,26 +1,34 @@
-"""Executor gates (strategy.md §6.2): every entry intent passes them in strict order, first failure wins.
+"""Executor gates: every entry intent passes them in strict order, and the first failure wins.
 
-Guards against:
+The order (``ExecutorGates.evaluate``): input validation; hard stop; the soft gates (hourly drawdown,
+correlation cooldown, burst, tilt guard, same-market re-entry delay, market health); positions synced
+(the actor checks READY itself); a position hip3 does not own; per-market capacity; total exposure;
+concurrency; a flatten in progress; no pyramiding; one pending entry per market; the action budget.
+Flattens skip the entry gates (``check_flatten``) but not input validation.
 
-* B08: notional gates that passed when a mark price was missing. Any missing mark (the order's market,
-  a position's or a pending order's) rejects with ``MarketDataUnavailable`` (fail closed).
-* B15 / B25: caps enforced only in the detector's sizing. Every cap is enforced here, from
-  ``ExecutorParams``, whatever size the detector chose; an order too big for the remaining capacity is
-  shrunk to fit, and rejected if it would fall below $5 (seed) or the exchange's $10 minimum (B24).
-* B14: a market left "pending" forever after a double increment. ``PendingMarks`` holds at most one
-  mark per market keyed by intent id; marking and releasing are idempotent, so each happens exactly once.
-* B26: the gates read positions from a ``PositionSnapshot``; the book never publishes a cleared state
-  mid-resync (see ``hip3.positions``).
-* A filled entry releases its pending mark at once, but the position reaches the ``PositionSnapshot`` one
-  bus round trip later: until a snapshot seen since the fill shows it (or the position's close is seen),
-  the market stays "filled, awaiting snapshot" (``FilledAwaitingSnapshot``): its filled notional counts
-  in the per-market and total exposure and in the concurrency count, and gate 7 treats it as a position.
-* B37: the burst gate is checked read-only; the signal is recorded only after every gate passed.
-* B38: every verdict carries a reason code and a one-line text meant for an INFO log line.
-* Bad input (unknown market, zero/negative size, a price or size off the tick rules, an expired intent)
+What it guards against, each an incident of an earlier bot running this strategy:
+
+* notional gates that passed when a mark price was missing: any missing mark (the order's market, a
+  position's or a pending order's) rejects with ``MarketDataUnavailable`` (fail closed);
+* caps enforced only in the detector's sizing, or silently clamped to the detector's own limit: every
+  cap is enforced here, from ``ExecutorParams``, whatever size the detector chose; an order too big for
+  the remaining capacity is shrunk to fit, and rejected if it would fall below the smallest shrunk
+  notional worth sending or the exchange's $10 minimum (which the exchange refuses as
+  ``minTradeNtlRejected``);
+* a position far over its cap because a resync cleared the position caches before refilling them, so
+  the gates saw no position and kept buying: the gates read positions from a ``PositionSnapshot``, and
+  the book never publishes a cleared state mid-resync (see ``hip3.positions``);
+* a filled entry whose position the snapshot does not show yet, one bus round trip later:
+  ``FilledAwaitingSnapshot`` (``hip3.execution.entry_marks``) counts it in the per-market and total
+  exposure and in the concurrency count, and the no-pyramiding gate treats it as a position;
+* a burst gate that counted signals other gates then rejected: it is checked read-only, and the signal
+  is recorded only after every gate passed;
+* hundreds of signals and no trade, with no way to see why: every verdict carries a reason code and a
+  one-line text meant for an INFO log line;
+* bad input (unknown market, zero/negative size, a price or size off the tick rules, an expired intent)
   is refused with a clear reason, never an exception.
 
-Pending notional is valued at the current mark and excludes reduce-only orders (§6.2).
+Pending notional is valued at the current mark and excludes reduce-only orders.
 """
 
 from __future__ import annotations
@@ -33,19 +41,26 @@ from typing import Literal
 
 import msgspec
 
+from hip3.execution.entry_marks import FilledAwaitingSnapshot, PendingMarks
 from hip3.execution.params import ExecutorParams
 from hip3.execution.soft_gates import SoftGates
 from hip3.hyperliquid.wire import floor_size, is_valid_price, is_valid_size
 from hip3.messages import EntryIntent, FlattenIntent, PositionSnapshot
 from hip3.positions.ownership import blocking_position
 
-__all__ = ["ExecutorGates", "MarketSpec", "PendingMarks", "Verdict", "check_flatten", "check_order_input"]
+__all__ = ["ExecutorGates", "MarketSpec", "Verdict", "check_flatten", "check_order_input"]
 
 Outcome = Literal["accepted", "rejected", "skipped"]
 
 
 class MarketSpec(msgspec.Struct, frozen=True):
-    """What the executor must know to trade a market (from ``meta(dex)``, B11/B13/B39)."""
+    """What the executor must know to trade a market, from ``meta(dex)`` and only from it.
+
+    The asset id is the market's index in ``meta(dex).universe`` (an id taken from another list sent
+    one market's orders to another), and ``sz_decimals`` comes from the same answer
+    (``metaAndAssetCtxs`` leaves HIP-3 markets out, and a default rounded sizes to zero). A market
+    without a spec is never traded.
+    """
 
     coin: str
     asset: int
@@ -67,7 +82,7 @@ class Verdict(msgspec.Struct, frozen=True):
         return self.outcome == "accepted"
 
     def log_line(self) -> str:
-        """One INFO line per verdict (B38)."""
+        """One INFO line per verdict, so an operator sees why signals did or did not trade."""
         return (
             f"verdict {self.outcome} reason={self.reason} coin={self.coin} intent={self.intent_id} "
             f"sz={self.sz} {self.detail}".rstrip()
@@ -132,7 +147,8 @@ def check_order_input(
 
 
 def check_flatten(intent: FlattenIntent, specs: Mapping[str, MarketSpec], now_ns: int) -> Verdict:
-    """Flatten intents skip the entry gates (§11: reduce-only keeps flowing) but not input validation."""
+    """Flatten intents skip the entry gates (reduce-only orders keep flowing even under a latched hard
+    stop) but not input validation."""
     bad = check_order_input(
         intent_id=intent.intent_id,
         coin=intent.coin,
@@ -159,100 +175,8 @@ def check_flatten(intent: FlattenIntent, specs: Mapping[str, MarketSpec], now_ns
     )
 
 
-class PendingMarks:
-    """Markets with a new (non-reduce-only) order pending; at most one per market (§6.2 gate 8, B14)."""
-
-    def __init__(self) -> None:
-        self._by_coin: dict[str, tuple[str, Decimal]] = {}
-        self._coin_of: dict[str, str] = {}
-
-    def try_mark(self, coin: str, intent_id: str, sz: Decimal) -> bool:
-        """Mark ``coin`` pending for ``intent_id``; False if the market already has a pending order."""
-        if coin in self._by_coin:
-            return False
-        self._by_coin[coin] = (intent_id, sz)
-        self._coin_of[intent_id] = coin
-        return True
-
-    def release(self, intent_id: str) -> bool:
-        """Release the mark held by ``intent_id``; idempotent (True only the first time)."""
-        coin = self._coin_of.pop(intent_id, None)
-        if coin is None:
-            return False
-        del self._by_coin[coin]
-        return True
-
-    def is_pending(self, coin: str) -> bool:
-        return coin in self._by_coin
-
-    def items(self) -> list[tuple[str, Decimal]]:
-        """(coin, size) of every pending new order."""
-        return [(coin, sz) for coin, (_i, sz) in self._by_coin.items()]
-
-    def __len__(self) -> int:
-        return len(self._by_coin)
-
-
-class _Filled(msgspec.Struct):
-    """An entry fill not yet visible in the position snapshot."""
-
-    sz: Decimal
-    is_long: bool
-    after_version: int  # the snapshot version known at the fill: that one or a later one must show it
-
-
-class FilledAwaitingSnapshot:
-    """Markets whose entry filled but whose position no snapshot has shown yet (gate 7 and the caps).
-
-    Cleared for a market when a snapshot observed at or after the fill shows its position (from then on
-    the snapshot itself blocks, and a later flat snapshot means a later close), or when its
-    ``PositionClosed`` arrives after the fill. (The tracker may have applied the fill from userFills
-    before the post response reached us, so the snapshot current at the fill can already show it; a
-    snapshot that does not show it never clears anything.) A snapshot version that goes down is a
-    restarted position tracker: its next snapshot that shows the position clears the block. An entry that
-    ends without a fill never gets here."""
-
-    def __init__(self) -> None:
-        self._by_coin: dict[str, _Filled] = {}
-        self._version = -1  # the latest snapshot version observed
-
-    def observe(self, snapshot: PositionSnapshot | None) -> None:
-        if snapshot is None:
-            return
-        if snapshot.version < self._version:  # a restarted tracker numbers again from 0
-            for f in self._by_coin.values():
-                f.after_version = -1
-        self._version = snapshot.version
-        if self._by_coin:
-            held = {p.coin for p in snapshot.positions}
-            for coin in [c for c, f in self._by_coin.items() if c in held and snapshot.version >= f.after_version]:
-                del self._by_coin[coin]
-
-    def on_entry_filled(self, coin: str, is_buy: bool, sz: Decimal) -> None:
-        f = self._by_coin.get(coin)
-        if f is None:
-            self._by_coin[coin] = _Filled(sz=sz, is_long=is_buy, after_version=self._version)
-        else:  # the same order reported twice (post total and orderUpdate), or a later partial fill
-            f.sz, f.after_version = max(f.sz, sz), self._version
-
-    def on_position_closed(self, coin: str) -> None:
-        self._by_coin.pop(coin, None)
-
-    def get(self, coin: str) -> _Filled | None:
-        return self._by_coin.get(coin)
-
-    def items(self) -> list[tuple[str, _Filled]]:
-        return list(self._by_coin.items())
-
-    def __contains__(self, coin: object) -> bool:
-        return coin in self._by_coin
-
-    def __len__(self) -> int:
-        return len(self._by_coin)
-
-
 class ExecutorGates:
-    """The §6.2 gate chain. Holds marks, pending marks and the action budget; positions come in per call."""
+    """The entry gate chain. Holds marks, pending marks and the action budget; positions come in per call."""
 
     def __init__(
         self,
@@ -308,11 +232,11 @@ class ExecutorGates:
         balance_usd: Decimal | None = None,
         flatten_in_flight: Collection[str] = (),
     ) -> Verdict:
-        """Run gates 0 (input), 1, 1b–1f, positions-synced, 3–10. An accepted verdict has marked the market
-        pending and consumed budget; the caller must ``release`` it if the order does not get enqueued."""
-        iid, coin = intent.intent_id, intent.coin
+        """Run every gate in the module's order. An accepted verdict has marked the market pending and
+        consumed budget; the caller must ``release`` it if the order does not get enqueued."""
+        intent_id, coin = intent.intent_id, intent.coin
         bad = check_order_input(
-            intent_id=iid,
+            intent_id=intent_id,
             coin=coin,
             asset=intent.asset,
             px=intent.px,
@@ -325,49 +249,52 @@ class ExecutorGates:
             return bad
         if intent.reduce_only:
             return _verdict(
-                "rejected", "InvalidIntent", iid, coin, intent.sz, "entry intent must not be reduce-only"
+                "rejected", "InvalidIntent", intent_id, coin, intent.sz, "entry intent must not be reduce-only"
             )
         sz = intent.sz
-        # 1: hard stop
+        # Hard stop.
         if hard_stop_latched:
-            return _verdict("rejected", "HardStop", iid, coin, sz)
-        # 1b–1f (+ market health)
+            return _verdict("rejected", "HardStop", intent_id, coin, sz)
+        # Soft gates: drawdown, correlation cooldown, burst, tilt, re-entry delay, market health.
         soft_reason = self.soft.check(coin, intent.edge_bps, now_ms)
         if soft_reason is not None:
             code, _, detail = soft_reason.partition(": ")
-            return _verdict("rejected", code, iid, coin, sz, detail)
-        # 2 (READY) is the caller's; positions must at least be synced (latent 19)
+            return _verdict("rejected", code, intent_id, coin, sz, detail)
+        # READY is the caller's; positions must at least be synced: trading on an empty book after a
+        # failed start-up sync would see no position anywhere.
         if snapshot is None or not snapshot.synced:
-            return _verdict("rejected", "PositionsNotSynced", iid, coin, sz)
+            return _verdict("rejected", "PositionsNotSynced", intent_id, coin, sz)
         # hip3.positions.ownership: a position hip3 leaves alone blocks its market (and is not in the caps below)
         if (manual := blocking_position(snapshot, coin)) is not None:
-            return _verdict("skipped", "ManualPositionOpen", iid, coin, sz, f"{manual.size} held outside hip3")
+            return _verdict("skipped", "ManualPositionOpen", intent_id, coin, sz, f"{manual.size} held outside hip3")
         self.filled.observe(snapshot)
-        positions = {p.coin: p for p in snapshot.positions}
-        # Filled entries the snapshot does not show yet count as positions (caps, concurrency, gate 7).
-        unseen = [(c, f) for c, f in self.filled.items() if c not in positions]
-        # 3: per-market capacity
+        positions = {position.coin: position for position in snapshot.positions}
+        # Filled entries the snapshot does not show yet count as positions (caps, concurrency, no
+        # pyramiding).
+        unseen = [(filled_coin, filled) for filled_coin, filled in self.filled.items() if filled_coin not in positions]
+        # Per-market capacity.
         mark = self._marks.get(coin)
         if mark is None:
-            return _verdict("rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for {coin}")
+            return _verdict("rejected", "MarketDataUnavailable", intent_id, coin, sz, f"no mark for {coin}")
         spec = self.specs[coin]
         pos = positions.get(coin)
         awaiting = self.filled.get(coin) if pos is None else None
         pos_ntl = pos.size * mark if pos is not None else Decimal(0)
         if awaiting is not None:
             pos_ntl = awaiting.sz * mark
-        pending_ntl = sum((s * mark for c, s in self.pending.items() if c == coin), Decimal(0))
+        pending_ntl = sum((pending_sz * mark for pending_coin, pending_sz in self.pending.items()
+                           if pending_coin == coin), Decimal(0))
         cap = self.market_cap_usd(balance_usd)
         available = cap - pos_ntl - pending_ntl
         if available <= 0:
-            return _verdict("rejected", "MaxPositionPerMarket", iid, coin, sz, f"available ${available:.2f}")
+            return _verdict("rejected", "MaxPositionPerMarket", intent_id, coin, sz, f"available ${available:.2f}")
         if sz * mark > available:
             sz = floor_size(available / mark, spec.sz_decimals)
             if sz * mark < self._min_shrunk:
                 return _verdict(
                     "rejected",
                     "MaxPositionPerMarket",
-                    iid,
+                    intent_id,
                     coin,
                     sz,
                     f"shrunk notional ${sz * mark:.2f} < ${self._min_shrunk}",
@@ -376,77 +303,79 @@ class ExecutorGates:
             return _verdict(
                 "rejected",
                 "BelowMinNotional",
-                iid,
+                intent_id,
                 coin,
                 sz,
                 f"notional ${sz * intent.px:.2f} < exchange minimum ${self._min_exchange}",
             )
-        # 4: total exposure (every mark required)
+        # Total exposure (every mark required).
         total = sz * mark
-        for p in snapshot.positions:
-            m = self._marks.get(p.coin)
-            if m is None:
+        for position in snapshot.positions:
+            other_mark = self._marks.get(position.coin)
+            if other_mark is None:
                 return _verdict(
-                    "rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for position {p.coin}"
+                    "rejected", "MarketDataUnavailable", intent_id, coin, sz, f"no mark for position {position.coin}"
                 )
-            total += p.size * m
-        for c, f in unseen:
-            m = self._marks.get(c)
-            if m is None:
+            total += position.size * other_mark
+        for filled_coin, filled in unseen:
+            other_mark = self._marks.get(filled_coin)
+            if other_mark is None:
                 return _verdict(
-                    "rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for filled {c}"
+                    "rejected", "MarketDataUnavailable", intent_id, coin, sz, f"no mark for filled {filled_coin}"
                 )
-            total += f.sz * m
-        for c, s in self.pending.items():
-            m = self._marks.get(c)
-            if m is None:
+            total += filled.sz * other_mark
+        for pending_coin, pending_sz in self.pending.items():
+            other_mark = self._marks.get(pending_coin)
+            if other_mark is None:
                 return _verdict(
-                    "rejected", "MarketDataUnavailable", iid, coin, sz, f"no mark for pending {c}"
+                    "rejected", "MarketDataUnavailable", intent_id, coin, sz, f"no mark for pending {pending_coin}"
                 )
-            total += s * m
+            total += pending_sz * other_mark
         if total >= self._max_total:
             return _verdict(
-                "rejected", "MaxPositionTotal", iid, coin, sz, f"total ${total:.2f} >= ${self._max_total}"
+                "rejected", "MaxPositionTotal", intent_id, coin, sz, f"total ${total:.2f} >= ${self._max_total}"
             )
-        # 5: concurrency (plain or correlation-weighted)
+        # Concurrency (plain or correlation-weighted).
         if self.soft.params.correlation_concurrency.enabled:
-            held = [(p.coin, p.is_long) for p in snapshot.positions] + [(c, f.is_long) for c, f in unseen]
+            held = [(position.coin, position.is_long) for position in snapshot.positions] + [
+                (filled_coin, filled.is_long) for filled_coin, filled in unseen
+            ]
             reason = self.soft.check_concurrency(coin, intent.is_buy, held)
             if reason is not None:
                 code, _, detail = reason.partition(": ")
-                return _verdict("rejected", code, iid, coin, sz, detail)
+                return _verdict("rejected", code, intent_id, coin, sz, detail)
         elif len(snapshot.positions) + len(unseen) >= self.params.max_concurrent_positions:
             return _verdict(
                 "rejected",
                 "MaxConcurrentPositions",
-                iid,
+                intent_id,
                 coin,
                 sz,
                 f"{len(snapshot.positions) + len(unseen)} open",
             )
-        # 6: flatten pending
+        # A flatten in progress.
         if coin in snapshot.pending_flatten or coin in flatten_in_flight:
-            return _verdict("skipped", "FlattenInProgress", iid, coin, sz)
-        # 7: no pyramiding (a fill the snapshot does not show yet is a position too)
+            return _verdict("skipped", "FlattenInProgress", intent_id, coin, sz)
+        # No pyramiding (a fill the snapshot does not show yet is a position too).
         if pos is not None:
-            return _verdict("skipped", "AlreadyHasPosition", iid, coin, sz)
+            return _verdict("skipped", "AlreadyHasPosition", intent_id, coin, sz)
         if awaiting is not None:
-            return _verdict("skipped", "AlreadyHasPosition", iid, coin, sz, "filled, awaiting snapshot")
-        # 8: pending mark (atomic here: single-threaded)
-        if not self.pending.try_mark(coin, iid, sz):
-            return _verdict("skipped", "PendingOrderExists", iid, coin, sz)
-        # 9: action budget
+            return _verdict("skipped", "AlreadyHasPosition", intent_id, coin, sz, "filled, awaiting snapshot")
+        # One pending entry per market (atomic here: single-threaded).
+        if not self.pending.try_mark(coin, intent_id, sz):
+            return _verdict("skipped", "PendingOrderExists", intent_id, coin, sz)
+        # Action budget.
         window_ns = self.params.action_budget_window_ms * 1_000_000
         while self._budget_ns and self._budget_ns[0] <= now_ns - window_ns:
             self._budget_ns.popleft()
         if len(self._budget_ns) >= self.params.action_budget_orders:
-            self.pending.release(iid)
-            return _verdict("skipped", "BudgetExhausted", iid, coin, sz)
+            self.pending.release(intent_id)
+            return _verdict("skipped", "BudgetExhausted", intent_id, coin, sz)
         self._budget_ns.append(now_ns)
-        # 10: record the burst signal (B37: only now that every gate passed)
+        # Record the burst signal, only now that every gate passed.
         self.soft.record_executed(coin, now_ms)
         detail = f"shrunk from {intent.sz}" if sz != intent.sz else ""
-        return _verdict("accepted", "Queued", iid, coin, sz, detail)
+        return _verdict("accepted", "Queued", intent_id, coin, sz, detail)
 
     def release(self, intent_id: str) -> bool:
         """Release the pending mark of an entry order (terminal state, drop, queue full); idempotent."""

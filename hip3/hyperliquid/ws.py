@@ -1,30 +1,27 @@
-"""Hyperliquid WebSocket client for a poll loop: subscriptions with acks, heartbeat, reconnect, posts.
+"""Hyperliquid WebSocket client for a poll loop: the connection, its read loop, heartbeat and reconnect.
 
-Built on ``websocket-client`` for the handshake, TLS and sends (``skip_utf8_validation=True``,
-TCP_NODELAY); frames are read by ``_FrameReader`` in 256 KiB chunks (one system call per chunk instead
-of three per frame: 70k -> ~300k frames/s here). It never owns a thread: the feed/executor actors put
-``fileno()`` in their ``zmq.Poller``, call ``poll_read()`` (or the feed's ``poll_read_market()``) when it
-is readable (it drains the frames available now, bounded by ``max_read_bytes`` per call so timers run
-under a flood, including bytes already decrypted by TLS, and keeps partial frames for the next call)
-and ``tick(now)`` for timers. ``run_forever`` is a small blocking helper for tools/tests.
+Built on ``websocket-client`` for the handshake and TLS (``skip_utf8_validation=True``, TCP_NODELAY);
+frames are cut by ``hip3.hyperliquid.ws_framing.FrameReader`` out of 256 KiB reads (one system call per
+chunk instead of three per frame: 70k -> ~300k frames/s here). It never owns a thread: the feed and
+executor actors put ``fileno()`` in their ``zmq.Poller``, call ``poll_read()`` (or the feed's
+``poll_read_market()``) when it is readable (it drains the frames available now, bounded by
+``max_read_bytes`` per call so timers run under a flood, including bytes already decrypted by TLS, and
+keeps partial frames for the next call) and ``tick(now)`` for timers. ``run_forever`` is a small
+blocking helper for tools and tests.
 
-Guards against (protocol §2, lessons and latent issues of the Rust original):
+The client is one object built from three parts over the same state: this module (the connection),
+``ws_subscriptions`` (subscriptions and their acks) and ``ws_posts`` (the message budget and the post
+channel). What it guards against, from the exchange's WebSocket rules:
 
 * the server closes a connection that received nothing for 60 s: ping ``{"method":"ping"}`` after
-  ``ping_after_idle_s`` of silence, reconnect when no pong within ``pong_timeout_s`` (§2.3);
+  ``ping_after_idle_s`` of silence, reconnect when no pong within ``pong_timeout_s``;
 * silent receive stalls: reconnect after ``stall_timeout_s`` without any frame;
-* B04: a subscription is live on its ``subscriptionResponse`` ack (``data.method == "subscribe"``, matched
-  on type + coin/user); unsubscribe acks are ignored; acks are never returned as data;
+* acks, pongs and post answers are consumed here, never returned as data;
 * error frames (``{"channel":"error","data":"..."}``) are surfaced (returned, counted, ``last_error``,
   logged at most once per 10 s);
-* latent issue 12: the reconnect attempt counter is RESET after a healthy session; backoff is
-  exponential with jitter; every subscription is re-sent after a reconnect (§2.7);
-* B09: ``close()`` sends a close frame with bounded timeouts and never hangs;
-* rate limits (§9.1): ≤ 2000 client messages per rolling 60 s and ≤ 100 in-flight posts, refused locally
-  (``WsBudgetError``) rather than risking the exchange's penalty.
-
-A post whose connection dropped or that timed out resolves as ``type="disconnected"``/``"timeout"``: its
-outcome is UNKNOWN (an action may have executed), so the caller must reconcile, never assume failure.
+* a reconnect loop that backs off for ever: the attempt counter is reset after a healthy session;
+  backoff is exponential with jitter; every subscription is re-sent after a reconnect;
+* a stop that hangs on a dead peer: ``close()`` sends a close frame with bounded timeouts.
 """
 
 from __future__ import annotations
@@ -32,183 +29,43 @@ from __future__ import annotations
 import collections
 import errno
 import logging
-import os
 import random
 import select
 import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-import msgspec
 import websocket
 
 from hip3 import clock as _hip3_clock
 from hip3.messages import AssetCtx, Bbo
 
+from .frame_decoder import FrameDecoder
 from .frames import (
     ErrorFrame,
     Frame,
-    FrameDecoder,
     L2BookFrame,
     PongFrame,
     PostFrame,
-    PostResponse,
     SubscriptionResponseFrame,
 )
+from .ws_framing import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameReader, FramingError, text_frame
+from .ws_posts import ConnState, PostCallback, PostChannel, WsBudgetError, WsNotConnected
+from .ws_subscriptions import Subscriptions
 
-__all__ = ["ConnState", "PostCallback", "WsBudgetError", "WsClient", "WsNotConnected", "sub_key", "text_frame"]
+__all__ = ["ConnState", "PostCallback", "WsBudgetError", "WsClient", "WsNotConnected"]
 
 _log = logging.getLogger("hip3.hyperliquid.ws")
-ConnState = Literal["connecting", "connected", "disconnected"]
-PostCallback = Callable[[PostResponse], None]
 FrameSink = Callable[[list[tuple[Any, int]]], None]
-SubKey = tuple[str, str | None, str | None]
-_ENC = msgspec.json.Encoder()
 _PING = b'{"method":"ping"}'
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, websocket.WebSocketTimeoutException)
 _READ_CHUNK = 256 * 1024
 _ERROR_LOG_INTERVAL_S = 10.0
-_MAX_MESSAGE = 64 * 1024 * 1024  # refuse (drop the connection) rather than buffer without bound
-_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-class _ProtocolError(Exception):
-    """The server broke RFC 6455 framing: the connection is dropped (and reconnected)."""
-
-
-class _FrameReader:
-    """RFC 6455 server frames from a byte stream read in large chunks.
-
-    ``websocket-client``'s ``recv_data`` makes three ``recv`` system calls per frame (header, length,
-    payload), which caps a Python feed near 70k frames/s here; reading 256 KiB at a time and cutting
-    frames out of the buffer makes it one call per chunk. Handles fragmentation (continuation frames),
-    control frames between fragments, and refuses masked server frames, reserved bits (no extension
-    is negotiated) and messages over ``_MAX_MESSAGE``.
-    """
-
-    __slots__ = ("_buf", "_frag_len", "_frag_op", "_frags")
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._frag_op = -1
-        self._frags: list[bytes] = []
-        self._frag_len = 0
-
-    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
-        """Append ``chunk``; return every complete message as ``(opcode, payload)``."""
-        data = self._buf + chunk if self._buf else chunk
-        out: list[tuple[int, bytes]] = []
-        pos = 0
-        end = len(data)
-        while end - pos >= 2:
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            n = b1 & 0x7F
-            start = pos + 2
-            if n == 126:
-                if end - pos < 4:
-                    break
-                n = (data[pos + 2] << 8) | data[pos + 3]
-                start = pos + 4
-            elif n == 127:
-                if end - pos < 10:
-                    break
-                n = int.from_bytes(data[pos + 2:pos + 10], "big")
-                start = pos + 10
-            if b1 & 0x80:
-                raise _ProtocolError("masked frame from the server")
-            if b0 & 0x70:
-                raise _ProtocolError("reserved bits set (no extension negotiated)")
-            if n > _MAX_MESSAGE:
-                raise _ProtocolError(f"frame of {n} bytes")
-            stop = start + n
-            if stop > end:
-                break
-            payload = data[start:stop]
-            pos = stop
-            op = b0 & 0x0F
-            if op >= 0x8:  # control frames: never fragmented, may sit between fragments
-                if not b0 & 0x80 or n > 125:
-                    raise _ProtocolError("bad control frame")
-                out.append((op, payload))
-            elif op == _OP_CONT:
-                if self._frag_op < 0:
-                    raise _ProtocolError("continuation without a start")
-                self._frags.append(payload)
-                self._frag_len += n
-                if self._frag_len > _MAX_MESSAGE:
-                    raise _ProtocolError("fragmented message too large")
-                if b0 & 0x80:
-                    out.append((self._frag_op, b"".join(self._frags)))
-                    self._frag_op = -1
-                    self._frags = []
-                    self._frag_len = 0
-            elif op in (_OP_TEXT, _OP_BINARY):
-                if self._frag_op >= 0:
-                    raise _ProtocolError("new message inside a fragmented one")
-                if b0 & 0x80:
-                    out.append((op, payload))
-                else:
-                    self._frag_op = op
-                    self._frags = [payload]
-                    self._frag_len = n
-            else:
-                raise _ProtocolError(f"unknown opcode {op}")
-        self._buf = data[pos:] if pos < end else b""
-        return out
-
-
-def text_frame(payload: bytes, mask_key: bytes | None = None, opcode: int = 0x1) -> bytes:
-    """A single (FIN) masked client frame carrying ``payload`` (RFC 6455 §5.2: a client masks every
-    frame): a text frame unless ``opcode`` says otherwise (a pong).
-
-    ``mask_key`` is 4 fresh random bytes per frame unless given (tests)."""
-    n = len(payload)
-    key = os.urandom(4) if mask_key is None else mask_key
-    first = 0x80 | opcode
-    if n < 126:
-        header = bytes((first, 0x80 | n))
-    elif n < 65536:
-        header = bytes((first, 0xFE)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((first, 0xFF)) + n.to_bytes(8, "big")
-    if not n:
-        return header + key
-    # XOR the whole payload with the repeated key as one big integer (about 1 µs for an order frame).
-    masked = int.from_bytes(payload, "little") ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
-    return header + key + masked.to_bytes(n, "little")
-
-
-class WsNotConnected(RuntimeError):
-    """A post was attempted while the connection is down."""
-
-
-class WsBudgetError(RuntimeError):
-    """Sending would exceed the outbound message budget or the in-flight post limit (§9.1)."""
-
-
-def sub_key(subscription: dict[str, Any]) -> SubKey:
-    """Ack-matching key: type + coin/user (acks may echo extra fields such as nSigFigs)."""
-    coin = subscription.get("coin")
-    user = subscription.get("user")
-    return (
-        str(subscription.get("type")),
-        coin if isinstance(coin, str) else None,
-        user.lower() if isinstance(user, str) else None,
-    )
-
-
-class _Post:
-    __slots__ = ("callback", "deadline")
-
-    def __init__(self, callback: PostCallback, deadline: float) -> None:
-        self.callback = callback
-        self.deadline = deadline
-
-
-class WsClient:
+class WsClient(PostChannel, Subscriptions):
     """One WebSocket connection, driven by ``poll_read()``/``tick()``. Times are ``clock()`` seconds."""
 
     def __init__(
@@ -261,10 +118,10 @@ class WsClient:
         self.last_error: str | None = None
         self.errors: collections.Counter[str] = collections.Counter()
         self._ws: websocket.WebSocket | None = None
-        self._subs: dict[SubKey, dict[str, Any]] = {}
-        self._acked: set[SubKey] = set()
-        self._posts: dict[int, _Post] = {}
-        self._deferred: collections.deque[tuple[PostCallback, PostResponse]] = collections.deque()
+        self._subs = {}
+        self._acked = set()
+        self._posts = {}
+        self._deferred = collections.deque()
         self._next_id = 1
         self._sent_times: collections.deque[float] = collections.deque()
         self._connected_at = 0.0
@@ -272,7 +129,7 @@ class WsClient:
         self._ping_sent_at: float | None = None
         self._reconnect_at: float | None = None
         self._closed = False
-        self._reader = _FrameReader()
+        self._reader = FrameReader()
         self.max_read_bytes = max_read_bytes
         self._error_logged_at = -_ERROR_LOG_INTERVAL_S
 
@@ -284,10 +141,6 @@ class WsClient:
         if ws is None or ws.sock is None:
             return -1
         return int(ws.sock.fileno())
-
-    @property
-    def inflight_posts(self) -> int:
-        return len(self._posts)
 
     @property
     def reconnect_at(self) -> float | None:
@@ -315,7 +168,7 @@ class WsClient:
             return False
         now = self._clock()
         self._ws = ws
-        self._reader = _FrameReader()
+        self._reader = FrameReader()
         self.conn_id += 1
         self._connected_at = now
         self._last_recv = now
@@ -323,56 +176,7 @@ class WsClient:
         self._reconnect_at = None
         self._acked.clear()
         self._set_state("connected")
-        subs = list(self._subs.values())
-        return all(self._send_json({"method": "subscribe", "subscription": sub}) for sub in subs)
-
-    def subscribe(self, subscription: dict[str, Any]) -> None:
-        """Remember ``subscription`` (re-sent after every reconnect) and send it if connected."""
-        key = sub_key(subscription)
-        if key in self._subs:
-            return
-        self._subs[key] = dict(subscription)
-        if self.state == "connected":
-            self._send_json({"method": "subscribe", "subscription": subscription})
-
-    def unsubscribe(self, subscription: dict[str, Any]) -> None:
-        key = sub_key(subscription)
-        sub = self._subs.pop(key, None)
-        self._acked.discard(key)
-        if sub is not None and self.state == "connected":
-            self._send_json({"method": "unsubscribe", "subscription": sub})
-
-    def is_acked(self, subscription: dict[str, Any]) -> bool:
-        return sub_key(subscription) in self._acked
-
-    def all_acked(self) -> bool:
-        return self.state == "connected" and all(k in self._acked for k in self._subs)
-
-    def post(
-        self,
-        request_type: Literal["action", "info"],
-        payload: dict[str, Any],
-        on_response: PostCallback,
-        timeout_s: float | None = None,
-    ) -> int:
-        """Send ``{"method":"post","id":N,"request":{"type":...,"payload":...}}``; ``on_response`` is called
-        exactly once (answer, ``"timeout"`` or ``"disconnected"``). Returns the id. Raises
-        ``WsNotConnected``/``WsBudgetError`` without sending."""
-        if self.state != "connected" or self._ws is None:
-            raise WsNotConnected("post while not connected")
-        if len(self._posts) >= self.max_inflight_posts:
-            raise WsBudgetError(f"{len(self._posts)} posts in flight (limit {self.max_inflight_posts})")
-        self._check_budget(reserve=10)  # keep a little room for pings
-        post_id = self._next_id
-        self._next_id += 1
-        msg = {"method": "post", "id": post_id, "request": {"type": request_type, "payload": payload}}
-        deadline = self._clock() + (self.post_timeout_s if timeout_s is None else timeout_s)
-        self._posts[post_id] = _Post(on_response, deadline)
-        if not self._send_json(msg) and post_id in self._posts:
-            # Not sent and not already resolved by a disconnect: nothing left the process.
-            del self._posts[post_id]
-            raise WsBudgetError("post not sent (outbound budget)")
-        return post_id
+        return self._resubscribe()
 
     def poll_read(self) -> list[tuple[Frame, int]]:
         """Read every frame available now without blocking; returns ``(frame, recv_ns)`` for data frames
@@ -434,11 +238,11 @@ class WsClient:
                 self._ping_sent_at = None  # the server is alive
                 try:
                     messages = reader.feed(chunk)
-                except _ProtocolError as exc:
+                except FramingError as exc:
                     self._drop(f"protocol error: {exc}")
                     break
                 for opcode, data in messages:
-                    if opcode in (_OP_TEXT, _OP_BINARY):
+                    if opcode in (OP_TEXT, OP_BINARY):
                         if market:
                             frame = decode_market(data, recv_ns)
                             kind = type(frame)
@@ -455,14 +259,14 @@ class WsClient:
                         if frame is None or handle(frame):  # type: ignore[arg-type]
                             continue
                         append((frame, recv_ns))
-                    elif opcode == _OP_PING:
+                    elif opcode == OP_PING:
                         try:
-                            ws.sock.sendall(text_frame(data, opcode=_OP_PONG))
+                            ws.sock.sendall(text_frame(data, opcode=OP_PONG))
                         except (OSError, *_WOULD_BLOCK) as exc:
                             # The socket is non-blocking here: a partial write would corrupt the stream.
                             self._drop(f"pong send failed: {exc!r}")
                             break
-                    elif opcode == _OP_CLOSE:
+                    elif opcode == OP_CLOSE:
                         self._drop("closed by server")
                         break
                 if sink is not None and out:  # this recv's frames go out before the socket is read again
@@ -477,11 +281,6 @@ class WsClient:
             self._run_deferred()
         return out
 
-    def _run_deferred(self) -> None:
-        while self._deferred:
-            callback, response = self._deferred.popleft()
-            callback(response)
-
     def tick(self, now: float | None = None) -> None:
         """Run the timers: post timeouts, ping/pong, stall, health reset, reconnect when due."""
         if now is None:
@@ -493,12 +292,9 @@ class WsClient:
                 self.reconnects += 1
                 self.connect()
             return
-        expired = [pid for pid, p in self._posts.items() if now >= p.deadline]
-        for pid in expired:
-            post = self._posts.pop(pid)
-            post.callback(PostResponse(pid, "timeout", error="post timed out; outcome unknown"))
+        self._expire_posts(now)
         if self.attempt and now - self._connected_at >= self.healthy_after_s:
-            self.attempt = 0  # a healthy session resets the backoff (latent issue 12)
+            self.attempt = 0  # a healthy session resets the backoff: the next drop reconnects quickly
         idle = now - self._last_recv
         if self._ping_sent_at is not None:
             if now - self._ping_sent_at >= self.pong_timeout_s:
@@ -545,10 +341,7 @@ class WsClient:
 
     def _handle_control(self, frame: Frame) -> bool:
         if isinstance(frame, SubscriptionResponseFrame):
-            if frame.method == "subscribe":  # unsubscribe acks are ignored [UNVERIFIED shape, §2.2]
-                key = sub_key(msgspec.structs.asdict(frame.subscription))
-                if key in self._subs:
-                    self._acked.add(key)
+            self._on_ack(frame)
             return True
         if isinstance(frame, PongFrame):
             return True
@@ -561,56 +354,12 @@ class WsClient:
             return True
         if isinstance(frame, ErrorFrame):
             self.last_error = frame.data
-            n = self.errors["error_frame"] = self.errors["error_frame"] + 1
+            count = self.errors["error_frame"] = self.errors["error_frame"] + 1
             now = self._clock()
             if now - self._error_logged_at >= _ERROR_LOG_INTERVAL_S:  # a flood must not flood the log
                 self._error_logged_at = now
-                _log.warning("ws error frame (%d so far): %s", n, frame.data[:300])
+                _log.warning("ws error frame (%d so far): %s", count, frame.data[:300])
         return False
-
-    def can_post(self) -> bool:
-        """Would ``post`` be accepted now (connected, in-flight below the cap, budget left)? Lets a
-        caller hold its queue instead of building and signing an action the client would refuse."""
-        if self.state != "connected" or self._ws is None or len(self._posts) >= self.max_inflight_posts:
-            return False
-        try:
-            self._check_budget(reserve=10)
-        except WsBudgetError:
-            return False
-        return True
-
-    def _check_budget(self, reserve: int = 0) -> None:
-        now = self._clock()
-        window = self._sent_times
-        while window and now - window[0] >= 60.0:
-            window.popleft()
-        if len(window) >= self.max_msgs_per_min - reserve:
-            raise WsBudgetError(f"{len(window)} messages sent in the last 60 s (limit {self.max_msgs_per_min})")
-
-    def _send_json(self, obj: dict[str, Any]) -> bool:
-        return self._send_raw(_ENC.encode(obj))
-
-    def _send_raw(self, data: bytes) -> bool:
-        ws = self._ws
-        if ws is None or ws.sock is None:
-            return False
-        try:
-            self._check_budget()
-        except WsBudgetError as exc:
-            self.errors["budget"] += 1
-            _log.warning("ws send refused: %s", exc)
-            return False
-        try:
-            # One sendall of a frame built here instead of ``ws.send``: websocket-client builds an ABNF
-            # object, masks through a generic helper and loops over partial sends under a lock (about
-            # 6 µs more per order frame). The socket keeps its send timeout (``send_timeout_s``), so a
-            # stuck peer raises here exactly as before; a partial write then drops the connection.
-            ws.sock.sendall(text_frame(data))
-        except Exception as exc:
-            self._drop(f"send failed: {exc!r}")
-            return False
-        self._sent_times.append(self._clock())
-        return True
 
     def _set_state(self, state: ConnState) -> None:
         if state != self.state:
@@ -652,9 +401,7 @@ class WsClient:
             self.last_error = why
         self._acked.clear()
         self._ping_sent_at = None
-        posts, self._posts = self._posts, {}
-        for pid, post in posts.items():
-            post.callback(PostResponse(pid, "disconnected", error=f"{why}; outcome unknown"))
+        self._fail_posts(why)
         if was_healthy:
             self.attempt = 0
         if reconnect and not self._closed:

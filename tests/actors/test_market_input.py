@@ -9,8 +9,8 @@ import pytest
 
 from hip3.config import MarketConfig
 from hip3.hyperliquid.feed import FeedCore
-from hip3.hyperliquid.frames import FrameDecoder
-from hip3.hyperliquid.ws import _FrameReader, _ProtocolError, text_frame
+from hip3.hyperliquid.frame_decoder import FrameDecoder
+from hip3.hyperliquid.ws_framing import FrameReader, FramingError, text_frame
 from hip3.messages import AssetCtx, Bbo, FeedState, Msg, PositionSnapshot
 from hip3.strategy.detector_core import DetectorCore
 from hip3.strategy.entry_readiness import EntryReadiness
@@ -72,13 +72,13 @@ def test_frame_reader_cuts_chunks_and_fragments() -> None:
 
     stream = (server(1, b"a" * 10) + server(1, b"b" * 300) + server(1, b"c", fin=False) + server(9, b"p")
               + server(0, b"d"))
-    r = _FrameReader()
+    r = FrameReader()
     got = []
     for i in range(0, len(stream), 7):  # arbitrary chunk boundaries
         got.extend(r.feed(stream[i:i + 7]))
     assert got == [(1, b"a" * 10), (1, b"b" * 300), (9, b"p"), (1, b"cd")]
-    with pytest.raises(_ProtocolError):
-        _FrameReader().feed(text_frame(b"masked"))  # a server never masks
+    with pytest.raises(FramingError):
+        FrameReader().feed(text_frame(b"masked"))  # a server never masks
 
 
 def _fs(conn: int, state: str = "connected", ready: bool = True) -> FeedState:

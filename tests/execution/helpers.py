@@ -9,7 +9,8 @@ import msgspec
 
 from hip3.execution.gates import MarketSpec
 from hip3.execution.orders import post_answer
-from hip3.hyperliquid.frames import FrameDecoder, PostFrame, PostResponse
+from hip3.hyperliquid.frame_decoder import FrameDecoder
+from hip3.hyperliquid.frames import PostFrame, PostResponse
 from hip3.hyperliquid.responses import ExchangeResponse
 from hip3.messages import EntryIntent, FlattenIntent, OpenOrder, Position, PositionClosed, PositionSnapshot
 

@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from hip3.config import ConfigError, parse_config
-from hip3.execution.gates import ExecutorGates, PendingMarks, check_flatten, check_order_input
+from hip3.execution.entry_marks import PendingMarks
+from hip3.execution.gates import ExecutorGates, check_flatten, check_order_input
 from hip3.execution.params import (
     BurstParams,
     CorrelationConcurrencyParams,

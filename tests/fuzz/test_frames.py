@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
-from hip3.hyperliquid.frames import FrameDecoder, OrderUpdatesFrame, PostFrame
+from hip3.hyperliquid.frame_decoder import FrameDecoder
+from hip3.hyperliquid.frames import OrderUpdatesFrame, PostFrame
 from hip3.hyperliquid.responses import parse_exchange_response
 from hip3.hyperliquid.rest import RestClient, RestError
-from hip3.hyperliquid.ws import _FrameReader, _ProtocolError
+from hip3.hyperliquid.ws_framing import FrameReader, FramingError
 from hip3.positions import PositionBook
 from hip3.positions.rest import open_orders_from_rest, positions_from_rest
 
@@ -212,13 +213,13 @@ def test_rest_answers_raise_only_rest_error(rng: random.Random, which: int) -> N
 @FUZZ
 @given(st.binary(max_size=400), st.integers(1, 64))
 def test_ws_frame_reader_raises_only_protocol_error(data: bytes, chunk: int) -> None:
-    reader = _FrameReader()
+    reader = FrameReader()
     tally("WebSocket byte streams (framing)")
     try:
         for i in range(0, len(data), chunk):
             for op, payload in reader.feed(data[i:i + chunk]):
                 assert 0 <= op <= 0xF and isinstance(payload, bytes)
-    except _ProtocolError:
+    except FramingError:
         pass
 
 
@@ -226,7 +227,7 @@ def test_ws_frame_reader_round_trips_fragmented_frames() -> None:
     rng = random.Random(3)
     frames = [dumps(valid_frame(rng, rng.choice(CHANNELS))) for _ in range(50)]
     stream = b"".join(server_frame(f) for f in frames)
-    reader = _FrameReader()
+    reader = FrameReader()
     got: list[bytes] = []
     for i in range(0, len(stream), 37):
         got.extend(p for _, p in reader.feed(stream[i:i + 37]))

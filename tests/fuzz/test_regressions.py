@@ -10,7 +10,8 @@ import pytest
 
 import hip3.messages as m
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
-from hip3.hyperliquid.frames import FrameDecoder, PostFrame
+from hip3.hyperliquid.frame_decoder import FrameDecoder
+from hip3.hyperliquid.frames import PostFrame
 from hip3.hyperliquid.responses import parse_exchange_response
 from hip3.hyperliquid.rest import RestClient, RestError
 from hip3.runtime.bus import Receiver

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hip3.hyperliquid import frames as F
+from hip3.hyperliquid.frame_decoder import FrameDecoder
 from hip3.hyperliquid.responses import parse_exchange_response
 from hip3.messages import AssetCtx, Bbo
 
@@ -61,11 +62,11 @@ def enc(obj: object) -> bytes:
 
 
 @pytest.fixture
-def dec() -> F.FrameDecoder:
-    return F.FrameDecoder()
+def dec() -> FrameDecoder:
+    return FrameDecoder()
 
 
-def test_bbo(dec: F.FrameDecoder) -> None:
+def test_bbo(dec: FrameDecoder) -> None:
     f = dec.decode(BBO)
     assert isinstance(f, F.BboFrame)
     assert f.data.bbo[0] == F.WsLevel(431.02, 12.5, 3)
@@ -81,13 +82,13 @@ def test_bbo(dec: F.FrameDecoder) -> None:
     assert isinstance(m3, Bbo) and m3.bid_px == 0.0
 
 
-def test_bbo_object_form_rejected(dec: F.FrameDecoder) -> None:
+def test_bbo_object_form_rejected(dec: FrameDecoder) -> None:
     wrong = enc({"channel": "bbo", "data": {"coin": "c", "time": 1, "bbo": {"bid": None, "ask": None}}})
     assert dec.decode(wrong) is None
     assert dec.counters["bad:bbo"] == 1
 
 
-def test_ctx(dec: F.FrameDecoder) -> None:
+def test_ctx(dec: FrameDecoder) -> None:
     msg = dec.decode_market(CTX, 9)
     assert msg == AssetCtx(
         coin="xyz:TSLA",
@@ -123,17 +124,17 @@ def test_ctx(dec: F.FrameDecoder) -> None:
 
 
 @pytest.mark.parametrize("bad", [b'"NaN"', b'"Infinity"', b'"1e999"', b'"abc"', b"true", b"null"])
-def test_ctx_bad_values(dec: F.FrameDecoder, bad: bytes) -> None:
+def test_ctx_bad_values(dec: FrameDecoder, bad: bytes) -> None:
     assert dec.decode(CTX.replace(b'"450.78"', bad)) is None
     assert dec.counters["bad:activeAssetCtx"] == 1
 
 
 @pytest.mark.parametrize("bad", [b'"NaN"', b'"-1"', b'"0"', b'"inf"'])
-def test_bbo_bad_px(dec: F.FrameDecoder, bad: bytes) -> None:
+def test_bbo_bad_px(dec: FrameDecoder, bad: bytes) -> None:
     assert dec.decode(BBO.replace(b'"431.02"', bad)) is None
 
 
-def test_l2book(dec: F.FrameDecoder) -> None:
+def test_l2book(dec: FrameDecoder) -> None:
     raw = enc(
         {
             "channel": "l2Book",
@@ -151,7 +152,7 @@ def test_l2book(dec: F.FrameDecoder) -> None:
     assert isinstance(f, F.L2BookFrame) and len(f.data.levels[0]) == 2 and f.data.levels[1][0].px == 431.25
 
 
-def test_order_updates_array_single_and_bad_elements(dec: F.FrameDecoder) -> None:
+def test_order_updates_array_single_and_bad_elements(dec: FrameDecoder) -> None:
     f = dec.decode(enc({"channel": "orderUpdates", "data": [ORDER_EL]}))
     assert isinstance(f, F.OrderUpdatesFrame) and f.bad == 0
     o = f.orders[0]
@@ -171,7 +172,7 @@ def test_order_updates_array_single_and_bad_elements(dec: F.FrameDecoder) -> Non
     assert dec.counters["bad_element:orderUpdates"] == 3
 
 
-def test_user_fills_snapshot_flag(dec: F.FrameDecoder) -> None:
+def test_user_fills_snapshot_flag(dec: FrameDecoder) -> None:
     snap = dec.decode(enc({"channel": "userFills", "data": {"isSnapshot": True, "user": "0xab", "fills": [FILL]}}))
     assert isinstance(snap, F.UserFillsFrame) and snap.data.is_snapshot
     live = dec.decode(enc({"channel": "userFills", "data": {"user": "0xab", "fills": [FILL]}}))
@@ -185,7 +186,7 @@ def test_user_fills_snapshot_flag(dec: F.FrameDecoder) -> None:
     assert f.data.fills[1].builder_fee == Decimal("0.001")
 
 
-def test_sub_ack_pong_error_greeting(dec: F.FrameDecoder) -> None:
+def test_sub_ack_pong_error_greeting(dec: FrameDecoder) -> None:
     ack = dec.decode(
         enc(
             {
@@ -213,7 +214,7 @@ def post(payload: object, typ: str = "action", pid: int = 256) -> bytes:
     return enc({"channel": "post", "data": {"id": pid, "response": {"type": typ, "payload": payload}}})
 
 
-def test_post_responses(dec: F.FrameDecoder) -> None:
+def test_post_responses(dec: FrameDecoder) -> None:
     ok = {
         "status": "ok",
         "response": {
@@ -278,7 +279,7 @@ def test_post_responses(dec: F.FrameDecoder) -> None:
         b'{"channel":"bbo","data":{"coin":"c","time":1,"bbo":[{"px":"1","sz":"1","n":1}]}}',
     ],
 )
-def test_hostile_never_raises(dec: F.FrameDecoder, raw: bytes) -> None:
+def test_hostile_never_raises(dec: FrameDecoder, raw: bytes) -> None:
     assert dec.decode(raw) is None
     assert dec.decode_market(raw, 0) is None
     assert sum(dec.counters.values()) >= 1
@@ -287,7 +288,7 @@ def test_hostile_never_raises(dec: F.FrameDecoder, raw: bytes) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
 def test_fuzz_random_bytes(raw: bytes) -> None:
-    F.FrameDecoder().decode(raw)
+    FrameDecoder().decode(raw)
 
 
 json_values = st.recursive(
@@ -317,7 +318,7 @@ json_values = st.recursive(
     json_values,
 )
 def test_fuzz_truncated_and_mutated(base: bytes, cut: int, value: object) -> None:
-    d = F.FrameDecoder()
+    d = FrameDecoder()
     d.decode(base[: cut % (len(base) + 1)])
     obj = json.loads(base)
     obj["data"] = value

@@ -349,7 +349,7 @@ def test_text_frame_matches_websocket_client(n: int) -> None:
 
     import websocket
 
-    from hip3.hyperliquid.ws import text_frame
+    from hip3.hyperliquid.ws_framing import text_frame
 
     payload, key = os.urandom(n), os.urandom(4)
     ref = websocket.ABNF.create_frame(payload, websocket.ABNF.OPCODE_TEXT)
@@ -364,7 +364,7 @@ def test_pong_frame_matches_websocket_client() -> None:
 
     import websocket
 
-    from hip3.hyperliquid.ws import text_frame
+    from hip3.hyperliquid.ws_framing import text_frame
 
     payload, key = b"ping-payload", os.urandom(4)
     ref = websocket.ABNF.create_frame(payload, websocket.ABNF.OPCODE_PONG)

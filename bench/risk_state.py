@@ -99,6 +99,7 @@ def main() -> None:
         size = max(p.stat().st_size for p in run_dir.glob("risk_state.json.?"))
         body = (run_dir / "risk_state.json.a").read_bytes()
         renames: list[float] = []
+        # The usual temporary file and rename (hip3.runtime.durable without its fsyncs): the baseline.
         for _ in range(args.n):
             t = time.perf_counter_ns()
             fd = os.open(run_dir / ".baseline.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hip3.hardstop import describe_os_error
+from hip3.runtime.durable import atomic_write
 
 __all__ = ["JournalWriteError", "SentIntentJournal", "valid_id"]
 
@@ -75,17 +76,7 @@ class SentIntentJournal:
         self.problem: str | None = None  # why the last write failed (one line), until one succeeds
 
     def _rewrite(self, lines: list[str]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self.path, "".join(lines).encode("utf-8"), mode=0o666)
 
     def __contains__(self, intent_id: object) -> bool:
         return intent_id in self._sent

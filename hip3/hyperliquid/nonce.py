@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hip3.hardstop import describe_os_error
+from hip3.runtime.durable import atomic_write
 
 __all__ = ["DAY_MS", "NonceError", "NonceManager", "NonceStorageError"]
 
@@ -238,19 +239,7 @@ class NonceManager:
         if self._path is None:
             self._ceiling = ceiling
             return
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, f"{ceiling}\n".encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path)
-        dir_fd = os.open(self._path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self._path, f"{ceiling}\n".encode("ascii"))
         self._ceiling = ceiling
         self._storage_problem = None
         self.fsyncs += 1

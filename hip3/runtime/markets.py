@@ -9,7 +9,6 @@ An unknown configured market or a duplicate name stops the start with a clear ``
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from hip3.config import Config, exchange_urls
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
 from hip3.hyperliquid.rest import RestClient, RestError
 from hip3.logs import Log
+from hip3.runtime.durable import atomic_write
 
 CACHE_NAME = "markets.json"
 # With a cache from an earlier load, this many failed attempts (about 1.5 s) and the cache is used: an
@@ -34,12 +34,11 @@ def cache_path(cfg: Config) -> Path:
 def _save_cache(path: Path, base: str, pattern: str, perp_dexs: Any, meta: Any) -> None:
     body = {"rest_url": base, "dex_pattern": pattern, "saved_ms": clock.time_ns() // 1_000_000,
             "perp_dexs": perp_dexs, "meta": meta}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(body))
-        os.replace(tmp, path)  # atomic: several actors load at once
+        # Atomic (several actors load at once) but no fsync: a cache that a host crash loses is fetched again.
+        atomic_write(path, json.dumps(body).encode(), fsync=False, mode=0o666)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 def _load_cache(path: Path, base: str, pattern: str) -> dict[str, Any] | None:

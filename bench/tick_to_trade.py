@@ -47,7 +47,7 @@ from bench.floor import run_floor
 from hip3.bus import Bus
 from hip3.config import load_config
 from hip3.messages import OrderSubmitted
-from hip3.runtime.trading import percentile
+from hip3.runtime.percentiles import percentile_round
 
 MARKETS = ("XYZ100", "TSLA", "NVDA", "GOLD", "AAPL", "MSFT", "GOOGL", "AMZN", "META", "HOOD", "PLTR", "COIN",
            "INTC", "AMD", "MSTR", "NFLX", "ORCL", "SILVER", "RIVN", "CL")
@@ -95,7 +95,7 @@ def _policy(pid: int) -> str:
 def _pcts(xs: list[float]) -> dict[str, float | int | None]:
     if not xs:
         return {"p50": None, "p99": None, "n": 0}
-    return {"p50": round(statistics.median(xs), 1), "p99": round(percentile(xs, 0.99), 1), "n": len(xs)}
+    return {"p50": round(statistics.median(xs), 1), "p99": round(percentile_round(xs, 0.99), 1), "n": len(xs)}
 
 
 def main() -> None:

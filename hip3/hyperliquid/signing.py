@@ -83,7 +83,7 @@ def _make_fast_keccak() -> Callable[[bytes], bytes] | None:
 
     reset, absorb, digest, buffer = lib.keccak_reset, lib.keccak_absorb, lib.keccak_digest, ffi.buffer
 
-    def fast(data: bytes) -> bytes:
+    def keccak_cffi(data: bytes) -> bytes:
         try:
             st, out = local.st
         except AttributeError:
@@ -94,29 +94,29 @@ def _make_fast_keccak() -> Callable[[bytes], bytes] | None:
         return buffer(out)[:]  # type: ignore[no-any-return]
 
     try:
-        if fast(b"abc") != _keccak256_portable(b"abc") or fast(b"") != _keccak256_portable(b""):
+        if keccak_cffi(b"abc") != _keccak256_portable(b"abc") or keccak_cffi(b"") != _keccak256_portable(b""):
             return None
     except Exception:
         return None
-    return fast
+    return keccak_cffi
 
 
 def _make_pysha3_keccak() -> Callable[[bytes], bytes] | None:
     """Keccak-256 from safe-pysha3 (a C extension: about 0.7 us per short hash here, against 1.5 us for
-    the cffi path below); checked against pycryptodome before it is trusted."""
+    the cffi path); checked against pycryptodome before it is trusted."""
     try:
         import sha3  # type: ignore[import-untyped,unused-ignore]  # safe-pysha3
     except ImportError:
         return None
     new = sha3.keccak_256
 
-    def fast(data: bytes) -> bytes:
+    def keccak_pysha3(data: bytes) -> bytes:
         return new(data).digest()  # type: ignore[no-any-return]
 
     for probe in (b"", b"abc", bytes(range(256)) * 3):
-        if fast(probe) != _keccak256_portable(probe):
+        if keccak_pysha3(probe) != _keccak256_portable(probe):
             return None
-    return fast
+    return keccak_pysha3
 
 
 keccak256: Callable[[bytes], bytes] = _make_pysha3_keccak() or _make_fast_keccak() or _keccak256_portable

@@ -134,14 +134,14 @@ class ExitWatcherCore:
         pos = mk.pos
         if pos is None or pos.busy:
             return None
-        b = msg.bid_px
-        a = msg.ask_px
-        if not 0.0 < b < a < _INF:
+        bid_px = msg.bid_px
+        ask_px = msg.ask_px
+        if not 0.0 < bid_px < ask_px < _INF:
             return None
-        reason = self.rules.fast(pos, b, a, now_ns)
+        reason = self.rules.book_exit(pos, bid_px, ask_px, now_ns)
         if reason is None:
             return None
-        return self._flatten_bbo(pos, reason, b, a, now_ns, msg.recv_ns, self.rules.fast_slip)
+        return self._flatten_bbo(pos, reason, bid_px, ask_px, now_ns, msg.recv_ns, self.rules.book_exit_slip)
 
     def on_ctx(self, msg: AssetCtx, now_ns: int) -> FlattenIntent | None:
         """Every ctx: advance the oracle tracker; with a position, §8.1 then §8.2 exits."""
@@ -149,33 +149,33 @@ class ExitWatcherCore:
         if mk is None:
             mk = self._market(msg.coin)
         mk.ctx = msg
-        o = msg.oracle_px
+        oracle_px = msg.oracle_px
         tr = mk.tracker
-        changed = o != tr.last_px and 0.0 < o < _INF
+        changed = oracle_px != tr.last_px and 0.0 < oracle_px < _INF
         if changed:
-            tr.update(o)
+            tr.update(oracle_px)
         pos = mk.pos
         if pos is None:
             return None
         rules = self.rules
         if changed:
-            rules.on_oracle(pos, o)
+            rules.on_oracle(pos, oracle_px)
             if not pos.has_baseline:
                 rules.set_baseline(pos, tr)
         if pos.busy:
             return None
         bbo = mk.bbo
         if bbo is not None and 0.0 < bbo.bid_px < bbo.ask_px < _INF:
-            reason = rules.fast(pos, bbo.bid_px, bbo.ask_px, now_ns)
+            reason = rules.book_exit(pos, bbo.bid_px, bbo.ask_px, now_ns)
             if reason is not None:
                 return self._flatten_bbo(
-                    pos, reason, bbo.bid_px, bbo.ask_px, now_ns, msg.recv_ns, rules.fast_slip
+                    pos, reason, bbo.bid_px, bbo.ask_px, now_ns, msg.recv_ns, rules.book_exit_slip
                 )
         else:
             bbo = None
         if tr.last_px <= 0.0:
             return None
-        reason = rules.oracle(pos, tr, tr.last_px, now_ns)
+        reason = rules.oracle_exit(pos, tr, tr.last_px, now_ns)
         if reason is None:
             return None
         if bbo is None:
@@ -199,14 +199,14 @@ class ExitWatcherCore:
             else:
                 bbo = mk.bbo
                 if bbo is not None and 0.0 < bbo.bid_px < bbo.ask_px < _INF:
-                    reason = rules.fast(pos, bbo.bid_px, bbo.ask_px, now_ns)
+                    reason = rules.book_exit(pos, bbo.bid_px, bbo.ask_px, now_ns)
                     if reason is None and pos.profile_stop_ns and pos.has_baseline:
                         t = now_ns - pos.entry_ns
-                        if t >= rules.or_min_ns and t >= pos.profile_stop_ns:
+                        if t >= rules.oracle_min_hold_ns and t >= pos.profile_stop_ns:
                             reason = PROFILE_TIME_STOP
                     if reason is not None:
                         intent = self._flatten_bbo(
-                            pos, reason, bbo.bid_px, bbo.ask_px, now_ns, 0, rules.fast_slip
+                            pos, reason, bbo.bid_px, bbo.ask_px, now_ns, 0, rules.book_exit_slip
                         )
             if intent is not None:
                 out.append(intent)
@@ -244,9 +244,10 @@ class ExitWatcherCore:
     # ---- flatten building and claims ----------------------------------------------------------------
 
     def _flatten_bbo(
-        self, pos: ExitPosition, reason: str, b: float, a: float, now_ns: int, origin_ns: int, slip: float
+        self, pos: ExitPosition, reason: str, bid_px: float, ask_px: float, now_ns: int, origin_ns: int,
+        slip: float
     ) -> FlattenIntent | None:
-        px = b * (1.0 - slip) if pos.is_long else a * (1.0 + slip)
+        px = bid_px * (1.0 - slip) if pos.is_long else ask_px * (1.0 + slip)
         return self._flatten(pos, reason, px, now_ns, origin_ns)
 
     def _flatten_mark(

@@ -157,11 +157,11 @@ def test_resync_keeps_entry_time_and_baselines() -> None:
     core.on_ctx(ctx(C, 100.1), T0_NS)  # one "with" move before entry
     core.on_position_snapshot(snapshot(position(C)), T0_NS, T0_MS)
     pos = core.position(C)
-    assert pos is not None and pos.with0 == 1 and pos.entry_ns == T0_NS
+    assert pos is not None and pos.with_moves_at_entry == 1 and pos.entry_ns == T0_NS
     core.on_ctx(ctx(C, 100.2), at(500))  # one with-move since entry (within min hold)
     core.on_position_snapshot(snapshot(position(C, opened_ms=T0_MS + 20_000), version=2), at(20_000), T0_MS + 20_000)
     pos2 = core.position(C)
-    assert pos2 is pos and pos.entry_ns == T0_NS and pos.with0 == 1 and pos.oracle0 == 100.1
+    assert pos2 is pos and pos.entry_ns == T0_NS and pos.with_moves_at_entry == 1 and pos.oracle_px_at_entry == 100.1
     # Time stop still sees 30 s held from the real entry.
     assert [i.reason for i in core.on_tick(at(30_001))] == ["time_stop"]
 

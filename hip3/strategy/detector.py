@@ -27,7 +27,6 @@ __all__ = [
     "base_threshold_bps",
     "confidence",
     "evaluate_side",
-    "exit_profile",
     "liquidity_factor",
     "strength",
 ]
@@ -129,6 +128,8 @@ class SideResult:
         self.velocity_bps = 0.0
         self.baseline_gap_bps = 0.0
         self.edge_above_baseline_bps = 0.0
+        # Always Standard: the config refuses ``detector.exit_profile_enabled`` until the profile travels with
+        # the position to the exit watcher.
         self.exit_profile = EXIT_STANDARD
 
 
@@ -174,17 +175,6 @@ def confidence(
         spread_f = 1.0 if r <= 1.0 else 0.0 if r >= 3.0 else (3.0 - r) / 2.0
     c = 0.30 * edge_f + 0.20 * vel_f + 0.20 * consec_f + 0.15 * liq + 0.15 * spread_f
     return min(1.0, max(0.0, c))
-
-
-def exit_profile(conf: float, step_bps: float, consec: int, p: DetectorParams) -> str:
-    """§5.4 exit profile; Standard whenever profiles are disabled."""
-    if not p.exit_profile_enabled:
-        return EXIT_STANDARD
-    if conf >= 0.7 and step_bps > 15.0 and consec >= 3:
-        return EXIT_RUNNER
-    if conf >= 0.4 and step_bps > 5.0:
-        return EXIT_STANDARD
-    return EXIT_SCALPER
 
 
 def size_order(
@@ -288,5 +278,4 @@ def evaluate_side(
     out.velocity_bps = v
     out.baseline_gap_bps = d.baseline_bps if d.baseline_n else 0.0
     out.edge_above_baseline_bps = eab
-    out.exit_profile = exit_profile(conf, v, consec, p)
     return Skip.NONE

@@ -75,17 +75,54 @@ class SignalRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Detection:
-    """One emitted signal: its record, the bus ``Signal``, whether to persist it, and the intent."""
+    """One emitted signal: the bus ``Signal``, whether to persist it, and the intent. ``record`` builds the
+    full signal record (``SignalRecord``) from them when read: the actor never reads it (the journal keeps
+    the bus ``Signal``), so a signal does not pay for a record nobody uses."""
 
-    __slots__ = ("intent", "persist", "record", "signal")
+    __slots__ = ("_base_fee_bps", "_params", "_side", "_size_factor", "intent", "persist", "signal")
 
     def __init__(
-        self, record: SignalRecord, signal: Signal, persist: bool, intent: EntryIntent | None
+        self, side: SideResult, signal: Signal, persist: bool, intent: EntryIntent | None, *,
+        params: DetectorParams, base_fee_bps: float, size_factor: float,
     ) -> None:
-        self.record = record
         self.signal = signal
         self.persist = persist
         self.intent = intent
+        self._side = side
+        self._params = params
+        self._base_fee_bps = base_fee_bps
+        self._size_factor = size_factor
+
+    @property
+    def record(self) -> SignalRecord:
+        r, s, p = self._side, self.signal, self._params
+        return SignalRecord(
+            signal_id=s.signal_id,
+            coin=r.coin,
+            is_buy=r.is_buy,
+            raw_edge_bps=r.raw_edge_bps,
+            net_edge_bps=s.net_edge_bps,
+            threshold_bps=r.threshold_bps,
+            strength=strength(s.net_edge_bps),
+            suggested_sz=s.suggested_sz,
+            oracle_px=r.oracle_px,
+            best_px=r.best_px,
+            book_sz=r.book_sz,
+            recv_ns=s.recv_ns,
+            time_ms=s.time_ms,
+            base_fee_bps=self._base_fee_bps,
+            effective_fee_bps=s.taker_fee_bps,
+            slippage_bps=p.slippage_bps,
+            min_edge_bps=p.min_edge_bps,
+            total_cost_bps=2.0 * s.taker_fee_bps + p.slippage_bps + p.min_edge_bps,
+            oracle_velocity_bps=r.velocity_bps,
+            confidence=r.confidence,
+            baseline_gap_bps=r.baseline_gap_bps,
+            edge_above_baseline_bps=r.edge_above_baseline_bps,
+            exit_profile=r.exit_profile,
+            size_factor=self._size_factor,
+            fee_source=s.fee_source,
+        )
 
 
 class DetectorCore:
@@ -284,44 +321,17 @@ class DetectorCore:
         self.counts["signals"] += 1
         size_factor = self.gates.states[r.coin].size_factor
         fee_bps, fee_source = self.terms.taker_fee_bps(r.coin, now_ms)
-        record = SignalRecord(
+        signal = Signal(
             signal_id=signal_id,
             coin=r.coin,
             is_buy=r.is_buy,
             raw_edge_bps=r.raw_edge_bps,
             net_edge_bps=r.raw_edge_bps - r.threshold_bps,
             threshold_bps=r.threshold_bps,
-            strength=strength(r.raw_edge_bps - r.threshold_bps),
+            oracle_px=r.oracle_px,
+            best_px=r.best_px,
+            book_sz=r.book_sz,
             suggested_sz=float(r.size),
-            oracle_px=r.oracle_px,
-            best_px=r.best_px,
-            book_sz=r.book_sz,
-            recv_ns=m.last_recv_ns,
-            time_ms=now_ms,
-            base_fee_bps=self.terms.user_cross_bps(),
-            effective_fee_bps=fee_bps,
-            slippage_bps=p.slippage_bps,
-            min_edge_bps=p.min_edge_bps,
-            total_cost_bps=2.0 * fee_bps + p.slippage_bps + p.min_edge_bps,
-            oracle_velocity_bps=r.velocity_bps,
-            confidence=r.confidence,
-            baseline_gap_bps=r.baseline_gap_bps,
-            edge_above_baseline_bps=r.edge_above_baseline_bps,
-            exit_profile=r.exit_profile,
-            size_factor=size_factor,
-            fee_source=fee_source,
-        )
-        signal = Signal(
-            signal_id=signal_id,
-            coin=r.coin,
-            is_buy=r.is_buy,
-            raw_edge_bps=r.raw_edge_bps,
-            net_edge_bps=record.net_edge_bps,
-            threshold_bps=r.threshold_bps,
-            oracle_px=r.oracle_px,
-            best_px=r.best_px,
-            book_sz=r.book_sz,
-            suggested_sz=record.suggested_sz,
             confidence=r.confidence,
             recv_ns=m.last_recv_ns,
             time_ms=now_ms,
@@ -337,7 +347,8 @@ class DetectorCore:
         else:
             self.counts["persist_dedup"] += 1
         intent = self._intent(r, signal_id, m, now_ns, now_ms, ready, fee_bps, fee_source) if self.trading else None
-        return Detection(record, signal, persist, intent)
+        return Detection(r, signal, persist, intent, params=p, base_fee_bps=self.terms.user_cross_bps(),
+                         size_factor=size_factor)
 
     def _intent(
         self, r: SideResult, signal_id: str, m: MarketState, now_ns: int, now_ms: int, ready: bool,

@@ -1,11 +1,12 @@
-"""§5 dislocation detector maths: threshold, the per-side filter chain, sizing and confidence.
+"""Dislocation detector maths: threshold, the per-side filter chain, sizing and confidence.
 
 Pure functions over one market's state; ``hip3.strategy.detector_core`` orchestrates them. Guards:
-* B33 — direction, step size and consecutive moves come from the windowed ``OracleTracker``, never from
-  "the oracle change since the previous evaluation" (≈0 on 99 % of checks in the seed).
-* latent 13 — the session size multiplier (and the spread-shock factor) are applied *before* the
-  minimum-notional boost, so no order below the exchange minimum leaves during US hours (B24).
-* B27 — sizes are floored to szDecimals in Decimal; a zero size drops the signal.
+* Direction, step size and consecutive moves come from the windowed ``OracleTracker``, never from
+  "the oracle change since the previous evaluation" (≈0 on 99 % of checks, which blocked 41+ bps
+  signals in the Rust original).
+* The session size multiplier (and the spread-shock factor) are applied *before* the
+  minimum-notional boost, so no order below the exchange's $10 minimum leaves during US hours.
+* Sizes are floored to szDecimals in Decimal; a zero size drops the signal (the exchange refuses it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ __all__ = [
 EXIT_SCALPER = "scalper"
 EXIT_STANDARD = "standard"
 EXIT_RUNNER = "runner"
-ORDER_CAP_HEADROOM = 0.99  # B18: detector sizing stays under the executor's cap
+ORDER_CAP_HEADROOM = 0.99  # detector sizing stays under the executor's cap (valued at mark, not mid)
 
 
 class Skip(IntEnum):
@@ -58,7 +59,7 @@ class Skip(IntEnum):
 
 
 class DetectorMarket:
-    """Per-market detector state: EWMAs advance once per market-data update (latent 11)."""
+    """Per-market detector state: EWMAs advance once per market-data update, not once per check."""
 
     __slots__ = (
         "baseline_bps",
@@ -95,7 +96,7 @@ class DetectorMarket:
 
 
 class SideResult:
-    """A side that passed every filter of §5.2: everything §5.5's record and the intent need."""
+    """A side that passed every filter: everything the signal record and the intent need."""
 
     __slots__ = (
         "baseline_gap_bps",
@@ -164,7 +165,7 @@ def _vel_factor(v: float, m: float) -> float:
 def confidence(
     raw_edge: float, t: float, v: float, consec: int, liq: float, spread_ewma: float, p: DetectorParams
 ) -> float:
-    """§5.4: weighted edge, velocity, consecutive moves, book depth and spread quality, in [0, 1]."""
+    """Confidence: weighted edge, velocity, consecutive moves, book depth and spread quality, in [0, 1]."""
     edge_f = min(1.0, max(0.0, (raw_edge - t) / (2.0 * t))) if t > 0.0 else 1.0
     vel_f = _vel_factor(v, p.min_oracle_change_bps)
     consec_f = min(consec, 3) / 3.0
@@ -188,10 +189,10 @@ def size_order(
     sz_decimals: int | None,
     p: DetectorParams,
 ) -> tuple[float, Decimal]:
-    """§5.3 sizing -> (float size, floored Decimal size; ZERO if the signal must be dropped).
+    """Sizing -> (float size, floored Decimal size; ZERO if the signal must be dropped).
 
     ``size_mult`` = session size multiplier × spread-shock factor, applied BEFORE the minimum-notional
-    boost (latent 13). Without a spec (``sz_decimals`` None, observe mode) the Decimal is unfloored.
+    boost. Without a spec (``sz_decimals`` None, observe mode) the Decimal is unfloored.
     """
     m = p.min_oracle_change_bps
     vel_mult = 1.0
@@ -225,7 +226,7 @@ def evaluate_side(
     p: DetectorParams,
     out: SideResult,
 ) -> Skip:
-    """Filters 2–13 of §5.2 in order for one side; fills ``out`` and returns Skip.NONE on a signal."""
+    """Filters 2–13 in order for one side; fills ``out`` and returns Skip.NONE on a signal."""
     o = m.oracle_px
     if p.signal_dedup and o == (d.last_sig_oracle_buy if is_buy else d.last_sig_oracle_sell):
         return Skip.DEDUP

@@ -2,13 +2,14 @@
 
 Per market-data update the actor calls ``on_bbo``/``on_ctx`` (state only), then ``evaluate`` once per
 batch of drained messages (one evaluation cycle). Only markets with new data since their last evaluation
-are evaluated, so every EWMA advances once per market-data update of *that* market (latent 11).
+are evaluated, so every EWMA advances once per market-data update of *that* market, not once per check
+(every message times every market).
 
-Guards against: B02/B03/B33 and latents 10, 11, 13, 20 (see the modules it composes); latent 14 — the
-correlation filter keeps ``correlation_max_simultaneous`` signals per side, not a hard-coded 2; B11 — a
-trading-mode market without a spec (asset id, szDecimals) never gets an intent; §6.1 — duplicate
-market+side within ``persist_dedup_window_ms`` are not persisted again, sizes are floored to the lot
-and a zero size is dropped.
+Guards against (besides what the modules it composes guard against): a correlation filter that kept a
+hard-coded 2 signals per side (it keeps ``correlation_max_simultaneous``); a trading-mode market without
+a spec (asset id, szDecimals), which never gets an intent; duplicate market+side within
+``persist_dedup_window_ms`` are not persisted again, sizes are floored to the lot and a zero size is
+dropped.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ __all__ = ["Detection", "DetectorCore", "SignalRecord"]
 
 
 class SignalRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """§5.5 signal record (journal/log form; the bus carries the shorter ``messages.Signal``)."""
+    """The full signal record (journal/log form; the bus carries the shorter ``messages.Signal``)."""
 
     signal_id: str
     coin: str
@@ -219,7 +220,7 @@ class DetectorCore:
         return 1.0, 1.0
 
     def threshold_bps(self, coin: str, is_buy: bool, now_ms: int) -> float:
-        """§5.1 threshold T for one market and side (base, adaptive floor, session, short, velocity)."""
+        """The threshold T for one market and side (base, adaptive floor, session, short, velocity)."""
         p = self.p
         d = self._det[coin]
         fee_bps, _source = self.terms.taker_fee_bps(coin, now_ms)
@@ -239,7 +240,7 @@ class DetectorCore:
     ) -> list[Detection]:
         """One evaluation cycle over the markets with new data (or ``coins``); returns the signals.
 
-        ``ready``: READY-TRADING (§13); in trading mode no intent is built while not ready.
+        ``ready``: READY-TRADING; in trading mode no intent is built while not ready.
         """
         markets = self.book.markets
         todo = (
@@ -290,7 +291,8 @@ class DetectorCore:
         return result
 
     def _correlation_filter(self, found: list[SideResult]) -> list[SideResult]:
-        """§5.6: per side, keep at most ``correlation_max_simultaneous`` signals, strongest raw edge first."""
+        """Correlation filter: per side, keep at most ``correlation_max_simultaneous`` signals, strongest raw
+        edge first."""
         n = self.p.correlation_max_simultaneous
         kept: list[SideResult] = []
         for side in (True, False):
@@ -385,7 +387,7 @@ class DetectorCore:
             fee_source=fee_source,
         )
 
-    # ---- followups (§15) --------------------------------------------------------------------------
+    # ---- followups ---------------------------------------------------------------------------------
 
     def due_followups(self, now_ns: int, now_ms: int) -> list[SignalFollowup]:
         """Snapshots due at +1/+3/+5 s after persisted signals: current oracle, best px and edge."""
@@ -419,7 +421,7 @@ class DetectorCore:
     # ---- observability ----------------------------------------------------------------------------
 
     def take_gate_transitions(self) -> list[tuple[str, GateVerdict, GateVerdict]]:
-        """Gate verdict changes since the last call: log these (B03), count the rest."""
+        """Gate verdict changes since the last call: log these (never a line per message), count the rest."""
         return self.gates.take_transitions()
 
     def stats(self) -> dict[str, int]:

@@ -32,7 +32,7 @@ _NUMBER = re.compile(r"[-+]?\d[\d.]*")
 
 def reason_key(reason: str) -> str:
     """A blocked reason without its numbers: the measured clock offset or a balance changes every
-    second, the reason does not (log and report transitions only, lesson B03)."""
+    second, the reason does not (log and report transitions only, never once per message)."""
     return _NUMBER.sub("#", reason)
 
 

@@ -1,10 +1,12 @@
-"""The exit watcher actor's decision core: positions mirror, exits, and §9 flatten claims (no sockets).
+"""The exit watcher actor's decision core: positions mirror, exits, and flatten claims (no sockets).
 
 Guards against:
-* B28 — at most one in-flight flatten per market: a claim is taken before a ``FlattenIntent`` is built;
+* At most one in-flight flatten per market (a second flatten sent before the first filled was refused
+  with "Reduce only order would increase position"): a claim is taken before a ``FlattenIntent`` is built;
   a claimed market is not evaluated. A coin the position tracker reports in ``pending_flatten`` (e.g.
   after this process restarted and lost its claims) is treated as claimed too (for ``claim_expiry_ms``).
-* B32 / latent 1 — the claim is released on ANY terminal state of the flatten order that did not close
+* A claim never strands a position (a claim released only by a closing fill deadlocked the Rust
+  original's exits): it is released on ANY terminal state of the flatten order that did not close
   the position: ``OrderRejected`` (incl. the IOC "could not immediately match" miss, send failure,
   timeout), ``OrderCancelled``, an ``OrderFilled`` that leaves a remainder, and on ``PositionClosed`` /
   the position leaving a synced snapshot. A claim with no terminal event after ``claim_expiry_ms`` is
@@ -12,9 +14,11 @@ Guards against:
 * A whole-position close refused as below the exchange's $10 minimum (``hip3.execution.dust``): the
   position is dust, kept busy (no exit is evaluated or sent for it) until its size changes; said once
   (``alerts``), never retried in a loop.
-* B42 — a resync snapshot keeps the local entry time, entry edge and exit baselines of positions that
-  already exist; only size/entry price are refreshed (and the levels recomputed).
-* B26/B29 — an unsynced snapshot never removes positions.
+* A resync snapshot keeps the local entry time, entry edge and exit baselines of positions that
+  already exist; only size/entry price are refreshed (and the levels recomputed). A resync that reset
+  them disabled the time stop, oracle and trailing exits for synced positions.
+* An unsynced snapshot never removes positions (the exchange has answered with zero positions by
+  mistake).
 Hot path (``on_bbo``/``on_ctx``): one dict lookup for a market without a position; with one, a few float
 comparisons on precomputed levels; nothing is allocated unless an exit fires.
 """
@@ -126,7 +130,7 @@ class ExitWatcherCore:
     # ---- hot path ---------------------------------------------------------------------------------
 
     def on_bbo(self, msg: Bbo, now_ns: int) -> FlattenIntent | None:
-        """Every bbo. Returns a flatten intent if a §8.1 exit fires for this market's position."""
+        """Every bbo. Returns a flatten intent if a fast exit fires for this market's position."""
         mk = self._mk.get(msg.coin)
         if mk is None:
             mk = self._market(msg.coin)
@@ -144,7 +148,7 @@ class ExitWatcherCore:
         return self._flatten_bbo(pos, reason, bid_px, ask_px, now_ns, msg.recv_ns, self.rules.book_exit_slip)
 
     def on_ctx(self, msg: AssetCtx, now_ns: int) -> FlattenIntent | None:
-        """Every ctx: advance the oracle tracker; with a position, §8.1 then §8.2 exits."""
+        """Every ctx: advance the oracle tracker; with a position, the fast then the oracle exits."""
         mk = self._mk.get(msg.coin)
         if mk is None:
             mk = self._market(msg.coin)
@@ -182,7 +186,7 @@ class ExitWatcherCore:
             return self._flatten_mark(pos, reason, mk, now_ns, msg.recv_ns, rules.oracle_slip)
         return self._flatten_bbo(pos, reason, bbo.bid_px, bbo.ask_px, now_ns, msg.recv_ns, rules.oracle_slip)
 
-    # ---- polling tick (§8.1 backup, §8.3 time stop, claim/pending expiry) ---------------------------
+    # ---- polling tick (fast-exit backup, time stop, claim/pending expiry) ---------------------------------
 
     def on_tick(self, now_ns: int) -> list[FlattenIntent]:
         """Run every ``poll_interval_ms``: time stop, fast-exit backup, claim expiry, pending alerts."""
@@ -407,7 +411,7 @@ class ExitWatcherCore:
                 pos.entry_px = entry_px
                 if p.entry_edge_bps and not pos.entry_edge_bps:
                     pos.entry_edge_bps = p.entry_edge_bps
-                rules.init_position(pos)  # keeps entry time and baselines (B42)
+                rules.init_position(pos)  # keeps entry time and baselines
                 rules.on_oracle(pos, mk.tracker.last_px)
         pending = set(snap.pending_flatten)
         for coin in list(self._ext_pending):

@@ -1,13 +1,16 @@
-"""§8 exit rules for one position: precomputed price levels and the per-update checks.
+"""Exit rules for one position: precomputed price levels and the per-update checks.
 
 Guards against:
-* B45 — quick profit and edge evaporation are checked BEFORE the minimum-holding stop, so they fire as
-  soon as their own (shorter) holding time has passed.
-* B34 — every mechanism is switched by its own flag (``mark_regression.enabled``, ``quick_profit_bps``,
+* Quick profit and edge evaporation are checked BEFORE the minimum-holding stop, so they fire as
+  soon as their own (shorter) holding time has passed: the edge decays in 1-3 s, and a 5 s minimum hold
+  blocked these exits in the Rust original.
+* Every mechanism is switched by its own flag (``mark_regression.enabled``, ``quick_profit_bps``,
   ``edge_evaporation``, ``oracle_exit.enabled``, ``trailing.enabled``, ``time_stop.enabled``); none is
-  nested inside another's initialisation.
-* B35 — oracle reversal / catch-up count moves as deltas since entry (baselines recorded at open).
-* latent 15 — the mark-regression time decay reaches its floor at the configured time stop (or an
+  nested inside another's initialisation (the oracle exit was once silently off whenever mark regression
+  was).
+* Oracle reversal / catch-up count moves as deltas since entry (baselines recorded at open): moves before
+  the entry once triggered an immediate false loss cut.
+* The mark-regression time decay reaches its floor at the configured time stop (or an
   explicit ``decay_horizon_ms``), not a constant 30 s.
 Hot path: levels are recomputed only when the oracle or the position changes; a market update costs a
 few float comparisons and allocates nothing unless an exit fires.
@@ -184,7 +187,7 @@ class ExitRules:
             pos.profile_stop_ns = 0
 
     def set_baseline(self, pos: ExitPosition, tracker: OracleTracker) -> None:
-        """Record the entry baseline (B35): counts and oracle at open. Needs a known oracle."""
+        """Record the entry baseline: counts and oracle at open. Needs a known oracle."""
         if tracker.last_px <= 0.0:
             return
         pos.with_moves_at_entry = tracker.with_count(pos.is_long)
@@ -210,8 +213,8 @@ class ExitRules:
     # ---- checks ---------------------------------------------------------------------------------
 
     def book_exit(self, pos: ExitPosition, bid_px: float, ask_px: float, now_ns: int) -> str | None:
-        """§8.1 in order; the exit reason or None. ``bid_px`` < ``ask_px`` must be a valid book (the caller
-        checks)."""
+        """The fast exits in order (quick profit, edge evaporation, mark regression); the exit reason or
+        None. ``bid_px``/``ask_px`` must be a valid book (the caller checks)."""
         held_ns = now_ns - pos.entry_ns
         if pos.is_long:
             if bid_px >= pos.quick_profit_px and held_ns >= self.quick_profit_min_ns:
@@ -246,7 +249,7 @@ class ExitRules:
 
     def oracle_exit(self, pos: ExitPosition, tracker: OracleTracker, oracle_px: float,
                     now_ns: int) -> str | None:
-        """§8.2 in order (profile time stop, trailing, reversal, catch-up); needs the entry baseline."""
+        """The oracle exits in order (profile time stop, trailing, reversal, catch-up); needs the entry baseline."""
         if not pos.has_baseline:
             return None
         p = self.p
@@ -273,5 +276,5 @@ class ExitRules:
         return None
 
     def time_stop(self, pos: ExitPosition, now_ns: int) -> bool:
-        """§8.3: held strictly longer than the threshold."""
+        """The time stop: held strictly longer than the threshold."""
         return self.p.time_stop.enabled and now_ns - pos.entry_ns > self.time_stop_ns

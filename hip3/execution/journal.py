@@ -1,7 +1,7 @@
 """Durable "sent intents" journal: an intent is never sent twice, across an executor restart too.
 
 PUSH sockets queue intents for a dead peer, so a restarted executor can receive intents that its previous
-incarnation already sent (architecture.md). Before a signed frame is written, the executor appends one line
+incarnation already sent. Before a signed frame is written, the executor appends one line
 per order (``<epoch ms> <intent_id> <cloid>``) and fsyncs; at start it reloads the file and drops any intent
 id found there.
 

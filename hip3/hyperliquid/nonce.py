@@ -1,4 +1,4 @@
-"""Nonce allocation for one signer (protocol §8).
+"""Nonce allocation for one signer.
 
 The exchange keeps the 100 highest nonces per signer; a nonce must exceed the smallest of them, must never
 repeat, and must lie within (T − 2 days, T + 1 day) of the block time T. The SDK uses bare
@@ -11,9 +11,10 @@ nonce above the ceiling is handed out, a new ceiling (nonce + ``reserve_ms``) is
 the ceiling, so a nonce can never be reused, and only one call in ``reserve_ms`` pays for an fsync.
 The owner keeps that fsync off its send path by calling ``reserve_ahead`` from a timer: the ceiling then
 stays at least half a reserve ahead of the clock and ``next()`` only writes when a burst overtakes it
-(issue 6: with orders seconds apart, every order paid two fsyncs, about 0.9 ms, before its frame).
+(otherwise, with orders seconds apart, every order would pay two fsyncs, about 0.9 ms, before its frame).
 
-One owner per signer (protocol §7.6): an exclusive ``flock`` on ``<path>.lock`` refuses a second manager.
+One owner per signer (two processes signing for one API wallet would collide on nonces): an exclusive
+``flock`` on ``<path>.lock`` refuses a second manager.
 
 A full disk (or any write error) must not stop the flattens: ``next(durable=False)`` (reduce-only orders,
 cancels, the dead man's switch) still signs when the new ceiling cannot be written, keeping it in memory;

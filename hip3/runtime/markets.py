@@ -2,7 +2,8 @@
 
 Every actor that needs asset ids or szDecimals calls ``load_registry(cfg)`` in ``setup``: the dex is the
 first ``perpDexs`` entry matching ``exchange.dex_pattern``; ids and szDecimals come from that dex's
-``meta`` universe order, never from ``perpDexs``/``assetToStreamingOiCap`` order (lessons B13, B39).
+``meta`` universe order, never from ``perpDexs``/``assetToStreamingOiCap`` order (that order once sent
+SILVER orders to RIVN, and sizes rounded to zero).
 An unknown configured market or a duplicate name stops the start with a clear ``AssetError``.
 """
 

@@ -138,8 +138,8 @@ class FeedCore:
         """Publish what ``WsClient.poll_read_market()`` returned (market data first, it is most of it).
 
         Frames of the ``hot`` markets go first: an exchange sends a block's updates of many markets in
-        one burst, and the exit watcher only acts on the few with a position, so its frame no longer
-        waits behind the others' publishing (and the exit watcher's processing of them). The order within
+        one burst, and the exit watcher only acts on the few with a position, so its frame does not
+        wait behind the others' publishing (and the exit watcher's processing of them). The order within
         each market is kept, and every frame is still published."""
         hot = self.hot
         if hot and len(frames) > 1:

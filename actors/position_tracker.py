@@ -24,7 +24,7 @@ A thin loop over ``hip3.positions`` (the book, the resync planner, the REST conv
   an entry condition (the detector and the executor refuse entries), never a READY condition: the
   tracker is doing its job, and exits must keep working.
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
-  trade on an empty book (lesson 19).
+  trade on an empty book (the Rust original did after a failed start-up sync).
 * Ownership (``hip3.ownership``, ``hip3.ownership_ledger``): every applied fill and resync also updates
   hip3's part of each position (persisted in ``<run_dir>/ownership.json``), and the published snapshot is
   divided into what hip3 manages and what it leaves (``outside``). The first sync of the process, the

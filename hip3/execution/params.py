@@ -58,8 +58,8 @@ StreakLimit = Annotated[int, msgspec.Meta(ge=0, le=1000)]
 class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Executor gates, queues and batching, signing expiry and scheduleCancel."""
 
-    # ---- caps (enforced here, independently of the detector's sizing and of each other: a cap left to the
-    # detector was bypassed when the executor used its defaults) ----
+    # A cap left to the detector alone was once bypassed when the executor used its own defaults.
+    # ---- caps (enforced here, independently of the detector's sizing and of each other) ----
     max_notional_per_market_usd: PosUsd = 50.0
     max_total_notional_usd: PosUsd = 100.0
     max_concurrent_positions: PosInt = 5
@@ -76,7 +76,7 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     action_budget_orders: PosInt = 100
     action_budget_window_ms: PosMs = 1000
 
-    # ---- batching ----
+    # ---- §6.3 batching ----
     batch_interval_ms: PosMs = 20
     inflight_limit: PosInt = 10
     inflight_high_watermark: PosInt = 8

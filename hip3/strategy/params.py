@@ -153,7 +153,7 @@ class DetectorParams(_Params, frozen=True):
     oracle_velocity_sizing: bool = False
     velocity_size_cap: Multiplier = 1.5
     confidence_sizing: bool = False
-    # Exit profile (Scalper/Standard/Runner); refused while true (below): Standard.
+    # Exit profile (Scalper/Standard/Runner): refused while the exits cannot use it (below).
     exit_profile_enabled: bool = False
     # Correlation filter: at most this many same-side signals per evaluation cycle (strongest kept).
     correlation_filter: bool = False
@@ -186,10 +186,10 @@ class MarkRegressionParams(_Params, frozen=True):
     exit_threshold_bps: NonNegFloat = 5.0
     check_interval_ms: FreshMs = 200
     min_holding_time_ms: NonNegMs = 1000
-    # Quick profit take (bypasses the minimum hold: the edge decays in 1-3 s); 0 disables.
+    # Quick profit take (bypasses the minimum hold); 0 disables.
     quick_profit_bps: NonNegFloat = 0.0
     quick_profit_min_holding_ms: NonNegMs = 500
-    # Edge evaporation (bypasses the minimum hold, as quick profit does).
+    # Edge evaporation (bypasses the minimum hold).
     edge_evaporation: bool = False
     edge_evap_min_holding_ms: NonNegMs = 500
     edge_evap_threshold_bps: Annotated[float, msgspec.Meta(ge=-10_000.0, le=10_000.0)] = 2.0

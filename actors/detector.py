@@ -6,7 +6,8 @@
   ``hip3.strategy.entry_readiness.EntryReadiness`` (may entries be sent now?).
 * One evaluation per drained batch of messages, not per message.
 * Observe mode: signals and followups are published, nothing is sent.
-* Logs every emitted intent at INFO (lesson B38), gate transitions only (B03), readiness transitions.
+* Logs every emitted intent at INFO (so a session that sends nothing shows why), gate transitions only
+  (never a line per message), readiness transitions.
 
 Run alone for debugging: `python -m actors.detector --config configs/default.toml`.
 """
@@ -126,7 +127,7 @@ class Detector(Actor):
             for intent, ok in sent:
                 self._log_intent(intent, ok)
         for coin, old, new in core.take_gate_transitions():
-            # INFO only when entries become blocked or allowed (B03): PASS <-> SPREAD_REDUCE can flap
+            # INFO only when entries become blocked or allowed: PASS <-> SPREAD_REDUCE can flap
             # many times a second on a thin book.
             if old.blocks != new.blocks:
                 self.log.info("gate", coin=coin, old=old.name.lower(), new=new.name.lower())

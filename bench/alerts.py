@@ -30,6 +30,7 @@ from hip3.config import parse_config
 from hip3.messages import Alert, Heartbeat, Ready
 from hip3.runtime.bus import Bus
 from hip3.runtime.logs import Log
+from hip3.runtime.percentiles import percentile_round
 from hip3.runtime.supervisor import Supervisor
 
 ACTORS = ("feed", "position_tracker", "executor", "detector")
@@ -117,11 +118,6 @@ def _closed_port() -> int:
     return port
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
-
-
 def run_case(url: str | None, turns: int, rate: int) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(prefix="h3ba", dir="/tmp"))
     names = ", ".join(f'"{a}"' for a in ACTORS)
@@ -157,7 +153,7 @@ def run_case(url: str | None, turns: int, rate: int) -> dict[str, Any]:
             turn_us.append((time.perf_counter_ns() - t0) / 1000)
         router = sup.notifier
         queued = router.notifier.sent + router.notifier.failed if router is not None else 0
-        out = {"p50_us": round(_pct(turn_us, 0.5), 1), "p99_us": round(_pct(turn_us, 0.99), 1),
+        out = {"p50_us": round(percentile_round(turn_us, 0.5), 1), "p99_us": round(percentile_round(turn_us, 0.99), 1),
                "max_us": round(max(turn_us), 1), "turns": turns,
                "handled_by_sender": queued,
                "dropped": router.notifier.dropped_total if router is not None else 0}

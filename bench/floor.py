@@ -21,6 +21,8 @@ from typing import Any
 
 import msgspec
 
+from hip3.runtime.percentiles import percentile_round
+
 
 class _Level(msgspec.Struct):
     px: str
@@ -209,7 +211,7 @@ def run_floor(rate: int = 1000, seconds: float = 10.0, markets: int = 20, warmup
     us = sorted(x / 1000 for x in lat[skip:])
     if not us:
         raise RuntimeError("the floor chain measured nothing")
-    return {"floor_p50_us": round(statistics.median(us), 1), "floor_p99_us": round(us[int(0.99 * (len(us) - 1))], 1),
+    return {"floor_p50_us": round(statistics.median(us), 1), "floor_p99_us": round(percentile_round(us, 0.99), 1),
             "floor_n": len(us)}
 
 

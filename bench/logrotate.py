@@ -31,6 +31,7 @@ from typing import Any
 
 from hip3.ops.logrotate import RotatingLineHandler, housekeep
 from hip3.runtime.logs import _JsonFormatter
+from hip3.runtime.percentiles import percentile_floor
 
 
 def _record(i: int) -> logging.LogRecord:
@@ -58,7 +59,7 @@ def _measure(handler: logging.Handler, n: int, rotated: Any, after_rotation: Any
         before = now
     handler.close()
     plain.sort()
-    return {"line_ns_median": statistics.median(plain), "line_ns_p99": plain[int(len(plain) * 0.99)],
+    return {"line_ns_median": statistics.median(plain), "line_ns_p99": percentile_floor(plain, 99),
             "rotations": len(rotating), "rotation_ns_median": statistics.median(rotating) if rotating else 0.0,
             "rotation_ns_max": max(rotating) if rotating else 0.0}
 

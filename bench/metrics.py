@@ -1,4 +1,4 @@
-"""Benchmark: what the Prometheus metrics cost the supervisor (issue 9).
+"""Benchmark: what the Prometheus metrics cost the supervisor.
 
 * ``heartbeat_us``: folding one heartbeat's stats (a 60-stat detector) into the accumulator.
 * ``order_event_us``: one ``OrderSubmitted`` into the histograms.

@@ -43,14 +43,10 @@ from hip3.execution.soft_gates import SoftGates
 from hip3.journal.db import JournalWriter
 from hip3.journal.schema import JOURNAL_FILE
 from hip3.messages import HardStopState, PositionClosed
+from hip3.runtime.percentiles import percentile_round
 
 T0 = 1_769_594_000_000
 COINS = [f"xyz:M{i}" for i in range(8)]
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def _close(i: int) -> PositionClosed:
@@ -101,6 +97,7 @@ def main() -> None:
         size = max(p.stat().st_size for p in run_dir.glob("risk_state.json.?"))
         body = (run_dir / "risk_state.json.a").read_bytes()
         renames: list[float] = []
+        # The usual temporary file and rename (hip3.runtime.durable without its fsyncs): the baseline.
         for _ in range(args.n):
             t = time.perf_counter_ns()
             fd = os.open(run_dir / ".baseline.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -134,10 +131,13 @@ def main() -> None:
 
     out = {
         "entry_block_ns": round(entry_block_ns),
-        "save_p50_us": round(_pct(saves, 0.5), 1), "save_p99_us": round(_pct(saves, 0.99), 1),
-        "rename_save_p50_us": round(_pct(renames, 0.5), 1), "rename_save_p99_us": round(_pct(renames, 0.99), 1),
-        "sync_p50_us": round(_pct(syncs, 0.5)), "sync_p99_us": round(_pct(syncs, 0.99)),
-        "load_p50_us": round(_pct(loads, 0.5)), "state_bytes": size, "catch_up_1000_closes_ms": round(catch_up_ms, 1),
+        "save_p50_us": round(percentile_round(saves, 0.5), 1),
+        "save_p99_us": round(percentile_round(saves, 0.99), 1),
+        "rename_save_p50_us": round(percentile_round(renames, 0.5), 1),
+        "rename_save_p99_us": round(percentile_round(renames, 0.99), 1),
+        "sync_p50_us": round(percentile_round(syncs, 0.5)), "sync_p99_us": round(percentile_round(syncs, 0.99)),
+        "load_p50_us": round(percentile_round(loads, 0.5)), "state_bytes": size,
+        "catch_up_1000_closes_ms": round(catch_up_ms, 1),
     }
     print(f"entry_block (send path) {out['entry_block_ns']} ns per entry")
     print(f"save at the end of a turn: p50 {out['save_p50_us']} us, p99 {out['save_p99_us']} us "

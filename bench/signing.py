@@ -19,6 +19,7 @@ from eth_account.messages import encode_typed_data
 
 from hip3.hyperliquid import wire
 from hip3.hyperliquid.signing import Signer, action_hash, recover_l1_signer
+from hip3.runtime.percentiles import percentile_round
 
 TEST_KEY = "0x" + secrets.token_hex(32)  # a throwaway key made for this run
 CLOID = "0xd2ed5e997c5a4cb9946d84c35f0b737c"
@@ -101,7 +102,7 @@ def main() -> None:
     refill_us = (time.perf_counter_ns() - refill_t0) / 1000.0 / max(added, 1)
     p50 = statistics.median(pool_s)
     f50, s50 = statistics.median(fast_s), statistics.median(slow_s)
-    f99 = statistics.quantiles(fast_s, n=100)[98]
+    f99 = percentile_round(fast_s, 0.99)
     print(f"fast path (msgspec msgpack + keccak + coincurve): p50 {f50:.1f} us, p99 {f99:.1f} us, n={len(fast_s)}")
     print(f"eth-account encode_typed_data + sign_message:     p50 {s50:.1f} us, n={len(slow_s)}")
     print(f"ratio {s50 / f50:.1f}x")

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hip3.runtime.percentiles import percentile_floor
 from tests.faults.accounting import DROPPED, KILLED, LOST, REFUSED, classify_unreceived, recorder_view, unreceived
 from tests.faults.session import Session, wait_until
 
@@ -216,7 +217,7 @@ def main() -> None:
             "kills_survived": sum(soak.kills_survived.values()),
             "kills_survived_by_actor": dict(sorted(soak.kills_survived.items())),
             "restarts_by_actor": restarts,
-            "restart_to_ready_median_ms": round(sorted(soak.restart_ms)[len(soak.restart_ms) // 2], 1)
+            "restart_to_ready_median_ms": round(percentile_floor(sorted(soak.restart_ms), 50), 1)
             if soak.restart_ms else None,
             "faults_injected": sum(soak.faults.values()),
             "faults_by_kind": dict(sorted(soak.faults.items())),

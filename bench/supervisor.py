@@ -23,15 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from hip3.config import load_config
+from hip3.runtime.percentiles import percentile_round
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import supervisor as cli
 from hip3.ops import ctl
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def main() -> None:
@@ -94,10 +90,10 @@ def main() -> None:
 
     result = {
         "restart_to_ready_median_ms": round(statistics.median(restart_ms), 1),
-        "restart_to_ready_p90_ms": round(_pct(restart_ms, 0.9), 1),
+        "restart_to_ready_p90_ms": round(percentile_round(restart_ms, 0.9), 1),
         "restart_to_ready_max_ms": round(max(restart_ms), 1),
         "hardstop_ack_median_ms": round(statistics.median(hs_ms), 2),
-        "hardstop_ack_p90_ms": round(_pct(hs_ms, 0.9), 2),
+        "hardstop_ack_p90_ms": round(percentile_round(hs_ms, 0.9), 2),
         "hardstop_ack_max_ms": round(max(hs_ms), 2),
         "kills": len(restart_ms),
         "hardstops": len(hs_ms),

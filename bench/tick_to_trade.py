@@ -48,7 +48,7 @@ from hip3.config import load_config
 from hip3.messages import OrderSubmitted
 from hip3.ops import ctl
 from hip3.runtime.bus import Bus
-from hip3.runtime.trading import percentile
+from hip3.runtime.percentiles import percentile_round
 
 MARKETS = ("XYZ100", "TSLA", "NVDA", "GOLD", "AAPL", "MSFT", "GOOGL", "AMZN", "META", "HOOD", "PLTR", "COIN",
            "INTC", "AMD", "MSTR", "NFLX", "ORCL", "SILVER", "RIVN", "CL")
@@ -96,7 +96,7 @@ def _policy(pid: int) -> str:
 def _pcts(xs: list[float]) -> dict[str, float | int | None]:
     if not xs:
         return {"p50": None, "p99": None, "n": 0}
-    return {"p50": round(statistics.median(xs), 1), "p99": round(percentile(xs, 0.99), 1), "n": len(xs)}
+    return {"p50": round(statistics.median(xs), 1), "p99": round(percentile_round(xs, 0.99), 1), "n": len(xs)}
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
 * ``console_put_us``: the loop's share of a console line (a non-blocking queue put; the get is counted too).
 * ``status_view_us``: the board's part of ``status`` (markets joined with 8 positions, 50 recent trades).
 * ``trading_uncached_us`` / ``trading_cached_us``: ``TradingStats.as_dict()`` with 20,000 tick-to-trade
-  samples per kind, recomputing the percentiles (before this change, every call) and with no new sample
+  samples per kind, recomputing the percentiles (what an uncached call costs) and with no new sample
   since the last call (the live view and the dashboard ask every second).
 * ``api_document_us``: encoding the dashboard's status document (the loop, every ``refresh_ms``).
 

@@ -4,7 +4,7 @@ Live, these names ARE ``time.monotonic_ns`` / ``time.time_ns`` / ``time.monotoni
 so a call ``clock.monotonic_ns()`` costs exactly what ``time.monotonic_ns()`` costs: one global and one
 attribute lookup; nothing is wrapped). Actors and the Actor base's timers read time through this module
 so that ``hip3.replay`` can install a ``VirtualClock`` for the whole process and drive a recorded session
-deterministically and faster than real time (issue 9, item 4).
+deterministically and faster than real time.
 
 Call sites must use ``clock.monotonic_ns()`` (attribute lookup at call time), never
 ``from hip3.clock import monotonic_ns`` (that would bind the live function for good).

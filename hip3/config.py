@@ -6,7 +6,7 @@ environment or an encrypted keystore (``hip3.runtime.secrets``), and a config th
 is refused.
 
 Which file: ``--config`` on the command line, else the ``HIP3_CONFIG`` environment variable, else
-``configs/default.toml`` (lesson B36: the environment variable must not be ignored).
+``configs/default.toml`` (an ignored environment variable once ran the wrong config).
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ class ExchangeConfig(_Section, frozen=True):
     rest_url: str = ""
     # The builder dex: the first perpDexs entry whose name contains this (case-insensitive).
     dex_pattern: str = "xyz"
-    # The master (or sub-account) address used for subscriptions and info queries (lesson B16).
+    # The master (or sub-account) address used for subscriptions and info queries (not the API wallet
+    # that signs).
     account_address: str = ""
     # Optional: the API wallet's address; if set, the key's derived address must equal it.
     signer_address: str = ""
@@ -126,7 +127,7 @@ class MarketConfig(_Section, frozen=True):
 
 
 class FeedParams(_Section, frozen=True):
-    """Market-data connection (strategy.md §14)."""
+    """Market-data connection: heartbeat, stall detection and reconnect backoff."""
 
     # Below 60 s: the server closes a connection it has sent nothing on for 60 s, and the ping's pong
     # is what it sends on a quiet channel.
@@ -432,7 +433,7 @@ ENV_ACCOUNT_ADDRESS = "HIP3_ACCOUNT_ADDRESS"
 
 
 def account_address(cfg: Config) -> str:
-    """The master (or sub-account) address for subscriptions and info queries (lesson B16).
+    """The master (or sub-account) address for subscriptions and info queries (not the API wallet).
 
     The config's ``exchange.account_address``, else ``HIP3_ACCOUNT_ADDRESS`` (set by the supervisor in
     paper mode to the simulator account it funded). Lower-case; empty if unknown.

@@ -24,7 +24,7 @@ def test_line_has_reserved_keys_and_fields() -> None:
 
 
 def test_field_named_like_a_reserved_key_is_kept() -> None:
-    # The supervisor logs which actor it restarted with actor=...; it used to vanish from the line.
+    # The supervisor logs which actor it restarted with actor=...; it must not vanish from the line.
     obj = _line("supervisor", "actor_started", actor="executor", event="x", pid=7)
     assert obj["actor"] == "supervisor" and obj["event"] == "actor_started"
     assert obj["actor_"] == "executor" and obj["event_"] == "x" and obj["pid"] == 7

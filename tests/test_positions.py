@@ -1,6 +1,6 @@
-"""Position book (§7): VWAP, reduce, close, flip, PnL/fees, fill dedup across post response and userFills
-(latent 7), snapshot fills ignored (B21), no phantom positions (latent 8), resync never clears first (B26)
-and keeps local state (B42), suspect empty responses (latent 9), one PositionClosed per close."""
+"""Position book: VWAP, reduce, close, flip, PnL/fees, fill dedup across post response and userFills
+(partial fills never lost), snapshot fills ignored, no phantom positions from late closing fills, resync
+never clears first and keeps local state, suspect empty responses, one PositionClosed per close."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def size(b: PositionBook, coin: str = GOLD) -> Decimal:
     return D(0) if p is None else (p.size if p.is_long else -p.size)
 
 
-# ------------------------------------------------------------------------------------ dedup (latent 7)
+# ------------------------------------------------------------------------- dedup (partials never lost)
 
 
 def test_post_then_stream_counted_once() -> None:
@@ -195,7 +195,7 @@ def test_resync_adds_updates_then_removes_and_gate_sees_position_throughout() ->
     gates.set_mark(SILVER, 10.0)
     seen: list[str] = []
 
-    def observer() -> None:  # a gate check at every intermediate state of the resync (B26)
+    def observer() -> None:  # a gate check at every intermediate state of the resync
         if not b.synced:
             return
         s = b.snapshot()
@@ -211,7 +211,7 @@ def test_resync_adds_updates_then_removes_and_gate_sees_position_throughout() ->
     r = b.apply_rest_positions([ExchangePosition(GOLD, D(3), D(11))], 5000)
     assert seen and all(x == "AlreadyHasPosition" for x in seen)  # never a "no position" state
     p = b.position(GOLD)
-    assert p is not None and p.size == D(3) and p.entry_px == D(11) and p.opened_ms == 0  # B42
+    assert p is not None and p.size == D(3) and p.entry_px == D(11) and p.opened_ms == 0  # local entry time kept
     assert b.position(SILVER) is None and [c.coin for c in r.closed] == [SILVER]
     assert r.closed[0].exit_reason == "resync"
 
@@ -248,7 +248,7 @@ def test_resync_leaves_positions_filled_after_the_request() -> None:
 def test_balance_and_snapshot_version() -> None:
     b = PositionBook()
     assert not b.snapshot().synced
-    assert b.set_balance(D(100), D(50)) == D(150)  # B30: L1 + dex
+    assert b.set_balance(D(100), D(50)) == D(150)  # L1 + dex
     assert b.set_balance(D(0), D(0)) == D(150)  # suspect zero held once
     assert b.set_balance(D(0), D(0)) is None
     v = b.snapshot().version

@@ -1,18 +1,19 @@
-"""Three-tier batch scheduler (strategy.md §6.3): cancels > reduce-only > new orders.
+"""Three-tier batch scheduler: cancels > reduce-only > new orders.
 
 Behaviour:
 
 * A batch is all cancels or all orders (one action type per post), at most ``max_batch_size`` (50).
 * Reduce-only orders are accepted even at the in-flight limit; new orders are refused (``InflightFull``).
-  A reduce-only order for a market that already has one queued is a no-op reported as success (B28).
-* New orders are held while the hard stop is latched or in-flight ≥ the high watermark (latent 17: the
-  watermark is now below the limit, so this degraded mode is reachable).
+  A reduce-only order for a market that already has one queued is a no-op reported as success (one
+  flatten per market in flight).
+* New orders are held while the hard stop is latched or in-flight ≥ the high watermark (the watermark
+  is below the limit, so this degraded mode is reachable).
 * In-flight = posts sent and not answered: +1 per post, −1 on its response or its timeout (5 s).
 * Timeout (outcome unknown): new and reduce-only orders released, never re-sent (their cloids must not
   reach the exchange twice); cancels requeued. Send failure / not ready /
   rate-limited: the same (not ready / rate-limited / not connected requeue without spending the
   requeue budget: waiting is not a failure). A whole-request error is handled like a send failure
-  (latent 6) by the caller. Requeues are bounded (``max_requeues``) so a deterministic failure cannot loop forever.
+  by the caller. Requeues are bounded (``max_requeues``) so a deterministic failure cannot loop forever.
 
 hip3's twist on timing: **send at once when idle, batch only under load**. When nothing is in flight,
 ``next_batch`` returns whatever is queued immediately (no 20 ms tick on the idle path). While posts are in

@@ -7,8 +7,9 @@ Invariants held here (each tested in ``tests/execution/test_core.py``):
   dropped (``DuplicateIntent``), and ``prepare_send`` journals (written to the kernel) before the frame
   is written; the fsync follows (``journal.sync()``) unless ``journal_fsync_before_send``.
 * Pending marks are released exactly once per entry order, on its terminal state, whichever path ends it
-  (post response, orderUpdate, send failure, timeout, hard-stop drop, queue full) (B14, latent 6).
-* Flatten failures, non-benign rejections and entry slippage reach the ``RiskMonitor`` (latent 5), each
+  (post response, orderUpdate, send failure, timeout, hard-stop drop, queue full, a whole-request
+  error): counted twice, a market stayed "pending" for good.
+* Flatten failures, non-benign rejections and entry slippage reach the ``RiskMonitor``, each
   failure counted once; an operator reset of the hard stop re-arms it (``RiskMonitor.reset``).
 * A post the transport refused before anything left the process (not connected, over its budget) is
   not a failure: reduce-only orders and cancels are requeued without spending their requeue budget.
@@ -155,7 +156,7 @@ class ExecutionCore:
         now_ms: int,
         balance_usd: Decimal | None = None,
     ) -> tuple[Verdict, list[Msg]]:
-        """Gate an entry intent and queue its IOC. Returns the verdict (log it at INFO, B38) and events."""
+        """Gate an entry intent and queue its IOC. Returns the verdict (log it at INFO) and events."""
         if not valid_id(intent.intent_id):
             return Verdict("rejected", "InvalidIntentId", "", intent.intent_id, intent.coin, intent.sz), []
         if self._duplicate(intent.intent_id):
@@ -210,7 +211,7 @@ class ExecutionCore:
         return clamp_to_oracle(px, is_buy, self.oracles.get(coin, 0.0), spec.sz_decimals)
 
     def submit_flatten(self, intent: FlattenIntent, *, now_ns: int, now_ms: int | None = None) -> Verdict:
-        """Validate and queue a reduce-only flatten (flows while the hard stop is latched, §11)."""
+        """Validate and queue a reduce-only flatten (flows while the hard stop is latched)."""
         if not valid_id(intent.intent_id):
             return Verdict("rejected", "InvalidIntentId", "", intent.intent_id, intent.coin, intent.sz)
         if self._duplicate(intent.intent_id):
@@ -247,7 +248,7 @@ class ExecutionCore:
             self.scheduler.enqueue_cancel(c)
         for o in step.orders:
             if o.coin in self.tracker.flatten_in_flight():
-                continue  # one reduce-only per market in flight (B28)
+                continue  # one reduce-only per market in flight (a second is refused as "would increase")
             px = self.exit_px(o.coin, o.is_buy, o.px, now_ms)
             if px != o.px:
                 o = msgspec.structs.replace(o, px=px)
@@ -315,7 +316,7 @@ class ExecutionCore:
 
         ``transient``: the transport refused the post before anything left the process (not connected,
         over its message or in-flight budget). Reduce-only orders and cancels are requeued WITHOUT
-        spending their requeue budget, so nothing is given up and no flatten failure is counted (§11: a
+        spending their requeue budget, so nothing is given up and no flatten failure is counted (a
         disconnect is not a hard-stop trigger); the caller stops sending until its next tick or reconnect.
         """
         return self._cleanup(batch, f"send_failed: {why}", now_ns, now_ms, benign=True, spend=not transient)

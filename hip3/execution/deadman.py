@@ -6,8 +6,8 @@ Exchange behaviour: ``{"type":"scheduleCancel","time":T}`` cancels every open or
 volume ("Cannot set scheduled cancel time until enough volume traded. Required: $1000000. Traded: $X.",
 seen on testnet and mainnet) and lets it trigger at most 10 times per UTC day, after which arming it is
 refused ("Too many scheduled cancels triggered for the day ..."). Re-armed every 20 s, each time a request
-of the address budget, a refused switch used to be sent and refused about 4,300 times a day, each time a
-warning in the log. Now:
+of the address budget, a refused switch would be sent and refused about 4,300 times a day, each time a
+warning in the log. So:
 
 * a volume refusal stops the re-arming until the account's lifetime volume (``cumVlm``, read with the
   request budget) reaches the figure the refusal named (never, if it named none);

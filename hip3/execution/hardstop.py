@@ -1,4 +1,4 @@
-"""The hard-stop flatten sequence (strategy.md §8.4 + recommendation, §11) as a pure state machine.
+"""The hard-stop flatten sequence as a pure state machine.
 
 On latch the executor drops queued entries (``BatchScheduler.set_hard_stop``), then this machine, on every
 ``step``: cancels every open order by oid and flattens every position with a reduce-only IOC at

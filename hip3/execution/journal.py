@@ -1,7 +1,7 @@
 """Durable "sent intents" journal: an intent is never sent twice, across an executor restart too.
 
 PUSH sockets queue intents for a dead peer, so a restarted executor can receive intents that its previous
-incarnation already sent (architecture.md). Before a signed frame is written, the executor appends one line
+incarnation already sent. Before a signed frame is written, the executor appends one line
 per order (``<epoch ms> <intent_id> <cloid>``) and fsyncs; at start it reloads the file and drops any intent
 id found there.
 
@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from hip3.runtime.durable import atomic_write
 from hip3.runtime.hardstop import describe_os_error
 
 __all__ = ["JournalWriteError", "SentIntentJournal", "valid_id"]
@@ -75,17 +76,7 @@ class SentIntentJournal:
         self.problem: str | None = None  # why the last write failed (one line), until one succeeds
 
     def _rewrite(self, lines: list[str]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self.path, "".join(lines).encode("utf-8"), mode=0o666)
 
     def __contains__(self, intent_id: object) -> bool:
         return intent_id in self._sent

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from hip3.runtime.percentiles import percentile_floor
+
 __all__ = ["LatencySamples", "latency_stats"]
 
 
@@ -22,8 +24,8 @@ def latency_stats(name: str, samples_ns: Iterable[int]) -> dict[str, int]:
     n = len(s)
     if not n:
         return {}
-    return {f"{name}_p50_us": s[n // 2] // 1000, f"{name}_p90_us": s[n * 9 // 10] // 1000,
-            f"{name}_p99_us": s[n * 99 // 100] // 1000, f"{name}_max_us": s[-1] // 1000, f"{name}_samples": n}
+    return {f"{name}_p50_us": percentile_floor(s, 50) // 1000, f"{name}_p90_us": percentile_floor(s, 90) // 1000,
+            f"{name}_p99_us": percentile_floor(s, 99) // 1000, f"{name}_max_us": s[-1] // 1000, f"{name}_samples": n}
 
 
 class LatencySamples:
@@ -52,9 +54,9 @@ class LatencySamples:
                 continue
             s = sorted(q)
             n = len(s)
-            out[f"{stage}_p50_us"] = s[n // 2] // 1000
-            out[f"{stage}_p90_us"] = s[n * 9 // 10] // 1000
-            out[f"{stage}_p99_us"] = s[min(n - 1, n * 99 // 100)] // 1000
+            out[f"{stage}_p50_us"] = percentile_floor(s, 50) // 1000
+            out[f"{stage}_p90_us"] = percentile_floor(s, 90) // 1000
+            out[f"{stage}_p99_us"] = percentile_floor(s, 99) // 1000
             out[f"{stage}_max_us"] = s[-1] // 1000
             out[f"{stage}_n"] = n
         return out

@@ -1,17 +1,19 @@
-"""The executor's order state: cloid ↔ intent ↔ post id ↔ oid, and the post-response handling of §6.4.
+"""The executor's order state: cloid ↔ intent ↔ post id ↔ oid, and the post-response handling.
 
 Guards against:
 
-* B22: the post response is authoritative. ``filled`` is terminal and reports the fill total at once
-  (``OrderFilled``); ``error`` is terminal; ``resting`` records the oid; the bare string ``"success"``
-  (B40, ALO) means accepted, oid later. orderUpdates are used too, but never relied on alone.
+* The post response is authoritative (waiting for an orderUpdate that never came froze the Rust bot).
+  ``filled`` is terminal and reports the fill total at once (``OrderFilled``); ``error`` is terminal;
+  ``resting`` records the oid; the bare string ``"success"`` (what ALO orders get) means accepted, oid
+  later. orderUpdates are used too, but never relied on alone.
 * Pre-validation: a status list SHORTER than the batch (one error for the whole batch) rejects every
   order that got no status of its own, with that error as the reason.
-* latent 6: a whole-request error (``{"status":"err"}`` or ``type:"error"``) is reported to the caller,
+* A whole-request error (``{"status":"err"}`` or ``type:"error"``) is reported to the caller,
   who cleans up the whole batch exactly like a send failure — nothing stays "pending".
-* B10: orderUpdates statuses ``*Rejected``, ``*Canceled``, ``scheduledCancel`` and any unknown status are
-  terminal; an update without cloid is resolved through the oid map.
-* B23: every rejection carries ``benign`` from ``is_benign_rejection``, so routine IOC misses never count.
+* orderUpdates statuses ``*Rejected``, ``*Canceled``, ``scheduledCancel`` and any unknown status are
+  terminal (unmapped statuses leaked pending orders); an update without cloid is resolved through the oid
+  map.
+* Every rejection carries ``benign`` from ``is_benign_rejection``, so routine IOC misses never count.
 * A post response or update that matches nothing is counted and ignored, never an exception.
 
 Rejection reasons use a prefix so consumers can tell the source: ``exchange: <text>``, ``timeout``,
@@ -93,7 +95,7 @@ class OrderTracker:
         return len(self._live)
 
     def flatten_in_flight(self) -> set[str]:
-        """Coins with a live reduce-only order (gate 6, §9 rule 5: flattens are registered too)."""
+        """Coins with a live reduce-only order (gate 6; flattens are registered too)."""
         return {m.order.coin for m in self._live.values() if m.order.reduce_only}
 
     def _finish(self, cloid: str, state: str, filled_sz: Decimal = _ZERO) -> ManagedOrder | None:
@@ -240,7 +242,7 @@ class OrderTracker:
             log.warning("post status for unknown/finished order %s ignored: %r", o.cloid, st)
             return []
         if kind == "string":
-            # "success" (ALO accepted, B40), "waitingForFill", ...: accepted, the oid comes later.
+            # "success" (ALO accepted), "waitingForFill", ...: accepted, the oid comes later.
             return []
         if kind == "filled":
             events = self._filled_event(o, st, recv_ns)

@@ -1,6 +1,7 @@
-"""Execution and risk parameters (strategy.md §6, §11, §12, §17), decoded from the config's sections.
+"""Execution and risk parameters (executor caps and batching, hard-stop triggers, entry-throttling gates),
+decoded from the config's sections.
 
-Owned by the execution work (issue 6): every parameter with the Rust original's *seed default* value
+Every parameter with the Rust original's *seed default* value
 (never its prod value), units in the names. Unknown keys are refused (``forbid_unknown_fields``) and
 ranges are checked at decode time (``msgspec.Meta``), so a misspelt or nonsensical value stops the start.
 Every number has an upper bound as well (``hip3.bounds``): an infinite or absurd cap, limit or interval
@@ -8,10 +9,10 @@ would switch its mechanism off without a word.
 
 TOML layout::
 
-    [executor]              # ExecutorParams: §6.2 caps, §6.3 batching, signing expiry, dead man's switch,
+    [executor]              # ExecutorParams: caps, batching, signing expiry, dead man's switch,
                             # the order-entry connection's reconnect backoff
-    [risk]                  # RiskParams: §11 hard-stop triggers, the daily loss cap, the §8.4 flatten cadence
-    [soft_gates.hourly_drawdown]          # SoftGateParams: §12, one sub-table per gate,
+    [risk]                  # RiskParams: hard-stop triggers, the daily loss cap, the hard-stop flatten cadence
+    [soft_gates.hourly_drawdown]          # SoftGateParams: entry throttling, one sub-table per gate,
     [soft_gates.correlation_cooldown]     # each with its own ``enabled`` flag (all off by default)
     [soft_gates.burst]
     [soft_gates.tilt_guard]
@@ -19,10 +20,10 @@ TOML layout::
     [soft_gates.market_health]
     [soft_gates.correlation_concurrency]
 
-Deliberate deviations from the seed (each guards a latent issue in lessons.md):
+Deliberate deviations from the seed (each guards a flaw found in the Rust original's code):
 
 * ``inflight_high_watermark`` defaults to 8, not the seed's 80: with an in-flight limit of 10 the seed's
-  degraded mode could never engage (latent 17). ``__post_init__`` refuses a watermark above the limit.
+  degraded mode could never engage. ``__post_init__`` refuses a watermark above the limit.
 * ``expires_after_ms`` (hip3 addition) must not exceed ``post_timeout_ms``: a post that timed out locally
   can then no longer execute at the exchange, so releasing its new orders is safe.
 """
@@ -55,9 +56,10 @@ StreakLimit = Annotated[int, msgspec.Meta(ge=0, le=1000)]
 
 
 class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Executor gates (§6.2), queues and batching (§6.3), signing expiry and scheduleCancel."""
+    """Executor gates, queues and batching, signing expiry and scheduleCancel."""
 
-    # ---- §6.2 caps (enforced here independently of the detector's sizing: B15, B25) ----
+    # A cap left to the detector alone was once bypassed when the executor used its own defaults.
+    # ---- caps (enforced here, independently of the detector's sizing and of each other) ----
     max_notional_per_market_usd: PosUsd = 50.0
     max_total_notional_usd: PosUsd = 100.0
     max_concurrent_positions: PosInt = 5
@@ -65,11 +67,12 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # silently trading on the static cap would hide that the setting does nothing.
     dynamic_sizing: bool = False
     risk_per_market_fraction: Annotated[float, msgspec.Meta(gt=0.0, le=10.0)] = 0.10
-    # A shrunk order below this notional (at mark) is rejected (§6.2 gate 3).
+    # A shrunk order below this notional (at mark) is rejected (executor gate 3).
     min_shrunk_notional_usd: NonNegUsd = 5.0
-    # Nothing below the exchange minimum ever leaves the bot (B24); the exchange refuses < $10.
+    # Nothing below the exchange minimum ever leaves the bot: the exchange refuses < $10
+    # (minTradeNtlRejected).
     exchange_min_notional_usd: NonNegUsd = 10.0
-    # §6.2 gate 9: at most this many new orders per window.
+    # Executor gate 9: at most this many new orders per window.
     action_budget_orders: PosInt = 100
     action_budget_window_ms: PosMs = 1000
 
@@ -141,7 +144,8 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # An entry is refused at intake, before the gates ("Overloaded"), while this many accepted entries
     # already wait for a post: more would only leave later, at staler prices.
     entry_intake_queue_limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
-    # Verdict lines (one INFO line per verdict, lesson B38) per second at most; beyond that they are
+    # Verdict lines (one INFO line per verdict: 310 signals once became 0 trades with no way to see why)
+    # per second at most; beyond that they are
     # counted by reason and summarised once a second, so a flood of intents cannot turn into a flood of
     # log writes. Entries shed at intake are always summarised, never logged one by one.
     verdict_log_lines_per_s: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 200
@@ -153,7 +157,7 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 "the executor (set it to false; the static max_notional_per_market_usd applies)"
             )
         if self.inflight_high_watermark > self.inflight_limit:
-            raise ValueError("inflight_high_watermark must be <= inflight_limit (latent 17)")
+            raise ValueError("inflight_high_watermark must be <= inflight_limit (or degraded mode is unreachable)")
         if self.expires_after_ms > self.post_timeout_ms:
             raise ValueError("expires_after_ms must be <= post_timeout_ms")
         if self.schedule_cancel_rearm_ms >= self.schedule_cancel_after_ms:
@@ -166,7 +170,7 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class RiskParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Hard-stop triggers (§11) and the hard-stop flatten cadence (§8.4 + recommendation)."""
+    """Hard-stop triggers and the hard-stop flatten cadence."""
 
     max_loss_usd: PosUsd = 1000.0
     # Losing closes in a row (net of fees); more than this latches. 0: the first loss latches.
@@ -178,7 +182,7 @@ class RiskParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rejection_bucket_ms: Annotated[int, msgspec.Meta(ge=60_000, le=MAX_DURATION_MS)] = 3_600_000
     max_slippage_bps: NonNegBps = 50.0
     slippage_consecutive_trades: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 3
-    # §8.4: reduce-only IOC at mark ± slippage; 3 fast attempts 1 s apart, then (recommendation) keep
+    # Hard-stop flatten: reduce-only IOC at mark ± slippage; 3 fast attempts 1 s apart, then keep
     # retrying at a slower cadence with a critical alert instead of giving up.
     flatten_slippage_bps: SlippageBps = 50.0
     flatten_fast_attempts: Annotated[int, msgspec.Meta(gt=0, le=100)] = 3
@@ -238,7 +242,7 @@ class MarketHealthParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     win_rate_weight: Fraction = 0.6
     pnl_weight: Fraction = 0.4
     pnl_floor_usd: PosUsd = 1.0  # avg PnL ≤ −floor scores 0
-    # Recommendation (latent 16): a disabled market is re-probed after this long (history cleared).
+    # A disabled market is re-probed after this long (history cleared), or it could never trade again.
     reprobe_after_ms: PosMs = 1_800_000
 
 
@@ -250,7 +254,7 @@ class CorrelationConcurrencyParams(msgspec.Struct, frozen=True, forbid_unknown_f
 
 
 class SoftGateParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Entry-throttling gates (§12): all off by default, as in the seed."""
+    """Entry-throttling gates: all off by default, as in the seed."""
 
     hourly_drawdown: HourlyDrawdownParams = HourlyDrawdownParams()
     correlation_cooldown: CorrelationCooldownParams = CorrelationCooldownParams()

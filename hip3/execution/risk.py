@@ -1,16 +1,16 @@
-"""Hard-stop triggers (strategy.md §11), fed by REAL events.
+"""Hard-stop triggers, fed by REAL events.
 
-Guards against latent 5: the seed fed only rejection events into its risk monitor, so its loss,
+Guards against dead triggers: the seed fed only rejection events into its risk monitor, so its loss,
 consecutive-loss, flatten-failure and slippage triggers could never fire. Here:
 
 * realised PnL (since start, or since the last reset) and consecutive losses come from ``PositionClosed``
   (net of fees, one event per close);
 * flatten failures from flatten/hard-stop orders that were rejected non-benignly, timed out, or gave up;
-* non-benign *exchange* rejections are counted per fixed hour bucket (B23: benign ones never count;
+* non-benign *exchange* rejections are counted per fixed hour bucket (benign ones never count;
   local send failures and drops are not exchange rejections);
-* slippage from entry fills (§11 "realised slippage = expected − actual edge"): the signal's edge
+* slippage from entry fills ("realised slippage = expected − actual edge"): the signal's edge
   against the edge of the fill's average price over the oracle when the fill is known. Measured against
-  the IOC's limit price (session 1) it could never fire: a buy never fills above its limit;
+  the IOC's limit price it could never fire: a buy never fills above its limit;
 * an external trigger (e.g. the supervisor's restart limit) latches the same way;
 * the daily loss cap: realised PnL net of fees since 00:00 UTC (``now_ms // 86_400_000`` with the
   injected clock) at or below ``-daily_loss_cap_usd`` latches, and ``entry_block`` refuses entries for
@@ -178,7 +178,7 @@ class RiskMonitor:
     def on_order_rejected(self, rej: OrderRejected, now_ms: int, *, is_flatten: bool = False) -> str | None:
         """Every terminal rejection of our orders. ``is_flatten``: a flatten or hard-stop order."""
         if rej.benign:
-            return None  # B23: routine rejections never count
+            return None  # routine rejections (IOC no match, reduce-only, minimum) never count
         if is_flatten:
             reason = self.on_flatten_failed(rej.reason)
             if reason is not None:

@@ -1,13 +1,13 @@
-"""Entry-throttling soft gates (strategy.md §12), fed by ``PositionClosed`` events.
+"""Entry-throttling soft gates, fed by ``PositionClosed`` events.
 
 Guards against:
 
-* lesson B37: the burst gate counted signals later rejected by other gates. Here the burst gate is split
+* A burst gate that counted signals later rejected by other gates. Here the burst gate is split
   into a read-only ``check`` and a ``record_executed`` that the executor calls only after *every* gate
   passed.
-* latent 2: the seed reported closes to these gates only from one racy path. Here every gate learns from
+* Closes reported to these gates only from one racy path (as in the seed). Here every gate learns from
   ``on_position_closed``, which the position tracker emits exactly once per close, whichever path closed.
-* latent 16: a market disabled by market health could never trade again, so never recover. Here it is
+* A market disabled by market health that could never trade again, so never recover. Here it is
   re-probed after ``reprobe_after_ms`` (its outcome history cleared).
 
 All times are epoch milliseconds passed in by the caller (``now_ms``); nothing here reads a clock.
@@ -35,7 +35,7 @@ def net_pnl_usd(closed: PositionClosed) -> Decimal:
 
 
 class SoftGates:
-    """State of gates 1b–1f (and market health) of §6.2; one instance per executor."""
+    """State of executor gates 1b–1f (and market health); one instance per executor."""
 
     def __init__(self, params: SoftGateParams) -> None:
         self.params = params
@@ -130,7 +130,7 @@ class SoftGates:
     def check_concurrency(
         self, coin: str, is_long: bool, positions: Iterable[tuple[str, bool]]
     ) -> str | None:
-        """Correlation-weighted concurrency (§12), replacing the plain count when enabled.
+        """Correlation-weighted concurrency, replacing the plain count when enabled.
 
         Each position (the proposed one included) weighs ``group_weight`` if ≥ 2 same-direction
         positions share its correlation group, else 1; reject if the sum exceeds ``max_weight``.
@@ -153,7 +153,8 @@ class SoftGates:
     # ------------------------------------------------------------------ recording
 
     def record_executed(self, coin: str, now_ms: int) -> None:
-        """Record a signal that passed ALL executor gates (B37); may start the market's cooldown."""
+        """Record a signal that passed ALL executor gates (never one a later gate rejected); may start the
+        market's cooldown."""
         bp = self.params.burst
         if not bp.enabled:
             return

@@ -1,14 +1,14 @@
-"""Asset registry of one HIP-3 dex, built from ``perpDexs`` + ``meta(dex)`` (protocol §3.1, §3.2, §5).
+"""Asset registry of one HIP-3 dex, built from ``perpDexs`` + ``meta(dex)``.
 
 Guards against:
 
-* lesson B13: SILVER orders executed on RIVN because the asset index was taken from the alphabetical
-  ``assetToStreamingOiCap`` list. The id is ``100000 + perp_dex_index × 10000 + index in meta(dex).universe``,
-  counting delisted entries, and nothing else.
-* lesson B39: GOLD sizes rounded to zero because ``szDecimals`` came from ``metaAndAssetCtxs`` without the
+* SILVER orders executed on RIVN (in the Rust original) because the asset index was taken from the
+  alphabetical ``assetToStreamingOiCap`` list. The id is ``100000 + perp_dex_index × 10000 + index in
+  meta(dex).universe``, counting delisted entries, and nothing else.
+* GOLD sizes rounded to zero because ``szDecimals`` came from ``metaAndAssetCtxs`` without the
   dex. ``szDecimals``/``maxLeverage`` come from ``meta(dex)`` only.
-* lesson B11/B17: a configured market without a spec, or two names that differ only in case, stop the
-  build with a clear ``AssetError`` instead of trading on a guess.
+* A configured market without a spec (every order failed "MarketSpec not found"), or two names that differ
+  only in case, stop the build with a clear ``AssetError`` instead of trading on a guess.
 """
 
 from __future__ import annotations

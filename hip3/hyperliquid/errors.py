@@ -1,10 +1,10 @@
-"""The exchange's error strings and order statuses, and how hip3 classifies them (protocol §2.4, §8, §11).
+"""The exchange's error strings and order statuses, and how hip3 classifies them.
 
 Guards against:
 
-* lesson B10: pending orders leaked on statuses like ``perpMarginRejected``/``marginCanceled``/
+* Pending orders leaked on statuses like ``perpMarginRejected``/``marginCanceled``/
   ``scheduledCancel``. Every status except ``open``/``triggered`` is terminal, unknown ones included.
-* lesson B23: routine taker rejections (IOC found no liquidity, reduce-only would increase, below the $10
+* Routine taker rejections (IOC found no liquidity, reduce-only would increase, below the $10
   minimum, zero size) counted toward the HardStop. ``is_benign_rejection`` names the benign ones.
 * the open-interest cap of builder-deployed markets counted toward the HardStop: the exchange's
   refusals at the cap (``is_oi_cap_rejection``) are the market's state, benign for the hard stop.
@@ -69,7 +69,7 @@ __all__ = [
     "schedule_cancel_volume_error",
 ]
 
-# ---- order-level errors (post-response `{"error": ...}` statuses), protocol §11 [DOCS] ----
+# ---- order-level errors (post-response `{"error": ...}` statuses) [DOCS] ----
 ERR_TICK = "Price must be divisible by tick size."
 ERR_MIN_TRADE_NTL = "Order must have minimum value of $10."
 ERR_PERP_MARGIN = "Insufficient margin to place order."
@@ -85,7 +85,7 @@ ERR_OI_INCREASE = "Order would increase open interest too quickly"
 ERR_ORACLE = "Order price too far from oracle"
 ERR_PERP_MAX_POSITION = "Order would cause position to exceed margin tier limit at current leverage"
 ERR_CANCEL_MISSING_ORDER = "Order was never placed, already canceled, or filled."
-# Seen in the Rust original's logs (lesson B27); exact punctuation [UNVERIFIED].
+# Seen in the Rust original's logs (a size below the lot); exact punctuation [UNVERIFIED].
 ERR_ZERO_SIZE = "Order has zero size"
 
 # ---- whole-request errors (`{"status":"err","response": ...}`) ----
@@ -106,10 +106,10 @@ _ERR_SCHEDULE_CANCEL_VOLUME_FMT = ERR_SCHEDULE_CANCEL_VOLUME_PREFIX + ". Require
 # rest of the sentence here is [UNVERIFIED]. Match by prefix.
 ERR_SCHEDULE_CANCEL_DAILY_PREFIX = "Too many scheduled cancels triggered for the day"
 _ERR_SCHEDULE_CANCEL_DAILY_FMT = ERR_SCHEDULE_CANCEL_DAILY_PREFIX + ". Limit is {limit}."
-# [OBS] protocol §8.
+# [OBS] nonce refusals.
 ERR_INVALID_NONCE_DUPLICATE = "Invalid nonce: duplicate nonce"
 ERR_INVALID_NONCE_TOO_LOW = "Invalid nonce: nonce too low"
-# [DOCS] the wrong-signature symptoms (protocol §7.7): followed by an address.
+# [DOCS] the wrong-signature symptom (the server recovered another signer): followed by an address.
 ERR_USER_NOT_EXIST_PREFIX = "L1 error: User or API Wallet"
 ERR_MUST_DEPOSIT = "Must deposit before performing actions. User:"
 
@@ -180,7 +180,7 @@ def is_nonce_error(text: str) -> bool:
     return isinstance(text, str) and text.startswith("Invalid nonce")
 
 
-# ---- order statuses (orderUpdates `status`), protocol §2.4 [DOCS] ----
+# ---- order statuses (orderUpdates `status`) [DOCS] ----
 LIVE_STATUSES = frozenset({"open", "triggered"})
 BENIGN_STATUSES = frozenset({"iocCancelRejected", "reduceOnlyRejected", "minTradeNtlRejected",
                              "perpMarginRejected"})
@@ -232,7 +232,7 @@ def is_min_value_rejection(text_or_status: object) -> bool:
 
 
 def is_benign_rejection(text_or_status: object) -> bool:
-    """True for routine taker rejections that must never count toward the HardStop (lesson B23).
+    """True for routine taker rejections that must never count toward the HardStop.
 
     Accepts either an orderUpdates status (``iocCancelRejected``, ``reduceOnlyRejected``,
     ``minTradeNtlRejected``) or an error text from a post response (prefix/substring match).
@@ -245,7 +245,8 @@ def is_benign_rejection(text_or_status: object) -> bool:
 
 
 def order_status_kind(status: str) -> OrderStatusKind:
-    """Classify an order status; every unknown status is terminal ("cancelled"), lesson B10."""
+    """Classify an order status; every unknown status is terminal ("cancelled"): a status taken for
+    non-terminal leaks a pending order."""
     if status in LIVE_STATUSES:
         return "open"
     if status == "filled":

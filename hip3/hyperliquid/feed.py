@@ -3,11 +3,13 @@
 ``actors/feed.py`` owns one ``WsClient`` and the ``md``/``user`` publishers; ``FeedCore`` gets the
 publish functions and the frames ``WsClient.poll_read_market()`` returns.
 
-* Subscriptions (strategy.md §3, §14): ``bbo`` and ``activeAssetCtx`` for every market; in trading modes
-  ``orderUpdates`` and ``userFills`` for the account (the master address, lesson B16).
-* READY (strategy.md §13, docs/runtime.md "READY means doing its job"):
+* Subscriptions: ``bbo`` and ``activeAssetCtx`` for every market; in trading modes
+  ``orderUpdates`` and ``userFills`` for the account (the master address, not the API
+  wallet that signs).
+* READY (docs/runtime.md "READY means doing its job"):
   ``market_data_ready`` = connected, every market subscription acked, at least one bbo and one ctx since
-  THIS connect; ``user_ready`` = both user subscriptions acked (on the ack, never on data: B04). The
+  THIS connect; ``user_ready`` = both user subscriptions acked (on the ack, never on data: an account with
+  no orders sends none). The
   feed is READY when market data is ready and, in trading modes, the user streams too. A disconnect
   clears all of it at once; consumers see ``FeedState.conn_id`` change and resync.
 * Hot path: ``on_frames`` publishes each ``Bbo``/``AssetCtx`` as it is (latest wins) and stamps the
@@ -17,8 +19,8 @@ publish functions and the frames ``WsClient.poll_read_market()`` returns.
   watcher) gets every market's latest book and oracle at once, with their original receive times (the
   freshness gates judge them), instead of waiting for the next change (a quiet oracle may not change for
   seconds, and without a ctx a market is not evaluated).
-* Freshness is by receive time (B02): a market channel with nothing for ``stall_timeout_ms`` (counted
-  from the connect for one that never sent anything) is stale. Transitions are reported (B03).
+* Freshness is by receive time, not by value change: a market channel with nothing for ``stall_timeout_ms`` (counted
+  from the connect for one that never sent anything) is stale. Transitions are reported, not every message.
 * The exchange's clock (``hip3.account.exchange_clock``): the newest bbo of each receive burst, and every live
   order update and fill, give a sample (the exchange's timestamp against the frame's receive time);
   ``clock`` holds the estimate, the actor publishes it as ``ExchangeClock``.
@@ -136,8 +138,8 @@ class FeedCore:
         """Publish what ``WsClient.poll_read_market()`` returned (market data first, it is most of it).
 
         Frames of the ``hot`` markets go first: an exchange sends a block's updates of many markets in
-        one burst, and the exit watcher only acts on the few with a position, so its frame no longer
-        waits behind the others' publishing (and the exit watcher's processing of them). The order within
+        one burst, and the exit watcher only acts on the few with a position, so its frame does not
+        wait behind the others' publishing (and the exit watcher's processing of them). The order within
         each market is kept, and every frame is still published."""
         hot = self.hot
         if hot and len(frames) > 1:
@@ -189,7 +191,7 @@ class FeedCore:
             key = "user_fills_snapshot" if frame.data.is_snapshot else "user_fills"
             for fill in user_fill_msgs(frame, recv_ns):
                 self.counts[key] += 1
-                self._user(fill)  # snapshot fills flagged: the tracker never applies them (B21)
+                self._user(fill)  # snapshot fills flagged: the tracker never applies them (history)
                 if not fill.is_snapshot:  # a snapshot's fills are old: valid bounds, but useless
                     self.clock.add(fill.time_ms, recv_ns)
         elif isinstance(frame, ErrorFrame):

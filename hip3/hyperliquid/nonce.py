@@ -1,4 +1,4 @@
-"""Nonce allocation for one signer (protocol §8).
+"""Nonce allocation for one signer.
 
 The exchange keeps the 100 highest nonces per signer; a nonce must exceed the smallest of them, must never
 repeat, and must lie within (T − 2 days, T + 1 day) of the block time T. The SDK uses bare
@@ -11,9 +11,10 @@ nonce above the ceiling is handed out, a new ceiling (nonce + ``reserve_ms``) is
 the ceiling, so a nonce can never be reused, and only one call in ``reserve_ms`` pays for an fsync.
 The owner keeps that fsync off its send path by calling ``reserve_ahead`` from a timer: the ceiling then
 stays at least half a reserve ahead of the clock and ``next()`` only writes when a burst overtakes it
-(issue 6: with orders seconds apart, every order paid two fsyncs, about 0.9 ms, before its frame).
+(otherwise, with orders seconds apart, every order would pay two fsyncs, about 0.9 ms, before its frame).
 
-One owner per signer (protocol §7.6): an exclusive ``flock`` on ``<path>.lock`` refuses a second manager.
+One owner per signer (two processes signing for one API wallet would collide on nonces): an exclusive
+``flock`` on ``<path>.lock`` refuses a second manager.
 
 A full disk (or any write error) must not stop the flattens: ``next(durable=False)`` (reduce-only orders,
 cancels, the dead man's switch) still signs when the new ceiling cannot be written, keeping it in memory;
@@ -38,6 +39,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from hip3.runtime.durable import atomic_write
 from hip3.runtime.hardstop import describe_os_error
 
 __all__ = ["DAY_MS", "NonceError", "NonceManager", "NonceStorageError"]
@@ -238,19 +240,7 @@ class NonceManager:
         if self._path is None:
             self._ceiling = ceiling
             return
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, f"{ceiling}\n".encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path)
-        dir_fd = os.open(self._path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self._path, f"{ceiling}\n".encode("ascii"))
         self._ceiling = ceiling
         self._storage_problem = None
         self.fsyncs += 1

@@ -1,14 +1,15 @@
-"""Parsing of ``/exchange`` response bodies (REST, and the WS post ``payload``), protocol §2.6.
+"""Parsing of ``/exchange`` response bodies (REST, and the WS post ``payload``).
 
 Guards against:
 
-* lesson B22: the post response's ``statuses`` are authoritative for an order's fate (the Rust bot froze
+* The post response's ``statuses`` are authoritative for an order's fate (the Rust bot froze
   when an OK post response had no matching orderUpdates message), so they must always parse.
-* lesson B40: ALO orders were answered with a bare string ``"success"``; any bare string status (also
+* ALO orders are answered with a bare string ``"success"``; any bare string status (also
   ``"waitingForFill"``/``"waitingForTrigger"`` [UNVERIFIED]) is accepted, never a crash.
 * pre-validation answers: one ``{"error": ...}`` for a whole batch, so the status list can be *shorter*
   than the batch; and whole-request failures ``{"status": "err", "response": "<text>"}``.
-* latent issue 6: a whole-request error must still resolve every order of the batch (``status_for``).
+* A whole-request error must still resolve every order of the batch (``status_for``), or the batch's
+  markets stay "pending" for good.
 """
 
 from __future__ import annotations

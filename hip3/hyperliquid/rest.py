@@ -1,17 +1,18 @@
-"""REST client for ``POST /info`` reads and ``POST /exchange`` (protocol §3, §4), on stdlib urllib.
+"""REST client for ``POST /info`` reads and ``POST /exchange``, on stdlib urllib.
 
 Guards against:
 
-* B29: HIP-3 positions are invisible without ``"dex"`` in ``clearinghouseState``; every per-dex query here
+* HIP-3 positions are invisible without ``"dex"`` in ``clearinghouseState``; every per-dex query here
   requires the dex argument.
-* B20: ``withdrawable`` is top-level and older captures lack ``maxLeverage``/``cumFunding``/``time``:
-  the schemas are tolerant (optional fields, extra fields ignored).
+* ``withdrawable`` is top-level and older captures lack ``maxLeverage``/``cumFunding``/``time``:
+  the schemas are tolerant (optional fields, extra fields ignored), as a strict one failed to parse
+  the real answer.
 * double execution: ``/exchange`` is NEVER retried automatically (a retried order could fill twice; the
   nonce makes a resend of the same payload a duplicate, but a timeout leaves the outcome unknown).
   ``/info`` reads are retried on network errors, 5xx and 429, with bounded backoff.
 * clear failures: ``RestError`` carries the HTTP status and the body text (429 → ``RateLimited``).
 * non-finite numbers (``"NaN"``, ``"Infinity"``) in positions, orders and margins are a malformed answer
-  (``RestError``), never a value: a NaN size crashed the position book's comparisons (issue 8 fuzz).
+  (``RestError``), never a value: a NaN size crashed the position book's comparisons (found by fuzzing).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class ClearinghouseState(msgspec.Struct, frozen=True, rename="camel"):
     margin_summary: MarginSummary | None = None
     cross_margin_summary: MarginSummary | None = None
     cross_maintenance_margin_used: Decimal | None = None
-    withdrawable: Decimal | None = None  # top-level (B20)
+    withdrawable: Decimal | None = None  # top-level, not under marginSummary
     time: int | None = None
 
     def __post_init__(self) -> None:
@@ -127,7 +128,7 @@ class OpenOrder(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class UserRateLimit(msgspec.Struct, frozen=True, rename="camel"):
-    """``userRateLimit``: the address's action request budget (protocol §9.2)."""
+    """``userRateLimit``: the address's action request budget."""
 
     cum_vlm: Decimal
     n_requests_used: int
@@ -241,7 +242,7 @@ class RestClient:
         return out
 
     def clearinghouse_state(self, user: str, dex: str) -> ClearinghouseState:
-        """Positions and margin on ``dex`` (required: without it HIP-3 positions are invisible, B29)."""
+        """Positions and margin on ``dex`` (required: without it HIP-3 positions are invisible)."""
         body = {"type": "clearinghouseState", "user": user.lower(), "dex": dex}
         state: ClearinghouseState = self._typed(body, _DEC_CH)
         return state

@@ -1,16 +1,18 @@
-"""L1 ("phantom agent") signing of Hyperliquid trading actions (protocol §7).
+"""L1 ("phantom agent") signing of Hyperliquid trading actions.
 
-Guards against the signing failures that cost the Rust original days on mainnet (lessons B06, B12):
+Guards against the signing failures that cost the Rust original days on mainnet (every order refused
+with "Error parsing JSON into valid websocket request" while wire variables were changed several at a
+time; golden-signature tests against the official SDK settle them one by one):
 
 * The action is msgpacked as a map in *insertion order* with msgpack-python>=1.0 default encodings
   (msgspec's msgpack encoder produces identical bytes; the tests prove it against ``msgpack``).
   A wrong key order, ``null`` instead of an omitted key or trailing zeros make the server recover a
   random address ("User or API Wallet 0x… does not exist").
 * The signature is ``{"r": "0x"+64 hex, "s": "0x"+64 hex, "v": 27|28}`` with an *integer* ``v``;
-  r/s without ``0x`` gave "Error parsing JSON into valid websocket request" (B06).
+  r/s without ``0x`` gave "Error parsing JSON into valid websocket request".
 * ``source`` is ``"a"`` on mainnet, ``"b"`` on testnet; the EIP-712 chainId is 1337 on both.
 
-Fast path (performance.md): msgspec msgpack + pycryptodome keccak + coincurve ``sign_recoverable`` with
+Fast path: msgspec msgpack + pycryptodome keccak + coincurve ``sign_recoverable`` with
 a key object built once (``Signer``), and precomputed EIP-712 domain separator / type hash; with a nonce
 pool (``Signer(pool_size=...)``, the executor's default) the point multiplication is done ahead of time
 too: a whole order signs in about 7 µs instead of 32 (``bench.signing``). The generic eth-account
@@ -83,7 +85,7 @@ def _make_fast_keccak() -> Callable[[bytes], bytes] | None:
 
     reset, absorb, digest, buffer = lib.keccak_reset, lib.keccak_absorb, lib.keccak_digest, ffi.buffer
 
-    def fast(data: bytes) -> bytes:
+    def keccak_cffi(data: bytes) -> bytes:
         try:
             st, out = local.st
         except AttributeError:
@@ -94,36 +96,36 @@ def _make_fast_keccak() -> Callable[[bytes], bytes] | None:
         return buffer(out)[:]  # type: ignore[no-any-return]
 
     try:
-        if fast(b"abc") != _keccak256_portable(b"abc") or fast(b"") != _keccak256_portable(b""):
+        if keccak_cffi(b"abc") != _keccak256_portable(b"abc") or keccak_cffi(b"") != _keccak256_portable(b""):
             return None
     except Exception:
         return None
-    return fast
+    return keccak_cffi
 
 
 def _make_pysha3_keccak() -> Callable[[bytes], bytes] | None:
     """Keccak-256 from safe-pysha3 (a C extension: about 0.7 us per short hash here, against 1.5 us for
-    the cffi path below); checked against pycryptodome before it is trusted."""
+    the cffi path); checked against pycryptodome before it is trusted."""
     try:
         import sha3  # type: ignore[import-untyped,unused-ignore]  # safe-pysha3
     except ImportError:
         return None
     new = sha3.keccak_256
 
-    def fast(data: bytes) -> bytes:
+    def keccak_pysha3(data: bytes) -> bytes:
         return new(data).digest()  # type: ignore[no-any-return]
 
     for probe in (b"", b"abc", bytes(range(256)) * 3):
-        if fast(probe) != _keccak256_portable(probe):
+        if keccak_pysha3(probe) != _keccak256_portable(probe):
             return None
-    return fast
+    return keccak_pysha3
 
 
 keccak256: Callable[[bytes], bytes] = _make_pysha3_keccak() or _make_fast_keccak() or _keccak256_portable
 keccak256.__doc__ = "Keccak-256 (Ethereum's, not SHA3-256) of ``data``."
 
 
-# EIP-712 constants (protocol §7.3). Computed, then checked against the documented values at import so a
+# EIP-712 constants. Computed, then checked against the documented values at import so a
 # typo in the type strings can never ship silently.
 _DOMAIN_TYPE_HASH = keccak256(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 _CHAIN_ID = 1337
@@ -161,7 +163,7 @@ def action_hash(
     """The connectionId: keccak256(msgpack(action) ‖ nonce u64 BE ‖ vault tag ‖ [0x00 ‖ expiresAfter u64 BE]).
 
     The expiresAfter segment (tag 0x00, not 0x01) comes from the SDK source only; there is no official
-    vector for it [UNVERIFIED, protocol §7.2 / §12.10].
+    vector for it [UNVERIFIED].
     """
     if not 0 <= nonce <= _U64_MAX:
         raise ValueError(f"nonce out of u64 range: {nonce}")
@@ -178,7 +180,7 @@ def action_hash(
 
 
 def l1_digest(connection_id: bytes, is_mainnet: bool) -> bytes:
-    """EIP-712 digest of the phantom agent ``{source: "a"|"b", connectionId}`` (protocol §7.3)."""
+    """EIP-712 digest of the phantom agent ``{source: "a"|"b", connectionId}``."""
     if len(connection_id) != 32:
         raise ValueError(f"connection_id must be 32 bytes, got {len(connection_id)}")
     prefix = _STRUCT_PREFIX_MAINNET if is_mainnet else _STRUCT_PREFIX_TESTNET
@@ -201,7 +203,7 @@ def _address_of(public_key: coincurve.PublicKey) -> str:
 
 
 def _signature_dict(sig65: bytes) -> dict[str, object]:
-    # r/s as "0x" + 64 zero-padded hex digits, v as an int (lesson B06).
+    # r/s as "0x" + 64 zero-padded hex digits, v as an int (without "0x" the exchange cannot parse it).
     return {"r": "0x" + sig65[:32].hex(), "s": "0x" + sig65[32:64].hex(), "v": 27 + sig65[64]}
 
 

@@ -1,4 +1,4 @@
-"""User-signed actions (protocol §7.8): ``sendAsset``, the transfer that funds a HIP-3 dex.
+"""User-signed actions: ``sendAsset``, the transfer that funds a HIP-3 dex.
 
 Transfers are not L1 ("phantom agent") actions: the account's own key signs an EIP-712 message that a
 wallet can display, domain ``HyperliquidSignTransaction`` v1 with the chain id of ``signatureChainId``,

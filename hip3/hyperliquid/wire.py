@@ -1,11 +1,11 @@
-"""Exact wire formatting of prices, sizes and actions (protocol §6).
+"""Exact wire formatting of prices, sizes and actions.
 
-Guards against lesson B07 (sizes like ``0.1928733304402333767298326824`` sent because nothing formatted
-them) and the signing failures of §7.7: trailing zeros in ``p``/``s``, a ``null`` instead of an omitted
-``c`` key, or the wrong key order all make the server recover a random signer. Everything here is
-``Decimal`` arithmetic; no float ever reaches the wire. A value that would need rounding to be written is
-refused (``ValueError``), never silently changed: rounding is a deliberate step (``round_price``,
-``floor_size``) done by the caller, in the direction it chose.
+Guards against unformatted numbers (sizes like ``0.1928733304402333767298326824`` sent because nothing
+formatted them) and the signing failures where the server recovers another signer: trailing zeros in
+``p``/``s``, a ``null`` instead of an omitted ``c`` key, or the wrong key order all make the server recover
+a random signer. Everything here is ``Decimal`` arithmetic; no float ever reaches the wire. A value that
+would need rounding to be written is refused (``ValueError``), never silently changed: rounding is a
+deliberate step (``round_price``, ``floor_size``) done by the caller, in the direction it chose.
 
 Key orders (mandatory, they are hashed): order wire ``a, b, p, s, r, t`` then ``c`` if present; order
 action ``type, orders, grouping``; cancels ``a, o``; cancelByCloid ``asset, cloid``.
@@ -39,9 +39,10 @@ __all__ = [
     "update_leverage_action",
 ]
 
-# The SDK formats numbers with 8 decimals and refuses anything that would round (protocol §6.2).
+# The SDK formats numbers with 8 decimals and refuses anything that would round.
 MAX_WIRE_DECIMALS = 8
-# Perp prices: at most 5 significant figures and at most (6 - szDecimals) decimals (protocol §6.3).
+# Perp prices: at most 5 significant figures and at most (6 - szDecimals) decimals (the exchange's
+# tick and lot size rules).
 MAX_PRICE_SIG_FIGS = 5
 PERP_MAX_PRICE_DECIMALS = 6
 _TIFS = frozenset({"Alo", "Ioc", "Gtc"})
@@ -65,7 +66,7 @@ def _stripped(x: Decimal) -> tuple[int, tuple[int, ...], int]:
 def decimal_to_wire(x: Decimal) -> str:
     """Plain decimal string: no exponent, no trailing zeros, ``-0`` → ``0``; exact or ``ValueError``.
 
-    Refuses NaN/Infinity and values with more than 8 decimals (the wire's precision, protocol §6.2).
+    Refuses NaN/Infinity and values with more than 8 decimals (the wire's precision).
     """
     if not isinstance(x, Decimal):
         raise ValueError(f"decimal_to_wire needs a Decimal, got {type(x).__name__}: {x!r}")
@@ -117,7 +118,7 @@ def is_valid_size(sz: Decimal, sz_decimals: int) -> bool:
 def price_tick(px: Decimal, sz_decimals: int) -> Decimal:
     """The price quantum in ``px``'s decade: 10^-max(0, min(4 − e, 6 − szDecimals)), e = floor(log10 px).
 
-    [UNVERIFIED derivation, protocol §6.3; it follows from the documented rules.]
+    [UNVERIFIED derivation; it follows from the exchange's documented tick rules.]
     """
     if not px.is_finite() or px <= 0:
         raise ValueError(f"price must be finite and > 0, got {px!r}")

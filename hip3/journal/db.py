@@ -47,6 +47,7 @@ from hip3.messages import (
     Msg,
     PositionSnapshot,
 )
+from hip3.runtime.percentiles import percentile_floor
 
 
 class JournalWriter:
@@ -181,7 +182,7 @@ class JournalWriter:
         xs = sorted(self.commit_us)
         if not xs:
             return {}
-        return {"journal_commit_us_p50": xs[len(xs) // 2], "journal_commit_us_max": xs[-1]}
+        return {"journal_commit_us_p50": percentile_floor(xs, 50), "journal_commit_us_max": xs[-1]}
 
     def _drop_connection(self) -> None:
         if self._conn is not None:

@@ -20,7 +20,7 @@ What it guards against:
   same ``OrderSubmitted`` (comparable across processes on one host); ``--since`` filters on wall times.
 * **A bad ``--since``**: refused with one line naming the value (``ValueError``).
 
-Percentiles are nearest-rank (``hip3.runtime.trading.percentile``, as in ``status``).
+Percentiles pick the sample nearest the rank (``hip3.runtime.percentiles.percentile_round``, as in ``status``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from hip3.runtime.trading import percentile
+from hip3.runtime.percentiles import percentile_round
 
 _REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.IGNORECASE)
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -202,8 +202,9 @@ def _trade_row(t: _Trade) -> dict[str, Any]:
 def _dist(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
-    return {"n": len(values), "p50": round(percentile(values, 0.5), 1), "p90": round(percentile(values, 0.9), 1),
-            "p99": round(percentile(values, 0.99), 1), "max": round(max(values), 1)}
+    return {"n": len(values), "p50": round(percentile_round(values, 0.5), 1),
+            "p90": round(percentile_round(values, 0.9), 1), "p99": round(percentile_round(values, 0.99), 1),
+            "max": round(max(values), 1)}
 
 
 def _latencies(conn: sqlite3.Connection, since_ms: int) -> dict[str, Any]:

@@ -1,22 +1,23 @@
-"""The position book: the source of truth for positions, open orders, realised PnL and fees (strategy §7).
+"""The position book: the source of truth for positions, open orders, realised PnL and fees.
 
 Guards against:
 
-* latent 7: fill de-duplication by cloid only lost partial fills. Here a post-response total
+* Fill de-duplication by cloid only lost partial fills (in the Rust original). Here a post-response total
   (``OrderFilled``) is authoritative for its cloid and stream fills dedupe on ``(cloid, tid)``: whatever
   the order of arrival, exactly the post total is applied (stream partials first, then the remainder at
   the price that makes the order's VWAP equal the post's ``avgPx``; stream fills after the total add only
   their fee). Fills without cloid (manual) dedupe on ``tid``.
-* B21: ``is_snapshot`` userFills never touch positions.
-* latent 8: a closing fill (reduce-only, or ``closedPnl`` ≠ 0 from an unknown order) for a market the book
+* ``is_snapshot`` userFills never touch positions (replaying them resurrected closed positions at start).
+* A closing fill (reduce-only, or ``closedPnl`` ≠ 0 from an unknown order) for a market the book
   does not hold never creates a phantom opposite position: it is logged and ``needs_resync`` is set.
-* latent 1/2: exactly one ``PositionClosed`` per close, whichever path (post response, userFills,
-  resync) closed it, with the exit reason of the closing order (``FlattenIntent.reason`` via the
-  ``OrderSubmitted`` of its cloid), "flip" for an entry that flips, "external" if unknown. The closing
-  fill can reach the tracker on the user stream before the executor's ``OrderSubmitted`` of its cloid
-  (two publishers, no order between them): a close by one of hip3's cloids (``is_hip3_cloid``) whose
-  ``OrderSubmitted`` has not arrived is returned in ``BookResult.held``, not ``closed``, and the tracker
-  holds it (``HeldCloses``, bounded) until that ``OrderSubmitted`` names its reason.
+* Exactly one ``PositionClosed`` per close (a close seen on one racy path only skipped its loss limits),
+  whichever path (post response, userFills, resync) closed it, with the exit reason of the closing order
+  (``FlattenIntent.reason`` via the ``OrderSubmitted`` of its cloid), "flip" for an entry that flips,
+  "external" if unknown. The closing fill can reach the tracker on the user stream before the executor's
+  ``OrderSubmitted`` of its cloid (two publishers, no order between them): a close by one of hip3's cloids
+  (``is_hip3_cloid``) whose ``OrderSubmitted`` has not arrived is returned in ``BookResult.held``, not
+  ``closed``, and the tracker holds it (``HeldCloses``, bounded) until that ``OrderSubmitted`` names its
+  reason.
 * The REST resync of the same book (never clearing first, suspect empty answers, the balance) is
   ``book_resync.RestResync``.
 
@@ -260,7 +261,8 @@ class PositionBook(RestResync):
         return res
 
     def on_user_fill(self, f: UserFill, now_ms: int) -> BookResult:
-        """One streaming userFill. Snapshot fills are ignored (B21); duplicates dedupe on (cloid, tid)."""
+        """One streaming userFill. Snapshot fills are ignored (they are history); duplicates dedupe on
+        (cloid, tid)."""
         res = BookResult()
         if f.is_snapshot:
             return res

@@ -1,17 +1,21 @@
 """The position book's REST resync, kept apart from the fills: a mixin of ``PositionBook`` over the same
 state.
 
-* B26: a REST resync adds/updates first and removes absent positions after, never clearing first; an
+* A REST resync adds/updates first and removes absent positions after, never clearing first (a resync
+  that cleared first let gates see "no position" and buy a $1,607 position against a $50 limit); an
   ``observer`` hook sees every intermediate state, so a gate reading snapshots mid-resync still sees
   every position that exists both before and after.
-* B42: resync keeps local entry time, entry edge and entry cloid of positions that already exist.
-* latent 9 / B29: an empty response while the book holds positions is suspect: it must arrive twice in a
+* Resync keeps local entry time, entry edge and entry cloid of positions that already exist (the exits
+  depend on them).
+* An empty response while the book holds positions is suspect (the exchange has answered with zero
+  positions by mistake): it must arrive twice in a
   row before anything is removed; positions filled locally after the REST request are left alone, and a
   position closed locally at or after the request is not re-added from that (older) answer (it would be
   closed again, "resync", by the next sync: a second ``PositionClosed``).
 * A REST row without a usable entry price (null or 0) would become entry 0, i.e. PnL = the whole notional
   on close: that coin is "unknown this round" (neither added nor removed), logged, and a resync is asked.
-* B30: balance = L1 accountValue + dex accountValue; a sudden zero must be seen twice.
+* Balance = L1 accountValue + dex accountValue (the dex's state alone has no balance); a sudden zero
+  must be seen twice.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ class RestResync:
     def apply_rest_positions(
         self, rows: Iterable[ExchangePosition], now_ms: int, *, requested_ms: int | None = None
     ) -> BookResult:
-        """Resync from clearinghouseState(dex): add/update first, then remove absent (B26), keeping local
-        entry time/edge (B42). An empty response contradicting the book is held back once (latent 9).
+        """Resync from clearinghouseState(dex): add/update first, then remove absent, keeping local
+        entry time/edge. An empty response contradicting the book is held back once.
         Positions filled locally at or after ``requested_ms`` are newer than the response: left alone;
         a coin closed locally at or after ``requested_ms`` is not re-added from it. A row without a usable
         entry price leaves its coin as it is (neither added nor removed) and asks for another resync; if
@@ -145,7 +149,7 @@ class RestResync:
             self._bump()
 
     def set_balance(self, l1_account_value: Decimal, dex_account_value: Decimal) -> Decimal | None:
-        """Balance = L1 + dex accountValue (B30). A sudden zero must be seen twice; 0 means unknown."""
+        """Balance = L1 + dex accountValue. A sudden zero must be seen twice; 0 means unknown."""
         total = l1_account_value + dex_account_value
         if total <= 0 and self.balance_usd is not None and self.balance_usd > 0:
             self._zero_balance_streak += 1

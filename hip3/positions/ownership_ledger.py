@@ -28,7 +28,6 @@ Why a ledger and the exchange's history, and what happens when they disagree:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -40,6 +39,7 @@ from hip3.hyperliquid.wire import is_hip3_cloid
 from hip3.messages import Position, PositionClosed, PositionSnapshot
 from hip3.positions import BookResult, ExchangePosition, PositionBook
 from hip3.positions.ownership import ADOPTED, HIP3, MANUAL, UNCONFIGURED, Policy, clamp_own, own_after_fill, split
+from hip3.runtime.durable import atomic_write
 
 __all__ = ["FILE_NAME", "HistoryFill", "OwnershipLedger", "PositionOwnership", "parse_history", "rebuild_own"]
 
@@ -233,15 +233,11 @@ class OwnershipLedger:
             return None
         body = json.dumps({"version": _VERSION, "own": {c: str(v) for c, v in sorted(self._own.items())},
                            "net": {c: str(v) for c, v in sorted(self._net.items())}})
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, body.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+            # No directory fsync: the ledger is for a killed tracker (the next process sees the rename at
+            # once); a host crash that loses the rename leaves the previous ledger, which the first sync
+            # reconciles with the exchange's history like any fill the tracker missed.
+            atomic_write(self.path, body.encode(), sync_dir=False)
         except OSError as e:
             return f"{self.path}: cannot write: {e.strerror or e}"
         self.dirty = False

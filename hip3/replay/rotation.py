@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hip3.replay.recording import FrameRecorder, Recording, RecordingError, read_file
+from hip3.runtime.durable import atomic_write
 
 INDEX_FORMAT = 1
 _PART_RE = re.compile(r"^(?P<stem>.+)\.(?P<n>\d{5,})\.rec(?P<zst>\.zst)?$")
@@ -151,9 +152,9 @@ def load_index(base: Path) -> dict[str, Any]:
 def write_index(base: Path, index: dict[str, Any]) -> None:
     """Write the whole index (after a rebuild): to a temporary file renamed over the old one."""
     path = index_path(base)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in index["parts"]))
-    os.replace(tmp, path)
+    # No fsync: the index is rebuilt from the parts whenever it does not cover them.
+    atomic_write(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in index["parts"]).encode(),
+                 fsync=False, mode=0o666)
 
 
 def append_index(base: Path, entry: dict[str, Any]) -> None:

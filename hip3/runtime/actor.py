@@ -4,7 +4,7 @@ An actor is one OS process (``python supervisor.py start``, or ``python -m actor
 debugging) or one thread of an inproc integration test; the code is the same. What it gets here:
 
 * one ``zmq.Poller`` loop that blocks (never spins: busy loops starve libzmq's I/O threads on two
-  cores, performance.md) over its sockets and any raw file descriptors (the feed's WebSocket), plus
+  cores) over its sockets and any raw file descriptors (the feed's WebSocket), plus
   timers;
 * the hard-stop state *before it acts*: the persisted latch is read first, and under a supervisor the
   actor also waits for the control stream's current state (the supervisor's XPUB replays it to every

@@ -1,6 +1,6 @@
 """The message bus: named endpoints, ZeroMQ sockets and msgspec codecs.
 
-Rules this module enforces (architecture.md):
+Rules this module enforces:
 
 * Endpoints come from one place, by name (``ENDPOINTS``); the transport (``inproc``, ``ipc`` under the
   run directory, ``tcp``) is configuration, and actor code is the same for all three.

@@ -32,6 +32,7 @@ from typing import Annotated
 import msgspec
 
 from hip3.messages import HardStopState
+from hip3.runtime.durable import atomic_write
 
 LATCH_FILE = "hardstop.json"
 # A latch record is a few hundred bytes; reading more means the path is something else.
@@ -61,30 +62,6 @@ def describe_os_error(exc: OSError) -> str:
     name = errno.errorcode.get(exc.errno or 0, "")
     text = exc.strerror or type(exc).__name__
     return f"{text} ({name})" if name else text
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        try:  # a full disk or a refused rename leaves no temporary file behind
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def read_latch(path: Path) -> LatchRecord:

@@ -5,10 +5,10 @@ never more work than that on the line that triggers it.
 
 Every line has ``ts`` (epoch seconds), ``level``, ``actor``, ``event`` and the event's fields, so a
 person and a program can both read it. Hot paths log nothing above debug; gate blocks are logged on
-state transitions only (lesson B03).
+state transitions only (a block logged per message filled 400 MB of logs in hours).
 
 Defence in depth for secrets: every line is scrubbed of anything shaped like a private key (64 hex
-digits) before it is written, whatever the caller passed (lesson L-SEC).
+digits) before it is written, whatever the caller passed.
 """
 
 from __future__ import annotations

@@ -2,14 +2,14 @@
 
 Every actor that needs asset ids or szDecimals calls ``load_registry(cfg)`` in ``setup``: the dex is the
 first ``perpDexs`` entry matching ``exchange.dex_pattern``; ids and szDecimals come from that dex's
-``meta`` universe order, never from ``perpDexs``/``assetToStreamingOiCap`` order (lessons B13, B39).
+``meta`` universe order, never from ``perpDexs``/``assetToStreamingOiCap`` order (that order once sent
+SILVER orders to RIVN, and sizes rounded to zero).
 An unknown configured market or a duplicate name stops the start with a clear ``AssetError``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from hip3 import clock
 from hip3.config import Config, exchange_urls
 from hip3.hyperliquid.assets import AssetError, AssetRegistry
 from hip3.hyperliquid.rest import RestClient, RestError
+from hip3.runtime.durable import atomic_write
 from hip3.runtime.logs import Log
 
 CACHE_NAME = "markets.json"
@@ -34,12 +35,11 @@ def cache_path(cfg: Config) -> Path:
 def _save_cache(path: Path, base: str, pattern: str, perp_dexs: Any, meta: Any) -> None:
     body = {"rest_url": base, "dex_pattern": pattern, "saved_ms": clock.time_ns() // 1_000_000,
             "perp_dexs": perp_dexs, "meta": meta}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(body))
-        os.replace(tmp, path)  # atomic: several actors load at once
+        # Atomic (several actors load at once) but no fsync: a cache that a host crash loses is fetched again.
+        atomic_write(path, json.dumps(body).encode(), fsync=False, mode=0o666)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 def _load_cache(path: Path, base: str, pattern: str) -> dict[str, Any] | None:

@@ -8,7 +8,8 @@
 
 The key lives only in the executor (the supervisor hands it over at launch, out of every other
 actor's environment). ``SigningKey`` never shows the key in ``repr``/``str``, and every error text
-here names the variable or file, never the value (lesson L-SEC).
+here names the variable or file, never the value (the Rust original's keys ended up in its git
+history).
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def scrub_environment() -> dict[str, str]:
 
 
 def check_signer(key: SigningKey, expected_address: str) -> None:
-    """Refuse to trade if a configured signer address does not match the key (lesson B16)."""
+    """Refuse to trade if a configured signer address does not match the key (the account and the API
+    wallet that signs for it are different addresses: confusing them trades the wrong account)."""
     if expected_address and key.address != expected_address.lower():
         raise SecretError(f"the key's address {key.address} is not exchange.signer_address {expected_address.lower()}")
 

@@ -13,14 +13,9 @@ from typing import Any
 
 from hip3.messages import Message, OrderFilled, OrderSubmitted, PositionClosed, PositionSnapshot
 from hip3.positions.ownership import HIP3, describe
+from hip3.runtime.percentiles import percentile_round
 
 _KEEP = 20_000
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of ``values`` (which must not be empty)."""
-    xs = sorted(values)
-    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 
 class TradingStats:
@@ -74,7 +69,7 @@ class TradingStats:
             return dict(cached[1])
         xs = list(self.t2t_us[kind])
         out: dict[str, Any] = {"p50": None, "p99": None, "n": 0} if not xs else {
-            "p50": round(percentile(xs, 0.5), 1), "p99": round(percentile(xs, 0.99), 1), "n": len(xs)}
+            "p50": round(percentile_round(xs, 0.5), 1), "p99": round(percentile_round(xs, 0.99), 1), "n": len(xs)}
         self._t2t_cache[kind] = (added, out)
         return dict(out)
 

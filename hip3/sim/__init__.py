@@ -1,6 +1,6 @@
 """A local Hyperliquid-compatible exchange simulator for HIP-3 markets (paper mode and tests).
 
-It speaks the exchange's protocol (shared/docs/hyperliquid-protocol.md) on one port: WebSocket at
+It speaks the exchange's protocol on one port: WebSocket at
 ``/ws`` and ``POST /info`` / ``POST /exchange`` over HTTP, plus ``POST /sim/control`` for the operator.
 The official Python SDK works against it unchanged; pass ``perp_dexs=["xyz"]`` to ``Info``/``Exchange`` so
 that the SDK maps ``xyz:NAME`` to asset ids (it does that only for the dexes it is given).

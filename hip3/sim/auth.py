@@ -3,12 +3,12 @@
 * L1 actions (orders, cancels, scheduleCancel, noop, ...) are recovered with
   ``hip3.hyperliquid.signing.recover_l1_signer`` over the action *as received* (key order kept), so any
   client-side key-order, trailing-zero or ``null``-vs-omitted mistake recovers a different address and is
-  refused with ``L1 error: User or API Wallet 0x… does not exist.``, as on the exchange (protocol §7.7).
+  refused with ``L1 error: User or API Wallet 0x… does not exist.``, as on the exchange.
 * The signature source is one flavour per simulator (``SimParams.is_mainnet``; default testnet "b",
   which is what the official SDK signs for any base URL other than https://api.hyperliquid.xyz).
 * A signer is accepted if it is an account or an agent approved for one (``approve_agent``, or the
   real user-signed ``approveAgent`` action, EIP-712 ``HyperliquidTransaction:ApproveAgent``).
-* Nonces are per signer (protocol §8): the 100 highest are kept; a new one must be unused and greater
+* Nonces are per signer: the 100 highest are kept; a new one must be unused and greater
   than the smallest kept one once 100 are kept, and within (T − 2 days, T + 1 day).
 """
 

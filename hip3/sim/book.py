@@ -3,7 +3,7 @@
 Every valid perp price has at most ``6 - szDecimals`` decimals and every valid size at most ``szDecimals``,
 so the book stores prices as integer *ticks of 10^-(6-szDecimals)* and sizes as integer *lots of
 10^-szDecimals*. Their product is then the notional in micro-USD, exactly: no float noise can reach a
-fill, a position or a fee (the exchange rejects such noise too, lesson B07).
+fill, a position or a fee (the exchange rejects such noise too).
 
 The book holds both the market model's maker quotes (``owner is None``) and users' resting orders.
 """

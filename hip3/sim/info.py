@@ -1,4 +1,4 @@
-"""``POST /info`` answers in the exchange's shapes (protocol §3), built from the engine's state.
+"""``POST /info`` answers in the exchange's shapes, built from the engine's state.
 
 Supported types: perpDexs, meta, metaAndAssetCtxs, spotMeta, spotMetaAndAssetCtxs, clearinghouseState,
 spotClearinghouseState, openOrders, frontendOpenOrders, userFills, orderStatus, l2Book, allMids,

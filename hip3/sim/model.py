@@ -1,6 +1,7 @@
 """The simulated HIP-3 market: a moving deployer oracle and market makers who follow it late.
 
-This is the edge hip3 trades (strategy.md §1), reproduced deterministically for a seed:
+This is the edge hip3 trades (the oracle moves first, market makers' quotes lag), reproduced
+deterministically for a seed:
 
 * **Oracle.** Each market's oracle is pushed every ``oracle_interval_ms`` (the deployer's ~3 s
   ``setOracle`` cadence; markets are staggered). Each push is a Gaussian random-walk step of

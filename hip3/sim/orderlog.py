@@ -21,7 +21,7 @@ import msgspec
 
 
 class OrderLog:
-    """Append-only JSON Lines writer; a crash loses at most the line being written (lesson B01)."""
+    """Append-only JSON Lines writer; a crash loses at most the line being written."""
 
     def __init__(self, path: str | None) -> None:
         self._f: IO[bytes] | None = open(path, "ab") if path else None  # noqa: SIM115 (kept open)

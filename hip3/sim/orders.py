@@ -1,6 +1,6 @@
 """Order placement and cancels: the exchange's per-order validation, then price-time matching.
 
-Validation, in this order, each with the exchange's error text (protocol §6.3, §11): size lots (``Order has
+Validation, in this order, each with the exchange's error text: size lots (``Order has
 zero size`` / invalid size), price (``Price must be divisible by tick size.``), oracle band (``Order price too
 far from oracle``, band [UNVERIFIED], ``SimParams.oracle_band``), minimum notional at the limit price (``Order
 must have minimum value of $10.``; a reduce-only order below it per ``SimParams.reduce_only_min_value``,

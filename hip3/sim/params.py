@@ -43,7 +43,8 @@ class MarketSpec(_P, frozen=True):
     vol_bps: Bps = 3.0
 
 
-# Meta universe order is deliberately NOT alphabetical (lesson B13: never sort the universe).
+# Meta universe order is deliberately NOT alphabetical: an asset id from a sorted list trades the wrong
+# market, and this catches it.
 DEFAULT_MARKETS: tuple[MarketSpec, ...] = (
     MarketSpec("xyz:XYZ100", 4, 25400.0, 20),
     MarketSpec("xyz:TSLA", 3, 431.0, 10),

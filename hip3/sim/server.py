@@ -1,6 +1,6 @@
 """The simulator's protocol logic on the event loop: HTTP routes, WebSocket requests, publishing.
 
-WebSocket (protocol §2): greeting text; ``subscribe``/``unsubscribe`` acked with ``subscriptionResponse``
+WebSocket: greeting text; ``subscribe``/``unsubscribe`` acked with ``subscriptionResponse``
 echoing ``method`` and ``subscription``; channels bbo (sent on change; also once right after the ack,
 [UNVERIFIED] on the exchange), l2Book (full snapshots, at most every ``l2_min_interval_ms``),
 activeAssetCtx, allMids (dex), orderUpdates (array of WsOrder), userFills (snapshot with

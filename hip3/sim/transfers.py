@@ -1,4 +1,4 @@
-"""``sendAsset``: the user-signed transfer between perp dexes (protocol §6.6, §7.8), as the exchange checks it.
+"""``sendAsset``: the user-signed transfer between perp dexes, as the exchange checks it.
 
 * The signer is recovered from the EIP-712 ``HyperliquidTransaction:SendAsset`` signature over the action
   as received; it must be an account itself. An approved agent (API wallet) is not one, so its transfer is

@@ -1,11 +1,12 @@
-"""§5 dislocation detector maths: threshold, the per-side filter chain, sizing and confidence.
+"""Dislocation detector maths: threshold, the per-side filter chain, sizing and confidence.
 
 Pure functions over one market's state; ``hip3.strategy.detector_core`` orchestrates them. Guards:
-* B33 — direction, step size and consecutive moves come from the windowed ``OracleTracker``, never from
-  "the oracle change since the previous evaluation" (≈0 on 99 % of checks in the seed).
-* latent 13 — the session size multiplier (and the spread-shock factor) are applied *before* the
-  minimum-notional boost, so no order below the exchange minimum leaves during US hours (B24).
-* B27 — sizes are floored to szDecimals in Decimal; a zero size drops the signal.
+* Direction, step size and consecutive moves come from the windowed ``OracleTracker``, never from
+  "the oracle change since the previous evaluation" (≈0 on 99 % of checks, which blocked 41+ bps
+  signals in the Rust original).
+* The session size multiplier (and the spread-shock factor) are applied *before* the
+  minimum-notional boost, so no order below the exchange's $10 minimum leaves during US hours.
+* Sizes are floored to szDecimals in Decimal; a zero size drops the signal (the exchange refuses it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ __all__ = [
     "base_threshold_bps",
     "confidence",
     "evaluate_side",
-    "exit_profile",
     "liquidity_factor",
     "strength",
 ]
@@ -35,7 +35,7 @@ __all__ = [
 EXIT_SCALPER = "scalper"
 EXIT_STANDARD = "standard"
 EXIT_RUNNER = "runner"
-ORDER_CAP_HEADROOM = 0.99  # B18: detector sizing stays under the executor's cap
+ORDER_CAP_HEADROOM = 0.99  # detector sizing stays under the executor's cap (valued at mark, not mid)
 
 
 class Skip(IntEnum):
@@ -59,7 +59,7 @@ class Skip(IntEnum):
 
 
 class DetectorMarket:
-    """Per-market detector state: EWMAs advance once per market-data update (latent 11)."""
+    """Per-market detector state: EWMAs advance once per market-data update, not once per check."""
 
     __slots__ = (
         "baseline_bps",
@@ -96,7 +96,7 @@ class DetectorMarket:
 
 
 class SideResult:
-    """A side that passed every filter of §5.2: everything §5.5's record and the intent need."""
+    """A side that passed every filter: everything the signal record and the intent need."""
 
     __slots__ = (
         "baseline_gap_bps",
@@ -129,6 +129,8 @@ class SideResult:
         self.velocity_bps = 0.0
         self.baseline_gap_bps = 0.0
         self.edge_above_baseline_bps = 0.0
+        # Always Standard: the config refuses ``detector.exit_profile_enabled`` until the profile travels with
+        # the position to the exit watcher.
         self.exit_profile = EXIT_STANDARD
 
 
@@ -163,7 +165,7 @@ def _vel_factor(v: float, m: float) -> float:
 def confidence(
     raw_edge: float, t: float, v: float, consec: int, liq: float, spread_ewma: float, p: DetectorParams
 ) -> float:
-    """§5.4: weighted edge, velocity, consecutive moves, book depth and spread quality, in [0, 1]."""
+    """Confidence: weighted edge, velocity, consecutive moves, book depth and spread quality, in [0, 1]."""
     edge_f = min(1.0, max(0.0, (raw_edge - t) / (2.0 * t))) if t > 0.0 else 1.0
     vel_f = _vel_factor(v, p.min_oracle_change_bps)
     consec_f = min(consec, 3) / 3.0
@@ -174,17 +176,6 @@ def confidence(
         spread_f = 1.0 if r <= 1.0 else 0.0 if r >= 3.0 else (3.0 - r) / 2.0
     c = 0.30 * edge_f + 0.20 * vel_f + 0.20 * consec_f + 0.15 * liq + 0.15 * spread_f
     return min(1.0, max(0.0, c))
-
-
-def exit_profile(conf: float, step_bps: float, consec: int, p: DetectorParams) -> str:
-    """§5.4 exit profile; Standard whenever profiles are disabled."""
-    if not p.exit_profile_enabled:
-        return EXIT_STANDARD
-    if conf >= 0.7 and step_bps > 15.0 and consec >= 3:
-        return EXIT_RUNNER
-    if conf >= 0.4 and step_bps > 5.0:
-        return EXIT_STANDARD
-    return EXIT_SCALPER
 
 
 def size_order(
@@ -198,10 +189,10 @@ def size_order(
     sz_decimals: int | None,
     p: DetectorParams,
 ) -> tuple[float, Decimal]:
-    """§5.3 sizing -> (float size, floored Decimal size; ZERO if the signal must be dropped).
+    """Sizing -> (float size, floored Decimal size; ZERO if the signal must be dropped).
 
     ``size_mult`` = session size multiplier × spread-shock factor, applied BEFORE the minimum-notional
-    boost (latent 13). Without a spec (``sz_decimals`` None, observe mode) the Decimal is unfloored.
+    boost. Without a spec (``sz_decimals`` None, observe mode) the Decimal is unfloored.
     """
     m = p.min_oracle_change_bps
     vel_mult = 1.0
@@ -235,7 +226,7 @@ def evaluate_side(
     p: DetectorParams,
     out: SideResult,
 ) -> Skip:
-    """Filters 2–13 of §5.2 in order for one side; fills ``out`` and returns Skip.NONE on a signal."""
+    """Filters 2–13 in order for one side; fills ``out`` and returns Skip.NONE on a signal."""
     o = m.oracle_px
     if p.signal_dedup and o == (d.last_sig_oracle_buy if is_buy else d.last_sig_oracle_sell):
         return Skip.DEDUP
@@ -288,5 +279,4 @@ def evaluate_side(
     out.velocity_bps = v
     out.baseline_gap_bps = d.baseline_bps if d.baseline_n else 0.0
     out.edge_above_baseline_bps = eab
-    out.exit_profile = exit_profile(conf, v, consec, p)
     return Skip.NONE

@@ -2,13 +2,14 @@
 
 Per market-data update the actor calls ``on_bbo``/``on_ctx`` (state only), then ``evaluate`` once per
 batch of drained messages (one evaluation cycle). Only markets with new data since their last evaluation
-are evaluated, so every EWMA advances once per market-data update of *that* market (latent 11).
+are evaluated, so every EWMA advances once per market-data update of *that* market, not once per check
+(every message times every market).
 
-Guards against: B02/B03/B33 and latents 10, 11, 13, 20 (see the modules it composes); latent 14 — the
-correlation filter keeps ``correlation_max_simultaneous`` signals per side, not a hard-coded 2; B11 — a
-trading-mode market without a spec (asset id, szDecimals) never gets an intent; §6.1 — duplicate
-market+side within ``persist_dedup_window_ms`` are not persisted again, sizes are floored to the lot
-and a zero size is dropped.
+Guards against (besides what the modules it composes guard against): a correlation filter that kept a
+hard-coded 2 signals per side (it keeps ``correlation_max_simultaneous``); a trading-mode market without
+a spec (asset id, szDecimals), which never gets an intent; duplicate market+side within
+``persist_dedup_window_ms`` are not persisted again, sizes are floored to the lot and a zero size is
+dropped.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ __all__ = ["Detection", "DetectorCore", "SignalRecord"]
 
 
 class SignalRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """§5.5 signal record (journal/log form; the bus carries the shorter ``messages.Signal``)."""
+    """The full signal record (journal/log form; the bus carries the shorter ``messages.Signal``)."""
 
     signal_id: str
     coin: str
@@ -75,17 +76,54 @@ class SignalRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Detection:
-    """One emitted signal: its record, the bus ``Signal``, whether to persist it, and the intent."""
+    """One emitted signal: the bus ``Signal``, whether to persist it, and the intent. ``record`` builds the
+    full signal record (``SignalRecord``) from them when read: the actor never reads it (the journal keeps
+    the bus ``Signal``), so a signal does not pay for a record nobody uses."""
 
-    __slots__ = ("intent", "persist", "record", "signal")
+    __slots__ = ("_base_fee_bps", "_params", "_side", "_size_factor", "intent", "persist", "signal")
 
     def __init__(
-        self, record: SignalRecord, signal: Signal, persist: bool, intent: EntryIntent | None
+        self, side: SideResult, signal: Signal, persist: bool, intent: EntryIntent | None, *,
+        params: DetectorParams, base_fee_bps: float, size_factor: float,
     ) -> None:
-        self.record = record
         self.signal = signal
         self.persist = persist
         self.intent = intent
+        self._side = side
+        self._params = params
+        self._base_fee_bps = base_fee_bps
+        self._size_factor = size_factor
+
+    @property
+    def record(self) -> SignalRecord:
+        r, s, p = self._side, self.signal, self._params
+        return SignalRecord(
+            signal_id=s.signal_id,
+            coin=r.coin,
+            is_buy=r.is_buy,
+            raw_edge_bps=r.raw_edge_bps,
+            net_edge_bps=s.net_edge_bps,
+            threshold_bps=r.threshold_bps,
+            strength=strength(s.net_edge_bps),
+            suggested_sz=s.suggested_sz,
+            oracle_px=r.oracle_px,
+            best_px=r.best_px,
+            book_sz=r.book_sz,
+            recv_ns=s.recv_ns,
+            time_ms=s.time_ms,
+            base_fee_bps=self._base_fee_bps,
+            effective_fee_bps=s.taker_fee_bps,
+            slippage_bps=p.slippage_bps,
+            min_edge_bps=p.min_edge_bps,
+            total_cost_bps=2.0 * s.taker_fee_bps + p.slippage_bps + p.min_edge_bps,
+            oracle_velocity_bps=r.velocity_bps,
+            confidence=r.confidence,
+            baseline_gap_bps=r.baseline_gap_bps,
+            edge_above_baseline_bps=r.edge_above_baseline_bps,
+            exit_profile=r.exit_profile,
+            size_factor=self._size_factor,
+            fee_source=s.fee_source,
+        )
 
 
 class DetectorCore:
@@ -182,7 +220,7 @@ class DetectorCore:
         return 1.0, 1.0
 
     def threshold_bps(self, coin: str, is_buy: bool, now_ms: int) -> float:
-        """§5.1 threshold T for one market and side (base, adaptive floor, session, short, velocity)."""
+        """The threshold T for one market and side (base, adaptive floor, session, short, velocity)."""
         p = self.p
         d = self._det[coin]
         fee_bps, _source = self.terms.taker_fee_bps(coin, now_ms)
@@ -202,7 +240,7 @@ class DetectorCore:
     ) -> list[Detection]:
         """One evaluation cycle over the markets with new data (or ``coins``); returns the signals.
 
-        ``ready``: READY-TRADING (§13); in trading mode no intent is built while not ready.
+        ``ready``: READY-TRADING; in trading mode no intent is built while not ready.
         """
         markets = self.book.markets
         todo = (
@@ -253,7 +291,8 @@ class DetectorCore:
         return result
 
     def _correlation_filter(self, found: list[SideResult]) -> list[SideResult]:
-        """§5.6: per side, keep at most ``correlation_max_simultaneous`` signals, strongest raw edge first."""
+        """Correlation filter: per side, keep at most ``correlation_max_simultaneous`` signals, strongest raw
+        edge first."""
         n = self.p.correlation_max_simultaneous
         kept: list[SideResult] = []
         for side in (True, False):
@@ -284,44 +323,17 @@ class DetectorCore:
         self.counts["signals"] += 1
         size_factor = self.gates.states[r.coin].size_factor
         fee_bps, fee_source = self.terms.taker_fee_bps(r.coin, now_ms)
-        record = SignalRecord(
+        signal = Signal(
             signal_id=signal_id,
             coin=r.coin,
             is_buy=r.is_buy,
             raw_edge_bps=r.raw_edge_bps,
             net_edge_bps=r.raw_edge_bps - r.threshold_bps,
             threshold_bps=r.threshold_bps,
-            strength=strength(r.raw_edge_bps - r.threshold_bps),
+            oracle_px=r.oracle_px,
+            best_px=r.best_px,
+            book_sz=r.book_sz,
             suggested_sz=float(r.size),
-            oracle_px=r.oracle_px,
-            best_px=r.best_px,
-            book_sz=r.book_sz,
-            recv_ns=m.last_recv_ns,
-            time_ms=now_ms,
-            base_fee_bps=self.terms.user_cross_bps(),
-            effective_fee_bps=fee_bps,
-            slippage_bps=p.slippage_bps,
-            min_edge_bps=p.min_edge_bps,
-            total_cost_bps=2.0 * fee_bps + p.slippage_bps + p.min_edge_bps,
-            oracle_velocity_bps=r.velocity_bps,
-            confidence=r.confidence,
-            baseline_gap_bps=r.baseline_gap_bps,
-            edge_above_baseline_bps=r.edge_above_baseline_bps,
-            exit_profile=r.exit_profile,
-            size_factor=size_factor,
-            fee_source=fee_source,
-        )
-        signal = Signal(
-            signal_id=signal_id,
-            coin=r.coin,
-            is_buy=r.is_buy,
-            raw_edge_bps=r.raw_edge_bps,
-            net_edge_bps=record.net_edge_bps,
-            threshold_bps=r.threshold_bps,
-            oracle_px=r.oracle_px,
-            best_px=r.best_px,
-            book_sz=r.book_sz,
-            suggested_sz=record.suggested_sz,
             confidence=r.confidence,
             recv_ns=m.last_recv_ns,
             time_ms=now_ms,
@@ -337,7 +349,8 @@ class DetectorCore:
         else:
             self.counts["persist_dedup"] += 1
         intent = self._intent(r, signal_id, m, now_ns, now_ms, ready, fee_bps, fee_source) if self.trading else None
-        return Detection(record, signal, persist, intent)
+        return Detection(r, signal, persist, intent, params=p, base_fee_bps=self.terms.user_cross_bps(),
+                         size_factor=size_factor)
 
     def _intent(
         self, r: SideResult, signal_id: str, m: MarketState, now_ns: int, now_ms: int, ready: bool,
@@ -374,7 +387,7 @@ class DetectorCore:
             fee_source=fee_source,
         )
 
-    # ---- followups (§15) --------------------------------------------------------------------------
+    # ---- followups ---------------------------------------------------------------------------------
 
     def due_followups(self, now_ns: int, now_ms: int) -> list[SignalFollowup]:
         """Snapshots due at +1/+3/+5 s after persisted signals: current oracle, best px and edge."""
@@ -408,7 +421,7 @@ class DetectorCore:
     # ---- observability ----------------------------------------------------------------------------
 
     def take_gate_transitions(self) -> list[tuple[str, GateVerdict, GateVerdict]]:
-        """Gate verdict changes since the last call: log these (B03), count the rest."""
+        """Gate verdict changes since the last call: log these (never a line per message), count the rest."""
         return self.gates.take_transitions()
 
     def stats(self) -> dict[str, int]:

@@ -1,9 +1,9 @@
-"""May the detector send entries now? READY-TRADING (strategy.md §13, §14) from the state streams.
+"""May the detector send entries now? READY-TRADING from the state streams.
 
 Entries are allowed only when ALL hold: a trading mode; the hard stop not latched; the feed connected
 with market data ready and the user streams acked; a position snapshot that is ``synced``; and, after
 any disconnect or feed connection change (``FeedState.conn_id``), the position tracker has resynced:
-a synced snapshot whose ``feed_conn_id`` is the current connection (§14 recovery: block → reconnect →
+a synced snapshot whose ``feed_conn_id`` is the current connection (recovery: block → reconnect →
 resubscribe → READY → refresh positions → resume). Until then the reason is reported, so a blocked
 bot says why. The first feed connection needs no such cycle (the tracker's start-up sync is the
 ``synced`` flag itself).
@@ -32,7 +32,7 @@ _NUMBER = re.compile(r"[-+]?\d[\d.]*")
 
 def reason_key(reason: str) -> str:
     """A blocked reason without its numbers: the measured clock offset or a balance changes every
-    second, the reason does not (log and report transitions only, lesson B03)."""
+    second, the reason does not (log and report transitions only, never once per message)."""
     return _NUMBER.sub("#", reason)
 
 

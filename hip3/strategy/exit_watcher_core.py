@@ -1,10 +1,12 @@
-"""The exit watcher actor's decision core: positions mirror, exits, and §9 flatten claims (no sockets).
+"""The exit watcher actor's decision core: positions mirror, exits, and flatten claims (no sockets).
 
 Guards against:
-* B28 — at most one in-flight flatten per market: a claim is taken before a ``FlattenIntent`` is built;
+* At most one in-flight flatten per market (a second flatten sent before the first filled was refused
+  with "Reduce only order would increase position"): a claim is taken before a ``FlattenIntent`` is built;
   a claimed market is not evaluated. A coin the position tracker reports in ``pending_flatten`` (e.g.
   after this process restarted and lost its claims) is treated as claimed too (for ``claim_expiry_ms``).
-* B32 / latent 1 — the claim is released on ANY terminal state of the flatten order that did not close
+* A claim never strands a position (a claim released only by a closing fill deadlocked the Rust
+  original's exits): it is released on ANY terminal state of the flatten order that did not close
   the position: ``OrderRejected`` (incl. the IOC "could not immediately match" miss, send failure,
   timeout), ``OrderCancelled``, an ``OrderFilled`` that leaves a remainder, and on ``PositionClosed`` /
   the position leaving a synced snapshot. A claim with no terminal event after ``claim_expiry_ms`` is
@@ -12,9 +14,11 @@ Guards against:
 * A whole-position close refused as below the exchange's $10 minimum (``hip3.execution.dust``): the
   position is dust, kept busy (no exit is evaluated or sent for it) until its size changes; said once
   (``alerts``), never retried in a loop.
-* B42 — a resync snapshot keeps the local entry time, entry edge and exit baselines of positions that
-  already exist; only size/entry price are refreshed (and the levels recomputed).
-* B26/B29 — an unsynced snapshot never removes positions.
+* A resync snapshot keeps the local entry time, entry edge and exit baselines of positions that
+  already exist; only size/entry price are refreshed (and the levels recomputed). A resync that reset
+  them disabled the time stop, oracle and trailing exits for synced positions.
+* An unsynced snapshot never removes positions (the exchange has answered with zero positions by
+  mistake).
 Hot path (``on_bbo``/``on_ctx``): one dict lookup for a market without a position; with one, a few float
 comparisons on precomputed levels; nothing is allocated unless an exit fires.
 """
@@ -126,7 +130,7 @@ class ExitWatcherCore:
     # ---- hot path ---------------------------------------------------------------------------------
 
     def on_bbo(self, msg: Bbo, now_ns: int) -> FlattenIntent | None:
-        """Every bbo. Returns a flatten intent if a §8.1 exit fires for this market's position."""
+        """Every bbo. Returns a flatten intent if a fast exit fires for this market's position."""
         mk = self._mk.get(msg.coin)
         if mk is None:
             mk = self._market(msg.coin)
@@ -134,55 +138,55 @@ class ExitWatcherCore:
         pos = mk.pos
         if pos is None or pos.busy:
             return None
-        b = msg.bid_px
-        a = msg.ask_px
-        if not 0.0 < b < a < _INF:
+        bid_px = msg.bid_px
+        ask_px = msg.ask_px
+        if not 0.0 < bid_px < ask_px < _INF:
             return None
-        reason = self.rules.fast(pos, b, a, now_ns)
+        reason = self.rules.book_exit(pos, bid_px, ask_px, now_ns)
         if reason is None:
             return None
-        return self._flatten_bbo(pos, reason, b, a, now_ns, msg.recv_ns, self.rules.fast_slip)
+        return self._flatten_bbo(pos, reason, bid_px, ask_px, now_ns, msg.recv_ns, self.rules.book_exit_slip)
 
     def on_ctx(self, msg: AssetCtx, now_ns: int) -> FlattenIntent | None:
-        """Every ctx: advance the oracle tracker; with a position, §8.1 then §8.2 exits."""
+        """Every ctx: advance the oracle tracker; with a position, the fast then the oracle exits."""
         mk = self._mk.get(msg.coin)
         if mk is None:
             mk = self._market(msg.coin)
         mk.ctx = msg
-        o = msg.oracle_px
+        oracle_px = msg.oracle_px
         tr = mk.tracker
-        changed = o != tr.last_px and 0.0 < o < _INF
+        changed = oracle_px != tr.last_px and 0.0 < oracle_px < _INF
         if changed:
-            tr.update(o)
+            tr.update(oracle_px)
         pos = mk.pos
         if pos is None:
             return None
         rules = self.rules
         if changed:
-            rules.on_oracle(pos, o)
+            rules.on_oracle(pos, oracle_px)
             if not pos.has_baseline:
                 rules.set_baseline(pos, tr)
         if pos.busy:
             return None
         bbo = mk.bbo
         if bbo is not None and 0.0 < bbo.bid_px < bbo.ask_px < _INF:
-            reason = rules.fast(pos, bbo.bid_px, bbo.ask_px, now_ns)
+            reason = rules.book_exit(pos, bbo.bid_px, bbo.ask_px, now_ns)
             if reason is not None:
                 return self._flatten_bbo(
-                    pos, reason, bbo.bid_px, bbo.ask_px, now_ns, msg.recv_ns, rules.fast_slip
+                    pos, reason, bbo.bid_px, bbo.ask_px, now_ns, msg.recv_ns, rules.book_exit_slip
                 )
         else:
             bbo = None
         if tr.last_px <= 0.0:
             return None
-        reason = rules.oracle(pos, tr, tr.last_px, now_ns)
+        reason = rules.oracle_exit(pos, tr, tr.last_px, now_ns)
         if reason is None:
             return None
         if bbo is None:
             return self._flatten_mark(pos, reason, mk, now_ns, msg.recv_ns, rules.oracle_slip)
         return self._flatten_bbo(pos, reason, bbo.bid_px, bbo.ask_px, now_ns, msg.recv_ns, rules.oracle_slip)
 
-    # ---- polling tick (§8.1 backup, §8.3 time stop, claim/pending expiry) ---------------------------
+    # ---- polling tick (fast-exit backup, time stop, claim/pending expiry) ---------------------------------
 
     def on_tick(self, now_ns: int) -> list[FlattenIntent]:
         """Run every ``poll_interval_ms``: time stop, fast-exit backup, claim expiry, pending alerts."""
@@ -199,14 +203,14 @@ class ExitWatcherCore:
             else:
                 bbo = mk.bbo
                 if bbo is not None and 0.0 < bbo.bid_px < bbo.ask_px < _INF:
-                    reason = rules.fast(pos, bbo.bid_px, bbo.ask_px, now_ns)
+                    reason = rules.book_exit(pos, bbo.bid_px, bbo.ask_px, now_ns)
                     if reason is None and pos.profile_stop_ns and pos.has_baseline:
                         t = now_ns - pos.entry_ns
-                        if t >= rules.or_min_ns and t >= pos.profile_stop_ns:
+                        if t >= rules.oracle_min_hold_ns and t >= pos.profile_stop_ns:
                             reason = PROFILE_TIME_STOP
                     if reason is not None:
                         intent = self._flatten_bbo(
-                            pos, reason, bbo.bid_px, bbo.ask_px, now_ns, 0, rules.fast_slip
+                            pos, reason, bbo.bid_px, bbo.ask_px, now_ns, 0, rules.book_exit_slip
                         )
             if intent is not None:
                 out.append(intent)
@@ -244,9 +248,10 @@ class ExitWatcherCore:
     # ---- flatten building and claims ----------------------------------------------------------------
 
     def _flatten_bbo(
-        self, pos: ExitPosition, reason: str, b: float, a: float, now_ns: int, origin_ns: int, slip: float
+        self, pos: ExitPosition, reason: str, bid_px: float, ask_px: float, now_ns: int, origin_ns: int,
+        slip: float
     ) -> FlattenIntent | None:
-        px = b * (1.0 - slip) if pos.is_long else a * (1.0 + slip)
+        px = bid_px * (1.0 - slip) if pos.is_long else ask_px * (1.0 + slip)
         return self._flatten(pos, reason, px, now_ns, origin_ns)
 
     def _flatten_mark(
@@ -406,7 +411,7 @@ class ExitWatcherCore:
                 pos.entry_px = entry_px
                 if p.entry_edge_bps and not pos.entry_edge_bps:
                     pos.entry_edge_bps = p.entry_edge_bps
-                rules.init_position(pos)  # keeps entry time and baselines (B42)
+                rules.init_position(pos)  # keeps entry time and baselines
                 rules.on_oracle(pos, mk.tracker.last_px)
         pending = set(snap.pending_flatten)
         for coin in list(self._ext_pending):

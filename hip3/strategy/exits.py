@@ -1,13 +1,16 @@
-"""§8 exit rules for one position: precomputed price levels and the per-update checks.
+"""Exit rules for one position: precomputed price levels and the per-update checks.
 
 Guards against:
-* B45 — quick profit and edge evaporation are checked BEFORE the minimum-holding stop, so they fire as
-  soon as their own (shorter) holding time has passed.
-* B34 — every mechanism is switched by its own flag (``mark_regression.enabled``, ``quick_profit_bps``,
+* Quick profit and edge evaporation are checked BEFORE the minimum-holding stop, so they fire as
+  soon as their own (shorter) holding time has passed: the edge decays in 1-3 s, and a 5 s minimum hold
+  blocked these exits in the Rust original.
+* Every mechanism is switched by its own flag (``mark_regression.enabled``, ``quick_profit_bps``,
   ``edge_evaporation``, ``oracle_exit.enabled``, ``trailing.enabled``, ``time_stop.enabled``); none is
-  nested inside another's initialisation.
-* B35 — oracle reversal / catch-up count moves as deltas since entry (baselines recorded at open).
-* latent 15 — the mark-regression time decay reaches its floor at the configured time stop (or an
+  nested inside another's initialisation (the oracle exit was once silently off whenever mark regression
+  was).
+* Oracle reversal / catch-up count moves as deltas since entry (baselines recorded at open): moves before
+  the entry once triggered an immediate false loss cut.
+* The mark-regression time decay reaches its floor at the configured time stop (or an
   explicit ``decay_horizon_ms``), not a constant 30 s.
 Hot path: levels are recomputed only when the oracle or the position changes; a market update costs a
 few float comparisons and allocates nothing unless an exit fires.
@@ -51,31 +54,31 @@ class ExitPosition:
     """The exit watcher's mirror of one position, with its baselines and precomputed levels."""
 
     __slots__ = (
-        "against0",
-        "against_n",
+        "against_moves_at_entry",
+        "against_moves_to_exit",
         "asset",
         "busy",
         "coin",
         "entry_edge_bps",
         "entry_ns",
         "entry_px",
-        "evap_level",
+        "evaporation_px",
         "has_baseline",
         "is_long",
-        "mr_o",
-        "mr_ob",
-        "oracle0",
+        "oracle_px_at_entry",
         "profile",
         "profile_stop_ns",
-        "qp_level",
+        "quick_profit_px",
+        "regression_band_px",
+        "regression_oracle_px",
         "size",
-        "sl_level",
-        "trail_act",
+        "small_loss_px",
+        "trail_activation_bps",
         "trail_armed",
-        "trail_best",
-        "trail_gap",
-        "with0",
-        "with_n",
+        "trail_best_bps",
+        "trail_gap_bps",
+        "with_moves_at_entry",
+        "with_moves_to_exit",
     )
 
     def __init__(
@@ -92,38 +95,38 @@ class ExitPosition:
         self.profile = profile
         self.busy = False  # a flatten is claimed / pending for this market: no evaluation
         self.has_baseline = False
-        self.with0 = 0
-        self.against0 = 0
-        self.oracle0 = 0.0
-        self.trail_best = -_INF
+        self.with_moves_at_entry = 0
+        self.against_moves_at_entry = 0
+        self.oracle_px_at_entry = 0.0
+        self.trail_best_bps = -_INF
         self.trail_armed = False
-        self.trail_act = _INF
-        self.trail_gap = _INF
-        self.against_n = 0
-        self.with_n = 0
+        self.trail_activation_bps = _INF
+        self.trail_gap_bps = _INF
+        self.against_moves_to_exit = 0
+        self.with_moves_to_exit = 0
         self.profile_stop_ns = 0
-        self.qp_level = _INF if is_long else -_INF
-        self.evap_level = _INF if is_long else -_INF
-        self.sl_level = entry_px
-        self.mr_o = 0.0
-        self.mr_ob = -1.0  # < 0: mark regression off or oracle unknown
+        self.quick_profit_px = _INF if is_long else -_INF
+        self.evaporation_px = _INF if is_long else -_INF
+        self.small_loss_px = entry_px
+        self.regression_oracle_px = 0.0
+        self.regression_band_px = -1.0  # < 0: mark regression off or oracle unknown
 
 
 class ExitRules:
     """Parameter-derived constants and the checks. One instance per exit watcher."""
 
     __slots__ = (
+        "book_exit_slip",
         "decay",
         "decay_floor",
         "decay_span_ns",
         "decay_start_ns",
-        "evap_min_ns",
-        "fast_slip",
+        "evaporation_min_ns",
         "min_hold_ns",
-        "or_min_ns",
+        "oracle_min_hold_ns",
         "oracle_slip",
         "p",
-        "qp_min_ns",
+        "quick_profit_min_ns",
         "time_slip",
         "time_stop_ns",
     )
@@ -131,17 +134,17 @@ class ExitRules:
     def __init__(self, p: ExitParams) -> None:
         self.p = p
         mr = p.mark_regression
-        self.qp_min_ns = mr.quick_profit_min_holding_ms * _MS
-        self.evap_min_ns = mr.edge_evap_min_holding_ms * _MS
+        self.quick_profit_min_ns = mr.quick_profit_min_holding_ms * _MS
+        self.evaporation_min_ns = mr.edge_evap_min_holding_ms * _MS
         self.min_hold_ns = mr.min_holding_time_ms * _MS
         self.decay = mr.time_decay
         self.decay_start_ns = mr.decay_start_ms * _MS
         horizon_ms = mr.decay_horizon_ms or p.time_stop.threshold_ms
         self.decay_span_ns = max(0, horizon_ms - mr.decay_start_ms) * _MS
         self.decay_floor = mr.min_decay_factor
-        self.or_min_ns = p.oracle_exit.min_holding_time_ms * _MS
+        self.oracle_min_hold_ns = p.oracle_exit.min_holding_time_ms * _MS
         self.time_stop_ns = p.time_stop.threshold_ms * _MS
-        self.fast_slip = mr.slippage_bps / 1e4
+        self.book_exit_slip = mr.slippage_bps / 1e4
         self.oracle_slip = p.oracle_exit.slippage_bps / 1e4
         self.time_slip = p.time_stop.slippage_bps / 1e4
 
@@ -154,11 +157,11 @@ class ExitRules:
         e = pos.entry_px
         if mr.quick_profit_bps > 0.0 and e > 0.0:
             d = e * mr.quick_profit_bps / 1e4
-            pos.qp_level = e + d if pos.is_long else e - d
+            pos.quick_profit_px = e + d if pos.is_long else e - d
         else:
-            pos.qp_level = _INF if pos.is_long else -_INF
+            pos.quick_profit_px = _INF if pos.is_long else -_INF
         d = e * mr.min_loss_exit_bps / 1e4
-        pos.sl_level = e - d if pos.is_long else e + d  # hold inside (sl_level, entry) for a long
+        pos.small_loss_px = e - d if pos.is_long else e + d  # hold inside (small_loss_px, entry) for a long
         oe = p.oracle_exit
         n = oe.exit_against_moves
         if pos.profile == EXIT_RUNNER:
@@ -167,15 +170,15 @@ class ExitRules:
             n = max(1, n - 1)
         if oe.dynamic_thresholds and pos.entry_edge_bps >= oe.high_edge_bps:
             n += 1
-        pos.against_n = n
-        pos.with_n = oe.exit_with_moves
+        pos.against_moves_to_exit = n
+        pos.with_moves_to_exit = oe.exit_with_moves
         tr = p.trailing
         if pos.profile == EXIT_RUNNER:
-            pos.trail_act, pos.trail_gap = tr.runner_activation_bps, tr.runner_trail_bps
+            pos.trail_activation_bps, pos.trail_gap_bps = tr.runner_activation_bps, tr.runner_trail_bps
         elif pos.profile == EXIT_SCALPER:
-            pos.trail_act, pos.trail_gap = _INF, _INF
+            pos.trail_activation_bps, pos.trail_gap_bps = _INF, _INF
         else:
-            pos.trail_act, pos.trail_gap = tr.activation_bps, tr.trail_bps
+            pos.trail_activation_bps, pos.trail_gap_bps = tr.activation_bps, tr.trail_bps
         if pos.profile == EXIT_SCALPER:
             pos.profile_stop_ns = oe.scalper_time_stop_ms * _MS
         elif pos.profile == EXIT_RUNNER:
@@ -184,90 +187,94 @@ class ExitRules:
             pos.profile_stop_ns = 0
 
     def set_baseline(self, pos: ExitPosition, tracker: OracleTracker) -> None:
-        """Record the entry baseline (B35): counts and oracle at open. Needs a known oracle."""
+        """Record the entry baseline: counts and oracle at open. Needs a known oracle."""
         if tracker.last_px <= 0.0:
             return
-        pos.with0 = tracker.with_count(pos.is_long)
-        pos.against0 = tracker.against_count(pos.is_long)
-        pos.oracle0 = tracker.last_px
+        pos.with_moves_at_entry = tracker.with_count(pos.is_long)
+        pos.against_moves_at_entry = tracker.against_count(pos.is_long)
+        pos.oracle_px_at_entry = tracker.last_px
         pos.has_baseline = True
 
-    def on_oracle(self, pos: ExitPosition, o: float) -> None:
+    def on_oracle(self, pos: ExitPosition, oracle_px: float) -> None:
         """Recompute the oracle-dependent levels (edge evaporation, mark regression)."""
         mr = self.p.mark_regression
-        if o <= 0.0:
+        if oracle_px <= 0.0:
             return
         if mr.edge_evaporation:
-            d = o * mr.edge_evap_threshold_bps / 1e4
-            pos.evap_level = o - d if pos.is_long else o + d
+            d = oracle_px * mr.edge_evap_threshold_bps / 1e4
+            pos.evaporation_px = oracle_px - d if pos.is_long else oracle_px + d
         if mr.enabled:
             base = mr.exit_threshold_bps
             if mr.entry_edge_scaling and pos.entry_edge_bps > 0.0:
                 base = max(base, pos.entry_edge_bps * mr.entry_edge_scale_factor)
-            pos.mr_o = o
-            pos.mr_ob = o * base / 1e4
+            pos.regression_oracle_px = oracle_px
+            pos.regression_band_px = oracle_px * base / 1e4
 
     # ---- checks ---------------------------------------------------------------------------------
 
-    def fast(self, pos: ExitPosition, b: float, a: float, now_ns: int) -> str | None:
-        """§8.1 in order; the exit reason or None. ``b``/``a`` must be a valid book (caller checks)."""
-        t = now_ns - pos.entry_ns
+    def book_exit(self, pos: ExitPosition, bid_px: float, ask_px: float, now_ns: int) -> str | None:
+        """The fast exits in order (quick profit, edge evaporation, mark regression); the exit reason or
+        None. ``bid_px``/``ask_px`` must be a valid book (the caller checks)."""
+        held_ns = now_ns - pos.entry_ns
         if pos.is_long:
-            if b >= pos.qp_level and t >= self.qp_min_ns:
+            if bid_px >= pos.quick_profit_px and held_ns >= self.quick_profit_min_ns:
                 return QUICK_PROFIT
-            if a >= pos.evap_level and t >= self.evap_min_ns:
+            if ask_px >= pos.evaporation_px and held_ns >= self.evaporation_min_ns:
                 return EDGE_EVAPORATION
-            if t < self.min_hold_ns or pos.mr_ob < 0.0:
+            if held_ns < self.min_hold_ns or pos.regression_band_px < 0.0:
                 return None
-            if b >= pos.mr_o - pos.mr_ob * self._decay(t) and not pos.sl_level < b < pos.entry_px:
+            if (bid_px >= pos.regression_oracle_px - pos.regression_band_px * self._decay(held_ns)
+                    and not pos.small_loss_px < bid_px < pos.entry_px):
                 return MARK_REGRESSION
             return None
-        if a <= pos.qp_level and t >= self.qp_min_ns:
+        if ask_px <= pos.quick_profit_px and held_ns >= self.quick_profit_min_ns:
             return QUICK_PROFIT
-        if b <= pos.evap_level and t >= self.evap_min_ns:
+        if bid_px <= pos.evaporation_px and held_ns >= self.evaporation_min_ns:
             return EDGE_EVAPORATION
-        if t < self.min_hold_ns or pos.mr_ob < 0.0:
+        if held_ns < self.min_hold_ns or pos.regression_band_px < 0.0:
             return None
-        if a <= pos.mr_o + pos.mr_ob * self._decay(t) and not pos.entry_px < a < pos.sl_level:
+        if (ask_px <= pos.regression_oracle_px + pos.regression_band_px * self._decay(held_ns)
+                and not pos.entry_px < ask_px < pos.small_loss_px):
             return MARK_REGRESSION
         return None
 
-    def _decay(self, t: int) -> float:
-        if not self.decay or t <= self.decay_start_ns:
+    def _decay(self, held_ns: int) -> float:
+        if not self.decay or held_ns <= self.decay_start_ns:
             return 1.0
         span = self.decay_span_ns
         if span <= 0:
             return self.decay_floor
-        f = 1.0 - (1.0 - self.decay_floor) * (t - self.decay_start_ns) / span
+        f = 1.0 - (1.0 - self.decay_floor) * (held_ns - self.decay_start_ns) / span
         return f if f > self.decay_floor else self.decay_floor
 
-    def oracle(self, pos: ExitPosition, tracker: OracleTracker, o: float, now_ns: int) -> str | None:
-        """§8.2 in order (profile time stop, trailing, reversal, catch-up); needs the entry baseline."""
+    def oracle_exit(self, pos: ExitPosition, tracker: OracleTracker, oracle_px: float,
+                    now_ns: int) -> str | None:
+        """The oracle exits in order (profile time stop, trailing, reversal, catch-up); needs the entry baseline."""
         if not pos.has_baseline:
             return None
         p = self.p
-        trailing = p.trailing.enabled and pos.trail_gap < _INF
+        trailing = p.trailing.enabled and pos.trail_gap_bps < _INF
         if trailing:
-            o0 = pos.oracle0
-            pnl = (o - o0) / o0 * 1e4 if pos.is_long else (o0 - o) / o0 * 1e4
-            if pnl > pos.trail_best:
-                pos.trail_best = pnl
-            if pos.trail_best >= pos.trail_act:
+            o0 = pos.oracle_px_at_entry
+            pnl_bps = (oracle_px - o0) / o0 * 1e4 if pos.is_long else (o0 - oracle_px) / o0 * 1e4
+            if pnl_bps > pos.trail_best_bps:
+                pos.trail_best_bps = pnl_bps
+            if pos.trail_best_bps >= pos.trail_activation_bps:
                 pos.trail_armed = True
-        t = now_ns - pos.entry_ns
-        if t < self.or_min_ns:
+        held_ns = now_ns - pos.entry_ns
+        if held_ns < self.oracle_min_hold_ns:
             return None
-        if pos.profile_stop_ns and t >= pos.profile_stop_ns:
+        if pos.profile_stop_ns and held_ns >= pos.profile_stop_ns:
             return PROFILE_TIME_STOP
-        if trailing and pos.trail_armed and pos.trail_best - pnl >= pos.trail_gap:
+        if trailing and pos.trail_armed and pos.trail_best_bps - pnl_bps >= pos.trail_gap_bps:
             return TRAILING_STOP
         if p.oracle_exit.enabled:
-            if tracker.against_count(pos.is_long) - pos.against0 >= pos.against_n:
+            if tracker.against_count(pos.is_long) - pos.against_moves_at_entry >= pos.against_moves_to_exit:
                 return ORACLE_REVERSAL
-            if tracker.with_count(pos.is_long) - pos.with0 >= pos.with_n:
+            if tracker.with_count(pos.is_long) - pos.with_moves_at_entry >= pos.with_moves_to_exit:
                 return ORACLE_CATCHUP
         return None
 
     def time_stop(self, pos: ExitPosition, now_ns: int) -> bool:
-        """§8.3: held strictly longer than the threshold."""
+        """The time stop: held strictly longer than the threshold."""
         return self.p.time_stop.enabled and now_ns - pos.entry_ns > self.time_stop_ns

@@ -1,16 +1,18 @@
-"""§4 per-market pre-trade risk gates, evaluated in order; the first block wins.
+"""Per-market pre-trade risk gates, evaluated in order; the first block wins.
 
 Guards against:
-* latent 10 — every piece of gate state is per market: the spread EWMA, the time-regression latch,
+* Every piece of gate state is per market: the spread EWMA, the time-regression latch,
   the OI cap, the param-change and halt flags. The seed kept single global values (and several gates
   could never fire). Here the OI cap and time regression are fed by the actor; the param-change, halt
   and market-disabled gates have inputs (``trip_param_change``, ``set_halted``, ``set_disabled``) but
   nothing calls them yet: they need a periodic meta refresh, not built. Inert, as in the seed.
-* latent 20 — the spread EWMA is fed only after gates 1–4 pass and only from a valid BBO (the caller
-  evaluates only valid books), so a one-sided book can never blow it up.
-* §4 gate 5 — the spread-shock "reduce size" verdict is returned as a size factor, not ignored.
-* B03 — nothing is logged here; ``transitions`` collects (coin, old, new) whenever a market's verdict
-  changes, so the actor logs only transitions and counts the rest.
+* The spread EWMA is fed only after gates 1–4 pass and only from a valid BBO (the caller
+  evaluates only valid books), so a one-sided book can never blow it up (in the Rust original it could
+  grow until the decimal type overflowed).
+* Gate 5, the spread-shock "reduce size" verdict, is returned as a size factor, not ignored.
+* Nothing is logged here (a block logged per market per message filled 400 MB of logs in hours):
+  ``transitions`` collects (coin, old, new) whenever a market's verdict changes, so the actor logs only
+  transitions and counts the rest.
 A block only suppresses new entries in that market; it never touches open positions.
 """
 
@@ -65,7 +67,7 @@ class GateState:
 
 
 class Gates:
-    """The nine gates of §4 (+ the market-health skip), with per-market state."""
+    """The nine pre-trade gates (+ the market-health skip), with per-market state."""
 
     __slots__ = ("_blackouts", "blocked", "p", "states", "transitions")
 
@@ -91,7 +93,7 @@ class Gates:
             st.halted = halted
 
     def set_disabled(self, coin: str, disabled: bool) -> None:
-        """The market-health tracker (§12) disabled/re-enabled this market."""
+        """The market-health tracker (an entry-throttling gate) disabled/re-enabled this market."""
         st = self.states.get(coin)
         if st is not None:
             st.disabled = disabled
@@ -122,7 +124,7 @@ class Gates:
         # 1. BBO freshness by receive time.
         if p.max_bbo_age_ms > 0 and now_ns - m.bbo_recv_ns > p.max_bbo_age_ms * 1_000_000:
             return GateVerdict.BBO_STALE
-        # 2. Ctx freshness by receive time (B02); a missing ctx blocks.
+        # 2. Ctx freshness by receive time, not by price change; a missing ctx blocks.
         if not m.has_ctx:
             return GateVerdict.CTX_MISSING
         if now_ns - m.ctx_recv_ns > p.max_ctx_age_ms * 1_000_000:
@@ -161,7 +163,7 @@ class Gates:
         # 9. Blackout windows (UTC, [start, end), may wrap midnight).
         if self._blackouts and self.in_blackout(now_ms):
             return GateVerdict.BLACKOUT
-        # After the gates: market-health skip (§12).
+        # After the gates: market-health skip.
         if st.disabled:
             return GateVerdict.MARKET_DISABLED
         if reduce:

@@ -1,14 +1,16 @@
 """Per-market state for the detector: latest BBO and ctx with their *receive* times.
 
 Guards against:
-* B02 — oracle freshness is the time since the last activeAssetCtx was *received* (monotonic), never
-  the time since its price changed (that blocked markets in quiet hours). The price-change time is kept
+* Oracle freshness is the time since the last activeAssetCtx was *received* (monotonic), never
+  the time since its price changed (the Rust original measured the latter and blocked markets as "oracle
+  stale" in quiet hours). The price-change time is kept
   separately, for the quote-lag filter only.
-* latent 20 — an invalid BBO (missing side, zero/negative/NaN price or size, crossed or locked book)
+* An invalid BBO (missing side, zero/negative/NaN price or size, crossed or locked book)
   is counted per reason and marks the market "not evaluable"; it never reaches a computation or an EWMA.
-  Bad frames never raise.
-* B17 — one key per market: the full coin name exactly as the feed publishes it (``xyz:GOLD``).
-* latent 3 (gate 3) — the bbo exchange ``time`` is tracked per market; a step backwards latches that
+  (Fed to the EWMA, one such book could grow it until the decimal type overflowed.) Bad frames never raise.
+* One key per market (a parser and a detector that keyed markets differently saw no signals at all): the
+  full coin name exactly as the feed publishes it (``xyz:GOLD``).
+* The time-regression gate: the bbo exchange ``time`` is tracked per market; a step backwards latches that
   market's time-regression flag until the next reconnect.
 """
 

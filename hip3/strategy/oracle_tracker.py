@@ -1,9 +1,10 @@
-"""§3 oracle movement tracker: consecutive meaningful oracle moves and the last move's size.
+"""Oracle movement tracker: consecutive meaningful oracle moves and the last move's size.
 
-Guards against B33: with bbo updates ~100×/s and the oracle moving every few seconds, "change since the
-previous evaluation" is ~0 on 99 % of checks and blocked 41+ bps signals. Direction and velocity come
+Guards against signals blocked by a per-check comparison: with bbo updates ~100×/s and the oracle moving
+every few seconds, "change since the previous evaluation" is ~0 on 99 % of checks and blocked 41+ bps
+signals. Direction and velocity come
 from this tracker, which only advances on ctx messages whose oracle moved by ≥ ``min_move_bps``; smaller
-moves reset velocity but move the reference, so slow creeps never register (§3).
+moves reset velocity but move the reference, so slow creeps never register.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Strategy parameters (strategy.md §3–5, §8, §17), decoded from the config's sections.
+"""Strategy parameters (oracle tracker, gates, detector, exits), decoded from the config's sections.
 
 Every parameter carries the Rust original's *seed default* (never its prod value): the default config
 must be conservative. Unknown keys are refused (``forbid_unknown_fields``), ranges are checked by
 ``msgspec.Meta`` at decode, and blackout/session windows are validated as ``"HH:MM-HH:MM"`` (UTC) at
-decode so a typo stops the start instead of silently never blocking (lesson B44).
+decode so a typo stops the start instead of silently never blocking (the blackout windows around the US
+open are what keeps correlated opening losses out).
 
 TOML layout: ``[oracle]``, ``[gates]``, ``[detector]``, ``[exits]`` with sub-tables
 ``[exits.mark_regression]``, ``[exits.oracle_exit]``, ``[exits.trailing]``, ``[exits.time_stop]``.
@@ -68,18 +69,19 @@ class _Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class OracleTrackerParams(_Params, frozen=True):
-    """§3 oracle movement tracker (shared by entry and exit logic)."""
+    """Oracle movement tracker (shared by entry and exit logic)."""
 
     # A move smaller than this is "unchanged": slow creeps never register as moves.
     min_move_bps: NonNegFloat = 2.0
 
 
 class GateParams(_Params, frozen=True):
-    """§4 per-market pre-trade risk gates (in evaluation order)."""
+    """Per-market pre-trade risk gates (in evaluation order)."""
 
     # 1. Block if the last BBO was *received* longer ago than this; 0 disables.
     max_bbo_age_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 2000
-    # 2. Block if the last activeAssetCtx was *received* longer ago than this (B02); missing ctx blocks.
+    # 2. Block if the last activeAssetCtx was *received* longer ago than this (not since the price last
+    # changed: a quiet oracle is not stale); missing ctx blocks.
     max_ctx_age_ms: FreshMs = 8000
     # 3. Latch a block per market when a bbo's exchange `time` goes backwards (until reconnect).
     time_regression_enabled: bool = True
@@ -99,9 +101,10 @@ class GateParams(_Params, frozen=True):
 
 
 class DetectorParams(_Params, frozen=True):
-    """§5 dislocation detector, §5.3 sizing, §5.4 confidence, §5.6 correlation, §6.1 checks, §15 followups."""
+    """Dislocation detector: threshold, filters, sizing, confidence, correlation filter, persistence
+    dedup and followup snapshots."""
 
-    # 5.1 threshold base = the round-trip taker fee (2 x this account's fee on the market, read from the
+    # Threshold base = the round-trip taker fee (2 x this account's fee on the market, read from the
     # exchange: hip3.account.market_terms) + slippage + min edge. ``taker_fee_bps`` is gone (a constant 4 bps
     # against a real HIP-3 taker fee of 9+ bps): setting it stops the start with that reason.
     taker_fee_bps: float | None = None
@@ -124,11 +127,12 @@ class DetectorParams(_Params, frozen=True):
     short_threshold_mult: Multiplier = 1.5
     velocity_weight: bool = False
     velocity_reference_bps: PosFloat = 10.0
-    # 5.2 filters.
+    # Filters.
     signal_dedup: bool = True
     max_entry_spread_bps: NonNegFloat = 0.0
     oracle_direction_filter: bool = True
-    # Compared with the tracker velocity (B33 recommendation), not with the previous evaluation.
+    # Compared with the windowed tracker's velocity, not with the previous evaluation (the oracle moves
+    # every few seconds, the book 100 times a second: that change is ~0 on almost every check).
     min_oracle_change_bps: NonNegFloat = 3.0
     min_consecutive_oracle_moves: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 2
     min_quote_lag_ms: NonNegMs = 0
@@ -140,7 +144,7 @@ class DetectorParams(_Params, frozen=True):
     baseline_min_samples: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
     min_edge_above_baseline_bps: NonNegFloat = 0.0
     min_confidence_entry: Fraction = 0.0
-    # 5.3 sizing.
+    # Sizing.
     sizing_alpha: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.10
     max_notional_usd: PosUsd = 1000.0
     min_order_notional_usd: PosFloat = 11.0
@@ -149,15 +153,15 @@ class DetectorParams(_Params, frozen=True):
     oracle_velocity_sizing: bool = False
     velocity_size_cap: Multiplier = 1.5
     confidence_sizing: bool = False
-    # 5.4 exit profile (Scalper/Standard/Runner); disabled ⇒ Standard.
+    # Exit profile (Scalper/Standard/Runner): refused while the exits cannot use it (below).
     exit_profile_enabled: bool = False
-    # 5.6 correlation filter: at most this many same-side signals per evaluation cycle (strongest kept).
+    # Correlation filter: at most this many same-side signals per evaluation cycle (strongest kept).
     correlation_filter: bool = False
     correlation_max_simultaneous: MoveCount = 3
-    # 6.1 persistence dedup window (same market+side) and intent time-to-live.
+    # Persistence dedup window (same market+side) and intent time-to-live.
     persist_dedup_window_ms: NonNegMs = 500
     entry_ttl_ms: FreshMs = 500
-    # §15 followup snapshots after each persisted signal.
+    # Followup snapshots after each persisted signal.
     observe_followups_ms: tuple[PosMs, ...] = (1000, 3000, 5000)
 
     def __post_init__(self) -> None:
@@ -175,16 +179,17 @@ class DetectorParams(_Params, frozen=True):
 
 
 class MarkRegressionParams(_Params, frozen=True):
-    """§8.1 fast exits. Each mechanism has its own switch (B34)."""
+    """Fast exits (every book update). Each mechanism has its own switch: none is nested in another's
+    initialisation, so turning one off never silently disables another."""
 
     enabled: bool = True  # the mark-regression exit itself (step 4)
     exit_threshold_bps: NonNegFloat = 5.0
     check_interval_ms: FreshMs = 200
     min_holding_time_ms: NonNegMs = 1000
-    # Quick profit take (bypasses min hold, B45); 0 disables.
+    # Quick profit take (bypasses the minimum hold); 0 disables.
     quick_profit_bps: NonNegFloat = 0.0
     quick_profit_min_holding_ms: NonNegMs = 500
-    # Edge evaporation (bypasses min hold, B45).
+    # Edge evaporation (bypasses the minimum hold).
     edge_evaporation: bool = False
     edge_evap_min_holding_ms: NonNegMs = 500
     edge_evap_threshold_bps: Annotated[float, msgspec.Meta(ge=-10_000.0, le=10_000.0)] = 2.0
@@ -195,7 +200,7 @@ class MarkRegressionParams(_Params, frozen=True):
     time_decay: bool = False
     decay_start_ms: NonNegMs = 5000
     min_decay_factor: Fraction = 0.2
-    # Where the decay reaches its floor; 0 = the configured time stop (latent 15), not a fixed 30 s.
+    # Where the decay reaches its floor; 0 = the configured time stop, not a fixed 30 s.
     decay_horizon_ms: NonNegMs = 0
     # Reduce-only IOC at mark ± this (every exit's ``slippage_bps``): below 10,000, or a sell is priced at
     # or below zero and the exit can never leave.
@@ -203,7 +208,8 @@ class MarkRegressionParams(_Params, frozen=True):
 
 
 class OracleExitParams(_Params, frozen=True):
-    """§8.2 oracle-driven exits, counted as deltas since entry (B35)."""
+    """Oracle-driven exits, counted as moves since entry (moves before the entry never count against
+    the new position)."""
 
     enabled: bool = True
     min_holding_time_ms: NonNegMs = 1000
@@ -218,7 +224,7 @@ class OracleExitParams(_Params, frozen=True):
 
 
 class TrailingParams(_Params, frozen=True):
-    """§8.2 trailing stop on the oracle move since entry."""
+    """Trailing stop on the oracle move since entry."""
 
     enabled: bool = False
     activation_bps: NonNegFloat = 5.0
@@ -228,7 +234,7 @@ class TrailingParams(_Params, frozen=True):
 
 
 class TimeStopParams(_Params, frozen=True):
-    """§8.3 time stop (polling) and the reduce-only pending alert."""
+    """Time stop (polling) and the reduce-only pending alert."""
 
     enabled: bool = True
     # The exit of last resort. At most an hour: a longer one would switch it off in practice for a
@@ -240,7 +246,7 @@ class TimeStopParams(_Params, frozen=True):
 
 
 class ExitParams(_Params, frozen=True):
-    """§8 exits and §9 flatten claims."""
+    """Exits and flatten claims."""
 
     mark_regression: MarkRegressionParams = MarkRegressionParams()
     oracle_exit: OracleExitParams = OracleExitParams()

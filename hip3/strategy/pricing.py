@@ -1,6 +1,7 @@
 """Float market data -> exact wire-valid Decimal prices and sizes for intents.
 
-Guards against B07/B27 (unformatted or zero sizes reaching the exchange): the detector and exit
+Guards against unformatted or zero sizes reaching the exchange (the Rust original sent sizes with 28
+decimals, and orders of zero size below the lot): the detector and exit
 watcher compare floats on the hot path, but every price/size they put in an intent goes through
 ``Decimal`` and the protocol library's rounding rules (``hip3.hyperliquid.wire``) first.
 """

@@ -1,7 +1,8 @@
 """The host clock steps back by more than the exchange's nonce window (a clock that ran a day fast, fixed
 by NTP during a session): every nonce the executor holds is now too far ahead and every signature would be
-refused. The executor used to stay READY; now READY turns off within a tick, with the reason (the nonce
-file, what to do) as its READY detail and a critical alert, and comes back when the clock does."""
+refused. READY turns off within a tick (an executor that stays READY there sends nothing that works), with
+the reason (the nonce file, what to do) as its READY detail and a critical alert, and comes back when the
+clock does."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The executor process (``python -m actors.executor``, ipc bus, the simulator) on nonce state it cannot use.
 
 * a ceiling more than the exchange's window (1 day) ahead of the clock: every signature would be refused,
-  yet the executor used to report READY. Now it refuses to start; a clock that steps back that far during
+  so it must not report READY: it refuses to start; a clock that steps back that far during
   a session turns READY off (``test_executor_clock_step``);
-* a corrupt file: the executor used to die with a traceback in its log only.
+* a corrupt file: not a traceback in the executor's log only, but a refusal.
 
 A refusal is one line naming the file and what to do: the executor's log, its READY detail (what
 ``status`` shows) and a critical alert; it exits with ``START_REFUSED_EXIT``, no traceback.
@@ -100,7 +100,7 @@ def _refused(harness: Harness, content: str) -> tuple[Watch, str]:
 
 
 def test_a_nonce_ceiling_past_the_exchange_window_refuses_the_start(harness: Harness) -> None:
-    # Written by a clock two days fast: the exchange would refuse every nonce (used to report READY).
+    # Written by a clock two days fast: the exchange would refuse every nonce (so never READY).
     _, detail = _refused(harness, str(int(time.time() * 1000) + 2 * DAY_MS))
     assert "48.0 h ahead" in detail and "every signature would be refused" in detail and "NTP" in detail
 

@@ -23,7 +23,7 @@ import pytest
 
 from hip3.config import REPO_ROOT
 from hip3.journal.schema import journal_path, table_counts
-from hip3.runtime.trading import percentile
+from hip3.runtime.percentiles import percentile_round
 from tests.e2e.helpers import alive, cli, status, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
@@ -72,8 +72,8 @@ def _direct(run_dir: Path) -> dict[str, Any]:
         "by_reason": dict(Counter(r for _, r, _ in closes)),
         "orders": len(orders),
         "orders_by_kind": dict(Counter(k for k, _, _, _ in orders)),
-        "t2t_entry": (len(t2t), round(percentile(t2t, 0.5), 1) if t2t else None),
-        "added": (len(added), round(percentile(added, 0.99), 1) if added else None),
+        "t2t_entry": (len(t2t), round(percentile_round(t2t, 0.5), 1) if t2t else None),
+        "added": (len(added), round(percentile_round(added, 0.99), 1) if added else None),
         "signals": _q(run_dir, "SELECT COUNT(*) FROM signals")[0][0],
     }
 

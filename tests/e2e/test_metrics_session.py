@@ -3,7 +3,7 @@
 ``/metrics`` is fetched over HTTP and parsed with prometheus-client's own parser: every actor is up and
 READY, heartbeat counters are there and stay monotonic when an actor is killed and restarted, and the
 tick-to-trade histograms count exactly the orders ``status --json`` counts. The ``status`` table shows
-every item of issue 9 item 1.
+every item it lists.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def test_metrics_endpoint_and_status_table_in_a_paper_session(config: Path) -> N
     assert (_get(m, "hip3_executor_added_latency_seconds_count", kind="entry") or 0) >= 1
     assert (_get(m, "hip3_orders_submitted_total", kind="entry") or 0) >= 1
 
-    # The status table shows every item (issue 9 item 1).
+    # The status table shows every item.
     st = status(config)
     table = cli(config, "status").stdout
     lines = table.splitlines()

@@ -1,4 +1,4 @@
-"""§6.3 scheduler: tiers, batch purity, dedup, in-flight limit/watermark, idle send, timeouts, failures."""
+"""Batch scheduler: tiers, batch purity, dedup, in-flight limit/watermark, idle send, timeouts, failures."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Post responses (§6.4), orderUpdates (B10), whole-request errors (latent 6), timeouts, the sent-intent
-journal across a restart, and pending marks released exactly once (B14)."""
+"""Post responses, orderUpdates (unknown statuses terminal), whole-request errors, timeouts, the sent-intent
+journal across a restart, and pending marks released exactly once."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_each_post_status(tmp_path: Path) -> None:
     assert isinstance(ev[0], OrderAcked) and ev[0].oid == 13
     ev = core.on_order_update(OrderUpdate(coin=TSLA, oid=13, cloid=None, is_buy=True, limit_px=D(10), sz=D(0),
                                           orig_sz=D(2), status="someFutureStatus", status_ms=0, recv_ns=9), NOW_MS)
-    assert isinstance(ev[0], OrderCancelled)  # unknown status: terminal (B10)
+    assert isinstance(ev[0], OrderCancelled)  # unknown status: terminal
     assert len(core.gates.pending) == 0 and len(core.tracker) == 0
 
 

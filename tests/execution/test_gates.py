@@ -1,5 +1,5 @@
-"""Executor gates §6.2: strict order, fail closed on missing marks (B08), caps at the executor (B15/B25),
-pending marks exactly once (B14), verdict lines (B38), bad input refused with a reason."""
+"""Executor gates: strict order, fail closed on missing marks, caps at the executor (independent of the
+detector's sizing), pending marks exactly once, verdict lines, bad input refused with a reason."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_accepts_and_marks_pending_once() -> None:
     v2 = ev(g, entry())
     assert v2.outcome == "skipped" and v2.reason == "PendingOrderExists"
     assert g.release(v.intent_id) is True
-    assert g.release(v.intent_id) is False  # B14: exactly once
+    assert g.release(v.intent_id) is False  # exactly once
     assert ev(g, entry()).accepted
 
 
@@ -111,14 +111,14 @@ def test_capacity_shrinks_and_rejects_small() -> None:
 
 
 def test_capacity_counts_pending_at_mark_and_detector_size_ignored() -> None:
-    # B15/B25: the detector asked for $1000, the executor cap ($20 here) wins.
+    # The detector asked for $1000, the executor cap ($20 here) wins.
     g = make(ExecutorParams(max_notional_per_market_usd=20.0))
     v = ev(g, entry(sz="100"))
     assert v.accepted and v.sz == D(2)
 
 
 def test_below_exchange_minimum_rejected() -> None:
-    v = ev(make(), entry(sz="0.9"))  # $9 < $10 (B24)
+    v = ev(make(), entry(sz="0.9"))  # $9 < the exchange's $10 minimum
     assert v.reason == "BelowMinNotional"
 
 
@@ -186,7 +186,7 @@ def test_budget_undoes_pending_mark() -> None:
 def test_soft_gate_order_and_burst_recorded_only_after_all_gates() -> None:
     soft = SoftGateParams(burst=BurstParams(enabled=True, max_signals=1, window_ms=60_000, cooldown_ms=60_000))
     g = make(soft=soft)
-    # rejected by a later gate (capacity): the burst signal is not recorded (B37)
+    # rejected by a later gate (capacity): the burst signal is not recorded
     assert ev(g, entry(sz="2"), snap(pos(GOLD, "5"))).reason == "MaxPositionPerMarket"
     assert ev(g, entry()).accepted  # burst not consumed by the rejected one
     assert ev(g, entry(SILVER)).accepted

@@ -1,5 +1,5 @@
-"""§11 hard-stop triggers from real events (latent 5; benign never counts, B23) and the §8.4 flatten state
-machine: done only when positions AND open orders are zero, retrying forever with backoff."""
+"""Hard-stop triggers from real events (not rejections alone; benign never counts) and the hard-stop
+flatten state machine: done only when positions AND open orders are zero, retrying forever with backoff."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_flatten_failures() -> None:
 
 
 def test_slippage_three_in_a_row() -> None:
-    """§11: realised slippage = expected − actual edge. A buy signalled at 80 bps (ask 99.2 under an
+    """Realised slippage = expected − actual edge. A buy signalled at 80 bps (ask 99.2 under an
     oracle of 100) fills at its limit, 99.2, as an IOC does; the oracle when the fill is known decides
     the edge actually captured."""
     r = RiskMonitor(RiskParams())  # > 50 bps on 3 consecutive entries

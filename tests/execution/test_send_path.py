@@ -1,7 +1,7 @@
 """The executor's send path (``hip3.execution.send_path``) without sockets: a scripted transport that refuses
-posts (rate limit, disconnect) or drops the connection mid-loop. Review finding 1: a refused post used to be
-requeued with requeues+1 and taken straight back by the same loop until the flatten was given up
-("requeue_exhausted") and counted as a flatten failure, a hard stop latched by a rate limit."""
+posts (rate limit, disconnect) or drops the connection mid-loop. Guards against a refused post requeued with
+requeues+1 and taken straight back by the same loop until the flatten was given up ("requeue_exhausted") and
+counted as a flatten failure, a hard stop latched by a rate limit."""
 
 from __future__ import annotations
 

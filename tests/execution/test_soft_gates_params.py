@@ -1,4 +1,4 @@
-"""§12 soft gates in isolation (windows, resets, re-probe) and the params' TOML layout and validation."""
+"""Entry-throttling soft gates in isolation (windows, resets, re-probe) and the params' TOML layout and validation."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_burst_check_is_read_only_and_bypass() -> None:
     g = SoftGates(SoftGateParams(burst=BurstParams(enabled=True, max_signals=2, window_ms=1000, cooldown_ms=5000,
                                                    bypass_edge_bps=100.0)))
     for _ in range(10):
-        assert g.check(GOLD, 10, 0) is None  # checking never records (B37)
+        assert g.check(GOLD, 10, 0) is None  # checking never records
     g.record_executed(GOLD, 0)
     assert g.check(GOLD, 10, 1) is None
     g.record_executed(GOLD, 1)
@@ -69,7 +69,7 @@ def test_market_health_disable_reenable_and_reprobe() -> None:
     g.on_position_closed(closed(pnl="-2"), 1)
     assert (g.check(GOLD, 0, 2) or "").startswith("MarketHealth")
     assert g.check(SILVER, 0, 2) is None
-    assert g.check(GOLD, 0, 10_001) is None  # re-probe (latent 16)
+    assert g.check(GOLD, 0, 10_001) is None  # re-probe: a disabled market can trade again
     assert g.health_score(GOLD) == 1.0
 
 

@@ -158,7 +158,7 @@ def test_a_failed_fsync_is_kept_in_problem_and_retried(tmp_path: Path, monkeypat
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", eio)
-    j.sync()  # used to raise out of the executor's timer
+    j.sync()  # must not raise out of the executor's timer
     assert j.problem is not None and "EIO" in j.problem
     monkeypatch.setattr(os, "fsync", real)
     assert j.retry() and j.problem is None

@@ -1,7 +1,7 @@
 """Entries after a reconnect wait for the position resync of THAT connection, whatever order the feed's
 and the tracker's streams arrive in, and however often the tracker restarts.
 
-Regression: the detector used to wait for ``synced=False`` then ``synced=True``. In the kill test (feed
+Regression guarded: a detector that waits for ``synced=False`` then ``synced=True``. In the kill test (feed
 killed, then the position tracker killed mid-order) the tracker's resync reached the detector before the
 feed's new connection did, or a restarted tracker synced before it first published: the detector never
 saw the pair and blocked entries for good ("waiting for the position resync after reconnect").

@@ -118,7 +118,7 @@ def test_silent_server_is_noticed_by_ping_timeout(make_session: Callable[..., Se
 def test_delayed_answers_past_the_post_timeout(make_session: Callable[..., Session]) -> None:
     """Post answers delayed (1.5 s, then 4 s: past post_timeout_ms, so the outcome is unknown while the
     orders did execute): nothing is sent twice, the fills come through the user stream, the books agree.
-    Regression: timed-out flattens used to be requeued with their cloid and executed twice."""
+    Regression guarded: timed-out flattens requeued with their cloid and executed twice."""
     s = make_session()
     _trading(s)
     n0 = len(s.order_log())
@@ -190,9 +190,9 @@ def test_malformed_frames(make_session: Callable[..., Session]) -> None:
 def test_executor_restarted_while_rest_is_rate_limited_starts_from_the_market_cache(
     make_session: Callable[..., Session],
 ) -> None:
-    """``kill -9`` of the executor while /info answers HTTP 429: it used to block in its start retrying
-    the market specs (about 37 s, past the READY timeout), so nothing, not even a flatten, could leave.
-    It now starts from the specs an earlier load saved in the run directory, and is READY while the
+    """``kill -9`` of the executor while /info answers HTTP 429: blocked in its start retrying the
+    market specs (about 37 s, past the READY timeout), nothing, not even a flatten, could leave. It
+    starts from the specs an earlier load saved in the run directory, and is READY while the
     fault lasts."""
     s = make_session()
     _trading(s)

@@ -27,7 +27,7 @@ USER = "0x" + "ab" * 20
 
 
 def valid_frame(rng: random.Random, channel: str) -> dict[str, Any]:
-    """A well-formed frame of ``channel`` as the exchange sends it (protocol §2)."""
+    """A well-formed frame of ``channel`` as the exchange sends it."""
     coin = rng.choice(["xyz:GOLD", "xyz:SILVER", "xyz:TSLA"])
     t = 1_700_000_000_000 + rng.randrange(10**6)
     px = f"{rng.uniform(1, 5000):.2f}"

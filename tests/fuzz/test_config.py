@@ -175,14 +175,14 @@ def test_random_text_raises_only_config_error(parts: list[str]) -> None:
                                   "a = " + "[" * 900 + "]" * 900],
                          ids=["open-arrays", "inline-tables", "table-header", "closed-arrays"])
 def test_deep_nesting_is_a_config_error_not_a_recursion_error(text: str) -> None:
-    """Regression (issue 8 fuzz): tomllib recursed past Python's limit and RecursionError escaped."""
+    """Regression (found by fuzzing): tomllib recursed past Python's limit and RecursionError escaped."""
     with pytest.raises(ConfigError) as e:
         parse_config(text, SOURCE)
     _check_message(e.value)
 
 
 def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
-    """Regression (issue 8 fuzz): a binary config file raised UnicodeDecodeError out of load_config."""
+    """Regression (found by fuzzing): a binary config file raised UnicodeDecodeError out of load_config."""
     p = tmp_path / "bin.toml"
     p.write_bytes(b'mode = "paper"\n\xff\xfe\x00garbage\n')
     with pytest.raises(ConfigError) as e:
@@ -204,7 +204,7 @@ def test_the_writer_round_trips_a_valid_config() -> None:
 
 
 def test_a_bad_value_inside_a_table_valued_key_names_the_key() -> None:
-    """Regression (issue 8 fuzz): msgspec's ``[...]`` path step was not understood, so the message said
+    """Regression (found by fuzzing): msgspec's ``[...]`` path step was not understood, so the message said
     ``(top level)`` instead of the key."""
     with pytest.raises(ConfigError) as e:
         parse_config('mode = "observe"\n[soft_gates.correlation_concurrency]\ngroups = {x = 1}\n', SOURCE)

@@ -93,7 +93,7 @@ def test_any_operator_request_gets_an_answer(ctl: _Ctl, body: bytes, rng: random
 
 
 def test_deeply_nested_request_is_refused_not_raised(ctl: _Ctl) -> None:
-    """Regression (issue 8 fuzz): ``msgspec.json.decode`` raised RecursionError out of ``_on_ctl``, killing
+    """Regression (found by fuzzing): ``msgspec.json.decode`` raised RecursionError out of ``_on_ctl``, killing
     the supervisor (and with it every actor). Over a tcp bus any local user could do it."""
     reply = ctl.ask(dumps(nested(100_000)))
     assert reply["ok"] is False and "bad request" in reply["error"]

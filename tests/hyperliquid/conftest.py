@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-# The official SDK test key (protocol §7.5). Public, worthless; never use it for anything real.
+# The official SDK test key (its signing test vectors). Public, worthless; never use it for anything real.
 SDK_TEST_KEY = "0x0123456789012345678901234567890123456789012345678901234567890123"
 SDK_TEST_ADDRESS = "0x14791697260e4c9a71f18484c9f997b308e59325"
 

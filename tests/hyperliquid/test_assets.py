@@ -1,4 +1,5 @@
-"""Asset registry: ids from meta(dex) order, never from assetToStreamingOiCap (lessons B13, B39)."""
+"""Asset registry: ids and szDecimals from meta(dex) order, never from assetToStreamingOiCap or
+metaAndAssetCtxs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def perp_dexs() -> list[object]:
             "deployer": "0x" + "11" * 20,
             "oracleUpdater": None,
             "feeRecipient": None,
-            # Alphabetical: using this order sent SILVER orders to RIVN (B13).
+            # Alphabetical: using this order sent SILVER orders to RIVN.
             "assetToStreamingOiCap": [[n, "100000.0"] for n in sorted(NAMES)],
         },
         {"name": "flx", "fullName": "Felix"},

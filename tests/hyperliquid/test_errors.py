@@ -1,4 +1,4 @@
-"""Error strings and status classification (lessons B10, B23)."""
+"""Error strings and status classification (unknown statuses terminal; routine rejections benign)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Frame decoding with payloads from the protocol doc, old/new field sets and hostile input (B04, B05, B19, B40)."""
+"""Frame decoding with payloads from the exchange's documentation, old/new field sets and hostile input
+(subscription acks, orderUpdates as an array, userFills with and without isSnapshot, bare string
+statuses)."""
 
 from __future__ import annotations
 

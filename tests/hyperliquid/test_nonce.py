@@ -49,8 +49,8 @@ def test_restart_never_reuses(tmp_path: Path) -> None:
 
 
 def test_reserve_ahead_keeps_the_fsync_off_next(tmp_path: Path) -> None:
-    """Orders seconds apart used to pay the ceiling's two fsyncs inside next(), before their frame;
-    a timer calling reserve_ahead keeps the ceiling ahead, so next() writes nothing."""
+    """Without it, orders seconds apart would pay the ceiling's two fsyncs inside next(), before their
+    frame; a timer calling reserve_ahead keeps the ceiling ahead, so next() writes nothing."""
     path = tmp_path / "nonce"
     nm = NonceManager(path, reserve_ms=2000)
     now = T0

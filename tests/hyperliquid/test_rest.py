@@ -1,4 +1,5 @@
-"""RestClient against a local http.server on 127.0.0.1 (B20, B29; /exchange never retried)."""
+"""RestClient against a local http.server on 127.0.0.1 (tolerant schemas, the dex in every per-dex
+query; /exchange never retried)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Signing: official vector, eth-account generic path, and the official SDK as oracle (lessons B06, B12)."""
+"""Signing: official vector, eth-account generic path, and the official SDK as oracle (the wire
+variables that made the exchange refuse every order: r/s without 0x, v as a string, source)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Wire formatting: golden vectors (protocol §6.2/§6.3), refusal to round, rounding direction (lesson B07)."""
+"""Wire formatting: golden vectors (the SDK's number strings, the tick and lot rules), refusal to round,
+rounding direction."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 under the real supervisor core, a test-side feed for the marks, and an approved agent of the same account
 placing orders directly at the simulator (an operator's manual orders: no hip3 client order id).
 
-* A position on a market hip3 does not trade used to stop every entry ("no mark for position ...", every
-  actor READY) and kept the hard stop from ever reporting "done" (no spec to price its flatten).
+* A position on a market hip3 does not trade must not stop every entry ("no mark for position ...", every
+  actor READY) nor keep the hard stop from ever reporting "done" (no spec to price its flatten).
 * In "leave" mode (the default) hip3 leaves the operator's positions and orders alone: its entries in that
   market are refused, its hard stop flattens hip3's own part only, and the status shows the rest.
 """

@@ -1,4 +1,4 @@
-"""Security of whole sessions that end in errors (issue 8, item 4), with real processes.
+"""Security of whole sessions that end in errors, with real processes.
 
 * Live-like: ``supervisor.py start --live`` (mode live, network testnet) pointed at the simulator on
   127.0.0.1, with a real key from ``HIP3_PRIVATE_KEY`` or from an eth-account keystore with its

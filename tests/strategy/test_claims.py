@@ -1,4 +1,5 @@
-"""§9 flatten claims and the positions mirror: B28, B32/latent 1, B42; bad input never raises."""
+"""Flatten claims and the positions mirror: one flatten per market in flight, a claim released on any
+terminal state, resync keeps entry state; bad input never raises."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def submitted(intent_id: str, cloid: str = "0xabc") -> OrderSubmitted:
 
 
 def test_never_two_flattens_for_one_position() -> None:
-    """B28: every exit path is blocked while the market's claim is held."""
+    """Every exit path is blocked while the market's claim is held."""
     core = make(ExitParams(claim_expiry_ms=60_000))
     first = core.on_bbo(EXIT_BBO, at(2000))
     assert first is not None and core.is_claimed(C)
@@ -47,7 +48,7 @@ def test_never_two_flattens_for_one_position() -> None:
 
 @pytest.mark.parametrize("keyed_by", ["cloid", "intent_id"])
 def test_claim_released_on_ioc_miss(keyed_by: str) -> None:
-    """Latent 1 / B32: an IOC that did not match releases the claim; the next update retries."""
+    """An IOC that did not match releases the claim; the next update retries."""
     core = make()
     first = core.on_bbo(EXIT_BBO, at(2000))
     assert first is not None
@@ -151,17 +152,17 @@ def test_tracker_pending_flatten_blocks_then_expires() -> None:
 
 
 def test_resync_keeps_entry_time_and_baselines() -> None:
-    """B42: a later snapshot (resync) with a fresh opened_ms keeps the local entry time and baselines."""
+    """A later snapshot (resync) with a fresh opened_ms keeps the local entry time and baselines."""
     core = ExitWatcherCore(ExitParams(oracle_exit=OracleExitParams(exit_with_moves=2)), OracleTrackerParams(), {C: 2})
     core.on_ctx(ctx(C, 100.0), T0_NS)
     core.on_ctx(ctx(C, 100.1), T0_NS)  # one "with" move before entry
     core.on_position_snapshot(snapshot(position(C)), T0_NS, T0_MS)
     pos = core.position(C)
-    assert pos is not None and pos.with0 == 1 and pos.entry_ns == T0_NS
+    assert pos is not None and pos.with_moves_at_entry == 1 and pos.entry_ns == T0_NS
     core.on_ctx(ctx(C, 100.2), at(500))  # one with-move since entry (within min hold)
     core.on_position_snapshot(snapshot(position(C, opened_ms=T0_MS + 20_000), version=2), at(20_000), T0_MS + 20_000)
     pos2 = core.position(C)
-    assert pos2 is pos and pos.entry_ns == T0_NS and pos.with0 == 1 and pos.oracle0 == 100.1
+    assert pos2 is pos and pos.entry_ns == T0_NS and pos.with_moves_at_entry == 1 and pos.oracle_px_at_entry == 100.1
     # Time stop still sees 30 s held from the real entry.
     assert [i.reason for i in core.on_tick(at(30_001))] == ["time_stop"]
 

@@ -1,4 +1,5 @@
-"""§5 detector: thresholds, filters in order, sizing, intents, followups; B33, latents 11, 13, 14, 20."""
+"""Detector: thresholds, filters in order, sizing, intents, followups; windowed oracle direction, EWMAs
+per update, session size before the minimum boost, the configured correlation limit, invalid books."""
 
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ def test_baseline_filter() -> None:
 
 
 def test_direction_over_a_window_not_previous_evaluation() -> None:
-    """B33: after the oracle's two up-moves, 200 bbo-only evaluations later the direction still holds."""
+    """After the oracle's two up-moves, 200 bbo-only evaluations later the direction still holds."""
     core = make()
     up_twice(core)
     for k in range(200):

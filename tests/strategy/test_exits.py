@@ -1,4 +1,5 @@
-"""§8 exits, long and short, at their boundaries; lessons B34, B35, B42, B45 and latent 15."""
+"""Exits, long and short, at their boundaries; each flag alone, moves counted since entry, resync keeps
+baselines, quick exits before the minimum hold, the decay horizon at the time stop."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def test_time_decay_horizon_is_the_configured_time_stop() -> None:
     assert explicit._decay(20_000 * MS) == pytest.approx(0.52)
 
 
-# ---- quick profit / edge evaporation bypass min hold (B45) ----------------------------------------
+# ---- quick profit / edge evaporation bypass min hold ----------------------------------------------
 
 @pytest.mark.parametrize(
     ("is_long", "bid", "ask", "t_ms", "fires"),
@@ -143,7 +144,7 @@ def test_edge_evaporation(is_long: bool, bid: float, ask: float, t_ms: int, fire
         assert out.reason == "edge_evaporation"
 
 
-# ---- oracle exits: deltas since entry (B35), each flag alone (B34) --------------------------------
+# ---- oracle exits: deltas since entry, each flag alone ----------------------------------------------
 
 def _oracle_only(**kw: object) -> ExitParams:
     return ExitParams(mark_regression=MarkRegressionParams(enabled=False),
@@ -246,7 +247,7 @@ def test_time_stop_flag_off() -> None:
     ["mark_regression", "quick_profit", "edge_evaporation", "oracle_exit", "trailing", "time_stop"],
 )
 def test_each_exit_flag_alone(flag: str) -> None:
-    """B34: with every other mechanism off, each one still fires on its own."""
+    """With every other mechanism off, each one still fires on its own."""
     off = ExitParams(
         mark_regression=MarkRegressionParams(enabled=False),
         oracle_exit=OracleExitParams(enabled=False),

@@ -1,4 +1,5 @@
-"""Market state, oracle tracker and §4 gates: B02, B03, latents 10 and 20, bad frames never raise."""
+"""Market state, oracle tracker and pre-trade gates: freshness by receive time, transitions only, state per
+market, invalid books never fed to an EWMA, bad frames never raise."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def test_freshness_gates(params: GateParams, dt_ms: float, expected: GateVerdict
 
 
 def test_ctx_freshness_is_receive_time_not_price_change() -> None:
-    """B02: an unchanged oracle received recently is fresh, whatever its last price change."""
+    """An unchanged oracle received recently is fresh, whatever its last price change."""
     book, gates = setup(GateParams(max_bbo_age_ms=0))
     for k in range(1, 20):  # 19 s of identical oracles, received every second
         book.apply_ctx(ctx(A, 100.0, recv_ns=T0_NS + k * 1000 * MS), T0_NS)
@@ -195,7 +196,7 @@ def test_blackout_windows(windows: tuple[str, ...], hhmm: str, blocked: bool) ->
 
 
 def test_first_block_wins_and_transitions_only() -> None:
-    """B03: the verdict history holds transitions only (the actor logs these)."""
+    """The verdict history holds transitions only (the actor logs these)."""
     book, gates = setup(GateParams(blackout_windows_utc=("00:00-23:59",)))
     for _ in range(5):
         assert check(book, gates, dt_ms=3000) is GateVerdict.BBO_STALE  # stale wins over blackout

@@ -1,5 +1,5 @@
-"""Nonces and cloids stay unique over 10,000 orders with the executor killed (-9) and restarted in between
-(issue 8, item 5). The real executor process against the simulator process; see ``harness.py``."""
+"""Nonces and cloids stay unique over 10,000 orders with the executor killed (-9) and restarted in between.
+The real executor process against the simulator process; see ``harness.py``."""
 
 from __future__ import annotations
 

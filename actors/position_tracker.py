@@ -25,14 +25,14 @@ A thin loop over ``hip3.positions`` (the book, the resync planner, the REST conv
   tracker is doing its job, and exits must keep working.
 * READY = the first REST sync succeeded. Until then it stays not READY and retries with backoff: never
   trade on an empty book (the Rust original did after a failed start-up sync).
-* Ownership (``hip3.positions.ownership``, ``hip3.positions.ownership_ledger``): every applied fill and
-  resync also updates hip3's part of each position (persisted in ``<run_dir>/ownership.json``), and the
-  published snapshot is divided into what hip3 manages and what it leaves (``outside``). The first sync
-  of the process, the one after the user streams are acked and the one after a sync that corrected the
-  book also fetch the account's recent fills (REST ``userFills``) to recover fills no tracker saw. Each
-  outside position is logged (and alerted) once when it appears, and once when it goes. Fills of another dex (the validator
-  dex) are not this book's: the dex's clearinghouseState never holds them; those positions are shown from
-  the validator dex's clearinghouseState instead.
+* Ownership (``hip3.positions.ownership``, ``hip3.positions.ownership_ledger``): every applied fill and resync
+  also updates hip3's part of each position (persisted in ``<run_dir>/ownership.json``), and the published
+  snapshot is divided into what hip3 manages and what it leaves (``outside``). The first sync of the process,
+  the one after the user streams are acked and the one after a sync that corrected the book also fetch the
+  account's recent fills (REST ``userFills``) to recover fills no tracker saw. Each outside position is logged
+  (and alerted) once when it appears, and once when it goes. Fills of another dex (the validator dex) are not
+  this book's: the dex's clearinghouseState never holds them; those positions are shown from the validator
+  dex's clearinghouseState instead.
 
 Run alone for debugging: `python -m actors.position_tracker --config configs/default.toml`.
 """

@@ -76,7 +76,7 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     action_budget_orders: PosInt = 100
     action_budget_window_ms: PosMs = 1000
 
-    # ---- §6.3 batching ----
+    # ---- batching ----
     batch_interval_ms: PosMs = 20
     inflight_limit: PosInt = 10
     inflight_high_watermark: PosInt = 8

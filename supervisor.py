@@ -38,6 +38,9 @@ from hip3.ops.ctl import CliError, lock_holder, read_status
 from hip3.ops.start import cmd_start
 from hip3.runtime.bus import BusError
 
+# Commands that only read: a reader that goes away early loses nothing.
+_READ_ONLY = frozenset({"status", "top", "check", "report"})
+
 
 def main(argv: list[str] | None = None) -> int:
     prog = "hip3" if Path(sys.argv[0]).name == "hip3" else "python supervisor.py"  # the console script, or this
@@ -122,6 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CliError, BusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code if isinstance(e, CliError) else 2
+    except BrokenPipeError:
+        # The reader went away (``status | head``). ``start`` runs the session: its own handling decides.
+        if args.command == "start":
+            raise
+        # Later writes, and the interpreter's last flush, go nowhere instead of raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        if args.command in _READ_ONLY:
+            return 0
+        # A command that acts may have stopped before it finished: say so, and do not claim success.
+        print(f"error: the output of `{args.command}` was closed before it finished; `status` shows what "
+              "happened", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,22 @@ def test_paper_mode_never_points_at_the_exchange(url: str) -> None:
     with pytest.raises(ConfigError, match="paper mode runs against a simulator, not the exchange"):
         parse_config(text, "paper.toml")
     parse_config(text.replace(url, "http://127.0.0.1:7000"), "paper.toml")
+
+
+@pytest.mark.parametrize("argv,code", [(["status"], 0), (["status", "--json"], 0), (["reset-hardstop"], 1)])
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path, argv: list[str], code: int) -> None:
+    """``status | head``: the output closes before the command writes. A read ends quietly; a command that
+    acts says in one line that it may not have finished, and does not claim success."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'run_dir = "{tmp_path / "run"}"\n' + MIN)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command starts: every write fails
+    try:
+        r = subprocess.run([sys.executable, str(REPO_ROOT / "supervisor.py"), *argv, "--config", str(cfg)],
+                           stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr
+    assert r.returncode == code
+    if code:
+        assert r.stderr.count("\n") == 1 and "was closed before it finished" in r.stderr

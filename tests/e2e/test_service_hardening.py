@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hip3.config import DEFAULT_CONFIG, parse_config
+from hip3.config import DEFAULT_CONFIG, REPO_ROOT, parse_config
 from tests.conftest import stop_process
 from tests.faults.restart_loop import HIP3
 from tests.faults.session import wait_until
@@ -31,11 +32,40 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180),
 
 SCRIPT = """set -e
 mount --bind {run} {run}
+{keep_out}
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+{keep_in}
 mount -o remount,bind,ro /
 if touch /usr/.hip3-write-probe 2>/dev/null; then rm -f /usr/.hip3-write-probe; exit 97; fi
 exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all {hip3} start --log-format console --config {config}
 """
+
+
+def _installed_under_tmp() -> list[Path]:
+    """The top directories under /tmp that this installation lives in (the checkout, the venv).
+
+    The unit's install is /opt/hip3, never under /tmp; but a checkout may be (CI clones into one), and the
+    private /tmp would hide it. These are carried across the new /tmp, read-only as ``ProtectSystem=strict``
+    leaves /opt."""
+    tmp = Path("/tmp").resolve()
+    keep = set()
+    for p in (REPO_ROOT, Path(sys.prefix), HIP3.parent):
+        p = p.resolve()
+        if p.is_relative_to(tmp) and p != tmp:
+            keep.add(tmp / p.relative_to(tmp).parts[0])
+    return sorted(keep)
+
+
+def _keep_lines(run: Path) -> tuple[str, str]:
+    """The script's lines that carry ``_installed_under_tmp`` across: each bound aside (under the run
+    directory, before /tmp is replaced), then bound back into the new /tmp and made read-only."""
+    out, back = [], []
+    for i, d in enumerate(_installed_under_tmp()):
+        aside = run / ".install" / str(i)
+        aside.mkdir(parents=True)
+        out.append(f"mount --bind {d} {aside}")
+        back.append(f"mkdir -p {d} && mount --bind {aside} {d} && mount -o remount,bind,ro {d}")
+    return "\n".join(out), "\n".join(back)
 
 
 def _can_confine() -> str:
@@ -66,9 +96,10 @@ def test_a_paper_session_runs_confined_as_the_unit_confines_it(run_dir_outside_t
     config = run / "hip3.toml"
     config.write_text(DEFAULT_CONFIG.read_text().replace('run_dir = "run"', f'run_dir = "{run}"', 1))
     cfg = parse_config(config.read_text(), str(config))
+    keep_out, keep_in = _keep_lines(run)
     out = open(run / "service.out", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                             SCRIPT.format(run=run, hip3=HIP3, config=config)],
+                             SCRIPT.format(run=run, hip3=HIP3, config=config, keep_out=keep_out, keep_in=keep_in)],
                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
         def ready() -> bool:

@@ -262,7 +262,9 @@ class Executor(Actor):
         stats["statuses_unmatched"] = core.tracker.unmatched
         stats.update(core.terms.summary(now_ms()))
         stats.update(send.switch.stats())
-        stats.update(core.admission.stats(now_ms()))
+        wall_ms = now_ms()
+        core.admission.check_reading_age(wall_ms)
+        stats.update(core.admission.stats(wall_ms))
         # Once a second: entries shed and verdict lines held back, counted by reason; a change in whether
         # the request budget lets entries through (one line per change, never one per intent).
         for note in core.admission.take_notes():

@@ -12,7 +12,9 @@ Exchange behaviour and incidents it guards against:
   leave the flattens to that one-per-10-s trickle. The budget is read from the exchange (the position
   tracker publishes ``RequestBudgetReading``) and what the executor sent since that read was asked for
   is added on top; a "Too many cumulative requests sent (A > B)" refusal is a fresh reading too.
-  Entries wait for the first reading.
+  Entries wait for the first reading, and stop again while the latest is older than
+  ``request_budget_max_age_polls`` polls: the executor counts only its own requests, and another client
+  of the same address (the app, a second bot) spends the same budget.
 * The WebSocket message budget, 2,000 client messages per rolling minute per IP [DOCS]. Found by
   ``bench.executor``: at a few hundred entries a second each entry left in its own post, the minute's
   budget was gone within a second, and then nothing, flattens included, could leave for up to a minute
@@ -259,6 +261,9 @@ class Admission:
         self.backoff = RefusalBackoff()
         self.shed: Counter[str] = Counter()  # entries shed at intake since the last summary, by reason
         self._entries_state = ""  # why entries are refused for the budget ("" = they are not): for transitions
+        self.max_read_age_ms = params.request_budget_poll_ms * params.request_budget_max_age_polls
+        self.reading_age_ms = -1  # the latest reading's age at the last ``check_reading_age`` (-1: none yet)
+        self.reading_stale = False  # older than ``max_read_age_ms``: entries are refused until a new one
 
     # ------------------------------------------------------------------ decisions
 
@@ -275,6 +280,7 @@ class Admission:
         room = b.room_orders()
         cancels = room_c if room_c > 0 else allowance
         if room > 0:
+            entries_ok = entries_ok and not self.reading_stale
             return BatchLimits(cancels, room, max(0, room - self.reserve) if entries_ok else 0)
         return BatchLimits(cancels, allowance, 0)
 
@@ -286,6 +292,8 @@ class Admission:
         b = self.budget
         if not b.known:
             return "RequestBudgetUnknown"
+        if self.reading_stale:
+            return "RequestBudgetStale"
         if b.room_orders() - 1 < self.reserve:
             return "RequestBudgetLow"
         if queued_new >= self.params.entry_intake_queue_limit:
@@ -331,6 +339,17 @@ class Admission:
     def on_reading(self, reading: RequestBudgetReading) -> bool:
         return self.budget.on_reading(reading)
 
+    def check_reading_age(self, now_ms: int) -> None:
+        """Once a second (wall clock, like the reading's time): is the latest reading too old to trust for
+        entries? A reading delivered as state to a restarted executor is judged by when it was read, not
+        when it arrived. A budget known only from a rate-limit refusal (no reading yet) is not aged."""
+        b = self.budget
+        if not b.known or not b.read_ms:
+            self.reading_age_ms, self.reading_stale = -1, False
+            return
+        self.reading_age_ms = max(0, now_ms - b.read_ms)
+        self.reading_stale = self.reading_age_ms > self.max_read_age_ms
+
     def on_accepted(self) -> None:
         self.backoff.on_accepted()
 
@@ -354,7 +373,13 @@ class Admission:
         if change is not None:
             b = self.budget
             figures = f"{b.used:,} of {b.cap:,} address requests used, reserve {self.reserve:,}"
-            if change[1]:
+            if change[1] == "RequestBudgetStale":
+                notes.append(Note("request_budget_stale", f"entries stopped: the latest reading of the address "
+                                  f"request budget is {self.reading_age_ms // 1000} s old (limit "
+                                  f"{self.max_read_age_ms // 1000} s); requests other clients of the address "
+                                  "send are not counted; flattens and cancels go on; entries resume with the "
+                                  "next reading"))
+            elif change[1]:
                 notes.append(Note("request_budget_low", f"entries stopped: {figures}; flattens and cancels keep "
                                   "the reserve"))
             else:
@@ -365,7 +390,12 @@ class Admission:
         """``(before, now)`` when the budget's verdict on entries changed since the last call ("" = entries
         allowed, else the reason); None if it did not. For one log line per change, not per intent."""
         b = self.budget
-        now = "" if not b.known or b.room_orders() - 1 >= self.reserve else "RequestBudgetLow"
+        if not b.known:
+            now = ""
+        elif self.reading_stale:
+            now = "RequestBudgetStale"
+        else:
+            now = "" if b.room_orders() - 1 >= self.reserve else "RequestBudgetLow"
         if now == self._entries_state:
             return None
         before, self._entries_state = self._entries_state, now
@@ -375,7 +405,8 @@ class Admission:
         """Levels for the heartbeat (``status`` and the metrics)."""
         b = self.budget
         out = {"request_budget_known": int(b.known), "request_budget_reserve": self.reserve,
-               "post_tokens": int(self.pacer.tokens)}
+               "request_budget_stale": int(self.reading_stale),
+               "request_budget_max_age_s": self.max_read_age_ms // 1000, "post_tokens": int(self.pacer.tokens)}
         if b.known:
             out.update(request_budget_used=b.used, request_budget_cap=b.cap, request_budget_cancel_cap=b.cancel_cap,
                        request_budget_cum_vlm_usd=int(b.cum_vlm_usd),

@@ -14,6 +14,7 @@ __all__ = ["GAUGE_STATS", "limits_lines", "switch_state_name"]
 GAUGE_STATS = frozenset({
     "request_budget_known", "request_budget_used", "request_budget_cap", "request_budget_cancel_cap",
     "request_budget_reserve", "request_budget_cum_vlm_usd", "request_budget_read_age_s", "post_tokens",
+    "request_budget_stale", "request_budget_max_age_s",
     "schedule_cancel_state", "schedule_cancel_required_usd",
 })
 _NAMES = {code: name for name, code in STATE_CODES.items()}
@@ -32,8 +33,14 @@ def limits_lines(stats: Mapping[str, int]) -> list[str]:
         used, cap, reserve = stats.get("request_budget_used", 0), stats.get("request_budget_cap", 0), \
             stats.get("request_budget_reserve", 0)
         left = cap - used
-        state = "entries STOPPED (flattens and cancels keep the reserve)" if left - 1 < reserve else "entries allowed"
         age = stats.get("request_budget_read_age_s", -1)
+        if stats.get("request_budget_stale"):
+            state = (f"entries STOPPED: the reading is older than {stats.get('request_budget_max_age_s', 0)} s "
+                     "(the position tracker cannot read it)")
+        elif left - 1 < reserve:
+            state = "entries STOPPED (flattens and cancels keep the reserve)"
+        else:
+            state = "entries allowed"
         read = f", read {age} s ago" if age >= 0 else ""
         out.append(f"requests  {used:,} used of {cap:,} (cancels {stats.get('request_budget_cancel_cap', 0):,}; "
                    f"reserve {reserve:,}): {state}; lifetime volume ${stats.get('request_budget_cum_vlm_usd', 0):,}"

@@ -134,6 +134,11 @@ class ExecutorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # How often the position tracker reads ``userRateLimit`` (an /info request of weight 20 against the
     # IP's 1,200 a minute); between reads the executor adds up its own actions.
     request_budget_poll_ms: Annotated[int, msgspec.Meta(ge=1000, le=3_600_000)] = 30_000
+    # Entries stop while the latest reading is older than this many polls (the tracker's REST reads keep
+    # failing): the executor's own count cannot see requests another client of the same address sends
+    # (the app, a second bot), so an old reading is not trusted for entries. Flattens and cancels are not
+    # held. Entries resume with the next reading.
+    request_budget_max_age_polls: Annotated[int, msgspec.Meta(ge=2, le=100)] = 5
     # The exchange's WebSocket budget: 2,000 client messages per rolling minute per IP. Entry posts are
     # paced by a token bucket holding this many posts (the idle path sends at once while it has tokens) ...
     entry_posts_burst: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 200

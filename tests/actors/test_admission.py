@@ -162,3 +162,36 @@ def test_entries_stop_before_the_request_budget_runs_out_and_the_flatten_still_g
     assert g.wait(lambda: not sim_account(g.sim, g.account)["positions"].get("xyz:GOLD"), 10), g.log()[-3:]
     assert [e for e in g.log() if e.get("refused") == "request_budget"] == []
     assert not g.status()["hard_stop"]["latched"]
+
+
+def test_entries_stop_while_the_tracker_cannot_read_the_budget_and_the_flatten_still_goes(make_graph: Any) -> None:
+    """The tracker's ``userRateLimit`` reads fail (every /info answers HTTP 429): after two polls without a
+    reading the executor refuses entries at intake (another client of the address may be spending the
+    budget), says so once and in ``status``; a flatten still goes; the next reading lets entries through.
+    Before, entries went on for as long as the reads failed."""
+    g, logs = make_graph(SimParams(model=FAST, schedule_cancel_min_volume_usd=0.0),
+                         "request_budget_poll_ms = 1000\nrequest_budget_max_age_polls = 2\n")
+    assert g.wait(lambda: g.stats().get("request_budget_known") == 1, 10), g.stats()
+    opened = entry(g.sim, "xyz:GOLD")
+    assert g.intents.send(opened)
+    assert g.wait(lambda: bool(sim_account(g.sim, g.account)["positions"].get("xyz:GOLD")), 10)
+    g.sim.set_faults(rate_limit_http=True)
+    try:
+        assert g.wait(lambda: g.stats().get("request_budget_stale") == 1, 10), g.stats()
+        refused = entry(g.sim, "xyz:SILVER")
+        assert g.intents.send(refused)
+        assert g.wait(lambda: g.stats().get("entry_shed:RequestBudgetStale", 0) >= 1, 5), g.stats()
+        assert g.submitted(refused.intent_id) is None
+        assert "entries STOPPED: the reading is older than 2 s" in format_status(g.status())
+        assert len(logs.events("request_budget_stale", logging.WARNING)) == 1
+        pos = Decimal(sim_account(g.sim, g.account)["positions"]["xyz:GOLD"])
+        assert g.intents.send(flatten(g.sim, "xyz:GOLD", is_buy=pos < 0, sz=abs(pos)))
+        assert g.wait(lambda: not sim_account(g.sim, g.account)["positions"].get("xyz:GOLD"), 10), g.log()[-3:]
+    finally:
+        g.sim.set_faults(rate_limit_http=False)
+    assert g.wait(lambda: g.stats().get("request_budget_stale") == 0, 10), g.stats()
+    again = entry(g.sim, "xyz:TSLA")
+    assert g.intents.send(again)
+    assert g.wait(lambda: g.submitted(again.intent_id) is not None, 10), g.stats()
+    assert logs.events("request_budget_ok")
+    assert not g.status()["hard_stop"]["latched"]

@@ -154,6 +154,55 @@ def test_entries_transition_is_reported_once_per_change() -> None:
     assert adm.entries_transition() == ("RequestBudgetLow", "")
 
 
+def test_an_old_reading_stops_entries_not_flattens_until_a_new_one() -> None:
+    """The tracker's reads keep failing: the executor's own count cannot see what another client of the same
+    address spends, so past ``request_budget_max_age_polls`` polls entries stop (said once), flattens and
+    cancels do not, and the next reading lets entries through again."""
+    adm = Admission(ExecutorParams(request_budget_reserve=10, request_budget_poll_ms=30_000,
+                                   request_budget_max_age_polls=5))
+    assert adm.max_read_age_ms == 150_000
+    adm.on_reading(reading(0, 10_000))
+    adm.check_reading_age(NOW_MS + 150_000)  # exactly the limit: still trusted
+    assert adm.entry_refusal(0, 0) == "" and adm.entries_transition() is None
+    adm.check_reading_age(NOW_MS + 150_001)
+    assert adm.entry_refusal(0, 0) == "RequestBudgetStale"
+    lim = adm.limits(0)
+    assert lim.new == 0 and lim.reduce_only > 0 and lim.cancels > 0  # flattens and cancels are not held
+    notes = adm.take_notes()
+    assert [n.event for n in notes] == ["request_budget_stale"] and notes[0].warning
+    assert "150 s old (limit 150 s)" in notes[0].detail
+    assert adm.stats(NOW_MS + 150_001)["request_budget_stale"] == 1
+    adm.check_reading_age(NOW_MS + 200_000)
+    assert adm.take_notes() == []  # once per change, not per check
+    adm.on_reading(reading(5, 10_000, requested_ms=NOW_MS + 199_000))
+    adm.check_reading_age(NOW_MS + 200_000)
+    assert adm.entry_refusal(0, 0) == "" and adm.limits(0).new > 0
+    assert [n.event for n in adm.take_notes()] == ["request_budget_ok"]
+
+
+def test_an_old_reading_handed_to_a_restarted_executor_is_judged_by_when_it_was_read() -> None:
+    """A restarted executor gets the tracker's last reading as state: its age counts from the read."""
+    adm = Admission(ExecutorParams(request_budget_poll_ms=1_000, request_budget_max_age_polls=3))
+    adm.on_reading(reading(0, 10_000, requested_ms=NOW_MS - 600_000))
+    adm.check_reading_age(NOW_MS)
+    assert adm.entry_refusal(0, 0) == "RequestBudgetStale"
+
+
+def test_a_budget_known_only_from_a_rate_limit_refusal_is_not_aged() -> None:
+    """Before any reading, a "Too many cumulative requests" refusal makes the budget known (over it: entries
+    are refused as low, not as stale); a later reading ages as usual."""
+    adm = Admission(ExecutorParams(request_budget_reserve=10, request_budget_poll_ms=1_000,
+                                   request_budget_max_age_polls=2))
+    adm.budget.charge(1, 0, throttled=False)
+    adm.budget.resolve(1, NOW_MS)
+    assert adm.budget.on_rate_limit_error(rate_limit_error(10_001, 10_000, "0"), 1, 0)
+    adm.check_reading_age(NOW_MS + 3_600_000)
+    assert not adm.reading_stale and adm.entry_refusal(0, 0) == "RequestBudgetLow"
+    adm.on_reading(reading(0, 20_000, requested_ms=NOW_MS + 3_600_000))
+    adm.check_reading_age(NOW_MS + 3_602_001)
+    assert adm.entry_refusal(0, 0) == "RequestBudgetStale"
+
+
 # ---------------------------------------------------------------- the WebSocket message budget
 
 

@@ -23,6 +23,7 @@ from hip3 import clock
 from hip3.messages import (
     AssetCtx,
     Bbo,
+    ExchangeClock,
     FlattenIntent,
     Message,
     OrderCancelled,
@@ -88,6 +89,8 @@ class ExitWatcher(Actor):
             core.on_order_cancelled(msg)
         elif isinstance(msg, OrderFilled):
             core.on_order_filled(msg)
+        elif isinstance(msg, ExchangeClock):
+            core.on_exchange_clock(msg)
 
     def _send(self, intent: FlattenIntent) -> None:
         if self.intents.send(intent):

@@ -165,3 +165,12 @@ class ExchangeTime:
         """The exchange's time now; the host's wall time until the offset is measured."""
         off = self.offset_mono_ms
         return now_wall_ns // _MS if off is None else off + now_mono_ns // _MS
+
+    def mono_ns_of(self, exchange_ms: int, now_mono_ns: int, now_wall_ms: int) -> int:
+        """The monotonic time of an exchange timestamp (a fill's ``time``), never later than now: through the
+        measured offset, or the host's wall clock until it is measured. A host clock off by the skew bound
+        would otherwise move every hold timer that starts at a fill by as much."""
+        off = self.offset_mono_ms
+        if off is None:
+            return now_mono_ns - max(0, now_wall_ms - exchange_ms) * _MS
+        return min(now_mono_ns, (exchange_ms - off) * _MS)

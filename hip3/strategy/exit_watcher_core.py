@@ -28,10 +28,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+from hip3.account.exchange_clock import ExchangeTime
 from hip3.execution.dust import DustBook
 from hip3.messages import (
     AssetCtx,
     Bbo,
+    ExchangeClock,
     FlattenIntent,
     OrderCancelled,
     OrderFilled,
@@ -104,6 +106,7 @@ class ExitWatcherCore:
         self._ext_alerted: set[str] = set()
         self._ext_expired: set[str] = set()
         self._profiles: dict[str, str] = {}
+        self.exchange_time = ExchangeTime()  # a fill's time (the exchange's clock) as a monotonic time
         self.dust = DustBook()
         self.alerts: list[str] = []
         self.counts: dict[str, int] = {
@@ -380,6 +383,9 @@ class ExitWatcherCore:
         """Exit profile for the next position opened in ``coin`` (Standard unless told)."""
         self._profiles[coin] = profile
 
+    def on_exchange_clock(self, msg: ExchangeClock) -> None:
+        self.exchange_time.on_clock(msg)
+
     def on_position_snapshot(self, snap: PositionSnapshot, now_ns: int, now_ms: int) -> None:
         """Mirror the book: add/update first, then (synced snapshots only) remove absent positions."""
         rules = self.rules
@@ -393,9 +399,9 @@ class ExitWatcherCore:
             if pos is None or pos.is_long != p.is_long:
                 if pos is not None:
                     self._release(p.coin)
-                held_ms = max(0, now_ms - p.opened_ms) if p.opened_ms > 0 else 0
+                entry_ns = self.exchange_time.mono_ns_of(p.opened_ms, now_ns, now_ms) if p.opened_ms > 0 else now_ns
                 pos = ExitPosition(
-                    p.coin, p.asset, p.is_long, p.size, entry_px, now_ns - held_ms * _MS,
+                    p.coin, p.asset, p.is_long, p.size, entry_px, entry_ns,
                     p.entry_edge_bps, self._profiles.pop(p.coin, EXIT_STANDARD),
                 )
                 mk.pos = pos

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from hip3.messages import OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, PositionClosed
+from hip3.messages import ExchangeClock, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, PositionClosed
 from hip3.strategy.exit_watcher_core import ExitWatcherCore
 from hip3.strategy.params import ExitParams, OracleExitParams, OracleTrackerParams
 
@@ -172,6 +172,34 @@ def test_opened_ms_sets_entry_time_for_late_joiner() -> None:
     core.on_ctx(ctx(C, 100.0, mark=100.0), T0_NS)
     core.on_position_snapshot(snapshot(position(C, opened_ms=T0_MS - 29_000)), T0_NS, T0_MS)
     assert [i.reason for i in core.on_tick(at(1001))] == ["time_stop"]
+
+
+def _clock(exchange_ms_at_t0: int) -> ExchangeClock:
+    """The feed's estimate: at monotonic ``T0_NS`` the exchange's clock reads ``exchange_ms_at_t0``."""
+    return ExchangeClock(offset_mono_ms=exchange_ms_at_t0 - T0_NS // MS, skew_ms=exchange_ms_at_t0 - T0_MS,
+                         samples=10, last_sample_age_ms=5)
+
+
+@pytest.mark.parametrize("skew_ms", [-1500, 1500])  # host clock 1.5 s ahead of / behind the exchange
+def test_hold_timers_start_at_the_fill_on_the_exchanges_clock_not_the_hosts(skew_ms: int) -> None:
+    """The position was opened 1 s before the snapshot, by the exchange's clock. Through the host's wall
+    clock the hold began 2.5 s early (host ahead: the time stop fired 2.5 s early) or 1 s late, clamped
+    at the snapshot (host behind). Through the measured offset it begins at the fill either way."""
+    core = ExitWatcherCore(ExitParams(), OracleTrackerParams(), {C: 2})
+    core.on_ctx(ctx(C, 100.0, mark=100.0), T0_NS)
+    exchange_now = T0_MS + skew_ms  # the host's wall clock reads T0_MS
+    core.on_exchange_clock(_clock(exchange_now))
+    core.on_position_snapshot(snapshot(position(C, opened_ms=exchange_now - 1000)), T0_NS, T0_MS)
+    assert core.position(C).entry_ns == T0_NS - 1000 * MS  # type: ignore[union-attr]
+    assert core.on_tick(at(28_900)) == []  # 29.9 s held
+    assert [i.reason for i in core.on_tick(at(29_001))] == ["time_stop"]  # 30.001 s held
+
+
+def test_an_opening_time_after_now_on_the_exchanges_clock_is_now() -> None:
+    core = ExitWatcherCore(ExitParams(), OracleTrackerParams(), {C: 2})
+    core.on_exchange_clock(_clock(T0_MS))
+    core.on_position_snapshot(snapshot(position(C, opened_ms=T0_MS + 5_000)), T0_NS, T0_MS)
+    assert core.position(C).entry_ns == T0_NS  # type: ignore[union-attr]
 
 
 def test_unsynced_snapshot_never_removes() -> None:

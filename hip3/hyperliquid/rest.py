@@ -282,6 +282,15 @@ class RestClient:
         out: UserRateLimit = self._typed({"type": "userRateLimit", "user": user.lower()}, _DEC_RL)
         return out
 
+    def active_asset_data(self, user: str, coin: str) -> dict[str, Any]:
+        """The account on one market: the leverage in force (``{"type": "cross"|"isolated", "value": n}``),
+        ``maxTradeSzs`` and ``availableToTrade`` ([long, short]) and ``markPx``. A HIP-3 market is named by
+        its full coin (``xyz:GOLD``)."""
+        out = self.info({"type": "activeAssetData", "user": user.lower(), "coin": coin})
+        if not isinstance(out, dict):
+            raise RestError(f"activeAssetData is not an object: {str(out)[:200]}")
+        return out
+
     def user_fills(self, user: str, aggregate_by_time: bool = False) -> list[dict[str, Any]]:
         """Recent fills, newest first (at most 2000); no dex parameter exists."""
         body: dict[str, Any] = {"type": "userFills", "user": user.lower()}

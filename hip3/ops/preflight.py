@@ -7,7 +7,8 @@ the actors that load the market specs, and a latched hard stop once their restar
 It asks the exchange what the actors will ask, through the same library code (``load_registry`` for the
 dex and the markets, ``fetch_raw_terms``/``build_terms``/``TermsView`` for the fees the detector will
 assume, ``collateral_problem`` for the dex's funding, ``read_request_budget``/``Admission`` for the
-request budget), so the check and the actors cannot disagree about a rule.
+request budget; ``activeAssetData`` for the leverage each order will be margined at), so the check
+and the actors cannot disagree about a rule.
 
 Severities: ``fatal`` (the start is refused: a market the dex does not list, a host that does not answer,
 no key or the wrong one), ``block`` (hip3 would run but refuse entries: dex unfunded, fees unreadable,
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -157,7 +159,9 @@ def run_checks(cfg: Config, rest_url: str, ws_url: str, key_address: str | None,
     if registry is not None:
         _terms(c, cfg, rest_url, client, retry, registry, account, now_ms)
         if account and cfg.mode != "observe":
-            _collateral(c, cfg, rest_url, client, retry, registry.dex, account)
+            usable = _collateral(c, cfg, rest_url, client, retry, registry.dex, account)
+            _leverage(c, cfg, rest_url, client, retry, [m.coin for m in cfg.markets if m.coin in registry], account,
+                      usable)
             _budget(c, cfg, rest_url, client, retry, account, now_ms)
             if key_address is not None and key_address != account.lower():
                 _agent(c, rest_url, client, retry, key_address, account)
@@ -252,20 +256,51 @@ def _terms(c: _Ctx, cfg: Config, rest_url: str, client: RestClient, retry: Retry
 
 
 def _collateral(c: _Ctx, cfg: Config, rest_url: str, client: RestClient, retry: Retry, dex: str,
-                account: str) -> None:
+                account: str) -> Decimal | None:
+    """The dex's collateral as the tracker judges it; returns what is usable (None: not read)."""
     try:
         coll = retry.run("POST /info (clearinghouseState)", rest_url,
                          lambda: collateral_from_states(dex, client.clearinghouse_state(account, dex),
                                                         client.clearinghouse_state(account, "")))
     except RestError as e:
         c.add("block", "collateral", f"cannot read the account's collateral: {e}")
-        return
+        return None
+    usable = usable_usd(coll, cfg.collateral.source)
     problem = collateral_problem(coll, cfg.collateral)
     if problem:
         c.add("block", "collateral", problem)
     else:
-        c.add("ok", "collateral", f"dex {dex!r}: {usable_usd(coll, cfg.collateral.source).normalize():f} USDC usable "
+        c.add("ok", "collateral", f"dex {dex!r}: {usable.normalize():f} USDC usable "
               f"(entries need {cfg.collateral.min_free_usd:g})")
+    return usable
+
+
+def _leverage(c: _Ctx, cfg: Config, rest_url: str, client: RestClient, retry: Retry, coins: list[str],
+              account: str, usable: Decimal | None) -> None:
+    """The leverage this account has set on each market (``activeAssetData``; the market line gives the
+    market's maximum), and whether the dex's usable collateral margins one entry at the per-market notional
+    cap. hip3 never changes the leverage: the exchange margins each order at the account's setting."""
+    cap = Decimal(repr(cfg.executor.max_notional_per_market_usd))
+    for coin in coins:
+        try:
+            data = retry.run(f"POST /info (activeAssetData {coin})", rest_url,
+                             partial(client.active_asset_data, account, coin))
+            kind, value = str(data["leverage"]["type"]), int(data["leverage"]["value"])
+        except RestError as e:
+            c.add("warn", "leverage", f"{coin}: cannot read the account's leverage: {e}")
+            continue
+        except (KeyError, TypeError, ValueError):
+            c.add("warn", "leverage", f"{coin}: cannot read the account's leverage: unexpected answer "
+                  f"{str(data)[:120]}")
+            continue
+        margin = cap / max(1, value)
+        text = (f"{coin}: {value}x {kind}; an entry at the per-market cap (${cap.normalize():f}) takes "
+                f"${margin:.2f} of margin")
+        if usable is not None and margin > usable:
+            c.add("warn", "leverage", f"{text}, more than the dex's {usable.normalize():f} USDC usable: such an entry "
+                  "is refused for margin (raise the leverage in the exchange's app, lower the cap, or fund the dex)")
+        else:
+            c.add("ok", "leverage", text)
 
 
 def _budget(c: _Ctx, cfg: Config, rest_url: str, client: RestClient, retry: Retry, account: str,

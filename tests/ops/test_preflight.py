@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,35 @@ def test_a_paper_config_passes_with_the_fee_the_detector_will_assume(run_dir: Pa
     assert "collateral  dex 'xyz': 100000 USDC usable" in text
     assert "requests    0 used of 10,000 (reserve 500 for flattens and cancels): entries allowed" in text
     assert "the dead man's switch is refused below $0" not in text  # the fixture turns the gate off
+    # The leverage this account has set (the simulator's default, 10x, within each market's maximum).
+    for coin in MARKETS:
+        assert f"ok    leverage    {coin}: 10x isolated; an entry at the per-market cap ($50) takes $5.00 of margin" \
+            in text
+
+
+def test_a_leverage_too_low_for_the_dex_collateral_is_a_warning_per_market(run_dir: Path) -> None:
+    """1x on a dex holding 30 USDC: an entry at the $50 per-market cap needs $50 of margin, which the exchange
+    (and the simulator) refuses with "Insufficient margin to place order."; the check says so before a start,
+    per market, as a warning (smaller entries still go)."""
+    from hip3.sim.app import SimServer
+    from hip3.sim.params import SimParams
+
+    key = "0x" + secrets.token_hex(32)
+    account = SigningKey(key).address
+    sim = SimServer(SimParams(default_leverage=1), seed=3, funds={account: Decimal(30)},
+                    order_log=str(run_dir / "o.jsonl"))
+    sim.start()
+    try:
+        cfg = sim_config(run_dir, sim.url, account, MARKETS)
+        found = check(cfg, sim, key, account)
+    finally:
+        sim.stop()
+    warn = [x for x in lines(found, "warn") if "leverage" in x]
+    assert len(warn) == len(MARKETS), lines(found)
+    assert warn[0] == ("WARN  leverage    xyz:GOLD: 1x isolated; an entry at the per-market cap ($50) takes $50.00 of "
+                       "margin, more than the dex's 30 USDC usable: such an entry is refused for margin (raise the "
+                       "leverage in the exchange's app, lower the cap, or fund the dex)")
+    assert not lines(found, "fatal") and not lines(found, "block")
 
 
 def test_a_misspelt_market_is_one_fatal_line_with_the_closest_name(run_dir: Path, sim_server: Any,

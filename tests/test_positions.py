@@ -225,6 +225,22 @@ def test_resync_keeps_entry_edge_and_time() -> None:
     assert p is not None and p.entry_edge_bps == 42.0 and p.opened_ms == 1234 and p.entry_cloid == X
 
 
+def test_an_entry_filled_before_its_order_submitted_gets_its_edge_when_it_comes() -> None:
+    """The fill (feed's user stream) and the ``OrderSubmitted`` (executor) have no order between them: a
+    position opened by the fill first had entry edge 0 for good (the report's edge buckets, the exits'
+    edge scaling); the snapshot after the ``OrderSubmitted`` now carries it."""
+    b = book()
+    b.on_user_fill(ufill("2.7"), 0)
+    p = b.position(GOLD)
+    assert p is not None and p.entry_edge_bps == 0.0
+    version = b.version
+    b.on_order_submitted(submitted(), edge_bps=42.0)
+    p = b.position(GOLD)
+    assert p is not None and p.entry_edge_bps == 42.0 and b.version > version
+    b.on_order_submitted(submitted("0x" + "b" * 32), edge_bps=7.0)  # another order's: not this position's
+    assert b.position(GOLD).entry_edge_bps == 42.0  # type: ignore[union-attr]
+
+
 def test_suspicious_empty_response_needs_two_in_a_row() -> None:
     b = book()
     b.on_user_fill(ufill("1", cloid=None), 0)

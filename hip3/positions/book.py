@@ -154,6 +154,10 @@ class PositionBook(RestResync):
             edge_bps=edge_bps,
         )
         self.assets.setdefault(msg.coin, msg.asset)
+        pos = self._pos.get(msg.coin)
+        if pos is not None and pos.entry_cloid == msg.cloid and not pos.entry_edge_bps and edge_bps:
+            pos.entry_edge_bps = edge_bps  # its fill came first (two publishers): the edge arrives now
+            self._bump()
         while len(self._info) > _MEMORY:
             self._info.popitem(last=False)
         if msg.reduce_only:

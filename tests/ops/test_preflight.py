@@ -39,6 +39,22 @@ def lines(findings: list[Finding], severity: str | None = None) -> list[str]:
     return [f.line() for f in findings if severity is None or f.severity == severity]
 
 
+def check_on_own_sim(run_dir: Path, params: Any, funds_usd: int | None) -> list[Finding]:
+    """The check against a simulator of its own (``params``) for a new account holding ``funds_usd`` on the
+    dex (None: nothing)."""
+    from hip3.sim.app import SimServer
+
+    key = "0x" + secrets.token_hex(32)
+    account = SigningKey(key).address
+    funds = {} if funds_usd is None else {account: Decimal(funds_usd)}
+    sim = SimServer(params, seed=3, funds=funds, order_log=str(run_dir / "o.jsonl"))
+    sim.start()
+    try:
+        return check(sim_config(run_dir, sim.url, account, MARKETS), sim, key, account)
+    finally:
+        sim.stop()
+
+
 def test_a_paper_config_passes_with_the_fee_the_detector_will_assume(run_dir: Path, sim_server: Any,
                                                                      paper_key: str) -> None:
     account = SigningKey(paper_key).address
@@ -66,19 +82,9 @@ def test_a_leverage_too_low_for_the_dex_collateral_is_a_warning_per_market(run_d
     """1x on a dex holding 30 USDC: an entry at the $50 per-market cap needs $50 of margin, which the exchange
     (and the simulator) refuses with "Insufficient margin to place order."; the check says so before a start,
     per market, as a warning (smaller entries still go)."""
-    from hip3.sim.app import SimServer
     from hip3.sim.params import SimParams
 
-    key = "0x" + secrets.token_hex(32)
-    account = SigningKey(key).address
-    sim = SimServer(SimParams(default_leverage=1), seed=3, funds={account: Decimal(30)},
-                    order_log=str(run_dir / "o.jsonl"))
-    sim.start()
-    try:
-        cfg = sim_config(run_dir, sim.url, account, MARKETS)
-        found = check(cfg, sim, key, account)
-    finally:
-        sim.stop()
+    found = check_on_own_sim(run_dir, SimParams(default_leverage=1), 30)
     warn = [x for x in lines(found, "warn") if "leverage" in x]
     assert len(warn) == len(MARKETS), lines(found)
     assert warn[0] == ("WARN  leverage    xyz:GOLD: 1x isolated; an entry at the per-market cap ($50) takes $50.00 of "
@@ -108,18 +114,9 @@ def test_a_dex_pattern_that_matches_nothing(run_dir: Path, sim_server: Any, pape
 
 
 def test_an_unfunded_dex_and_a_low_request_budget_block_entries(run_dir: Path) -> None:
-    from hip3.sim.app import SimServer
     from hip3.sim.params import SimParams
 
-    key = "0x" + secrets.token_hex(32)
-    account = SigningKey(key).address
-    sim = SimServer(SimParams(request_budget_initial=100), seed=3, funds={}, order_log=str(run_dir / "o.jsonl"))
-    sim.start()
-    try:
-        cfg = sim_config(run_dir, sim.url, account, MARKETS)
-        found = check(cfg, sim, key, account)
-    finally:
-        sim.stop()
+    found = check_on_own_sim(run_dir, SimParams(request_budget_initial=100), None)
     block = lines(found, "block")
     assert len(block) == 2, lines(found)
     assert block[0].startswith("BLOCK collateral  dex 'xyz' has no usable collateral (0 < 10 USDC free")

@@ -260,9 +260,9 @@ class Executor(Actor):
         stats["sign_nonces_pooled"] = send.signer.pooled
         stats["dropped_unmatched"] = core.dropped_unmatched
         stats["statuses_unmatched"] = core.tracker.unmatched
-        stats.update(core.terms.summary(now_ms()))
-        stats.update(send.switch.stats())
         wall_ms = now_ms()
+        stats.update(core.terms.summary(wall_ms))
+        stats.update(send.switch.stats())
         core.admission.check_reading_age(wall_ms)
         stats.update(core.admission.stats(wall_ms))
         # Once a second: entries shed and verdict lines held back, counted by reason; a change in whether

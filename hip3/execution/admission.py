@@ -289,6 +289,16 @@ class Admission:
         the request budget (unknown, or low: flattens keep the reserve), or a full queue (overload)."""
         if self.backoff.blocked(now_ns):
             return "ExchangeBackoff"
+        budget = self._budget_refusal()
+        if budget:
+            return budget
+        if queued_new >= self.params.entry_intake_queue_limit:
+            return "Overloaded"
+        return ""
+
+    def _budget_refusal(self) -> str:
+        """Why the request budget refuses entries ("" if it does not): not read yet, its reading too old,
+        or too little left above the flattens' reserve."""
         b = self.budget
         if not b.known:
             return "RequestBudgetUnknown"
@@ -296,8 +306,6 @@ class Admission:
             return "RequestBudgetStale"
         if b.room_orders() - 1 < self.reserve:
             return "RequestBudgetLow"
-        if queued_new >= self.params.entry_intake_queue_limit:
-            return "Overloaded"
         return ""
 
     def may_send_other(self, now_ns: int) -> bool:
@@ -389,13 +397,9 @@ class Admission:
     def entries_transition(self) -> tuple[str, str] | None:
         """``(before, now)`` when the budget's verdict on entries changed since the last call ("" = entries
         allowed, else the reason); None if it did not. For one log line per change, not per intent."""
-        b = self.budget
-        if not b.known:
+        now = self._budget_refusal()
+        if now == "RequestBudgetUnknown":  # the wait for the first reading is not a change worth a line
             now = ""
-        elif self.reading_stale:
-            now = "RequestBudgetStale"
-        else:
-            now = "" if b.room_orders() - 1 >= self.reserve else "RequestBudgetLow"
         if now == self._entries_state:
             return None
         before, self._entries_state = self._entries_state, now
